@@ -1,0 +1,53 @@
+"""Exit codes and the errors lanchat shows to its user: what happened, and what to do about it."""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    """Process exit codes; the README lists them, scripts rely on them."""
+
+    OK = 0
+    ERROR = 1  # something went wrong that none of the codes below describes
+    USAGE = 2  # bad arguments (typer/click use 2 as well)
+    CHECK_FAILED = 3  # `lanchat doctor` found at least one failing check
+    UNREACHABLE = 4  # refused, timed out, host unreachable, no server found or running
+    REJECTED = 5  # the server answered but refused us: name taken, room full, version
+    ADDRESS_IN_USE = 6  # `lanchat serve`: the port is held by another program
+    INTERRUPTED = 130  # Ctrl-C where it is not the normal way to leave
+
+
+class LanchatError(Exception):
+    """An error meant for the user: a message saying what happened and a hint saying what to do."""
+
+    exit_code: ExitCode = ExitCode.ERROR
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+
+class UsageError(LanchatError):
+    """An argument the user gave cannot be used (a malformed address, an invalid name)."""
+
+    exit_code = ExitCode.USAGE
+
+
+class UnreachableError(LanchatError):
+    """No server could be reached: refused, timed out, unreachable, not found."""
+
+    exit_code = ExitCode.UNREACHABLE
+
+
+class RejectedError(LanchatError):
+    """The server answered and said no: the name is taken, the room is full, wrong version."""
+
+    exit_code = ExitCode.REJECTED
+
+
+class AddressInUseError(LanchatError):
+    """The port the server should listen on is held by another program."""
+
+    exit_code = ExitCode.ADDRESS_IN_USE
