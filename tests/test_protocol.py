@@ -1,0 +1,321 @@
+"""The wire format without sockets: lines fed whole and byte by byte, oversize, garbage, names,
+escape stripping, and every frame both ways (h11-style tests)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from lanchat.protocol import (
+    DETECT_SECONDS,
+    MAX_LINE_BYTES,
+    AskHelp,
+    AskWho,
+    Chat,
+    FrameError,
+    Goodbye,
+    Hello,
+    Joined,
+    Left,
+    LineDecoder,
+    LineTooLong,
+    Ping,
+    Pong,
+    Problem,
+    Quit,
+    Renamed,
+    Say,
+    SetName,
+    Welcome,
+    WhoList,
+    clean_text,
+    encode_history_text,
+    encode_json,
+    encode_request,
+    encode_text,
+    name_problem,
+    parse_event,
+    parse_hello,
+    parse_raw_line,
+    parse_request,
+    suggest_name,
+)
+
+
+def feed_bytewise(decoder: LineDecoder, data: bytes) -> list[bytes | LineTooLong]:
+    out: list[bytes | LineTooLong] = []
+    for i in range(len(data)):
+        out += decoder.feed(data[i : i + 1])
+    return out
+
+
+class TestLineDecoder:
+    def test_whole_and_bytewise_agree(self) -> None:
+        data = b"one\r\ntwo\n\nthree\npartial"
+        whole = LineDecoder().feed(data)
+        assert whole == [b"one", b"two", b"", b"three"]
+        assert feed_bytewise(LineDecoder(), data) == whole
+
+    def test_last_line_without_newline_is_kept_at_end_of_stream(self) -> None:
+        decoder = LineDecoder()
+        assert decoder.feed(b"hello") == []
+        assert decoder.finish() == [b"hello"]
+        assert decoder.finish() == []
+
+    def test_line_at_the_limit_passes_one_more_byte_does_not(self) -> None:
+        decoder = LineDecoder(max_line=10)
+        assert decoder.feed(b"x" * 10 + b"\n") == [b"x" * 10]
+        assert decoder.feed(b"x" * 10 + b"\r\n") == [b"x" * 10]  # the \r is not counted
+        assert decoder.feed(b"x" * 11 + b"\n") == [LineTooLong(10)]
+
+    def test_oversize_line_is_reported_once_and_the_stream_resyncs(self) -> None:
+        decoder = LineDecoder(max_line=10)
+        out = feed_bytewise(decoder, b"y" * 50 + b"\nnext\n")
+        assert out == [LineTooLong(10), b"next"]
+        out = decoder.feed(b"z" * 30)
+        out += decoder.feed(b"z" * 30)
+        out += decoder.feed(b"\nafter\n")
+        assert out == [LineTooLong(10), b"after"]
+        assert decoder.finish() == []
+
+    def test_oversize_tail_is_not_returned_at_end_of_stream(self) -> None:
+        decoder = LineDecoder(max_line=4)
+        assert decoder.feed(b"abcdefgh") == [LineTooLong(4)]
+        assert decoder.finish() == []
+
+    @given(st.binary(max_size=300), st.lists(st.integers(1, 40), max_size=30))
+    def test_any_split_gives_the_same_lines(self, data: bytes, cuts: list[int]) -> None:
+        whole = LineDecoder(max_line=32)
+        expected = whole.feed(data) + whole.finish()
+        pieces, pos = [], 0
+        for cut in cuts:
+            pieces.append(data[pos : pos + cut])
+            pos += cut
+        pieces.append(data[pos:])
+        split = LineDecoder(max_line=32)
+        got: list[bytes | LineTooLong] = []
+        for piece in pieces:
+            got += split.feed(piece)
+        assert got + split.finish() == expected
+
+
+class TestCleanText:
+    @pytest.mark.parametrize(
+        ("dirty", "clean"),
+        [
+            ("plain text", "plain text"),
+            ("\x1b[31mred\x1b[0m", "red"),
+            ("\x1b[2J\x1b[Hcleared", "cleared"),
+            ("bell\x07", "bell"),
+            ("back\x08\x08space", "backspace"),
+            ("\x1b]0;evil title\x07hi", "hi"),
+            ("\x1b]8;;http://x\x1b\\link\x1b]8;;\x1b\\", "link"),
+            ("\x9b31mC1 csi", "C1 csi"),
+            ("tab\there", "tab here"),
+            ("line\nbreak\r\n", "line break  "),
+            ("abc\u202edcba", "abcdcba"),
+            ("del\x7fete", "delete"),
+            ("lone escape \x1b", "lone escape "),
+            ("ünïcødé ✓ 你好", "ünïcødé ✓ 你好"),
+        ],
+    )
+    def test_strips_what_acts_on_terminals(self, dirty: str, clean: str) -> None:
+        assert clean_text(dirty) == clean
+
+    @given(st.text(max_size=200))
+    def test_result_never_contains_a_control_character(self, text: str) -> None:
+        cleaned = clean_text(text)
+        assert not any(ord(ch) < 0x20 or 0x7F <= ord(ch) <= 0x9F for ch in cleaned)
+        assert not any(ch in cleaned for ch in "\u202a\u202b\u202c\u202d\u202e\u2066\u2069")
+
+
+class TestNames:
+    @pytest.mark.parametrize("name", ["alice", "Bob_2", "a", "x" * 24, "zoë", "李雷", "ana.m-1"])
+    def test_valid(self, name: str) -> None:
+        assert name_problem(name) is None
+
+    @pytest.mark.parametrize(
+        ("name", "code"),
+        [
+            ("", "bad-name"),
+            ("x" * 25, "bad-name"),
+            ("has space", "bad-name"),
+            ("-dash", "bad-name"),
+            ("bell\x07", "bad-name"),
+            ("\x1b[31mred", "bad-name"),
+            ("a<b>", "bad-name"),
+            ("server", "name-reserved"),
+            ("SERVER", "name-reserved"),
+            ("Admin", "name-reserved"),
+        ],
+    )
+    def test_invalid(self, name: str, code: str) -> None:
+        problem = name_problem(name)
+        assert problem is not None and problem.code == code
+        assert problem.message  # a sentence the user can act on
+
+    @pytest.mark.parametrize(
+        ("login", "name"),
+        [
+            ("John Doe", "John-Doe"),
+            ("root", "guest"),
+            ("", "guest"),
+            ("ana", "ana"),
+            ("__x__", "x"),
+            ("é" * 30, "é" * 24),
+        ],
+    )
+    def test_suggest_name_from_a_login(self, login: str, name: str) -> None:
+        assert suggest_name(login) == name
+        assert name_problem(suggest_name(login)) is None
+
+
+class TestClientFrames:
+    @pytest.mark.parametrize(
+        "request_",
+        [
+            Hello(1, "alice", True, "lanchat 0.1"),
+            Hello(1),
+            Say("hi"),
+            Say("waves", action=True),
+            SetName("bob"),
+            AskWho(),
+            Ping("t1"),
+            Quit(),
+        ],
+    )
+    def test_round_trip(self, request_: object) -> None:
+        line = encode_request(request_)  # type: ignore[arg-type]
+        assert line.endswith(b"\n") and line.count(b"\n") == 1
+        assert parse_request(line[:-1]) == request_
+
+    @pytest.mark.parametrize(
+        ("line", "code"),
+        [
+            (b"not json", "bad-frame"),
+            (b"[1, 2]", "bad-frame"),
+            (b'{"no": "type"}', "bad-frame"),
+            (b'{"type": "launch-missiles"}', "bad-frame"),
+            (b'{"type": "message"}', "bad-frame"),
+            (b'{"type": "message", "text": 5}', "bad-frame"),
+            (b'{"type": "nick", "name": null}', "bad-frame"),
+            (b'{"type": "hello", "version": "1"}', "bad-frame"),
+            (b'{"type": "hello", "version": true}', "bad-frame"),
+            (b'{"type": "hello", "version": 0}', "unsupported-version"),
+            (b"[" * 5000, "bad-frame"),
+            (b'{"type": "message", "text": "\xff\xfe"', "bad-frame"),
+        ],
+    )
+    def test_bad_frames_are_explained(self, line: bytes, code: str) -> None:
+        with pytest.raises(FrameError) as info:
+            parse_request(line)
+        assert info.value.code == code and info.value.message
+
+    def test_invalid_utf8_is_replaced_not_fatal(self) -> None:
+        assert parse_request(b'{"type": "message", "text": "caf\xe9"}') == Say("caf\ufffd")
+
+    @given(st.binary(max_size=200))
+    def test_garbage_only_ever_raises_frame_error(self, line: bytes) -> None:
+        try:
+            parse_request(line)
+        except FrameError:
+            pass
+
+
+class TestHelloDetection:
+    def test_hello_is_recognised(self) -> None:
+        assert parse_hello(b'{"type":"hello","version":1,"name":"a"}') == Hello(1, "a")
+
+    @pytest.mark.parametrize(
+        "line", [b"hello everyone", b"{not json", b'{"type":"message","text":"x"}', b"", b"{}"]
+    )
+    def test_anything_else_means_a_raw_client(self, line: bytes) -> None:
+        assert parse_hello(line) is None
+
+    def test_a_hello_with_bad_fields_is_still_a_hello(self) -> None:
+        with pytest.raises(FrameError):
+            parse_hello(b'{"type":"hello","version":"x"}')
+
+
+class TestRawLines:
+    @pytest.mark.parametrize(
+        ("text", "request_"),
+        [
+            ("hello", Say("hello")),
+            ("/me waves", Say("waves", action=True)),
+            ("/nick bob", SetName("bob")),
+            ("/NICK bob", SetName("bob")),
+            ("/who", AskWho()),
+            ("/help", AskHelp()),
+            ("/quit", Quit()),
+            ("//not a command", Say("/not a command")),
+            ("  ", None),
+            ("", None),
+        ],
+    )
+    def test_commands_and_messages(self, text: str, request_: object) -> None:
+        assert parse_raw_line(text) == request_
+
+    @pytest.mark.parametrize("text", ["/frobnicate", "/nick", "/me"])
+    def test_unknown_or_incomplete_command(self, text: str) -> None:
+        with pytest.raises(FrameError) as info:
+            parse_raw_line(text)
+        assert info.value.code == "unknown-command" and "/help" in info.value.message
+
+
+SERVER_FRAMES = [
+    Welcome(3, 1.5, "alice", "lobby", history=2),
+    WhoList(3, 1.5, ("alice", "bob")),
+    Chat(4, 2.0, "bob", "hi", False),
+    Chat(5, 2.0, "bob", "waves", True, history=True),
+    Joined(6, 2.0, "carol", "raw", 3),
+    Left(7, 2.0, "carol", "too-slow", 2),
+    Renamed(8, 2.0, "bob", "rob"),
+    Problem(8, 2.0, "name-taken", "That name is taken."),
+    Pong(8, 2.0, "t"),
+    Goodbye(9, 2.0, "shutdown", "Server shutting down. Goodbye."),
+]
+
+
+class TestServerFrames:
+    @pytest.mark.parametrize("frame", SERVER_FRAMES)
+    def test_json_round_trip(self, frame: object) -> None:
+        line = encode_json(frame)  # type: ignore[arg-type]
+        obj = json.loads(line)
+        assert obj["seq"] == frame.seq and "time" in obj  # type: ignore[attr-defined]
+        assert parse_event(line[:-1]) == frame
+
+    @pytest.mark.parametrize("frame", SERVER_FRAMES)
+    def test_every_frame_has_a_readable_text_form(self, frame: object) -> None:
+        text = encode_text(frame).decode()  # type: ignore[arg-type]
+        assert text.endswith("\n") and text.strip()
+        assert text[0] in "*![" and "\x1b" not in text
+
+    def test_text_forms(self) -> None:
+        assert encode_text(Chat(1, 0, "ana", "hi")).decode().endswith("] <ana> hi\n")
+        assert encode_text(Chat(1, 0, "ana", "waves", True)).decode().endswith("] * ana waves\n")
+        assert encode_text(Joined(2, 0, "bo", "raw", 2)) == b"* bo joined (2 here)\n"
+        assert encode_text(Renamed(3, 0, "bo", "bob")) == b"* bo is now known as bob\n"
+        assert encode_text(Problem(3, 0, "x", "Bad.")) == b"! Bad.\n"
+
+    def test_history_is_marked_for_raw_clients(self) -> None:
+        text = encode_history_text([Chat(1, 0, "ana", "old", history=True)]).decode()
+        assert text.startswith("* Last 1 message:\n") and text.endswith("* End of history.\n")
+        assert encode_history_text([]) == b""
+
+    @pytest.mark.parametrize(
+        "line", [b"{}", b'{"type":"message"}', b'{"type":"welcome","seq":"x"}']
+    )
+    def test_malformed_server_frames(self, line: bytes) -> None:
+        with pytest.raises(FrameError):
+            parse_event(line)
+
+
+def test_limits_are_documented() -> None:
+    doc = (Path(__file__).parent.parent / "docs" / "protocol.md").read_text()
+    assert f"`MAX_LINE_BYTES` = {MAX_LINE_BYTES}" in doc
+    assert f"`DETECT_SECONDS`, {DETECT_SECONDS}" in doc
