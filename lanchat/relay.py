@@ -1,0 +1,361 @@
+"""The threaded relay server: accepts connections, one reader thread each, tells lanchat clients
+from raw ones, and hands what they say to the room. Writing is the fan-out's job (fanout.py).
+
+Modelled on CPython's socketserver (ThreadingTCPServer) with what a chat server needs on top:
+every thread ends and every socket closes when its client leaves, and stop() ends them all.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import select
+import socket
+import socketserver
+import sys
+import threading
+import time
+from typing import Any
+
+from lanchat.errors import AddressInUseError, LanchatError
+from lanchat.fanout import MAX_BACKLOG_FRAMES, SEND_FLAGS, Client
+from lanchat.protocol import (
+    DEFAULT_PORT,
+    DETECT_SECONDS,
+    FrameError,
+    Hello,
+    LineDecoder,
+    LineTooLong,
+    decode_line,
+    parse_hello,
+    parse_raw_line,
+    parse_request,
+)
+from lanchat.room import DEFAULT_HISTORY, DEFAULT_ROOM, Item, Refused, Room, refusal_frames
+
+RECV_BYTES = 65536
+THREAD_STACK_BYTES = (
+    1024 * 1024
+)  # thousands of reader threads; 1 MiB is plenty for json's recursion
+FD_RESERVE = 32  # descriptors kept for the listener, the writer, logs and refusals
+log = logging.getLogger(__name__)
+
+
+def raise_fd_limit() -> int:
+    """Raise the soft open-files limit to the hard one where the OS allows; return the limit."""
+    try:
+        import resource  # POSIX only
+    except ImportError:
+        return 16384  # Windows: sockets are not bounded by a C runtime fd table
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY:
+        hard = 1 << 20
+    if soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+        except (ValueError, OSError):
+            pass
+    return int(soft)
+
+
+def configure(sock: socket.socket) -> None:
+    """Per-connection socket options: no Nagle delay, and notice peers that vanished."""
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    for option, value in (("TCP_KEEPIDLE", 30), ("TCP_KEEPINTVL", 10), ("TCP_KEEPCNT", 3)):
+        if hasattr(socket, option):
+            sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, option), value)
+
+
+class _Server(socketserver.ThreadingTCPServer):
+    daemon_threads = True
+    block_on_close = False  # Relay.stop() joins the reader threads itself, with a deadline
+    request_queue_size = min(socket.SOMAXCONN, 4096)
+    allow_reuse_address = os.name != "nt"  # on Windows SO_REUSEADDR would allow port theft
+
+    def __init__(
+        self, relay: Relay, address: tuple[str, int], family: socket.AddressFamily
+    ) -> None:
+        self.address_family = family
+        self.relay = relay
+        super().__init__(address, socketserver.BaseRequestHandler, bind_and_activate=False)
+
+    def server_bind(self) -> None:
+        if self.address_family == socket.AF_INET6:
+            self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)  # IPv4 too
+        elif os.name == "nt" and hasattr(socket, "SO_EXCLUSIVEADDRUSE"):
+            self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_EXCLUSIVEADDRUSE, 1)
+        super().server_bind()
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        self.relay._start_reader(request, client_address)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        log.warning("error with %s: %s", client_address, sys.exc_info()[1])
+
+
+class Relay:
+    """A chat relay on one TCP port: `start()`, then `stop()`."""
+
+    def __init__(
+        self,
+        host: str = "",
+        port: int = DEFAULT_PORT,
+        *,
+        room: str = DEFAULT_ROOM,
+        history: int = DEFAULT_HISTORY,
+        max_clients: int = 0,
+        max_backlog: int = MAX_BACKLOG_FRAMES,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.room = Room(room, history=history, max_clients=max_clients, max_backlog=max_backlog)
+        self._server: _Server | None = None
+        self._accept_thread: threading.Thread | None = None
+        self._readers: set[threading.Thread] = set()
+        self._readers_lock = threading.Lock()
+        self._stopped = threading.Event()
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """The address actually bound (the real port when 0 was asked for)."""
+        if self._server is None:
+            raise RuntimeError("relay not started")
+        host, port = self._server.server_address[:2]
+        return str(host), int(port)
+
+    @property
+    def readers(self) -> list[threading.Thread]:
+        with self._readers_lock:
+            return list(self._readers)
+
+    def start(self) -> None:
+        """Bind, listen and start serving; AddressInUseError if the port is taken."""
+        family, host = _listen_family(self.host)
+        server = _Server(self, (host, self.port), family)
+        try:
+            server.server_bind()
+            server.server_activate()
+        except OSError as e:
+            server.server_close()
+            if e.errno in (errno.EADDRINUSE, getattr(errno, "WSAEADDRINUSE", -1)):
+                raise AddressInUseError(
+                    f"Port {self.port} is already in use on this computer.",
+                    f"Stop the program using it, or pick another port: --port {self.port + 1}.",
+                ) from None
+            where = self.host or "all interfaces"
+            raise LanchatError(
+                f"Cannot listen on {where} port {self.port}: {e.strerror or e}.",
+                "Check --host (it must be an address of this computer) and --port.",
+            ) from None
+        self._server = server
+        threading.stack_size(THREAD_STACK_BYTES)
+        self.room.fanout.start()
+        self._accept_thread = threading.Thread(
+            target=server.serve_forever, args=(0.2,), name="lanchat-accept", daemon=True
+        )
+        self._accept_thread.start()
+
+    def stop(self, timeout: float = 2.0) -> None:
+        """Tell everyone, hang up on everyone, end every thread; returns within `timeout` or so."""
+        if self._stopped.is_set() or self._server is None:
+            return
+        self._stopped.set()
+        deadline = time.monotonic() + timeout
+        self._server.shutdown()  # the accept loop ends (it polls every 0.2 s)
+        self._server.server_close()
+        self.room.shutdown()
+        for reader in self.readers:
+            reader.join(max(0.0, deadline - time.monotonic()))
+        self.room.fanout.stop(max(0.1, deadline - time.monotonic()))
+
+    # --- one reader thread per connection ---------------------------------------------------
+
+    def _start_reader(self, sock: socket.socket, address: Any) -> None:
+        thread = threading.Thread(
+            target=self._serve_connection,
+            args=(sock, address),
+            name=f"lanchat-{address[0]}",
+            daemon=True,
+        )
+        with self._readers_lock:
+            self._readers.add(thread)
+        try:
+            thread.start()
+        except RuntimeError:  # can't start new thread: the machine is at its limit
+            with self._readers_lock:
+                self._readers.discard(thread)
+            sock.close()
+            log.warning("refused %s: cannot start another thread", address)
+
+    def _serve_connection(self, sock: socket.socket, address: Any) -> None:
+        client = Client(sock, address)
+        joined = False
+        try:
+            configure(sock)
+            decoder = LineDecoder()
+            lines, eof = _first_lines(sock, decoder)
+            hello: Hello | None = None
+            if lines and not isinstance(lines[0], LineTooLong):
+                try:
+                    hello = parse_hello(lines[0])
+                except FrameError as e:  # a lanchat client with a bad hello: refuse it clearly
+                    self._refuse(client, "lanchat", Refused(e.code, e.message))
+                    return
+            try:
+                self.room.join(client, hello)
+            except Refused as refused:
+                self._refuse(client, "raw" if hello is None else "lanchat", refused)
+                return
+            joined = True
+            if hello is not None:
+                lines = lines[1:]
+            # A lanchat hello that came after the raw greeting (a slow network) still counts,
+            # as long as it is the first line this client sends.
+            upgradable = hello is None and not lines
+            to_items = _raw_items if hello is None else _lanchat_items
+            if lines:
+                self._hand_over(client, to_items(lines))
+            reason = "closed" if eof else self._read_loop(client, decoder, to_items, upgradable)
+            if not client.close_reason:
+                self._hand_over(client, to_items(decoder.finish()))
+            self.room.drop(client, reason)
+        except OSError as e:
+            log.info("connection from %s failed: %s", address, e)
+            if joined:
+                self.room.drop(client, "lost")
+        finally:
+            if joined:
+                client.done.wait(10.0)  # the writer sends what is queued, then hangs up
+            client.close_socket()
+            with self._readers_lock:
+                self._readers.discard(threading.current_thread())
+
+    def _read_loop(
+        self, client: Client, decoder: LineDecoder, to_items: Any, upgradable: bool
+    ) -> str:
+        """Read until the peer closes; returns the leave reason."""
+        sock = client.sock
+        if SEND_FLAGS == 0:  # no MSG_DONTWAIT (Windows): non-blocking socket, wait in select()
+            sock.setblocking(False)
+        recv = sock.recv
+        while True:
+            try:
+                if SEND_FLAGS == 0:
+                    select.select([sock], [], [])
+                data = recv(RECV_BYTES)
+            except (BlockingIOError, InterruptedError):
+                continue
+            except OSError:
+                return "lost"
+            if not data:
+                return "closed"
+            if client.close_reason is not None:
+                continue  # hanging up: drain what still arrives so the close stays graceful
+            client.bytes_in += len(data)
+            lines = decoder.feed(data)
+            if not lines:
+                continue
+            client.lines_in += len(lines)
+            if upgradable:
+                upgradable = False
+                hello = _hello_or_none(lines[0])
+                if hello is not None:
+                    to_items = _lanchat_items
+                    lines = lines[1:]
+                    try:
+                        self.room.upgrade(client, hello)
+                    except Refused as refused:
+                        self.room.refuse_member(client, refused)
+                        continue
+            self._hand_over(client, to_items(lines))
+
+    def _hand_over(self, client: Client, items: list[Item]) -> None:
+        if items:
+            self.room.handle(client, items)
+
+    def _refuse(self, client: Client, kind: Any, refused: Refused) -> None:
+        """Say why, then close gracefully (drain first, so the reason isn't lost to a reset)."""
+        sock = client.sock
+        try:
+            sock.settimeout(1.0)
+            sock.sendall(refusal_frames(kind, refused, self.room.seq))
+            sock.shutdown(socket.SHUT_WR)
+            deadline = time.monotonic() + 1.0
+            while time.monotonic() < deadline and sock.recv(RECV_BYTES):
+                pass
+        except OSError:
+            pass  # the peer is gone already; nothing more to tell it
+
+
+def _listen_family(host: str) -> tuple[socket.AddressFamily, str]:
+    """All interfaces means IPv6 and IPv4 on one socket where the OS can, else IPv4."""
+    if host in ("", "::", "*"):
+        if socket.has_dualstack_ipv6():
+            return socket.AF_INET6, "::"
+        return socket.AF_INET, "0.0.0.0"
+    return (socket.AF_INET6 if ":" in host else socket.AF_INET), host
+
+
+def _first_lines(
+    sock: socket.socket, decoder: LineDecoder
+) -> tuple[list[bytes | LineTooLong], bool]:
+    """Wait up to DETECT_SECONDS for the first complete line; (lines, peer closed)."""
+    deadline = time.monotonic() + DETECT_SECONDS
+    try:
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return [], False
+            sock.settimeout(remaining)
+            try:
+                data = sock.recv(RECV_BYTES)
+            except TimeoutError:
+                return [], False
+            if not data:
+                return [*decoder.finish()], True
+            lines = decoder.feed(data)
+            if lines:
+                return lines, False
+    finally:
+        sock.settimeout(None)
+
+
+def _hello_or_none(line: bytes | LineTooLong) -> Hello | None:
+    if isinstance(line, LineTooLong):
+        return None
+    try:
+        return parse_hello(line)
+    except FrameError:
+        return None
+
+
+def _raw_items(lines: list[bytes] | list[bytes | LineTooLong]) -> list[Item]:
+    items: list[Item] = []
+    for line in lines:
+        if isinstance(line, LineTooLong):
+            items.append(line)
+            continue
+        try:
+            item = parse_raw_line(decode_line(line))
+        except FrameError as e:
+            items.append(e)
+            continue
+        if item is not None:
+            items.append(item)
+    return items
+
+
+def _lanchat_items(lines: list[bytes] | list[bytes | LineTooLong]) -> list[Item]:
+    items: list[Item] = []
+    for line in lines:
+        if isinstance(line, LineTooLong):
+            items.append(line)
+        elif line.strip():
+            try:
+                items.append(parse_request(line))
+            except FrameError as e:
+                items.append(e)
+    return items

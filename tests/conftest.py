@@ -1,0 +1,268 @@
+"""Shared test helpers: real relays on 127.0.0.1 with ephemeral ports, line clients that wait on
+lines with deadlines, real `lanchat` processes, and a check that no test leaves a thread behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lanchat.relay import Relay
+
+ROOT = Path(__file__).resolve().parent.parent
+WAIT = 5.0  # default deadline for anything a test waits on
+
+
+@pytest.fixture(autouse=True)
+def no_threads_left_behind() -> Iterator[None]:
+    """Every thread a test starts must have ended by its teardown (python-zeroconf's check)."""
+    before = set(threading.enumerate())
+    yield
+    deadline = time.monotonic() + WAIT
+    for thread in set(threading.enumerate()) - before:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    left = [t.name for t in set(threading.enumerate()) - before if t.is_alive()]
+    assert not left, f"threads left running: {left}"
+
+
+class LineClient:
+    """A plain TCP client that reads whole lines, waiting with a deadline (like ncat, in code)."""
+
+    def __init__(self, port: int, host: str = "127.0.0.1") -> None:
+        self.sock = socket.create_connection((host, port), timeout=WAIT)
+        self._buffer = b""
+        self.lines: list[str] = []  # every line received so far
+
+    def send(self, data: str | bytes) -> None:
+        self.sock.sendall(data.encode() if isinstance(data, str) else data)
+
+    def send_json(self, obj: dict[str, Any]) -> None:
+        self.send(json.dumps(obj) + "\n")
+
+    def hello(self, name: str | None = None, *, exact: bool = True) -> dict[str, Any]:
+        """Handshake as a lanchat client; returns the welcome frame."""
+        hello: dict[str, Any] = {"type": "hello", "version": 1, "exact": exact}
+        if name is not None:
+            hello["name"] = name
+        self.send_json(hello)
+        return self.wait_json(lambda f: f["type"] in ("welcome", "error"))
+
+    def read_line(self, timeout: float = WAIT) -> str | None:
+        """The next line, or None at end of stream; TimeoutError after `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        while b"\n" not in self._buffer:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"no complete line within {timeout} s; have {self._buffer!r}")
+            self.sock.settimeout(remaining)
+            data = self.sock.recv(65536)
+            if not data:
+                return None
+            self._buffer += data
+        line, self._buffer = self._buffer.split(b"\n", 1)
+        text = line.decode("utf-8", "replace")
+        self.lines.append(text)
+        return text
+
+    def wait_line(self, predicate: Any, timeout: float = WAIT) -> str:
+        """Read until a line satisfies `predicate` (a substring or a callable)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            line = self.read_line(max(0.0, deadline - time.monotonic()))
+            if line is None:
+                raise EOFError(f"connection closed; lines so far: {self.lines}")
+            if (predicate in line) if isinstance(predicate, str) else predicate(line):
+                return line
+
+    def wait_json(self, predicate: Any, timeout: float = WAIT) -> dict[str, Any]:
+        """Read until a JSON line satisfies `predicate`; other lines are skipped."""
+
+        def matches(text: str) -> bool:
+            try:
+                return bool(predicate(json.loads(text)))
+            except ValueError:
+                return False
+
+        frame: dict[str, Any] = json.loads(self.wait_line(matches, timeout))
+        return frame
+
+    def read_all(self, timeout: float = WAIT) -> list[str]:
+        """Every line until the server closes the connection."""
+        deadline = time.monotonic() + timeout
+        out = []
+        while (line := self.read_line(max(0.0, deadline - time.monotonic()))) is not None:
+            out.append(line)
+        return out
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@pytest.fixture
+def relay() -> Iterator[Relay]:
+    """A real relay in this process on 127.0.0.1 and a free port."""
+    server = Relay("127.0.0.1", 0, history=5)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def connect(relay: Relay) -> Iterator[Any]:
+    """Open LineClients to the relay; all are closed at teardown."""
+    clients: list[LineClient] = []
+
+    def make() -> LineClient:
+        client = LineClient(relay.address[1])
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        client.close()
+
+
+def lanchat_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    env["NO_COLOR"] = "1"
+    env.pop("LANCHAT_PORT", None)
+    env.pop("LANCHAT_NAME", None)
+    return env
+
+
+def run_lanchat(
+    *args: str, input: str | None = None, timeout: float = 15.0, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run the real entry point (`python -m lanchat`) to completion."""
+    return subprocess.run(
+        [sys.executable, "-m", "lanchat", *args],
+        input=input if input is not None else "",
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env or lanchat_env(),
+        cwd=ROOT,
+    )
+
+
+class LanchatProcess:
+    """A running `lanchat` process whose stdout lines arrive on a queue (read by a thread)."""
+
+    def __init__(self, *args: str, stdin: Any = subprocess.DEVNULL) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "lanchat", *args],
+            stdin=stdin,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=lanchat_env(),
+            cwd=ROOT,
+        )
+        self.lines: queue.Queue[str | None] = queue.Queue()
+        self.seen: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.put(line.rstrip("\n"))
+        self.lines.put(None)
+
+    def wait_line(self, predicate: Any, timeout: float = WAIT) -> str:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                line = self.lines.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                raise TimeoutError(
+                    f"no matching line within {timeout} s; saw {self.seen}"
+                ) from None
+            if line is None:
+                raise EOFError(f"process ended; saw {self.seen}; stderr {self.stderr()!r}")
+            self.seen.append(line)
+            if (predicate in line) if isinstance(predicate, str) else predicate(line):
+                return line
+
+    def wait_json(self, predicate: Any, timeout: float = WAIT) -> dict[str, Any]:
+        def matches(line: str) -> bool:
+            try:
+                return bool(predicate(json.loads(line)))
+            except ValueError:
+                return False
+
+        obj: dict[str, Any] = json.loads(self.wait_line(matches, timeout))
+        return obj
+
+    def rest(self, timeout: float = WAIT) -> list[str]:
+        """Every remaining stdout line until the process closes stdout."""
+        deadline = time.monotonic() + timeout
+        out = []
+        while True:
+            try:
+                line = self.lines.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                raise TimeoutError(f"stdout still open after {timeout} s; got {out}") from None
+            if line is None:
+                return out
+            self.seen.append(line)
+            out.append(line)
+
+    def stderr(self) -> str:
+        if self.proc.poll() is None or self.proc.stderr is None:
+            return ""
+        return self.proc.stderr.read()
+
+    def terminate(self, timeout: float = WAIT) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout)
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(WAIT)
+        self._reader.join(WAIT)
+        for stream in (self.proc.stdout, self.proc.stderr, self.proc.stdin):
+            if stream is not None:
+                stream.close()
+
+
+@pytest.fixture
+def lanchat_process() -> Iterator[Any]:
+    """Start real `lanchat` processes; each is ended (by its PID) at teardown."""
+    started: list[LanchatProcess] = []
+
+    def start(*args: str, **kwargs: Any) -> LanchatProcess:
+        process = LanchatProcess(*args, **kwargs)
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        process.close()
+
+
+@pytest.fixture
+def server(lanchat_process: Any) -> Any:
+    """`lanchat serve --port 0 --json` on 127.0.0.1; yields (process, port)."""
+    process = lanchat_process("serve", "--host", "127.0.0.1", "--port", "0", "--json")
+    listening = process.wait_json(lambda e: e.get("event") == "listening", timeout=10)
+    return process, int(listening["port"])
+
+
+def ncat_path() -> str | None:
+    return shutil.which("ncat")

@@ -1,0 +1,360 @@
+"""The relay with real sockets on 127.0.0.1: chat between kinds, order, names, limits, escapes,
+slow readers, churn without leaks, shutdown."""
+
+from __future__ import annotations
+
+import json
+import socket
+import struct
+import threading
+import time
+from typing import Any
+
+import psutil
+import pytest
+
+from conftest import WAIT, LineClient
+from lanchat.relay import Relay
+
+
+def chat_lines(client: LineClient, count: int) -> list[str]:
+    """The next `count` chat lines (`[HH:MM] <name> text`) a raw client reads, notices skipped."""
+    out: list[str] = []
+    while len(out) < count:
+        line = client.wait_line(lambda text: text.startswith("["))
+        out.append(line.split("] ", 1)[1])
+    return out
+
+
+def chat_frames(client: LineClient, count: int) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    while len(out) < count:
+        out.append(client.wait_json(lambda f: f["type"] in ("message", "action")))
+    return out
+
+
+def test_lanchat_and_raw_clients_chat_and_everyone_sees_one_order(connect: Any) -> None:
+    alice, bob, raw = connect(), connect(), connect()
+    assert alice.hello("alice")["name"] == "alice"
+    assert bob.hello("bob")["name"] == "bob"
+    raw.send("hi from the terminal\n")  # a raw client's first line is a message
+    raw.wait_line("* Welcome")
+    rounds = 30
+
+    def talk(client: LineClient, name: str, raw_client: bool) -> None:
+        for i in range(rounds):
+            if raw_client:
+                client.send(f"{name} {i}\n")
+            else:
+                client.send_json({"type": "message", "text": f"{name} {i}"})
+
+    talkers = [
+        threading.Thread(target=talk, args=args)
+        for args in ((alice, "alice", False), (bob, "bob", False), (raw, "raw", True))
+    ]
+    for t in talkers:
+        t.start()
+    for t in talkers:
+        t.join(WAIT)
+    total = 1 + 3 * rounds
+    seen_by_alice = chat_frames(alice, total)
+    seen_by_bob = chat_frames(bob, total)
+    assert [(f["from"], f["text"]) for f in seen_by_alice] == [
+        (f["from"], f["text"]) for f in seen_by_bob
+    ]
+    seqs = [f["seq"] for f in seen_by_alice]
+    assert seqs == sorted(seqs) and len(set(seqs)) == total
+    guest = seen_by_alice[0]["from"]
+    assert seen_by_alice[0]["text"] == "hi from the terminal" and guest.startswith("guest-")
+    # The raw client reads everyone else's lines, named, in the same order, but not its own.
+    expected_raw = [f"<{f['from']}> {f['text']}" for f in seen_by_alice if f["from"] != guest]
+    assert chat_lines(raw, len(expected_raw)) == expected_raw
+    # Each sender's own lines keep the order they were sent in.
+    for name in ("alice", "bob"):
+        mine = [f["text"] for f in seen_by_alice if f["from"] == name]
+        assert mine == [f"{name} {i}" for i in range(rounds)]
+
+
+def test_silent_raw_client_is_greeted_and_sees_history_marked(relay: Relay, connect: Any) -> None:
+    talker = connect()
+    talker.hello("talker")
+    for i in range(7):
+        talker.send_json({"type": "message", "text": f"old {i}"})
+    chat_frames(talker, 7)
+    lurker = connect()  # sends nothing at all
+    assert "Welcome to lobby" in lurker.wait_line("* Welcome")
+    assert lurker.wait_line("here:").endswith("talker, guest-1.")
+    assert lurker.read_line() == "* Last 5 messages:"  # the relay keeps history=5
+    assert [lurker.read_line().split("> ")[1] for _ in range(5)] == [
+        f"old {i}" for i in range(2, 7)
+    ]
+    assert lurker.read_line() == "* End of history."
+
+
+def test_lanchat_client_gets_welcome_who_and_history(connect: Any) -> None:
+    first = connect()
+    first.hello("first")
+    first.send_json({"type": "action", "text": "arrives"})
+    chat_frames(first, 1)
+    second = connect()
+    second.send_json({"type": "hello", "version": 1, "name": "second"})
+    welcome = second.wait_json(lambda f: True)
+    assert welcome["type"] == "welcome" and welcome["history"] == 1 and welcome["room"] == "lobby"
+    who = second.wait_json(lambda f: True)
+    assert who == {**who, "type": "who", "names": ["first", "second"]}
+    replay = second.wait_json(lambda f: True)
+    assert replay["type"] == "action" and replay["history"] is True and replay["from"] == "first"
+    joined = second.wait_json(lambda f: True)
+    assert joined["type"] == "join" and joined["name"] == "second" and joined["count"] == 2
+    assert joined["seq"] > replay["seq"]
+
+
+def test_names_are_unique_case_insensitively(connect: Any) -> None:
+    connect().hello("Alice")
+    taken = connect()
+    refusal = taken.hello("alice", exact=True)
+    assert refusal["type"] == "error" and refusal["code"] == "name-taken"
+    assert json.loads(taken.read_line())["type"] == "bye"
+    assert taken.read_line() is None  # then the server hangs up
+    assert connect().hello("ALICE", exact=False)["name"] == "ALICE-2"
+    raw = connect()
+    raw.send("/nick alice\n")
+    assert "That name is taken: alice" in raw.wait_line("!")
+    raw.send("/nick server\n")
+    assert "reserved" in raw.wait_line("!")
+    raw.send("/nick has space\n")
+    assert "not a valid name" in raw.wait_line("!")
+    raw.send("/nick carol\n")
+    assert raw.wait_line("known as").endswith("is now known as carol")
+
+
+@pytest.mark.parametrize(
+    ("hello", "code"),
+    [
+        ({"name": "root"}, "name-reserved"),
+        ({"name": "bad\x1bname"}, "bad-name"),
+        ({"name": "x" * 30}, "bad-name"),
+        ({"version": 0}, "unsupported-version"),
+        ({"version": "one"}, "bad-frame"),
+    ],
+)
+def test_bad_hello_is_refused_with_the_reason(
+    connect: Any, hello: dict[str, Any], code: str
+) -> None:
+    client = connect()
+    client.send_json({"type": "hello", "version": 1, **hello})
+    error = client.wait_json(lambda f: True)
+    assert error["type"] == "error" and error["code"] == code and error["message"]
+    assert json.loads(client.read_line())["reason"] == "refused"
+    assert client.read_line() is None
+
+
+def test_too_long_line_is_refused_and_the_connection_goes_on(connect: Any) -> None:
+    observer, raw, fancy = connect(), connect(), connect()
+    observer.hello("observer")
+    fancy.hello("fancy")
+    raw.send("x" * 5000 + "\nshort one\n")
+    assert "Line too long" in raw.wait_line("!")
+    fancy.send_json({"type": "message", "text": "y" * 5000})
+    error = fancy.wait_json(lambda f: f["type"] == "error")
+    assert error["code"] == "line-too-long"
+    fancy.send_json({"type": "message", "text": "still here"})
+    texts = [f["text"] for f in chat_frames(observer, 2)]
+    assert texts == ["short one", "still here"]
+
+
+def test_escape_sequences_and_bad_bytes_never_reach_other_terminals(connect: Any) -> None:
+    observer, raw = connect(), connect()
+    observer.hello("observer")
+    raw.send(b"\x1b[2J\x1b[31mred\x07 \x1b]0;title\x07alert\x08!\n")
+    raw.send(b"caf\xe9 ok\n")
+    raw.send(b"\x1b[31m\x07\n")  # nothing left after cleaning
+    fancy = connect()
+    fancy.hello("fancy")
+    fancy.send_json({"type": "message", "text": "\u001b[5mblink\u202eevil"})
+    texts = [f["text"] for f in chat_frames(observer, 3)]
+    assert texts == ["red alert!", "caf\ufffd ok", "blinkevil"]
+    assert "Nothing left to send" in raw.wait_line("!")
+    listener = connect()
+    listener.send("\n")  # a blank first line: raw, and nothing is sent
+    listener.wait_line("* End of history.")
+    fancy.send_json({"type": "message", "text": "plain \x1b[31mred"})
+    assert chat_lines(listener, 1) == ["<fancy> plain red"]
+
+
+def test_raw_commands(connect: Any) -> None:
+    raw, peer = connect(), connect()
+    peer.hello("peer")
+    raw.send("/help\n")
+    assert "/nick NAME" in raw.wait_line("Commands:")
+    raw.send("/who\n")
+    assert raw.wait_line("here:").endswith("peer, guest-1.")
+    raw.send("/me waves\n//slash is literal\n/bogus\n")
+    assert "Unknown command /bogus" in raw.wait_line("!")
+    assert [f"{f['type']}:{f['text']}" for f in chat_frames(peer, 2)] == [
+        "action:waves",
+        "message:/slash is literal",
+    ]
+    raw.send("/quit\n")
+    assert raw.wait_line("Goodbye") == "* Goodbye."
+    assert raw.read_line() is None
+    left = peer.wait_json(lambda f: f["type"] == "leave")
+    assert left["reason"] == "quit" and left["count"] == 1
+
+
+def test_lanchat_requests(connect: Any) -> None:
+    client = connect()
+    client.hello("ana")
+    client.send_json({"type": "ping", "token": "abc"})
+    assert client.wait_json(lambda f: f["type"] == "pong")["token"] == "abc"
+    client.send_json({"type": "who"})
+    assert client.wait_json(lambda f: f["type"] == "who")["names"] == ["ana"]
+    client.send_json({"type": "nick", "name": "anna"})
+    nick = client.wait_json(lambda f: f["type"] == "nick")
+    assert (nick["old"], nick["new"]) == ("ana", "anna")
+    client.send("not json\n" + "[" * 4000 + "\n")  # deep nesting must not crash a reader thread
+    assert client.wait_json(lambda f: f["type"] == "error")["code"] == "bad-frame"
+    assert client.wait_json(lambda f: f["type"] == "error")["code"] == "bad-frame"
+    client.send_json({"type": "hello", "version": 1})
+    assert "only the first line" in client.wait_json(lambda f: f["type"] == "error")["message"]
+    client.send_json({"type": "message", "text": "still fine"})
+    assert chat_frames(client, 1)[0]["text"] == "still fine"
+    client.send_json({"type": "bye"})
+    assert client.wait_json(lambda f: f["type"] == "bye")["reason"] == "quit"
+    assert client.read_line() is None
+
+
+def test_late_hello_still_makes_a_lanchat_client(connect: Any) -> None:
+    slow = connect()
+    slow.wait_line("* Welcome")  # detection timed out: greeted as raw
+    slow.send_json({"type": "hello", "version": 1, "name": "late"})
+    welcome = slow.wait_json(lambda f: f.get("type") == "welcome", timeout=WAIT)
+    assert welcome["name"] == "late"
+    slow.send_json({"type": "message", "text": "json now"})
+    assert chat_frames(slow, 1)[0]["text"] == "json now"
+
+
+def test_room_full_is_refused_in_each_kind() -> None:
+    relay = Relay("127.0.0.1", 0, max_clients=2)
+    relay.start()
+    try:
+        port = relay.address[1]
+        first, second = LineClient(port), LineClient(port)
+        first.hello("one")
+        second.send("I am raw\n")
+        second.wait_line("* Welcome")
+        raw = LineClient(port)
+        raw.send("let me in\n")
+        assert raw.read_all() == ["! The server is full (2 people). Try again later."]
+        fancy = LineClient(port)
+        error = fancy.hello("three")
+        assert error["code"] == "server-full"
+        assert json.loads(fancy.read_line())["reason"] == "refused"
+        for client in (first, second, raw, fancy):
+            client.close()
+    finally:
+        relay.stop()
+
+
+def test_a_reader_that_never_reads_does_not_delay_the_others() -> None:
+    relay = Relay("127.0.0.1", 0, max_backlog=1000)
+    relay.start()
+    try:
+        port = relay.address[1]
+        stuck = socket.socket()
+        stuck.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        stuck.settimeout(WAIT)
+        stuck.connect(("127.0.0.1", port))
+        stuck.sendall(b'{"type":"hello","version":1,"name":"stuck"}\n')
+        observer, sender = LineClient(port), LineClient(port)
+        observer.hello("observer")
+        sender.send("ready\n")  # a raw sender: it gets no echo of its own lines to read
+        observer.wait_json(lambda f: f["type"] == "message" and f["text"] == "ready")
+        text = "z" * 3000
+        count = 4000  # 12 MB: far more than the stuck client's socket buffers hold
+
+        def send_all() -> None:
+            for i in range(count):
+                sender.send(f"{i} {text}\n")
+
+        started = time.monotonic()
+        sending = threading.Thread(target=send_all)
+        sending.start()  # the observer reads meanwhile, as a real client does
+        got = 0
+        left = None
+        while got < count:
+            frame = observer.wait_json(lambda f: f["type"] in ("message", "leave"))
+            if frame["type"] == "leave":
+                left = frame
+            else:
+                assert frame["text"].startswith(f"{got} ")
+                got += 1
+        elapsed = time.monotonic() - started
+        sending.join(WAIT)
+        assert elapsed < WAIT  # the observer was never held up waiting for `stuck`
+        if left is None:
+            left = observer.wait_json(lambda f: f["type"] == "leave")
+        assert left["name"] == "stuck" and left["reason"] == "too-slow"
+        stuck.close()
+        observer.close()
+        sender.close()
+    finally:
+        relay.stop()
+
+
+def _fd_count() -> int:
+    return int(psutil.Process().num_fds())
+
+
+def test_churn_leaves_no_thread_and_no_socket_behind(relay: Relay) -> None:
+    port = relay.address[1]
+    keeper = LineClient(port)  # a long-lived member that sees every join and leave
+    keeper.hello("keeper")
+    threads_before, fds_before = threading.active_count(), _fd_count()
+    readers_before = set(relay.readers)
+    cycles = 1000
+    for i in range(cycles):
+        sock = socket.create_connection(("127.0.0.1", port), timeout=WAIT)
+        kind = i % 4
+        if kind == 0:
+            sock.sendall(b"hi and bye\n")  # raw: one line, then close
+        elif kind == 1:
+            sock.sendall(b'{"type":"hello","version":1,"exact":false,"name":"c"}\n{"type":"bye"}\n')
+        elif kind == 2:  # vanish abruptly: RST instead of FIN
+            sock.sendall(b"boom\n")
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        sock.close()  # kind 3: connect and close without a word
+    # Connections are accepted in order: once a last client has been welcomed, every churn
+    # connection has its reader thread. Then wait on those threads, each with a deadline.
+    marker = LineClient(port)
+    marker.hello("marker")
+    marker.send_json({"type": "bye"})
+    marker.read_all()
+    marker.close()
+    deadline = time.monotonic() + 2 * WAIT
+    for reader in set(relay.readers) - readers_before:
+        reader.join(max(0.0, deadline - time.monotonic()))
+    assert set(relay.readers) == readers_before
+    assert [c.name for c in relay.room.members] == ["keeper"]
+    keeper.send_json(
+        {"type": "ping", "token": "sync"}
+    )  # the writer has caught up once this returns
+    keeper.wait_json(lambda f: f["type"] == "pong", timeout=2 * WAIT)
+    assert len(relay.room.fanout.clients) == 1
+    assert threading.active_count() == threads_before
+    assert _fd_count() == fds_before
+    keeper.close()
+
+
+def test_stop_tells_everyone_and_ends_every_thread(relay: Relay, connect: Any) -> None:
+    raw, fancy = connect(), connect()
+    raw.send("hello\n")
+    raw.wait_line("* Welcome")
+    fancy.hello("fancy")
+    started = time.monotonic()
+    relay.stop()
+    assert time.monotonic() - started < 2.0
+    assert "* Server shutting down. Goodbye." in raw.read_all()
+    bye = [json.loads(line) for line in fancy.read_all() if '"bye"' in line]
+    assert bye and bye[-1]["reason"] == "shutdown"
+    assert relay.readers == []
