@@ -1,0 +1,318 @@
+"""The command line: parse arguments, call one function, render its result, exit with a code.
+
+Errors reach the user once, in words (`error:` and `hint:` on stderr); a traceback only with
+--debug. Heavy imports happen inside the command that needs them.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import queue
+import signal
+import sys
+from types import FrameType
+from typing import Annotated, Any
+
+import typer
+
+from lanchat import __version__
+from lanchat.errors import ExitCode, LanchatError
+from lanchat.protocol import DEFAULT_PORT
+
+app = typer.Typer(
+    name="lanchat",
+    help="Chat with everyone on your LAN: a relay, a client, discovery and a network doctor.",
+    epilog="Docs: README.md and docs/ in the project. Exit codes are listed in the README.",
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+_debug = False
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"lanchat {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
+    ] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")] = False,
+) -> None:
+    global _debug
+    _debug = debug
+
+
+PortOption = Annotated[
+    int,
+    typer.Option(
+        "--port",
+        "-p",
+        envvar="LANCHAT_PORT",
+        min=0,
+        max=65535,
+        help=f"TCP port (default {DEFAULT_PORT}; 0 picks a free one).",
+    ),
+]
+JsonOption = Annotated[
+    bool, typer.Option("--json", help="Machine-readable output: one JSON object per line.")
+]
+
+
+# --- serve --------------------------------------------------------------------------------
+
+
+class _StopServing(Exception):
+    """Raised in the main thread by SIGTERM (Ctrl-C raises KeyboardInterrupt)."""
+
+
+def _on_terminate(signum: int, frame: FrameType | None) -> None:
+    raise _StopServing
+
+
+@app.command(
+    epilog=(
+        "Examples:\n\n"
+        "  lanchat serve                      # port 7420, every network\n\n"
+        "  lanchat serve --room physics --max-clients 40\n\n"
+        "  lanchat serve --port 0 --json      # a free port; events as JSON lines\n\n"
+        "Environment: LANCHAT_PORT, LANCHAT_ROOM."
+    )
+)
+def serve(
+    host: Annotated[
+        str,
+        typer.Option("--host", help="Address to listen on (default: every network, IPv4+IPv6)."),
+    ] = "",
+    port: PortOption = DEFAULT_PORT,
+    room: Annotated[
+        str, typer.Option("--room", envvar="LANCHAT_ROOM", help="Room name.")
+    ] = "lobby",
+    history: Annotated[
+        int, typer.Option("--history", min=0, max=10000, help="Messages replayed to newcomers.")
+    ] = 50,
+    max_clients: Annotated[
+        int,
+        typer.Option(
+            "--max-clients", min=0, help="Most people at once (0: as many as the OS allows)."
+        ),
+    ] = 0,
+    json_out: JsonOption = False,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="Log only start and stop, not every message.")
+    ] = False,
+) -> None:
+    """Run the chat relay on this PC, for everyone on the network."""
+    from lanchat import netinfo
+    from lanchat.errors import AddressInUseError
+    from lanchat.output import (
+        print_json,
+        serve_banner,
+        serve_event_dict,
+        serve_event_text,
+        stdout_console,
+    )
+    from lanchat.relay import FD_RESERVE, Relay, raise_fd_limit
+
+    notes: list[str] = []
+    capacity = max(1, raise_fd_limit() - FD_RESERVE)
+    if max_clients > capacity:
+        notes.append(
+            f"Only {capacity} people can connect: the open-files limit is too low for "
+            f"--max-clients {max_clients}. Raise it with `ulimit -n {max_clients + FD_RESERVE}`."
+        )
+    relay = Relay(
+        host, port, room=room, history=history, max_clients=min(max_clients or capacity, capacity)
+    )
+    console = stdout_console()
+    events: queue.Queue[Any] = queue.Queue(maxsize=10000)
+    dropped = [0]
+
+    def listen(event: Any, client: Any) -> None:  # runs under the room lock: never block
+        try:
+            events.put_nowait((event, client))
+        except queue.Full:
+            dropped[0] += 1
+
+    if not quiet:
+        relay.room.listeners.append(listen)
+    # The handler is in place before anyone can learn the port, so a prompt SIGTERM is clean.
+    previous = signal.signal(signal.SIGTERM, _on_terminate) if hasattr(signal, "SIGTERM") else None
+    people = 0
+    try:
+        try:
+            relay.start()
+        except AddressInUseError as e:
+            owners = netinfo.port_owners(port)
+            if owners:
+                e.message += f" It is held by {', '.join(o.describe() for o in owners)}."
+            raise
+        bound_host, bound_port = relay.address
+        addresses = netinfo.lan_addresses()
+        if json_out:
+            print_json(
+                {
+                    "event": "listening",
+                    "host": bound_host,
+                    "port": bound_port,
+                    "addresses": [a.address for a in addresses if a.usable],
+                    "room": room,
+                    "pid": os.getpid(),
+                    "version": __version__,
+                    "max_clients": relay.room.max_clients,
+                    "notes": notes,
+                }
+            )
+        else:
+            serve_banner(
+                console,
+                room=room,
+                host=host or bound_host,
+                port=bound_port,
+                addresses=addresses,
+                version=__version__,
+                max_clients=relay.room.max_clients,
+                notes=notes,
+            )
+        while True:
+            try:
+                event, client = events.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            address = _peer(client.address) if client is not None else None
+            if json_out:
+                line = serve_event_dict(event, address)
+                if line is not None:
+                    print_json(line)
+            else:
+                text = serve_event_text(event, address)
+                if text is not None:
+                    console.print(text)
+    except (KeyboardInterrupt, _StopServing):
+        pass
+    finally:
+        _ignore_signals()  # a second Ctrl-C or SIGTERM must not cut the goodbye short
+        people = relay.room.size
+        relay.stop()
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+    summary = {
+        "event": "shutdown",
+        "clients": people,
+        "messages": relay.room.messages,
+        "log_lines_dropped": dropped[0],
+    }
+    if json_out:
+        print_json(summary)
+    else:
+        console.print(f"Stopped. {people} people were told the server is shutting down.")
+
+
+def _ignore_signals() -> None:
+    for name in ("SIGINT", "SIGTERM"):
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), signal.SIG_IGN)
+
+
+def _peer(address: Any) -> str:
+    host, port = str(address[0]), address[1]
+    if host.startswith("::ffff:"):
+        host = host[7:]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+# --- join ---------------------------------------------------------------------------------
+
+
+@app.command(
+    epilog=(
+        "Examples:\n\n"
+        "  lanchat join 192.168.1.20          # port 7420\n\n"
+        "  lanchat join 192.168.1.20:7420 --name ana\n\n"
+        "  echo 'hello all' | lanchat join 192.168.1.20   # scripted: send, print, leave\n\n"
+        "Environment: LANCHAT_NAME, LANCHAT_PORT."
+    )
+)
+def join(
+    address: Annotated[
+        str | None, typer.Argument(help="HOST or HOST:PORT of the server (default 127.0.0.1).")
+    ] = None,
+    name: Annotated[
+        str | None,
+        typer.Option(
+            "--name", "-n", envvar="LANCHAT_NAME", help="Your name (default: login name)."
+        ),
+    ] = None,
+    port: Annotated[
+        int | None,
+        typer.Option(
+            "--port",
+            "-p",
+            envvar="LANCHAT_PORT",
+            min=1,
+            max=65535,
+            help="Port, when ADDRESS has none.",
+        ),
+    ] = None,
+    timeout: Annotated[
+        float, typer.Option("--timeout", min=0.1, help="Seconds to wait for the server to answer.")
+    ] = 5.0,
+    json_out: JsonOption = False,
+) -> None:
+    """Join a chat: type to talk. With stdin from a file or pipe, send each line and leave."""
+    from lanchat.client import Connection, parse_address
+    from lanchat.join import run_interactive, run_scripted
+    from lanchat.protocol import suggest_name
+
+    host, parsed_port = parse_address(address, default_port=port or DEFAULT_PORT)
+    exact = name is not None
+    wanted = name if name is not None else suggest_name(_login_name())
+
+    def open_connection() -> Connection:
+        return Connection.open(host, parsed_port, name=wanted, exact=exact, timeout=timeout)
+
+    conn = open_connection()
+    if sys.stdin.isatty() and sys.stdout.isatty() and not json_out:
+        raise typer.Exit(run_interactive(conn, open_connection))
+    raise typer.Exit(run_scripted(conn, sys.stdin, as_json=json_out, out=sys.stdout))
+
+
+def _login_name() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no login name in this environment (a container, a service)
+        return "guest"
+
+
+# --- entry point --------------------------------------------------------------------------
+
+
+def main() -> None:
+    """Run the command line; every error ends here as words and an exit code."""
+    try:
+        app()  # typer reports usage errors itself (exit 2) and ends with SystemExit
+    except LanchatError as e:
+        if _debug:
+            import traceback
+
+            traceback.print_exc()
+        from lanchat.output import print_error
+
+        print_error(e)
+        sys.exit(int(e.exit_code))
+    except KeyboardInterrupt:
+        sys.exit(int(ExitCode.INTERRUPTED))
+    except Exception as e:  # a bug: say so in one line, never a traceback without --debug
+        if _debug:
+            raise
+        print(f"error: internal error: {type(e).__name__}: {e}", file=sys.stderr)
+        print("hint: run again with --debug for the traceback, and report it.", file=sys.stderr)
+        sys.exit(int(ExitCode.ERROR))

@@ -1,0 +1,292 @@
+"""A connection to a relay: address parsing, the handshake, sending, receiving, reconnecting.
+
+Both front ends of `lanchat join` (scripted and interactive) and the doctor's handshake probe use
+it. Every failure to connect becomes an UnreachableError or RejectedError that names the cause.
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from lanchat import __version__
+from lanchat.errors import RejectedError, UnreachableError, UsageError
+from lanchat.protocol import (
+    DEFAULT_PORT,
+    PROTOCOL_VERSION,
+    Chat,
+    FrameError,
+    Goodbye,
+    Hello,
+    LineDecoder,
+    LineTooLong,
+    Problem,
+    Request,
+    ServerFrame,
+    Welcome,
+    WhoList,
+    encode_request,
+    parse_event,
+)
+
+CONNECT_TIMEOUT = 5.0
+MAX_SERVER_LINE = 1 << 20  # a who-list of thousands of names is one long line
+RECONNECT_DELAYS = (1.0, 2.0, 4.0, 8.0, 15.0, 30.0)  # then every 30 s
+
+
+def parse_address(
+    text: str | None, *, default_host: str = "127.0.0.1", default_port: int = DEFAULT_PORT
+) -> tuple[str, int]:
+    """'host', 'host:port', '[v6]:port', 'v6', ':port' -> (host, port)."""
+    if not text:
+        return default_host, default_port
+    host, port_text = text, ""
+    if text.startswith("["):
+        host, sep, rest = text[1:].partition("]")
+        if not sep or (rest and not rest.startswith(":")):
+            raise _bad_address(text)
+        port_text = rest[1:]
+    elif text.count(":") == 1:
+        host, _, port_text = text.partition(":")
+    host = host or default_host
+    if not port_text:
+        return host, default_port
+    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise _bad_address(text)
+    return host, int(port_text)
+
+
+def _bad_address(text: str) -> UsageError:
+    return UsageError(
+        f"{text!r} is not an address.",
+        "Use HOST or HOST:PORT, for example 192.168.1.20 or 192.168.1.20:7420 ([fe80::1]:7420).",
+    )
+
+
+def describe_connect_error(
+    host: str, port: int, error: OSError, timeout: float
+) -> UnreachableError:
+    """Turn a failed connect() into words: what happened and the likely causes."""
+    where = f"{host}:{port}"
+    hint = f"Run `lanchat doctor {where}` here to find out why."
+    if isinstance(error, socket.gaierror):
+        return UnreachableError(f"Cannot find the computer {host!r} ({error.strerror}).", hint)
+    if isinstance(error, ConnectionRefusedError):
+        return UnreachableError(
+            f"{where} refused the connection: nothing listens on that port there "
+            "(or a firewall rejects it).",
+            f"Is `lanchat serve` running on {host}, on port {port}? {hint}",
+        )
+    if isinstance(error, TimeoutError):
+        return UnreachableError(
+            f"No answer from {where} within {timeout:g} s: a firewall may be dropping the "
+            "connection, or that computer is off, asleep or on another network.",
+            hint,
+        )
+    if error.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EADDRNOTAVAIL):
+        return UnreachableError(
+            f"{host} cannot be reached from this computer ({error.strerror}): it may be off, "
+            "or on a network this one has no route to.",
+            hint,
+        )
+    return UnreachableError(f"Cannot connect to {where}: {error.strerror or error}.", hint)
+
+
+class ConnectionLost(Exception):
+    """The connection ended while we still used it."""
+
+
+@dataclass(frozen=True)
+class Greeting:
+    """What the server said right after the hello: who we are now, who is here, the history."""
+
+    welcome: Welcome
+    who: WhoList | None
+    history: tuple[Chat, ...]
+
+
+class Connection:
+    """One open session with a relay, after a successful handshake."""
+
+    def __init__(self, sock: socket.socket, host: str, port: int, greeting: Greeting) -> None:
+        self.sock = sock
+        self.host = host
+        self.port = port
+        self.greeting = greeting
+        self.name = greeting.welcome.name
+        self._decoder = LineDecoder(MAX_SERVER_LINE)
+        self._ready: list[ServerFrame] = []
+        self._send_lock = threading.Lock()
+
+    @classmethod
+    def open(
+        cls,
+        host: str,
+        port: int,
+        *,
+        name: str | None,
+        exact: bool = False,
+        timeout: float = CONNECT_TIMEOUT,
+    ) -> Connection:
+        """Connect and say hello; UnreachableError or RejectedError explain a failure."""
+        try:
+            sock = socket.create_connection((host, port), timeout=timeout)
+        except OSError as e:
+            raise describe_connect_error(host, port, e, timeout) from None
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            hello = Hello(PROTOCOL_VERSION, name, exact, f"lanchat {__version__}")
+            sock.sendall(encode_request(hello))
+            conn = cls._handshake(sock, host, port, timeout)
+        except BaseException:
+            sock.close()
+            raise
+        sock.settimeout(None)
+        return conn
+
+    @classmethod
+    def _handshake(cls, sock: socket.socket, host: str, port: int, timeout: float) -> Connection:
+        where = f"{host}:{port}"
+        decoder = LineDecoder(MAX_SERVER_LINE)
+        deadline = time.monotonic() + timeout
+        frames: list[ServerFrame] = []
+        foreign: list[bytes] = []
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            sock.settimeout(remaining)
+            try:
+                data = sock.recv(65536)
+            except TimeoutError:
+                break
+            except OSError as e:
+                raise UnreachableError(
+                    f"{where} accepted the connection, then dropped it ({e.strerror or e}).",
+                    f"Is it a lanchat server? Run `lanchat doctor {where}`.",
+                ) from None
+            if not data:
+                break
+            for line in decoder.feed(data):
+                if isinstance(line, LineTooLong):
+                    continue
+                try:
+                    frames.append(parse_event(line))
+                except FrameError:
+                    foreign.append(line)
+            greeting = _greeting_from(frames)
+            if greeting is not None:
+                conn = cls(sock, host, port, greeting)
+                conn._decoder = decoder
+                conn._ready = frames[_greeting_length(greeting) :]
+                return conn
+            for frame in frames:
+                if isinstance(frame, Problem):
+                    raise RejectedError(
+                        f"{where} refused to let us in: {frame.message}",
+                        _refusal_hint(frame.code),
+                    )
+        if foreign and not frames:
+            sample = foreign[0].decode("utf-8", "replace")[:60]
+            raise UnreachableError(
+                f"{where} answered, but it is not a lanchat server (it said: {sample!r}).",
+                "Check the port number: lanchat's default is 7420.",
+            )
+        raise UnreachableError(
+            f"{where} accepted the connection but did not answer the lanchat handshake "
+            f"within {timeout:g} s.",
+            f"Something else may be using that port. Run `lanchat doctor {where}`.",
+        )
+
+    def send(self, request: Request) -> None:
+        """Send one request; ConnectionLost if the connection is gone."""
+        try:
+            with self._send_lock:
+                self.sock.sendall(encode_request(request))
+        except OSError as e:
+            raise ConnectionLost(str(e)) from None
+
+    def frames(self) -> Iterator[ServerFrame]:
+        """Frames as they arrive; ends when the server closes the connection."""
+        while True:
+            while self._ready:
+                yield self._ready.pop(0)
+            try:
+                data = self.sock.recv(65536)
+            except OSError:
+                return
+            if not data:
+                return
+            for line in self._decoder.feed(data):
+                if isinstance(line, LineTooLong):
+                    continue
+                try:
+                    self._ready.append(parse_event(line))
+                except FrameError:
+                    continue  # a frame from a newer server we do not know: skip it
+
+    def close(self) -> None:
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.sock.close()
+
+
+def _greeting_from(frames: list[ServerFrame]) -> Greeting | None:
+    """The greeting once welcome, who and all announced history frames have arrived."""
+    for i, frame in enumerate(frames):
+        if isinstance(frame, Welcome):
+            rest = frames[i + 1 :]
+            if not rest:
+                return None
+            who = rest[0] if isinstance(rest[0], WhoList) else None
+            history = [f for f in rest[1 if who else 0 :] if isinstance(f, Chat) and f.history]
+            if len(history) < frame.history:
+                return None
+            return Greeting(frame, who, tuple(history[: frame.history]))
+    return None
+
+
+def _greeting_length(greeting: Greeting) -> int:
+    return 1 + (greeting.who is not None) + len(greeting.history)
+
+
+def _refusal_hint(code: str) -> str:
+    return {
+        "name-taken": "Choose another name with --name.",
+        "name-reserved": "Choose another name with --name.",
+        "bad-name": "Names have 1-24 letters, digits, '-', '_' or '.'; choose one with --name.",
+        "server-full": "Try again later, or ask whoever runs the server to raise --max-clients.",
+        "unsupported-version": "Update lanchat on this computer or on the server.",
+        "shutdown": "The server is stopping; try again when it is back.",
+    }.get(code, "")
+
+
+def reconnect(
+    open_connection: Callable[[], Connection],
+    *,
+    stop: threading.Event,
+    on_wait: Callable[[float, Exception], None],
+) -> Connection | None:
+    """Try again with growing pauses until connected or `stop` is set (then None)."""
+    attempt = 0
+    while not stop.is_set():
+        try:
+            return open_connection()
+        except (UnreachableError, RejectedError) as e:
+            delay = RECONNECT_DELAYS[min(attempt, len(RECONNECT_DELAYS) - 1)]
+            attempt += 1
+            on_wait(delay, e)
+            if stop.wait(delay):
+                return None
+    return None
+
+
+def goodbye_reason(frame: ServerFrame) -> str | None:
+    """The reason when `frame` ends the session."""
+    return frame.reason if isinstance(frame, Goodbye) else None

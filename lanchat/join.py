@@ -1,0 +1,219 @@
+"""The two front ends of `lanchat join`: scripted (stdin is not a terminal: each line is sent, every
+frame is printed) and interactive (a prompt_toolkit input line that incoming messages do not
+garble, names in colour, reconnecting when the server goes away)."""
+
+from __future__ import annotations
+
+import sys
+import threading
+from collections.abc import Callable, Iterable
+from typing import TextIO
+
+from lanchat.client import Connection, ConnectionLost, goodbye_reason, reconnect
+from lanchat.errors import ExitCode, UnreachableError
+from lanchat.output import chat_text, notice, print_json, stderr_console, stdout_console
+from lanchat.protocol import (
+    RAW_HELP,
+    AskHelp,
+    Chat,
+    FrameError,
+    Quit,
+    Renamed,
+    Request,
+    Say,
+    ServerFrame,
+    parse_raw_line,
+)
+
+QUIT_WAIT_SECONDS = 10.0  # how long to wait for the server to confirm our last lines
+
+
+class _Tally:
+    """Our own messages sent vs echoed back by the server: the echo confirms delivery."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.sent = 0
+        self.confirmed = 0
+        self.lock = threading.Lock()
+
+    def saw(self, frame: ServerFrame) -> None:
+        with self.lock:
+            if isinstance(frame, Renamed) and frame.old == self.name:
+                self.name = frame.new
+            elif isinstance(frame, Chat) and not frame.history and frame.sender == self.name:
+                self.confirmed += 1
+
+
+def _request_for(line: str) -> Request | FrameError | None:
+    try:
+        return parse_raw_line(line)
+    except FrameError as e:
+        return e
+
+
+def run_scripted(conn: Connection, lines: Iterable[str], *, as_json: bool, out: TextIO) -> int:
+    """Send each line, print every frame; at end of input leave once our lines are confirmed."""
+    console = stdout_console(out)
+    err = stderr_console()
+    tally = _Tally(conn.name)
+    ended = threading.Event()
+    ending: list[str | None] = [None]  # the goodbye reason, if one came
+
+    def show(frame: ServerFrame) -> None:
+        if as_json:
+            print_json(frame.to_dict(), out)
+        else:
+            console.print(chat_text(frame, tally.name))
+
+    def receive() -> None:
+        try:
+            for frame in _greeting_frames(conn):
+                show(frame)
+            for frame in conn.frames():
+                tally.saw(frame)
+                show(frame)
+                reason = goodbye_reason(frame)
+                if reason is not None:
+                    ending[0] = reason
+                    return
+        finally:
+            ended.set()
+
+    receiver = threading.Thread(target=receive, name="lanchat-receive", daemon=True)
+    receiver.start()
+    try:
+        for raw in lines:
+            request = _request_for(raw.rstrip("\r\n"))
+            if request is None:
+                continue
+            if isinstance(request, FrameError):
+                err.print(f"! {request.message}")
+                continue
+            if isinstance(request, AskHelp):
+                err.print(f"* {RAW_HELP}")
+                continue
+            if isinstance(request, Quit):
+                break
+            if ended.is_set():
+                break
+            conn.send(request)
+            if isinstance(request, Say):
+                with tally.lock:
+                    tally.sent += 1
+        if not ended.is_set():
+            conn.send(Quit())
+    except ConnectionLost:
+        pass
+    ended.wait(QUIT_WAIT_SECONDS)
+    conn.close()
+    receiver.join(1.0)
+    if ending[0] == "quit" or tally.confirmed >= tally.sent:
+        return ExitCode.OK
+    missing = tally.sent - tally.confirmed
+    raise UnreachableError(
+        f"The connection to {conn.host}:{conn.port} ended before the server confirmed "
+        f"{missing} of the {tally.sent} lines sent"
+        + (" (the server shut down)." if ending[0] == "shutdown" else "."),
+        "Those lines may not have reached everyone; send them again when the server is back.",
+    )
+
+
+def _greeting_frames(conn: Connection) -> list[ServerFrame]:
+    g = conn.greeting
+    return [g.welcome, *([g.who] if g.who else []), *g.history]
+
+
+HELP_TEXT = (
+    "Type a line and press Enter to send it. Commands: /me TEXT (action), /nick NAME, /who, "
+    "/help, /quit (or Ctrl-D). Start a line with // to send a line beginning with /."
+)
+
+
+def run_interactive(first: Connection, open_again: Callable[[], Connection]) -> int:
+    """The chat window: prompt at the bottom, messages above it, reconnects on its own."""
+    from prompt_toolkit import PromptSession
+    from prompt_toolkit.patch_stdout import patch_stdout
+
+    state = {"conn": first}
+    lock = threading.Lock()
+    leaving = threading.Event()
+
+    with patch_stdout(raw=True):
+        console = stdout_console(
+            force_terminal=sys.__stdout__ is not None and sys.__stdout__.isatty()
+        )
+
+        def say(text: object) -> None:
+            console.print(text)
+
+        def receive() -> None:
+            conn = first
+            for frame in _greeting_frames(conn):
+                say(chat_text(frame, conn.name))
+            while not leaving.is_set():
+                reason = None
+                for frame in conn.frames():
+                    if isinstance(frame, Renamed) and frame.old == conn.name:
+                        conn.name = frame.new
+                    say(chat_text(frame, conn.name))
+                    reason = goodbye_reason(frame)
+                    if reason is not None:
+                        break
+                if leaving.is_set() or reason in ("quit", "too-slow"):
+                    return
+                say(notice("* Connection to the server lost. Reconnecting...", "bold yellow"))
+                new = reconnect(
+                    open_again,
+                    stop=leaving,
+                    on_wait=lambda delay, e: say(
+                        notice(f"* Still unreachable ({e}); next try in {delay:g} s.", "dim")
+                    ),
+                )
+                if new is None:
+                    return
+                with lock:
+                    state["conn"] = new
+                conn = new
+                say(notice(f"* Reconnected to {new.host}:{new.port} as {new.name}.", "bold green"))
+                for frame in _greeting_frames(new):
+                    say(chat_text(frame, new.name))
+
+        receiver = threading.Thread(target=receive, name="lanchat-receive", daemon=True)
+        receiver.start()
+        session: PromptSession[str] = PromptSession()
+        say(notice(f"* {HELP_TEXT}", "dim"))
+        try:
+            while receiver.is_alive():
+                try:
+                    line = session.prompt(lambda: f"{state['conn'].name}> ")
+                except (EOFError, KeyboardInterrupt):
+                    break
+                request = _request_for(line)
+                if request is None:
+                    continue
+                if isinstance(request, FrameError):
+                    say(notice(f"! {request.message}", "bold red"))
+                    continue
+                if isinstance(request, AskHelp):
+                    say(notice(f"* {HELP_TEXT}", "dim"))
+                    continue
+                if isinstance(request, Quit):
+                    break
+                with lock:
+                    conn = state["conn"]
+                try:
+                    conn.send(request)
+                except ConnectionLost:
+                    say(notice("! Not connected right now; that line was not sent.", "bold red"))
+        finally:
+            leaving.set()
+            with lock:
+                conn = state["conn"]
+            try:
+                conn.send(Quit())
+            except ConnectionLost:
+                pass
+            receiver.join(2.0)
+            conn.close()
+    return ExitCode.OK

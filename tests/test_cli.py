@@ -1,0 +1,296 @@
+"""The real entry point: `lanchat serve` and `lanchat join` as processes, with ncat where present;
+exit codes and JSON on stdout, every error path in words."""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import subprocess
+import threading
+import time
+from typing import Any
+
+import pytest
+
+from conftest import WAIT, LineClient, lanchat_env, ncat_path, run_lanchat
+from lanchat import __version__
+from lanchat.errors import ExitCode
+
+CHAT = re.compile(r"^\[\d\d:\d\d\] <([^>]+)> (.*)$")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_version() -> None:
+    result = run_lanchat("--version")
+    assert result.returncode == 0 and result.stdout.strip() == f"lanchat {__version__}"
+
+
+def test_help_lists_commands_with_examples() -> None:
+    assert all(c in run_lanchat("--help").stdout for c in ("serve", "join"))
+    assert "Examples" in run_lanchat("serve", "--help").stdout
+    assert "LANCHAT_NAME" in run_lanchat("join", "--help").stdout
+
+
+def test_two_joins_and_ncat_chat_through_serve_in_one_order(
+    server: Any, lanchat_process: Any
+) -> None:
+    """The 'done when' of the relay core: everyone sees everyone, named, in the same order."""
+    serve, port = server
+    ncat = ncat_path()
+    ana = lanchat_process("join", f"127.0.0.1:{port}", "--name", "ana", stdin=subprocess.PIPE)
+    ben = lanchat_process(
+        "join", f"127.0.0.1:{port}", "--name", "ben", "--json", stdin=subprocess.PIPE
+    )
+    if ncat:
+        raw = subprocess.Popen(
+            [ncat, "127.0.0.1", str(port)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
+        raw_lines = _collect(raw)
+    else:  # a plain socket is a raw client too
+        raw_client = LineClient(port)
+    joined: set[str] = set()
+    while not {"ana", "ben"} <= joined:  # they join in either order
+        joined.add(serve.wait_json(lambda e: e.get("event") == "join")["name"])
+    if ncat:
+        raw.stdin.write("hello from ncat\n")  # type: ignore[union-attr]
+        raw.stdin.flush()  # type: ignore[union-attr]
+    else:
+        raw_client.send("hello from ncat\n")
+    guest = serve.wait_json(lambda e: e.get("event") == "message")["from"]
+    script = [(ana, "ana says hi"), (ben, "ben says hi"), (ana, "ana again"), (ben, "/me waves")]
+    for proc, line in script:
+        proc.proc.stdin.write(line + "\n")
+        proc.proc.stdin.flush()
+    # The server's own log gives the one order; every client must see exactly that order.
+    order = [(guest, "hello from ncat")]
+    for _ in script:
+        event = serve.wait_json(lambda e: e.get("event") == "message")
+        order.append((event["from"], f"* {event['text']}" if event["action"] else event["text"]))
+    assert sorted(order[1:]) == sorted(
+        [("ana", "ana says hi"), ("ben", "ben says hi"), ("ana", "ana again"), ("ben", "* waves")]
+    )
+    ana_view = []
+    while len(ana_view) < 5:
+        line = ana.wait_line(lambda t: CHAT.match(t) or "* ben waves" in t)
+        match = CHAT.match(line)
+        ana_view.append((match[1], match[2]) if match else ("ben", "* waves"))
+    assert ana_view == order
+    ben_view = []
+    while len(ben_view) < 5:
+        frame = ben.wait_json(lambda f: f["type"] in ("message", "action"))
+        ben_view.append((frame["from"], frame["text"] if frame["type"] == "message" else "* waves"))
+    assert ben_view == order
+    raw_expected = [
+        f"<{who}> {text}" if not text.startswith("* ") else f"* {who} {text[2:]}"
+        for who, text in order[1:]
+    ]
+    for proc in (ana, ben):  # end of input: leave cleanly, exit 0
+        proc.proc.stdin.close()
+        assert proc.proc.wait(WAIT) == 0
+    if ncat:
+        raw.stdin.close()  # type: ignore[union-attr]
+        raw.wait(WAIT)
+        got = [re.sub(r"^\[\d\d:\d\d\] ", "", line) for line in raw_lines]
+    else:
+        got = [
+            re.sub(r"^\[\d\d:\d\d\] ", "", raw_client.wait_line(lambda t: t.startswith("[")))
+            for _ in raw_expected
+        ]
+        raw_client.close()
+    chat = [line for line in got if line.startswith("<") or line.startswith("* ben waves")]
+    assert chat == raw_expected  # named, in the same order, and not its own line back
+
+
+def _collect(proc: subprocess.Popen[str]) -> list[str]:
+    lines: list[str] = []
+
+    def read() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.append(line.rstrip("\n"))
+
+    threading.Thread(target=read, daemon=True).start()
+    return lines
+
+
+def test_scripted_join_prints_own_lines_and_exits_zero(server: Any) -> None:
+    _, port = server
+    result = run_lanchat(
+        "join", f"127.0.0.1:{port}", "--name", "solo", input="first\n\n/me thinks\nsecond\n"
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "* Welcome to lobby, solo."
+    assert [m[2] for line in lines if (m := CHAT.match(line))] == ["first", "second"]
+    assert any(line.endswith("* solo thinks") for line in lines)
+    assert lines[-1] == "* Goodbye."
+
+
+def test_join_with_json_prints_frames(server: Any) -> None:
+    _, port = server
+    result = run_lanchat("join", f"127.0.0.1:{port}", "--json", input="hi\n")
+    assert result.returncode == 0
+    frames = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [f["type"] for f in frames] == ["welcome", "who", "join", "message", "leave", "bye"]
+    assert frames[3]["text"] == "hi" and frames[3]["from"] == frames[0]["name"]
+
+
+def test_default_names_do_not_collide(server: Any) -> None:
+    """Every PC in a classroom logs in as 'student': they all get in."""
+    _, port = server
+    env = {**lanchat_env(), "LOGNAME": "student", "USER": "student"}  # what getpass reads first
+    first = LineClient(port)
+    first.hello("student")
+    result = run_lanchat("join", f"127.0.0.1:{port}", "--json", input="", env=env)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout.splitlines()[0])["name"] == "student-2"
+    first.close()
+
+
+def test_join_name_taken_is_rejected(server: Any) -> None:
+    _, port = server
+    holder = LineClient(port)
+    holder.hello("alice")
+    result = run_lanchat("join", f"127.0.0.1:{port}", "--name", "ALICE")
+    assert result.returncode == ExitCode.REJECTED
+    assert "error:" in result.stderr and "The name ALICE is taken" in result.stderr
+    assert "--name" in result.stderr and "Traceback" not in result.stderr
+    holder.close()
+
+
+def test_join_refused_names_the_cause_and_suggests_doctor() -> None:
+    port = free_port()
+    result = run_lanchat("join", f"127.0.0.1:{port}")
+    assert result.returncode == ExitCode.UNREACHABLE
+    assert f"127.0.0.1:{port} refused the connection" in result.stderr
+    assert f"lanchat doctor 127.0.0.1:{port}" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("greeting", "expected"),
+    [
+        (b"SSH-2.0-OpenSSH_9.2\r\n", "not a lanchat server"),
+        (b"", "did not answer the lanchat handshake"),
+    ],
+)
+def test_join_to_something_else(greeting: bytes, expected: str) -> None:
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(WAIT)
+    port = listener.getsockname()[1]
+    accepted: list[socket.socket] = []
+
+    def answer() -> None:
+        conn, _ = listener.accept()
+        accepted.append(conn)
+        conn.sendall(greeting)
+
+    thread = threading.Thread(target=answer)
+    thread.start()
+    result = run_lanchat("join", f"127.0.0.1:{port}", "--timeout", "0.5")
+    thread.join(WAIT)
+    for conn in accepted:
+        conn.close()
+    listener.close()
+    assert result.returncode == ExitCode.UNREACHABLE
+    assert expected in result.stderr
+
+
+@pytest.mark.parametrize("address", ["127.0.0.1:99999", "host:port", "[::1", "[::1]x"])
+def test_join_bad_address_is_a_usage_error(address: str) -> None:
+    result = run_lanchat("join", address)
+    assert result.returncode == ExitCode.USAGE
+    assert "is not an address" in result.stderr and "HOST:PORT" in result.stderr
+
+
+def test_serve_port_in_use_names_the_holder() -> None:
+    holder = socket.create_server(("127.0.0.1", 0))
+    port = holder.getsockname()[1]
+    try:
+        result = run_lanchat("serve", "--host", "127.0.0.1", "--port", str(port))
+    finally:
+        holder.close()
+    assert result.returncode == ExitCode.ADDRESS_IN_USE
+    assert f"Port {port} is already in use" in result.stderr
+    assert "python" in result.stderr.lower() and "pid" in result.stderr  # the holder, named
+    assert "Traceback" not in result.stderr
+
+
+def test_serve_bad_host_is_explained() -> None:
+    result = run_lanchat("serve", "--host", "192.0.2.250", "--port", "0")
+    assert result.returncode == ExitCode.ERROR
+    assert "Cannot listen on 192.0.2.250" in result.stderr and "--host" in result.stderr
+
+
+def test_serve_banner_says_what_to_type(lanchat_process: Any) -> None:
+    serve = lanchat_process("serve", "--port", "0")
+    line = serve.wait_line("lanchat join", timeout=10)
+    assert re.search(r"lanchat join \S+:\d+", line)
+    assert re.search(r"ncat \S+ \d+", serve.wait_line("ncat "))
+    serve.wait_line("Press Ctrl-C to stop")
+    assert serve.terminate() == 0
+
+
+def test_serve_on_loopback_warns_others_cannot_connect(lanchat_process: Any) -> None:
+    serve = lanchat_process("serve", "--host", "127.0.0.1", "--port", "0")
+    assert "other PCs cannot connect" in serve.wait_line("127.0.0.1 only", timeout=10)
+    assert serve.terminate() == 0
+
+
+@pytest.mark.parametrize("how", ["SIGTERM", "SIGINT"])
+def test_serve_stops_on_signal_tells_everyone_and_exits_zero(server: Any, how: str) -> None:
+    serve, port = server
+    raw = LineClient(port)
+    raw.send("bye soon\n")
+    raw.wait_line("* Welcome")
+    fancy = LineClient(port)
+    fancy.hello("fancy")
+    serve.wait_json(lambda e: e.get("event") == "join" and e["name"] == "fancy")
+    started = time.monotonic()
+    serve.proc.send_signal(getattr(__import__("signal"), how))
+    assert serve.proc.wait(WAIT) == 0
+    assert time.monotonic() - started < 2.5
+    assert "* Server shutting down. Goodbye." in raw.read_all()
+    assert any(json.loads(line).get("reason") == "shutdown" for line in fancy.read_all())
+    assert json.loads(serve.rest()[-1])["event"] == "shutdown"
+    raw.close()
+    fancy.close()
+
+
+@pytest.mark.skipif(ncat_path() is None, reason="ncat is not installed")
+def test_max_clients_refuses_ncat_with_a_message(lanchat_process: Any) -> None:
+    serve = lanchat_process(
+        "serve", "--host", "127.0.0.1", "--port", "0", "--json", "--max-clients", "1"
+    )
+    port = serve.wait_json(lambda e: e.get("event") == "listening", timeout=10)["port"]
+    first = LineClient(port)
+    first.hello("first")
+    result = subprocess.run(
+        [str(ncat_path()), "127.0.0.1", str(port)],
+        input="knock knock\n",
+        capture_output=True,
+        text=True,
+        timeout=WAIT,
+    )
+    assert "The server is full (1 person). Try again later." in result.stdout
+    first.close()
+
+
+def test_serve_json_events(server: Any) -> None:
+    serve, port = server
+    client = LineClient(port)
+    client.send("/nick zed\nhello\n/quit\n")
+    join = serve.wait_json(lambda e: e.get("event") == "join")
+    assert join["address"].startswith("127.0.0.1:") and join["kind"] == "raw"
+    nick = serve.wait_json(lambda e: e.get("event") == "nick")
+    assert nick["new"] == "zed"
+    message = serve.wait_json(lambda e: e.get("event") == "message")
+    assert (message["from"], message["text"], message["action"]) == ("zed", "hello", False)
+    assert serve.wait_json(lambda e: e.get("event") == "leave")["reason"] == "quit"
+    client.close()
