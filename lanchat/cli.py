@@ -17,7 +17,7 @@ from typing import Annotated, Any
 import typer
 
 from lanchat import __version__
-from lanchat.errors import ExitCode, LanchatError
+from lanchat.errors import ExitCode, LanchatError, UsageError
 from lanchat.protocol import DEFAULT_PORT
 
 app = typer.Typer(
@@ -120,8 +120,12 @@ def serve(
         serve_event_text,
         stdout_console,
     )
+    from lanchat.protocol import room_problem
     from lanchat.relay import FD_RESERVE, Relay, raise_fd_limit
 
+    problem = room_problem(room)
+    if problem:
+        raise UsageError(problem, "Example: --room physics-101")
     notes: list[str] = []
     capacity = max(1, raise_fd_limit() - FD_RESERVE)
     if max_clients > capacity:

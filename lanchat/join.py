@@ -82,41 +82,53 @@ def run_scripted(conn: Connection, lines: Iterable[str], *, as_json: bool, out: 
 
     receiver = threading.Thread(target=receive, name="lanchat-receive", daemon=True)
     receiver.start()
-    try:
-        for raw in lines:
-            request = _request_for(raw.rstrip("\r\n"))
-            if request is None:
-                continue
-            if isinstance(request, FrameError):
-                err.print(f"! {request.message}")
-                continue
-            if isinstance(request, AskHelp):
-                err.print(f"* {RAW_HELP}")
-                continue
-            if isinstance(request, Quit):
-                break
+    input_left = False  # a line we could not send (and whatever followed it)
+    for raw in lines:
+        request = _request_for(raw.rstrip("\r\n"))
+        if request is None:
+            continue
+        if isinstance(request, FrameError):
+            err.print(f"! {request.message}")
+            continue
+        if isinstance(request, AskHelp):
+            err.print(f"* {RAW_HELP}")
+            continue
+        if isinstance(request, Quit):
+            break
+        try:
             if ended.is_set():
-                break
+                raise ConnectionLost("the session ended")
             conn.send(request)
-            if isinstance(request, Say):
-                with tally.lock:
-                    tally.sent += 1
-        if not ended.is_set():
-            conn.send(Quit())
-    except ConnectionLost:
-        pass
+        except ConnectionLost:
+            input_left = True
+            break
+        if isinstance(request, Say):
+            with tally.lock:
+                tally.sent += 1
+    if not ended.is_set():
+        try:
+            conn.send(Quit())  # the server answers once everything before it went out
+        except ConnectionLost:
+            pass
     ended.wait(QUIT_WAIT_SECONDS)
     conn.close()
     receiver.join(1.0)
-    if ending[0] == "quit" or tally.confirmed >= tally.sent:
+    unconfirmed = 0 if ending[0] == "quit" else max(0, tally.sent - tally.confirmed)
+    if not input_left and not unconfirmed:
         return ExitCode.OK
-    missing = tally.sent - tally.confirmed
+    why = _ENDINGS.get(ending[0] or "", "the connection was lost")
+    lost = [f"{unconfirmed} line(s) sent but not confirmed"] if unconfirmed else []
+    lost += ["the rest of the input was not sent"] if input_left else []
     raise UnreachableError(
-        f"The connection to {conn.host}:{conn.port} ended before the server confirmed "
-        f"{missing} of the {tally.sent} lines sent"
-        + (" (the server shut down)." if ending[0] == "shutdown" else "."),
+        f"{conn.host}:{conn.port}: {why} before we were done; {' and '.join(lost)}.",
         "Those lines may not have reached everyone; send them again when the server is back.",
     )
+
+
+_ENDINGS = {
+    "shutdown": "the server shut down",
+    "too-slow": "the server disconnected us for falling behind",
+}
 
 
 def _greeting_frames(conn: Connection) -> list[ServerFrame]:

@@ -136,6 +136,18 @@ def name_problem(name: str) -> FrameError | None:
     return None
 
 
+MAX_ROOM_CHARS = 40
+
+
+def room_problem(room: str) -> str | None:
+    """Why `room` cannot name a room (it is shown to everyone and advertised), or None."""
+    if not room.strip() or len(room) > MAX_ROOM_CHARS:
+        return f"A room name has 1 to {MAX_ROOM_CHARS} characters."
+    if clean_text(room) != room:
+        return "A room name cannot contain control characters."
+    return None
+
+
 def suggest_name(wanted: str) -> str:
     """Turn a login name such as 'John Doe' into a valid chat name ('John-Doe')."""
     chars = [ch if ch.isalnum() or ch in "-_." else "-" for ch in wanted]

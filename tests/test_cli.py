@@ -16,6 +16,7 @@ import pytest
 from conftest import WAIT, LineClient, lanchat_env, ncat_path, run_lanchat
 from lanchat import __version__
 from lanchat.errors import ExitCode
+from lanchat.relay import Relay
 
 CHAT = re.compile(r"^\[\d\d:\d\d\] <([^>]+)> (.*)$")
 
@@ -294,3 +295,27 @@ def test_serve_json_events(server: Any) -> None:
     assert (message["from"], message["text"], message["action"]) == ("zed", "hello", False)
     assert serve.wait_json(lambda e: e.get("event") == "leave")["reason"] == "quit"
     client.close()
+
+
+def test_scripted_join_reports_lines_it_could_not_send(lanchat_process: Any) -> None:
+    relay = Relay("127.0.0.1", 0)
+    relay.start()
+    port = relay.address[1]
+    join = lanchat_process("join", f"127.0.0.1:{port}", "--name", "late", stdin=subprocess.PIPE)
+    join.proc.stdin.write("one\n")
+    join.proc.stdin.flush()
+    join.wait_line("<late> one")
+    relay.stop()  # the server goes away while input is still coming
+    join.wait_line("Server shutting down")
+    join.proc.stdin.write("two\n")
+    join.proc.stdin.close()
+    assert join.proc.wait(WAIT) == ExitCode.UNREACHABLE
+    stderr = join.stderr()
+    assert "the server shut down before we were done" in stderr
+    assert "the rest of the input was not sent" in stderr
+
+
+@pytest.mark.parametrize("room", ["", "x" * 41, "bad\x1b[31m"])
+def test_serve_rejects_a_bad_room_name(room: str) -> None:
+    result = run_lanchat("serve", "--port", "0", "--room", room)
+    assert result.returncode == ExitCode.USAGE and "room name" in result.stderr

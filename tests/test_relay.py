@@ -358,3 +358,18 @@ def test_stop_tells_everyone_and_ends_every_thread(relay: Relay, connect: Any) -
     bye = [json.loads(line) for line in fancy.read_all() if '"bye"' in line]
     assert bye and bye[-1]["reason"] == "shutdown"
     assert relay.readers == []
+
+
+def test_all_interfaces_means_ipv4_and_ipv6() -> None:
+    relay = Relay("", 0)  # the default: every interface, one dual-stack socket where possible
+    relay.start()
+    try:
+        port = relay.address[1]
+        hosts = ["127.0.0.1"] + (["::1"] if socket.has_dualstack_ipv6() else [])
+        clients = [LineClient(port, host) for host in hosts]
+        for i, client in enumerate(clients):
+            assert client.hello(f"c{i}")["type"] == "welcome"
+        for client in clients:
+            client.close()
+    finally:
+        relay.stop()
