@@ -188,6 +188,7 @@ def _start_time(pid: int) -> str | None:
 def _signal_and_wait(pids: list[int], sig: int, timeout: float) -> list[int]:
     """Send sig to pids and wait (pidfd, no polling) until they exit; the pids still alive."""
     fds: dict[int, int] = {}
+    refused = []
     for pid in pids:
         try:
             fd = os.pidfd_open(pid)
@@ -195,8 +196,10 @@ def _signal_and_wait(pids: list[int], sig: int, timeout: float) -> list[int]:
             continue
         try:
             signal.pidfd_send_signal(fd, sig)
-        except ProcessLookupError:
+        except (ProcessLookupError, PermissionError) as exc:
             os.close(fd)
+            if isinstance(exc, PermissionError):
+                refused.append(pid)
             continue
         fds[fd] = pid
     deadline = time.monotonic() + timeout
@@ -206,7 +209,7 @@ def _signal_and_wait(pids: list[int], sig: int, timeout: float) -> list[int]:
             for fd in ready:
                 os.close(fd)
                 del fds[fd]
-        return list(fds.values())
+        return refused + list(fds.values())
     finally:
         for fd in fds:
             os.close(fd)
@@ -238,7 +241,7 @@ class LineReader:
 def _start_keeper() -> subprocess.Popen[str]:
     """A process owning a user+net+mount namespace with its own /run, for labs without root."""
     t = _tools()
-    # mount -n: libmount would otherwise write /run/mount/utab into the real /run (pitfall 18).
+    # mount -n: libmount would otherwise write /run/mount/utab into the real /run.
     script = (
         f"{t['mount']} -n -t tmpfs -o mode=0755 tmpfs /run"
         f" && echo ready && exec {t['sleep']} infinity"
@@ -348,8 +351,8 @@ class Lab:
             "creating namespaces",
             input="".join(f"netns add {n}\n" for n in names),
         )
-        # Before any interface exists: no IPv6 on the switch, no bridge netfilter (pitfall 7);
-        # hosts skip DAD so link-local works at once (9) and have no reverse-path filter (8).
+        # Before any interface exists (docs/netlab.md pitfalls 5-7): no IPv6 and no bridge
+        # netfilter on the switch; hosts skip DAD so link-local works at once, no rp_filter.
         switch = ["net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1"]
         switch += [f"net.bridge.bridge-nf-call-{x}tables=0" for x in ("ip", "ip6", "arp")]
         host = [f"net.ipv6.conf.{c}.accept_dad=0" for c in ("all", "default")]
@@ -449,7 +452,7 @@ class Lab:
         return lab
 
     def close(self) -> None:
-        """Stop started processes, kill the rest in the namespaces, delete them; idempotent."""
+        """Stop popen'd processes (closing their pipes), kill the rest, delete all; idempotent."""
         if self._closed:
             return
         self._closed = True
@@ -459,26 +462,18 @@ class Lab:
                 proc.terminate()
         deadline = time.monotonic() + KILL_GRACE
         for proc in self._procs:
-            try:
-                proc.wait(max(0.0, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(KILL_GRACE)
+            errors += _reap(proc, deadline)
         try:
             _remove(self._enter(), self._names(), must_vanish=self.keeper_pid is None)
         except LabError as exc:
             errors.append(str(exc))
+        # Last: the keeper's death takes an unprivileged lab's namespaces with it.
         if self._keeper is not None:
             self._keeper.terminate()
-            try:
-                self._keeper.wait(KILL_GRACE)
-            except subprocess.TimeoutExpired:
-                self._keeper.kill()
-                self._keeper.wait(KILL_GRACE)
-        elif self.keeper_pid is not None and _signal_and_wait(
-            [self.keeper_pid], signal.SIGTERM, KILL_GRACE
-        ):
-            _signal_and_wait([self.keeper_pid], signal.SIGKILL, KILL_GRACE)
+            errors += _reap(self._keeper, time.monotonic() + KILL_GRACE)
+        elif self.keeper_pid is not None:  # attached: not our child; attach() checked its identity
+            left = _signal_and_wait([self.keeper_pid], signal.SIGTERM, KILL_GRACE)
+            _signal_and_wait(left, signal.SIGKILL, KILL_GRACE)
         if errors:
             raise LabError("; ".join(errors))
 
@@ -487,6 +482,23 @@ class Lab:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _reap(proc: subprocess.Popen[Any], deadline: float) -> list[str]:
+    """Wait for proc until deadline, then SIGKILL it; close its pipes. Problems, as messages."""
+    try:
+        proc.wait(max(0.0, deadline - time.monotonic()))
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        try:
+            proc.wait(KILL_GRACE)
+        except subprocess.TimeoutExpired:
+            return [f"process {proc.pid} did not die"]
+    finally:
+        for stream in (proc.stdin, proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()
+    return []
 
 
 def _names(prefix: str, hosts: int) -> list[str]:
@@ -510,7 +522,7 @@ def _netns_pids(enter: list[str], names: list[str]) -> dict[str, list[int]]:
 
 
 def _remove(enter: list[str], names: list[str], *, must_vanish: bool) -> None:
-    """Kill every process in the namespaces (pitfall 21), then delete them."""
+    """Kill every process in the namespaces (else `netns del` only unlinks them), delete them."""
     for _ in range(5):  # processes may fork while dying; a few rounds settle it
         pids = sorted({p for ps in _netns_pids(enter, names).values() for p in ps})
         if not pids:
@@ -581,7 +593,7 @@ class Host:
         if not args or not all(isinstance(a, str) for a in args):
             raise ValueError(f"args must be a non-empty list of strings, not {args!r}")
         t = _tools()
-        # Shared hostnames make mDNS names collide (pitfall 11); exec keeps the PID ours.
+        # Shared hostnames make mDNS names collide; exec keeps the Popen pid = the command's.
         script = f'{shlex.quote(t["hostname"])} "$0" && exec "$@"'
         uts = [t["unshare"], "--uts", "--", t["sh"], "-c", script, self.name]
         return self._lab._netns_exec(self.netns, [*uts, *args])
@@ -680,7 +692,7 @@ class Host:
     def apply_firewall(
         self, *, nft: str | None = None, iptables: str | None = None, ip6tables: str | None = None
     ) -> None:
-        """Load rulesets: an nft script (`nft -f -`), iptables-restore / ip6tables-restore text."""
+        """Load an nft script (`nft -f -`) and/or iptables-restore text (replaces named tables)."""
         if nft is None and iptables is None and ip6tables is None:
             raise ValueError("give at least one of nft=, iptables=, ip6tables=")
         if nft is not None:
