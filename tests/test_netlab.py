@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from netlab import Host, Lab, LabError, LineReader, find_tool, lab_support
+from netlab import Host, Lab, LabError, LineReader, find_tool, is_real_root, lab_support
 
 MakeLab = Callable[..., Lab]
 SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "netlab"
@@ -92,7 +92,7 @@ def root_view() -> dict[str, str]:
     """What the root namespace looks like: links, addresses, routes, namespaces, firewall."""
     views = [["ip", "-br", "link"], ["ip", "-br", "addr"], ["ip", "route"], ["ip", "-6", "route"]]
     views.append(["ip", "netns", "list"])
-    if os.geteuid() == 0:  # reading the firewall needs root
+    if is_real_root():  # reading the firewall needs root (of the real namespace)
         views += [["nft", "list", "ruleset"], ["iptables-save"], ["ip6tables-save"]]
     out = {}
     for args in views:
@@ -378,6 +378,9 @@ def test_script_up_exec_block_status_down(tmp_path: Path) -> None:
     env = {"NETLAB_NAME": f"nlscript{os.getpid()}", "NETLAB_STATE_DIR": str(tmp_path)}
     down = run_script("status", env=env)
     assert down.returncode == 1 and "lab not up" in down.stderr and "Traceback" not in down.stderr
+    zero = run_script("up", "0", env=env)
+    assert zero.returncode == 1 and "hosts must be" in zero.stderr
+    assert "Traceback" not in zero.stderr
     up = run_script("up", "2", env=env)
     try:
         assert up.returncode == 0, up.stderr
