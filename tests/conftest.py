@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from lanchat.relay import Relay
+from netlab import lab_factory  # noqa: F401  (the multi-host lab fixture, tests/netlab.py)
 
 ROOT = Path(__file__).resolve().parent.parent
 WAIT = 5.0  # default deadline for anything a test waits on
