@@ -155,12 +155,12 @@ def test_too_long_line_is_refused_and_the_connection_goes_on(connect: Any) -> No
     fancy.hello("fancy")
     raw.send("x" * 5000 + "\nshort one\n")
     assert "Line too long" in raw.wait_line("!")
+    assert chat_frames(observer, 1)[0]["text"] == "short one"
     fancy.send_json({"type": "message", "text": "y" * 5000})
     error = fancy.wait_json(lambda f: f["type"] == "error")
     assert error["code"] == "line-too-long"
     fancy.send_json({"type": "message", "text": "still here"})
-    texts = [f["text"] for f in chat_frames(observer, 2)]
-    assert texts == ["short one", "still here"]
+    assert chat_frames(observer, 1)[0]["text"] == "still here"  # the long one was not relayed
 
 
 def test_escape_sequences_and_bad_bytes_never_reach_other_terminals(connect: Any) -> None:
@@ -169,11 +169,11 @@ def test_escape_sequences_and_bad_bytes_never_reach_other_terminals(connect: Any
     raw.send(b"\x1b[2J\x1b[31mred\x07 \x1b]0;title\x07alert\x08!\n")
     raw.send(b"caf\xe9 ok\n")
     raw.send(b"\x1b[31m\x07\n")  # nothing left after cleaning
+    assert [f["text"] for f in chat_frames(observer, 2)] == ["red alert!", "caf\ufffd ok"]
     fancy = connect()
     fancy.hello("fancy")
     fancy.send_json({"type": "message", "text": "\u001b[5mblink\u202eevil"})
-    texts = [f["text"] for f in chat_frames(observer, 3)]
-    assert texts == ["red alert!", "caf\ufffd ok", "blinkevil"]
+    assert chat_frames(observer, 1)[0]["text"] == "blinkevil"
     assert "Nothing left to send" in raw.wait_line("!")
     listener = connect()
     listener.send("\n")  # a blank first line: raw, and nothing is sent
