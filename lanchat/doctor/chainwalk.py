@@ -81,6 +81,23 @@ class ChainResult:
         }
 
 
+@dataclass(frozen=True)
+class Evaluation:
+    """An evaluator's answer: the overall verdict, each base chain's verdict, and notes."""
+
+    verdict: Verdict
+    chains: tuple[ChainResult, ...] = ()
+    notes: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data for JSON output."""
+        return {
+            "verdict": self.verdict.to_dict(),
+            "chains": [c.to_dict() for c in self.chains],
+            "notes": list(self.notes),
+        }
+
+
 def walk_base_chain(
     base: BaseChain, chains: Mapping[str, Sequence[Step]], action_words: Mapping[str, str]
 ) -> ChainResult:
@@ -232,7 +249,7 @@ def _because(end: _End) -> str:
     """Plain words for how a path ended."""
     via = ""
     if len(end.trail) > 1:
-        via = " (reached via " + " -> ".join(end.trail) + ")"
+        via = " (chains passed: " + " -> ".join(end.trail) + ")"
     if end.text is None:
         return end.reason + via
     word = {"accept": "accepts", "drop": "drops", "reject": "rejects"}.get(end.kind, end.kind)

@@ -18,6 +18,7 @@ from typing import Any
 from lanchat.doctor.chainwalk import (
     BaseChain,
     ChainResult,
+    Evaluation,
     Jump,
     Step,
     combine_chains,
@@ -121,21 +122,7 @@ class NftRuleset:
         )
 
 
-@dataclass(frozen=True)
-class NftEvaluation:
-    """The overall verdict, the verdict of each input base chain, and notes on what was skipped."""
-
-    verdict: Verdict
-    chains: tuple[ChainResult, ...] = ()
-    notes: tuple[str, ...] = ()
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain data for JSON output."""
-        return {
-            "verdict": self.verdict.to_dict(),
-            "chains": [c.to_dict() for c in self.chains],
-            "notes": list(self.notes),
-        }
+NftEvaluation = Evaluation  # the name other modules and tests use for nft results
 
 
 class _Unknown(str):
