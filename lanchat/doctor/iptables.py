@@ -358,9 +358,10 @@ def _silent(result: ChainResult, ruleset: IptablesRuleset) -> bool:
 def _step(tool: str, rule: IptRule, packet: Packet, table: IptTable) -> Step:
     where = f"{tool} {rule.table}/{rule.chain} rule {rule.number}"
     if rule.problem:
-        return Step(
-            where, rule.text, f"the rule could not be parsed: {rule.problem}", _verdict(rule, table)
-        )
+        # The rule's target cannot be trusted either; if it has one, the rule may decide.
+        has_target = re.search(r"\s(-j|--jump|-g|--goto)\s", f" {rule.text} ") is not None
+        verdict = Jump("unknown", reason=f"the rule could not be parsed: {rule.problem}")
+        return Step(where, rule.text, True, verdict if has_target else None)
     match: bool | str = True
     for condition in rule.conditions:
         result = _condition(condition, packet)
