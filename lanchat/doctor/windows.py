@@ -364,7 +364,9 @@ def _decide(
         reason = f"the {profile} firewall profile was not read"
         if state.errors:
             reason += f" ({'; '.join(state.errors)})"
-        return WindowsDecision(unknown(f"windows profile {profile}", reason), profile, network)
+        return WindowsDecision(
+            unknown(f"windows firewall profile {profile}", reason), profile, network
+        )
     where = f"windows firewall profile {profile}"
     program_blocks = tuple(
         r for r in state.rules if _is_block(r) and program and _same_program(r.program, program)
