@@ -508,3 +508,39 @@ def test_evaluator_never_raises_on_arbitrary_rule_expressions(
 def test_evaluator_never_raises_on_arbitrary_documents(doc: Any) -> None:
     verdict = evaluate_nft(json.dumps({"nftables": doc}), v6("udp", 5353)).verdict
     assert verdict.outcome in ("allowed", "blocked", "unknown")
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"family": "ipv4"}, "family must be"),
+        ({"proto": "sctp"}, "proto must be"),
+        ({"dport": 0}, "dport must be 1-65535"),
+        ({"dport": True}, "dport must be an integer"),
+        ({"iif": ""}, "iif"),
+        ({"saddr": "fd00::1"}, "not an IPv4 address"),
+        ({"daddr": "host.local"}, "not an IP address"),
+    ],
+)
+def test_packet_rejects_bad_fields_with_a_clear_message(
+    fields: dict[str, Any], message: str
+) -> None:
+    base: dict[str, Any] = {
+        "family": "ip",
+        "proto": "tcp",
+        "dport": 7000,
+        "iif": "eth0",
+        "saddr": "10.213.0.2",
+        "daddr": "10.213.0.1",
+    }
+    with pytest.raises(ValueError, match=message):
+        Packet(**{**base, **fields})
+
+
+def test_packet_and_verdict_describe_themselves() -> None:
+    packet = v6("udp", 5353, saddr="fe80::2", daddr="ff02::fb")
+    assert packet.describe() == "new udp to [ff02::fb]:5353 from fe80::2 on eth0 (IPv6)"
+    assert packet.dst_type == "MULTICAST" and v4("tcp", 1).dst_type == "LOCAL"
+    assert packet.to_dict()["dport"] == 5353
+    with pytest.raises(ValueError, match="outcome"):
+        Verdict("maybe", None, "x", "y")

@@ -49,9 +49,7 @@ SIDE_EFFECTS = frozenset(
         "flow",
         "dup",
         "secmark",
-        "synproxy_off",
         "last",
-        "quota_stmt",
     }
 )
 NAT_STATEMENTS = frozenset({"snat", "dnat", "masquerade", "redirect"})
