@@ -16,13 +16,10 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from lanchat.doctor.chainwalk import ChainResult, Evaluation
-from lanchat.doctor.iptables import (
-    IptablesRuleset,
-    evaluate_iptables,
-    iptables_tables,
-    parse_iptables_save,
-)
-from lanchat.doctor.nft import NftRuleset, evaluate_nft, parse_nft_ruleset
+from lanchat.doctor.iptables import evaluate_iptables
+from lanchat.doctor.iptables_save import IptablesRuleset, iptables_tables, parse_iptables_save
+from lanchat.doctor.nft import evaluate_nft
+from lanchat.doctor.nft_ruleset import NftRuleset, parse_nft_ruleset
 from lanchat.doctor.packet import Packet, Verdict, unknown
 
 Status = Literal["read", "no-firewall", "cannot-read", "error"]
