@@ -13,6 +13,8 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from linux_fixtures import CASES, command, outputs, v4, v6
 
 from lanchat.doctor.linux_firewall import (
@@ -236,6 +238,41 @@ def test_evidence_chain_and_rule_text_survive_to_dict() -> None:
     assert family["sources"][1]["chains"][0]["trail"][0] == "INPUT"
 
 
+OUTPUT_TEXT = st.sampled_from(
+    [
+        "",
+        '{"nftables": []}',
+        (CASES / "ufw-stock" / "nft.json").read_text(),
+        (CASES / "ufw-stock" / "iptables-save.txt").read_text(),
+        (CASES / "firewalld-open" / "nft.json").read_text(),
+        "*filter\n:INPUT DROP [0:0]\n-A INPUT -j nowhere\nCOMMIT\n",
+        "# Warning: iptables-legacy tables present\n",
+        "garbage {",
+    ]
+) | st.text(max_size=60)
+COMMAND = st.none() | st.builds(
+    CommandOutput,
+    OUTPUT_TEXT,
+    st.sampled_from(["", "Permission denied", "oops"]),
+    st.sampled_from([0, 0, 1]),
+)
+
+
+@settings(max_examples=120, deadline=None)
+@given(nft=COMMAND, ipt=COMMAND, ip6t=COMMAND, legacy=COMMAND)
+def test_assess_never_raises(
+    nft: CommandOutput | None,
+    ipt: CommandOutput | None,
+    ip6t: CommandOutput | None,
+    legacy: CommandOutput | None,
+) -> None:
+    collected = LinuxFirewallOutputs(nft, ipt, ip6t, legacy, None)
+    report = assess_linux_firewall(collected, [v4("tcp", 7000), v6("tcp", 7000)])
+    assert report.status in ("read", "no-firewall", "cannot-read", "error")
+    assert len(report.families) == 2
+    json.dumps(report.to_dict())
+
+
 # ---- live cross-check: real packets between two throwaway namespaces ------------------------
 
 LAB_SERVER = """
@@ -422,7 +459,8 @@ class Lab:
         assert self.process.stdout is not None
         line = self.process.stdout.readline()  # the server prints "ready" once bound
         if line.strip() != "ready":
-            raise RuntimeError(f"lab server did not start: {self.process.stderr.read()}")
+            error = self.process.stderr.read() if self.process.stderr else ""
+            raise RuntimeError(f"lab server did not start: {error}")
 
     def down(self) -> None:
         if self.process is not None:

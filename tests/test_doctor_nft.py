@@ -543,4 +543,4 @@ def test_packet_and_verdict_describe_themselves() -> None:
     assert packet.dst_type == "MULTICAST" and v4("tcp", 1).dst_type == "LOCAL"
     assert packet.to_dict()["dport"] == 5353
     with pytest.raises(ValueError, match="outcome"):
-        Verdict("maybe", None, "x", "y")
+        Verdict("maybe", None, "x", "y")  # type: ignore[arg-type]
