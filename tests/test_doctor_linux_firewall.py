@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import shutil
 import subprocess
 import sys
@@ -280,8 +281,7 @@ import select, socket, sys, time
 tcp = [int(p) for p in sys.argv[1].split(",")]
 udp = [int(p) for p in sys.argv[2].split(",")]
 socks = []
-for port in tcp + udp:
-    kind = socket.SOCK_STREAM if port in tcp and len(socks) < len(tcp) else socket.SOCK_DGRAM
+for kind, port in [(socket.SOCK_STREAM, p) for p in tcp] + [(socket.SOCK_DGRAM, p) for p in udp]:
     s = socket.socket(socket.AF_INET6, kind)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
@@ -457,7 +457,9 @@ class Lab:
             text=True,
         )
         assert self.process.stdout is not None
-        line = self.process.stdout.readline()  # the server prints "ready" once bound
+        # The server prints "ready" once bound; wait for that line with a deadline.
+        readable, _, _ = select.select([self.process.stdout], [], [], 10.0)
+        line = self.process.stdout.readline() if readable else ""
         if line.strip() != "ready":
             error = self.process.stderr.read() if self.process.stderr else ""
             raise RuntimeError(f"lab server did not start: {error}")
