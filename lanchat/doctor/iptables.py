@@ -1,0 +1,355 @@
+"""Evaluating `iptables-save` / `ip6tables-save` text for one inbound packet.
+
+The INPUT chains of the mangle, filter, security and nat tables run in that order (the
+PREROUTING chains of raw, mangle and nat before them); each starts at its built-in chain and
+follows -j into user chains (which come back on RETURN or at their end) and -g (which does
+not). ACCEPT ends only the built-in chain of its table; DROP and REJECT are final. LOG and
+other non-terminating targets never decide. A rule the evaluator cannot decide is followed
+both ways; when the ways disagree the answer is "unknown", naming the match.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Collection
+
+from lanchat.doctor.chainwalk import (
+    BaseChain,
+    ChainResult,
+    Evaluation,
+    Jump,
+    Step,
+    combine_chains,
+    walk_base_chain,
+)
+from lanchat.doctor.iptables_save import (
+    Condition,
+    IptablesRuleset,
+    IptRule,
+    IptTable,
+    iptables_tables,
+    parse_iptables_save,
+)
+from lanchat.doctor.netmatch import (
+    address_in_range,
+    address_in_spec,
+    iface_matches,
+    port_number,
+    proto_number,
+)
+from lanchat.doctor.packet import Packet, Verdict, unknown
+
+# The hooks a packet to this host passes, and the tables with a chain there, in kernel order.
+HOOK_ORDER: tuple[tuple[str, str], ...] = (
+    ("raw", "PREROUTING"),
+    ("mangle", "PREROUTING"),
+    ("nat", "PREROUTING"),
+    ("mangle", "INPUT"),
+    ("filter", "INPUT"),
+    ("security", "INPUT"),
+    ("nat", "INPUT"),
+)
+ACTION_WORDS = {"accept": "ACCEPT", "drop": "DROP"}
+# Targets that do something to the packet and let it go on to the next rule.
+NON_TERMINATING = frozenset(
+    {
+        "LOG", "NFLOG", "ULOG", "MARK", "CONNMARK", "CT", "NOTRACK", "TRACE", "TCPMSS", "SET",
+        "AUDIT", "CLASSIFY", "DSCP", "TOS", "TTL", "HL", "CHECKSUM", "SECMARK", "CONNSECMARK",
+        "IDLETIMER", "LED", "RATEEST", "TEE", "HMARK", "TCPOPTSTRIP",
+    }
+)  # fmt: skip
+# Modules whose result depends on state or data the evaluator does not have.
+STATEFUL = {
+    "limit": "a rate limit (depends on the traffic seen so far)",
+    "hashlimit": "a rate limit (depends on the traffic seen so far)",
+    "recent": "a recent-list check (depends on earlier packets)",
+    "connlimit": "a connection-count limit",
+    "set": "an ipset lookup (the set's contents are not in iptables-save)",
+    "mark": "a packet mark set elsewhere",
+    "connmark": "a connection mark set elsewhere",
+    "time": "a time-of-day match",
+    "statistic": "a random or nth-packet match",
+    "quota": "a byte quota",
+    "string": "a payload string match",
+    "u32": "a raw u32 payload match",
+    "bpf": "a BPF program",
+    "owner": "a socket owner match",
+    "socket": "a socket lookup",
+    "mac": "a MAC address match",
+    "physdev": "a bridge port match",
+    "policy": "an IPsec policy match",
+    "rpfilter": "a reverse-path (routing) check",
+    "geoip": "a GeoIP lookup",
+    "length": "a packet length match",
+    "ttl": "a TTL match",
+    "hl": "a hop-limit match",
+    "dscp": "a DSCP match",
+    "tos": "a TOS match",
+    "ecn": "an ECN match",
+    "helper": "a conntrack helper match",
+    "connbytes": "a per-connection byte count",
+    "cgroup": "a cgroup match",
+    "devgroup": "a device group match",
+    "realm": "a routing realm match",
+    "nfacct": "an accounting object",
+    "ipv6header": "an IPv6 extension header match",
+    "cluster": "a cluster hash match",
+}
+# IPv6 extension headers a plain TCP/UDP packet does not carry.
+EXTENSION_HEADERS = frozenset({"rt", "frag", "hbh", "dst", "mh"})
+
+
+# ---- evaluation -----------------------------------------------------------------------------
+
+
+def evaluate_iptables(
+    data: str | IptablesRuleset,
+    packet: Packet,
+    *,
+    tables: Collection[str] | None = None,
+    label: str | None = None,
+) -> Evaluation:
+    """The verdict of an iptables-save dump for ``packet``; never raises.
+
+    ``data`` must be the dump of the packet's family (iptables-save for "ip",
+    ip6tables-save for "ip6"). ``tables`` limits which tables are evaluated; ``label`` names
+    the rule store in the evidence (default "iptables" / "ip6tables").
+    """
+    tool = label or ("iptables" if packet.family == "ip" else "ip6tables")
+    ruleset = (
+        data if isinstance(data, IptablesRuleset) else parse_iptables_save(data, packet.family)
+    )
+    if ruleset.error:
+        return Evaluation(unknown(tool, f"cannot read the rules: {ruleset.error}"))
+    if ruleset.family != packet.family:
+        return Evaluation(
+            unknown(tool, f"these are {ruleset.family} rules, the packet is {packet.family}")
+        )
+    try:
+        return _evaluate(ruleset, packet, tool, tables)
+    except (ValueError, TypeError, KeyError, IndexError, RecursionError) as exc:
+        return Evaluation(unknown(tool, f"cannot evaluate the rules: {exc!r}"))
+
+
+def _evaluate(
+    ruleset: IptablesRuleset, packet: Packet, tool: str, only: Collection[str] | None
+) -> Evaluation:
+    results: list[ChainResult] = []
+    for table_name, chain in HOOK_ORDER:
+        if only is not None and table_name not in only:
+            continue
+        table = ruleset.tables.get(table_name)
+        if table is None or chain not in table.policies:
+            continue
+        steps = {
+            name: [_step(tool, rule, packet, table) for rule in found]
+            for name, found in table.rules.items()
+        }
+        policy = "drop" if (table.policies.get(chain) or "ACCEPT").upper() == "DROP" else "accept"
+        base = BaseChain(chain, f"{tool} {table_name}/{chain}", policy)  # type: ignore[arg-type]
+        results.append(walk_base_chain(base, steps, ACTION_WORDS))
+    nothing = Verdict(
+        "allowed", None, tool, f"no {tool} chain filters incoming packets, so nothing blocks it"
+    )
+    # Chains that only pass packets on add nothing to the evidence of the answer.
+    shown = tuple(r for r in results if not _silent(r, ruleset))
+    return Evaluation(
+        combine_chains(shown or tuple(results), nothing=nothing), tuple(results), ruleset.warnings
+    )
+
+
+def _silent(result: ChainResult, ruleset: IptablesRuleset) -> bool:
+    """An empty built-in chain with policy ACCEPT (iptables-nft creates them for every table)."""
+    tool_table_chain = result.chain.split(" ", 1)[-1]
+    table_name, _, chain = tool_table_chain.partition("/")
+    table = ruleset.tables.get(table_name)
+    if table is None:
+        return False
+    return not table.rules.get(chain) and (table.policies.get(chain) or "ACCEPT") == "ACCEPT"
+
+
+def _step(tool: str, rule: IptRule, packet: Packet, table: IptTable) -> Step:
+    where = f"{tool} {rule.table}/{rule.chain} rule {rule.number}"
+    if rule.problem:
+        # The rule's target cannot be trusted either; if it has one, the rule may decide.
+        has_target = re.search(r"\s(-j|--jump|-g|--goto)\s", f" {rule.text} ") is not None
+        verdict = Jump("unknown", reason=f"the rule could not be parsed: {rule.problem}")
+        return Step(where, rule.text, True, verdict if has_target else None)
+    match: bool | str = True
+    for condition in rule.conditions:
+        result = _condition(condition, packet)
+        if result is False:
+            match = False
+            break
+        if isinstance(result, str) and match is True:
+            match = result
+    return Step(where, rule.text, match, _verdict(rule, table))
+
+
+def _verdict(rule: IptRule, table: IptTable) -> Jump | None:
+    target = rule.target
+    if target is None:
+        return None  # counting rule
+    upper = target.upper()
+    if target in table.policies and target not in (
+        "INPUT",
+        "FORWARD",
+        "OUTPUT",
+        "PREROUTING",
+        "POSTROUTING",
+    ):
+        return Jump("goto" if rule.goto else "jump", target)
+    if upper == "ACCEPT":
+        return Jump("accept")
+    if upper == "DROP":
+        return Jump("drop")
+    if upper == "REJECT":
+        return Jump("reject")
+    if upper == "RETURN":
+        return Jump("return")
+    if upper in NON_TERMINATING:
+        return None
+    if upper in ("DNAT", "SNAT", "MASQUERADE", "REDIRECT", "NETMAP"):
+        return Jump("unknown", reason=f"-j {target} (address translation) is not evaluated")
+    if upper in ("QUEUE", "NFQUEUE", "TPROXY", "SYNPROXY"):
+        return Jump("unknown", reason=f"-j {target} hands the packet elsewhere")
+    return Jump("unknown", reason=f"the target {target!r} is neither built in nor a chain here")
+
+
+def _condition(cond: Condition, packet: Packet) -> bool | str:
+    """One condition for the packet: True, False, or why it cannot be decided."""
+    result = _positive(cond, packet)
+    if isinstance(result, str) or not cond.negated:
+        return result
+    return not result
+
+
+def _positive(cond: Condition, pkt: Packet) -> bool | str:
+    kind, args = cond.kind, cond.args
+    if kind.startswith("module "):
+        name = kind.split(" ", 1)[1]
+        if name in EXTENSION_HEADERS:
+            return False  # the packet model carries no IPv6 extension headers
+        if name in STATEFUL:
+            return f"-m {name}: {STATEFUL[name]}"
+        return True  # the module's options carry the tests
+    if kind == "in":
+        return iface_matches(args[0], pkt.iif, "+")
+    if kind == "out":
+        return "-o (an output interface) on an input path"
+    if kind in ("src", "dst"):
+        address = pkt.source if kind == "src" else pkt.destination
+        results = [address_in_spec(address, spec) for spec in args[0].split(",")]
+        if any(r is None for r in results):
+            return f"the address {args[0]!r} is not understood"
+        return any(results)
+    if kind == "proto":
+        wanted = proto_number(args[0])
+        if wanted is None:
+            return f"the protocol {args[0]!r} is not understood"
+        return wanted in (-1, 0) or wanted == (6 if pkt.proto == "tcp" else 17)
+    if kind == "fragment":
+        return False  # a connection's first packet is not a fragment
+    owner, _, option = kind.partition(" ")
+    if owner in ("tcp", "udp", "udplite", "sctp", "dccp"):
+        return _l4_option(owner, option, args, pkt)
+    if owner in ("icmp", "icmp6", "ipv6-icmp", "icmpv6"):
+        return False  # only ICMP packets match, and ours is tcp or udp
+    if owner == "multiport":
+        return _multiport(option, args, pkt)
+    if owner in ("conntrack", "state"):
+        return _conntrack(option, args, pkt)
+    if owner == "comment":
+        return True
+    if owner == "addrtype":
+        if option == "--dst-type":
+            types = {t.upper() for t in ",".join(args).split(",") if t}
+            return pkt.dst_type in types
+        return f"-m addrtype {option} (the address type of the sender needs the routing table)"
+    if owner == "pkttype" and option == "--pkt-type" and args:
+        have = {"LOCAL": "unicast", "MULTICAST": "multicast"}.get(pkt.dst_type, "broadcast")
+        return args[0].lower() == have
+    if owner == "iprange" and option in ("--src-range", "--dst-range") and args:
+        low, _, high = args[0].partition("-")
+        address = pkt.source if option == "--src-range" else pkt.destination
+        inside = address_in_range(address, low, high)
+        return f"the range {args[0]!r} is not understood" if inside is None else inside
+    if owner in STATEFUL:
+        return f"-m {owner}: {STATEFUL[owner]}"
+    return f"{owner} {option} is not understood".strip()
+
+
+def _ports(spec: str) -> list[tuple[int, int]] | None:
+    """'7000', '8000:8099', '5353,7000:7001' -> [(low, high), ...]; None if malformed."""
+    found: list[tuple[int, int]] = []
+    for part in spec.split(","):
+        low_text, sep, high_text = part.partition(":")
+        low = port_number(low_text) if low_text else 0
+        high = port_number(high_text) if sep and high_text else (65535 if sep else low)
+        if low is None or high is None:
+            return None
+        found.append((low, high))
+    return found
+
+
+def _in_ports(port: int, spec: str) -> bool | str:
+    ranges = _ports(spec)
+    if ranges is None:
+        return f"the port list {spec!r} is not understood"
+    return any(low <= port <= high for low, high in ranges)
+
+
+def _l4_option(owner: str, option: str, args: tuple[str, ...], pkt: Packet) -> bool | str:
+    if owner != pkt.proto:
+        return False  # the module only matches its own protocol
+    if option in ("--dport", "--destination-port") and args:
+        return _in_ports(pkt.dport, args[0])
+    if option in ("--sport", "--source-port"):
+        return f"-m {owner} {option} (the client's source port is not known)"
+    if owner == "tcp" and option == "--syn":
+        return True  # a new TCP connection starts with a bare SYN
+    if owner == "tcp" and option == "--tcp-flags" and len(args) == 2:
+        mask = {f.upper() for f in args[0].split(",")}
+        comp = {f.upper() for f in args[1].split(",")}
+        if "ALL" in mask:
+            mask = {"SYN", "ACK", "FIN", "RST", "URG", "PSH", "ECE", "CWR"}
+        if "NONE" in comp:
+            comp = set()
+        return ({"SYN"} & mask) == comp
+    return f"-m {owner} {option} is not evaluated"
+
+
+def _multiport(option: str, args: tuple[str, ...], pkt: Packet) -> bool | str:
+    if not args:
+        return f"-m multiport {option} without ports"
+    if option in ("--dports", "--destination-ports"):
+        return _in_ports(pkt.dport, args[0])
+    if option == "--ports":
+        inside = _in_ports(pkt.dport, args[0])
+        return True if inside is True else "-m multiport --ports (also tests the source port)"
+    return f"-m multiport {option} (the client's source port is not known)"
+
+
+def _conntrack(option: str, args: tuple[str, ...], pkt: Packet) -> bool | str:
+    if option in ("--ctstate", "--state") and args:
+        return "NEW" in {s.upper() for s in args[0].split(",")}
+    if option == "--ctdir" and args:
+        return args[0].upper() == "ORIGINAL"
+    if option == "--ctproto" and args:
+        wanted = proto_number(args[0])
+        return wanted == (6 if pkt.proto == "tcp" else 17)
+    if option in ("--ctorigsrc", "--ctorigdst") and args:
+        address = pkt.source if option == "--ctorigsrc" else pkt.destination
+        inside = address_in_spec(address, args[0])
+        return f"the address {args[0]!r} is not understood" if inside is None else inside
+    if option == "--ctorigdstport" and args:
+        return _in_ports(pkt.dport, args[0])
+    return f"-m conntrack {option} is not evaluated"
+
+
+__all__ = [  # the public API, including what is read by the sibling modules
+    "IptablesRuleset",
+    "evaluate_iptables",
+    "iptables_tables",
+    "parse_iptables_save",
+]
