@@ -1,0 +1,54 @@
+"""Discovery on the LAN over mDNS/DNS-SD: servers announce `_lanchat._tcp.local.`, clients
+browse for it. `records` and `plan` are pure; `mdns` is the only code that imports zeroconf."""
+
+from lanchat.discovery.mdns import (
+    DISCOVER_TIMEOUT,
+    Advertiser,
+    Change,
+    Watcher,
+    advertise,
+    discover,
+)
+from lanchat.discovery.plan import (
+    NO_SERVER_HINT,
+    AdvertPlan,
+    choose_server,
+    local_networks,
+    matching_servers,
+    order_addresses,
+    plan_advertisement,
+    refresh_action,
+    try_in_turn,
+)
+from lanchat.discovery.records import (
+    SERVICE_TYPE,
+    Advertisement,
+    Server,
+    instance_name,
+    parse_service,
+    txt_properties,
+)
+
+__all__ = [
+    "DISCOVER_TIMEOUT",
+    "NO_SERVER_HINT",
+    "SERVICE_TYPE",
+    "AdvertPlan",
+    "Advertisement",
+    "Advertiser",
+    "Change",
+    "Server",
+    "Watcher",
+    "advertise",
+    "choose_server",
+    "discover",
+    "instance_name",
+    "local_networks",
+    "matching_servers",
+    "order_addresses",
+    "parse_service",
+    "plan_advertisement",
+    "refresh_action",
+    "try_in_turn",
+    "txt_properties",
+]

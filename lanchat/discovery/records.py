@@ -1,0 +1,205 @@
+"""What a lanchat server announces over mDNS and how an announcement is read back, pure: the
+service type, the TXT keys, the instance name, and parsing a ServiceInfo-like record into a
+Server. Nothing here opens a socket or imports zeroconf (docs/discovery.md)."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any, Literal, Protocol
+
+from lanchat.protocol import PROTOCOL_VERSION, clean_text, room_problem
+
+SERVICE_TYPE = "_lanchat._tcp.local."
+# TXT keys (docs/discovery.md): short, because every answer carries them.
+TXT_PROTOCOL = "protocol"  # wire protocol version, a positive integer
+TXT_ROOM = "room"  # the room name, as `serve --room` gave it
+TXT_VERSION = "version"  # the lanchat version of the server, free text
+TXT_PASSWORD = "password"  # noqa: S105  "1": joining needs a password; "0" (always, for now)
+
+# A DNS label holds 63 bytes; zeroconf appends "-N" when it renames on a clash.
+MAX_INSTANCE_BYTES = 56
+MAX_HOST_BYTES = 20  # of the instance name; the room gets the rest
+MAX_VERSION_CHARS = 40
+MAX_PROTOCOL = 9999
+_HOST_LABEL = re.compile(r"[^A-Za-z0-9-]+")
+
+
+def txt_properties(room: str, version: str, *, password: bool = False) -> dict[str, str]:
+    """The TXT record of a server."""
+    return {
+        TXT_PROTOCOL: str(PROTOCOL_VERSION),
+        TXT_ROOM: room,
+        TXT_VERSION: version,
+        TXT_PASSWORD: "1" if password else "0",
+    }
+
+
+def host_label(hostname: str) -> str:
+    """A hostname as one DNS label for the SRV target: 'Ana's PC.home' -> 'Ana-s-PC'."""
+    label = _HOST_LABEL.sub("-", hostname.split(".", 1)[0]).strip("-")
+    return _cut_utf8(label, MAX_HOST_BYTES).strip("-") or "lanchat"
+
+
+def instance_name(room: str, hostname: str) -> str:
+    """The service instance name: room plus host, 'lobby on h1'.
+
+    Dots would split the name into DNS labels, so they become '-'; the room is shortened so that
+    the whole name leaves zeroconf room to append '-2' on a clash.
+    """
+    host = _cut_utf8(clean_text(hostname.split(".", 1)[0]).strip(), MAX_HOST_BYTES) or "lanchat"
+    suffix = f" on {host}"
+    room_part = clean_text(room).replace(".", "-").strip() or "lanchat"
+    room_part = _cut_utf8(room_part, MAX_INSTANCE_BYTES - len(suffix.encode())).rstrip()
+    return room_part + suffix
+
+
+def _cut_utf8(text: str, limit: int) -> str:
+    """The longest prefix of text that is at most `limit` bytes in UTF-8."""
+    return text.encode()[:limit].decode("utf-8", "ignore")
+
+
+class ServiceRecord(Protocol):
+    """What parse_service reads: the attributes zeroconf's ServiceInfo has."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def server(self) -> str | None: ...
+
+    @property
+    def port(self) -> int | None: ...
+
+    @property
+    def properties(self) -> Mapping[bytes, bytes | None]: ...
+
+    def parsed_scoped_addresses(self) -> list[str]: ...
+
+
+@dataclass(frozen=True)
+class Server:
+    """A lanchat server that answered on the network."""
+
+    name: str  # the instance name, unique on the network: 'lobby on h1', 'lobby on h1-2'
+    room: str
+    host: str
+    addresses: tuple[str, ...]  # usable ones only; IPv6 link-local carry their scope ('%eth0')
+    port: int
+    protocol: int
+    version: str  # '' when the server did not say
+    password: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["addresses"] = list(self.addresses)
+        return d
+
+    def endpoint(self, address: str) -> str:
+        """'10.0.0.5:7420' or '[fe80::1%eth0]:7420'."""
+        return f"[{address}]:{self.port}" if ":" in address else f"{address}:{self.port}"
+
+
+def parse_service(record: ServiceRecord) -> Server | None:
+    """The Server a record announces, or None when it is malformed or not a lanchat server."""
+    if not record.name.lower().endswith("." + SERVICE_TYPE.lower()):
+        return None
+    instance = record.name[: -len(SERVICE_TYPE) - 1]
+    port = record.port
+    if not instance or not isinstance(port, int) or not 0 < port < 65536:
+        return None
+    txt = _decode_txt(record.properties)
+    if txt is None:
+        return None
+    protocol_text = txt.get(TXT_PROTOCOL) or ""
+    room = txt.get(TXT_ROOM)
+    password_flag = txt.get(TXT_PASSWORD, "0")
+    if not (protocol_text.isascii() and protocol_text.isdigit()):
+        return None
+    protocol = int(protocol_text)
+    if not 0 < protocol <= MAX_PROTOCOL or room is None or room_problem(room) is not None:
+        return None
+    if password_flag not in ("0", "1"):
+        return None
+    addresses = usable_addresses(record.parsed_scoped_addresses())
+    if not addresses:
+        return None
+    return Server(
+        name=clean_text(instance),
+        room=room,
+        host=_host_of(record.server, instance),
+        addresses=addresses,
+        port=port,
+        protocol=protocol,
+        version=clean_text(txt.get(TXT_VERSION) or "")[:MAX_VERSION_CHARS],
+        password=bool(int(password_flag)),
+    )
+
+
+def _decode_txt(properties: Mapping[bytes, bytes | None]) -> dict[str, str] | None:
+    """TXT keys and values as text; None if any is not UTF-8 (a foreign record)."""
+    txt: dict[str, str] = {}
+    try:
+        for key, value in properties.items():
+            txt[key.decode().lower()] = "" if value is None else value.decode()
+    except (UnicodeDecodeError, AttributeError):
+        return None
+    return txt
+
+
+def _host_of(server: str | None, instance: str) -> str:
+    """The host from the SRV target ('h1.local.' -> 'h1'), else from the instance name."""
+    if server:
+        host = server.rstrip(".")
+        if host.lower().endswith(".local"):
+            host = host[: -len(".local")]
+        if host:
+            return clean_text(host)
+    _, sep, host = instance.rpartition(" on ")
+    return clean_text(host) if sep and host else "?"
+
+
+def usable_addresses(addresses: list[str]) -> tuple[str, ...]:
+    """Addresses a client can connect to: no loopback, multicast, unspecified, or unscoped
+    link-local IPv6 (learned over IPv4, it has no interface: pitfall 5); duplicates dropped."""
+    seen: dict[str, None] = {}
+    for text in addresses:
+        bare, _, scope = text.partition("%")
+        try:
+            ip = ipaddress.ip_address(bare)
+        except ValueError:
+            continue
+        if ip.is_loopback or ip.is_multicast or ip.is_unspecified:
+            continue
+        if ip.version == 6 and ip.is_link_local and not scope:
+            continue
+        seen.setdefault(f"{ip}%{scope}" if ip.version == 6 and scope else str(ip))
+    return tuple(seen)
+
+
+AdvertState = Literal["off", "starting", "advertised", "not-advertised", "failed"]
+
+
+@dataclass(frozen=True)
+class Advertisement:
+    """Whether and under which name a server is announced on the LAN, and if not, why."""
+
+    state: AdvertState
+    name: str | None = None  # the instance name after any clash renaming: 'lobby on h1-2'
+    addresses: tuple[str, ...] = ()
+    message: str | None = None  # why it is not advertised, in words
+
+    @property
+    def advertised(self) -> bool:
+        return self.state == "advertised"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "advertised": self.advertised,
+            "state": self.state,
+            "name": self.name,
+            "addresses": list(self.addresses),
+            "message": self.message,
+        }
