@@ -84,6 +84,7 @@ def _on_terminate(signum: int, frame: FrameType | None) -> None:
         "  lanchat serve                      # port 7420, every network\n\n"
         "  lanchat serve --room physics --max-clients 40\n\n"
         "  lanchat serve --port 0 --json      # a free port; events as JSON lines\n\n"
+        "  lanchat serve --interface wlan0    # announce on the Wi-Fi only\n\n"
         "Environment: LANCHAT_PORT, LANCHAT_ROOM."
     )
 )
@@ -109,11 +110,24 @@ def serve(
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="Log only start and stop, not every message.")
     ] = False,
+    no_mdns: Annotated[
+        bool, typer.Option("--no-mdns", help="Do not announce the server on the LAN (mDNS).")
+    ] = False,
+    interfaces: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--interface",
+            help="Announce only on this address or interface (repeatable; default: every LAN "
+            "address, no VPN or container adapters).",
+        ),
+    ] = None,
 ) -> None:
-    """Run the chat relay on this PC, for everyone on the network."""
+    """Run the chat relay on this PC, for everyone on the network (announced over mDNS)."""
     from lanchat import netinfo
+    from lanchat.discovery import Advertisement
     from lanchat.errors import AddressInUseError
     from lanchat.output import (
+        advertisement_text,
         print_json,
         serve_banner,
         serve_event_dict,
@@ -151,6 +165,7 @@ def serve(
     # The handler is in place before anyone can learn the port, so a prompt SIGTERM is clean.
     previous = signal.signal(signal.SIGTERM, _on_terminate) if hasattr(signal, "SIGTERM") else None
     people = 0
+    advertiser = None
     try:
         try:
             relay.start()
@@ -160,6 +175,10 @@ def serve(
                 e.message += f" It is held by {', '.join(o.describe() for o in owners)}."
             raise
         bound_host, bound_port = relay.address
+        advertisement = Advertisement("off", message="--no-mdns")
+        if not no_mdns:
+            advertiser = _advertise(room, bound_port, host, interfaces or [], events)
+            advertisement = advertiser.wait_settled(ADVERTISE_WAIT_SECONDS)
         addresses = netinfo.lan_addresses()
         if json_out:
             print_json(
@@ -173,6 +192,7 @@ def serve(
                     "version": __version__,
                     "max_clients": relay.room.max_clients,
                     "notes": notes,
+                    "mdns": advertisement.to_dict(),
                 }
             )
         else:
@@ -185,11 +205,18 @@ def serve(
                 version=__version__,
                 max_clients=relay.room.max_clients,
                 notes=notes,
+                advertisement=advertisement,
             )
         while True:
             try:
                 event, client = events.get(timeout=0.5)
             except queue.Empty:
+                continue
+            if isinstance(event, Advertisement):  # the addresses changed, or mDNS failed
+                if json_out:
+                    print_json({"event": "mdns", **event.to_dict()})
+                else:
+                    console.print(advertisement_text(event))
                 continue
             address = _peer(client.address) if client is not None else None
             if json_out:
@@ -204,8 +231,12 @@ def serve(
         pass
     finally:
         _ignore_signals()  # a second Ctrl-C or SIGTERM must not cut the goodbye short
+        if advertiser is not None:
+            advertiser.withdraw()  # mDNS goodbye while the relay says its own
         people = relay.room.size
         relay.stop()
+        if advertiser is not None:
+            advertiser.close()
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
     summary = {
@@ -218,6 +249,22 @@ def serve(
         print_json(summary)
     else:
         console.print(f"Stopped. {people} people were told the server is shutting down.")
+
+
+ADVERTISE_WAIT_SECONDS = 5.0  # registering takes ~1.7 s (probing for a name clash first)
+
+
+def _advertise(room: str, port: int, host: str, wanted: list[str], events: Any) -> Any:
+    """Start announcing the server; later changes go to the serve loop's event queue."""
+    from lanchat.discovery import Advertisement, advertise
+
+    def changed(state: Advertisement) -> None:  # in the advertiser's thread: never block
+        try:
+            events.put_nowait((state, None))
+        except queue.Full:
+            pass
+
+    return advertise(room=room, port=port, bind_host=host, wanted=wanted, on_change=changed)
 
 
 def _ignore_signals() -> None:
@@ -239,15 +286,18 @@ def _peer(address: Any) -> str:
 @app.command(
     epilog=(
         "Examples:\n\n"
+        "  lanchat join                       # the server on this network (mDNS)\n\n"
+        "  lanchat join --room physics        # when several servers answer\n\n"
         "  lanchat join 192.168.1.20          # port 7420\n\n"
         "  lanchat join 192.168.1.20:7420 --name ana\n\n"
         "  echo 'hello all' | lanchat join 192.168.1.20   # scripted: send, print, leave\n\n"
-        "Environment: LANCHAT_NAME, LANCHAT_PORT."
+        "Environment: LANCHAT_NAME, LANCHAT_PORT, LANCHAT_ROOM."
     )
 )
 def join(
     address: Annotated[
-        str | None, typer.Argument(help="HOST or HOST:PORT of the server (default 127.0.0.1).")
+        str | None,
+        typer.Argument(help="HOST or HOST:PORT of the server (default: find it on the LAN)."),
     ] = None,
     name: Annotated[
         str | None,
@@ -267,23 +317,40 @@ def join(
         ),
     ] = None,
     timeout: Annotated[
-        float, typer.Option("--timeout", min=0.1, help="Seconds to wait for the server to answer.")
+        float,
+        typer.Option(
+            "--timeout", min=0.1, help="Seconds to wait for servers (and the server) to answer."
+        ),
     ] = 5.0,
+    room: Annotated[
+        str | None,
+        typer.Option(
+            "--room",
+            envvar="LANCHAT_ROOM",
+            help="Without ADDRESS: join the server of this room when several answer.",
+        ),
+    ] = None,
     json_out: JsonOption = False,
 ) -> None:
     """Join a chat: type to talk. With stdin from a file or pipe, send each line and leave."""
     from lanchat.client import Connection, parse_address
-    from lanchat.join import run_interactive, run_scripted
+    from lanchat.join import connect_discovered, run_interactive, run_scripted
     from lanchat.protocol import suggest_name
 
-    host, parsed_port = parse_address(address, default_port=port or DEFAULT_PORT)
     exact = name is not None
     wanted = name if name is not None else suggest_name(_login_name())
+    if address is None:
+        interactive = sys.stdin.isatty() and sys.stderr.isatty()
+        conn, open_connection = connect_discovered(
+            room=room, name=wanted, exact=exact, timeout=timeout, interactive=interactive
+        )
+    else:
+        host, parsed_port = parse_address(address, default_port=port or DEFAULT_PORT)
 
-    def open_connection() -> Connection:
-        return Connection.open(host, parsed_port, name=wanted, exact=exact, timeout=timeout)
+        def open_connection() -> Connection:
+            return Connection.open(host, parsed_port, name=wanted, exact=exact, timeout=timeout)
 
-    conn = open_connection()
+        conn = open_connection()
     if sys.stdin.isatty() and sys.stdout.isatty() and not json_out:
         raise typer.Exit(run_interactive(conn, open_connection))
     raise typer.Exit(run_scripted(conn, sys.stdin, as_json=json_out, out=sys.stdout))
@@ -294,6 +361,104 @@ def _login_name() -> str:
         return getpass.getuser()
     except (KeyError, OSError):  # no login name in this environment (a container, a service)
         return "guest"
+
+
+# --- discover -----------------------------------------------------------------------------
+
+
+@app.command(
+    epilog=(
+        "Examples:\n\n"
+        "  lanchat discover                   # list the servers on this network\n\n"
+        "  lanchat discover --watch           # a live table until Ctrl-C\n\n"
+        "  lanchat discover --json            # one JSON array (--watch: one object per change)\n\n"
+        "Exit code 4 when no server answered. Discovery uses mDNS (UDP 5353)."
+    )
+)
+def discover(
+    timeout: Annotated[
+        float | None,
+        typer.Option(
+            "--timeout",
+            min=0.1,
+            help="Seconds to look at most (default 3; with --watch: until Ctrl-C).",
+        ),
+    ] = None,
+    watch: Annotated[
+        bool, typer.Option("--watch", "-w", help="Keep a live list: servers come and go.")
+    ] = False,
+    json_out: Annotated[
+        bool,
+        typer.Option("--json", help="JSON: one array; with --watch one object per change."),
+    ] = False,
+) -> None:
+    """Find the lanchat servers on this network (mDNS): room, host, addresses, port, versions."""
+    import time
+
+    from lanchat.discovery import DISCOVER_TIMEOUT, NO_SERVER_HINT
+    from lanchat.discovery import discover as find_servers
+    from lanchat.errors import UnreachableError
+    from lanchat.output import print_json, print_servers, searching, stderr_console
+
+    if watch:
+        _watch(timeout, json_out)
+        return
+    limit = timeout or DISCOVER_TIMEOUT
+    started = time.monotonic()
+    with searching(stderr_console(), limit) as progress:
+        servers = find_servers(limit, on_progress=progress)
+    if json_out:
+        print_json([s.to_dict() for s in servers])
+    elif servers:
+        from lanchat.output import stdout_console
+
+        print_servers(stdout_console(), servers, time.monotonic() - started)
+    if not servers:
+        raise UnreachableError(
+            f"No lanchat server answered on this network within {limit:g} s.", NO_SERVER_HINT
+        )
+
+
+WATCH_TICK_SECONDS = 1.0  # the live view re-reads the cache this often
+
+
+def _watch(timeout: float | None, json_out: bool) -> None:
+    """`discover --watch`: until Ctrl-C, SIGTERM or `timeout`; every change is shown."""
+    import time
+
+    from lanchat.discovery import Watcher
+    from lanchat.discovery.mdns import REVALIDATE_SECONDS
+    from lanchat.output import WatchView, stdout_console
+
+    deadline = None if timeout is None else time.monotonic() + timeout
+    previous = signal.signal(signal.SIGTERM, _on_terminate) if hasattr(signal, "SIGTERM") else None
+    watcher = Watcher()
+    try:
+        watcher.start()
+        next_check = time.monotonic() + REVALIDATE_SECONDS
+        with WatchView(stdout_console(), as_json=json_out) as view:
+            view.show(None, [])
+            while deadline is None or time.monotonic() < deadline:
+                wait = WATCH_TICK_SECONDS
+                if deadline is not None:
+                    wait = max(0.0, min(wait, deadline - time.monotonic()))
+                try:
+                    change = watcher.changes.get(timeout=wait)
+                except queue.Empty:
+                    watcher.refresh()  # may queue an 'updated' change for the next round
+                    if time.monotonic() >= next_check:
+                        watcher.revalidate()
+                        next_check = time.monotonic() + REVALIDATE_SECONDS
+                    view.show(None, watcher.servers())
+                    continue
+                view.show(change, watcher.servers())
+    except (KeyboardInterrupt, _StopServing):
+        pass  # the normal way to stop watching: exit 0
+    finally:
+        _ignore_signals()
+        watcher.close()
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 # --- entry point --------------------------------------------------------------------------

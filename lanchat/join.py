@@ -26,6 +26,7 @@ from lanchat.protocol import (
 )
 
 QUIT_WAIT_SECONDS = 10.0  # how long to wait for the server to confirm our last lines
+CANDIDATE_TIMEOUT = 2.0  # per address of a discovered server, while others remain to try
 
 
 class _Tally:
@@ -229,3 +230,47 @@ def run_interactive(first: Connection, open_again: Callable[[], Connection]) -> 
             receiver.join(2.0)
             conn.close()
     return ExitCode.OK
+
+
+def connect_discovered(
+    *, room: str | None, name: str | None, exact: bool, timeout: float, interactive: bool
+) -> tuple[Connection, Callable[[], Connection]]:
+    """`join` without an address: look for servers, take the only one (of `room`) or let the
+    user pick, then try its addresses, own subnet first; say on stderr which one worked.
+    Returns the connection and how to open it again (same address) for reconnecting."""
+    from lanchat import netinfo
+    from lanchat.discovery import (
+        choose_server,
+        discover,
+        local_networks,
+        order_addresses,
+        try_in_turn,
+    )
+    from lanchat.output import pick_server, searching
+
+    err = stderr_console()
+    with searching(err, timeout) as progress:
+        servers = discover(timeout, on_progress=progress)
+    pick = (lambda found: pick_server(found, err)) if interactive else None
+    server = choose_server(servers, room, seconds=timeout, pick=pick)
+    order = order_addresses(server.addresses, local_networks(netinfo.local_addresses()))
+
+    def connect(address: str, last: bool) -> Connection:
+        wait = timeout if last else min(timeout, CANDIDATE_TIMEOUT)
+        return Connection.open(address, server.port, name=name, exact=exact, timeout=wait)
+
+    conn, address, failed = try_in_turn(order, connect)
+    for bad, error in failed:
+        err.print(notice(f"* {server.endpoint(bad)} did not work: {error.message}", "dim"))
+    err.print(
+        notice(
+            f"* Found {server.name!r} (room {server.room!r}); connected via "
+            f"{server.endpoint(address)}.",
+            "dim",
+        )
+    )
+
+    def open_again() -> Connection:
+        return Connection.open(address, server.port, name=name, exact=exact, timeout=timeout)
+
+    return conn, open_again

@@ -13,14 +13,17 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from lanchat.relay import Relay
-from netlab import lab_factory  # noqa: F401  (the multi-host lab fixture, tests/netlab.py)
+from netlab import (
+    Host,
+    lab_factory,  # noqa: F401  (the multi-host lab fixture, tests/netlab.py)
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 WAIT = 5.0  # default deadline for anything a test waits on
@@ -144,10 +147,67 @@ def lanchat_env() -> dict[str, str]:
     return env
 
 
+class MdnsGuardError(RuntimeError):
+    """A test tried to run a lanchat command that would send mDNS from the root namespace."""
+
+
+# Options of `join` that take a value: whatever follows them is not the ADDRESS.
+_JOIN_VALUE_OPTIONS = {"--name", "-n", "--port", "-p", "--timeout", "--room"}
+
+
+def check_mdns_safe(args: Sequence[str], *, host: Host | None) -> None:
+    """Refuse, outside a lab host, `serve` without --no-mdns, `discover`, and `join` without an
+    address: each would send mDNS out of this machine's real interfaces (docs/discovery.md)."""
+    if host is not None or "--help" in args or "-h" in args:
+        return  # inside a lab namespace its only link is the lab's bridge; help sends nothing
+    words = list(args)
+    command = next((w for w in words if not w.startswith("-")), None)
+    rest = words[words.index(command) + 1 :] if command is not None else []
+    if command == "serve" and "--no-mdns" not in rest:
+        raise MdnsGuardError(
+            f"`lanchat {' '.join(args)}` would advertise over mDNS from the root namespace: "
+            "add --no-mdns, or run it in a lab host (host=...)."
+        )
+    if command == "discover":
+        raise MdnsGuardError("`lanchat discover` browses over mDNS: run it in a lab host.")
+    if command == "join" and not _positionals(rest, _JOIN_VALUE_OPTIONS):
+        raise MdnsGuardError(
+            "`lanchat join` without an address browses over mDNS: give the address, "
+            "or run it in a lab host."
+        )
+
+
+def _positionals(args: Sequence[str], value_options: set[str]) -> list[str]:
+    found: list[str] = []
+    skip = False
+    for i, word in enumerate(args):
+        if skip:
+            skip = False
+        elif word == "--":
+            return found + list(args[i + 1 :])
+        elif word in value_options:
+            skip = True
+        elif not word.startswith("-") or word == "-":
+            found.append(word)
+    return found
+
+
 def run_lanchat(
-    *args: str, input: str | None = None, timeout: float = 15.0, env: dict[str, str] | None = None
+    *args: str,
+    input: str | None = None,
+    timeout: float = 15.0,
+    env: dict[str, str] | None = None,
+    host: Host | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """Run the real entry point (`python -m lanchat`) to completion."""
+    """Run the real entry point (`python -m lanchat`) to completion; in a lab host if given."""
+    check_mdns_safe(args, host=host)
+    if host is not None:
+        return host.run(
+            [sys.executable, "-m", "lanchat", *args],
+            input=input if input is not None else "",
+            timeout=timeout,
+            env=env or lanchat_env(),
+        )
     return subprocess.run(
         [sys.executable, "-m", "lanchat", *args],
         input=input if input is not None else "",
@@ -162,16 +222,18 @@ def run_lanchat(
 class LanchatProcess:
     """A running `lanchat` process whose stdout lines arrive on a queue (read by a thread)."""
 
-    def __init__(self, *args: str, stdin: Any = subprocess.DEVNULL) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "lanchat", *args],
-            stdin=stdin,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=lanchat_env(),
-            cwd=ROOT,
-        )
+    def __init__(
+        self, *args: str, stdin: Any = subprocess.DEVNULL, host: Host | None = None
+    ) -> None:
+        check_mdns_safe(args, host=host)
+        argv = [sys.executable, "-m", "lanchat", *args]
+        streams: dict[str, Any] = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE}
+        if host is not None:  # the lab ends it too, at close(), should this object not
+            self.proc = host.popen(argv, env=lanchat_env(), stdin=stdin, cwd=ROOT, **streams)
+        else:
+            self.proc = subprocess.Popen(
+                argv, stdin=stdin, text=True, env=lanchat_env(), cwd=ROOT, **streams
+            )
         self.lines: queue.Queue[str | None] = queue.Queue()
         self.seen: list[str] = []
         self._reader = threading.Thread(target=self._read, daemon=True)
@@ -260,7 +322,7 @@ def lanchat_process() -> Iterator[Any]:
 @pytest.fixture
 def server(lanchat_process: Any) -> Any:
     """`lanchat serve --port 0 --json` on 127.0.0.1; yields (process, port)."""
-    process = lanchat_process("serve", "--host", "127.0.0.1", "--port", "0", "--json")
+    process = lanchat_process("serve", "--host", "127.0.0.1", "--port", "0", "--json", "--no-mdns")
     listening = process.wait_json(lambda e: e.get("event") == "listening", timeout=10)
     return process, int(listening["port"])
 

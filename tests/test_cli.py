@@ -214,7 +214,7 @@ def test_serve_port_in_use_names_the_holder() -> None:
     holder = socket.create_server(("127.0.0.1", 0))
     port = holder.getsockname()[1]
     try:
-        result = run_lanchat("serve", "--host", "127.0.0.1", "--port", str(port))
+        result = run_lanchat("serve", "--host", "127.0.0.1", "--port", str(port), "--no-mdns")
     finally:
         holder.close()
     assert result.returncode == ExitCode.ADDRESS_IN_USE
@@ -224,13 +224,13 @@ def test_serve_port_in_use_names_the_holder() -> None:
 
 
 def test_serve_bad_host_is_explained() -> None:
-    result = run_lanchat("serve", "--host", "192.0.2.250", "--port", "0")
+    result = run_lanchat("serve", "--host", "192.0.2.250", "--port", "0", "--no-mdns")
     assert result.returncode == ExitCode.ERROR
     assert "Cannot listen on 192.0.2.250" in result.stderr and "--host" in result.stderr
 
 
 def test_serve_banner_says_what_to_type(lanchat_process: Any) -> None:
-    serve = lanchat_process("serve", "--port", "0")
+    serve = lanchat_process("serve", "--port", "0", "--no-mdns")
     line = serve.wait_line("lanchat join", timeout=10)
     assert re.search(r"lanchat join \S+:\d+", line)
     assert re.search(r"ncat \S+ \d+", serve.wait_line("ncat "))
@@ -239,7 +239,7 @@ def test_serve_banner_says_what_to_type(lanchat_process: Any) -> None:
 
 
 def test_serve_on_loopback_warns_others_cannot_connect(lanchat_process: Any) -> None:
-    serve = lanchat_process("serve", "--host", "127.0.0.1", "--port", "0")
+    serve = lanchat_process("serve", "--host", "127.0.0.1", "--port", "0", "--no-mdns")
     assert "other PCs cannot connect" in serve.wait_line("127.0.0.1 only", timeout=10)
     assert serve.terminate() == 0
 
@@ -267,7 +267,7 @@ def test_serve_stops_on_signal_tells_everyone_and_exits_zero(server: Any, how: s
 @pytest.mark.skipif(ncat_path() is None, reason="ncat is not installed")
 def test_max_clients_refuses_ncat_with_a_message(lanchat_process: Any) -> None:
     serve = lanchat_process(
-        "serve", "--host", "127.0.0.1", "--port", "0", "--json", "--max-clients", "1"
+        "serve", "--host", "127.0.0.1", "--port", "0", "--json", "--max-clients", "1", "--no-mdns"
     )
     port = serve.wait_json(lambda e: e.get("event") == "listening", timeout=10)["port"]
     first = LineClient(port)
@@ -317,5 +317,5 @@ def test_scripted_join_reports_lines_it_could_not_send(lanchat_process: Any) -> 
 
 @pytest.mark.parametrize("room", ["", "x" * 41, "bad\x1b[31m"])
 def test_serve_rejects_a_bad_room_name(room: str) -> None:
-    result = run_lanchat("serve", "--port", "0", "--room", room)
+    result = run_lanchat("serve", "--port", "0", "--room", room, "--no-mdns")
     assert result.returncode == ExitCode.USAGE and "room name" in result.stderr

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from conftest import ROOT, WAIT, LineClient, lanchat_env
+from conftest import ROOT, WAIT, LineClient, check_mdns_safe, lanchat_env
 from lanchat.relay import Relay
 
 pty = pytest.importorskip("pty", reason="pseudo-terminals are POSIX-only")
@@ -21,6 +21,7 @@ class Terminal:
     """A process on a pseudo-terminal, and everything it has written to the screen."""
 
     def __init__(self, *args: str) -> None:
+        check_mdns_safe(args, host=None)  # this terminal lives in the root namespace
         self.master, slave = pty.openpty()
         env = {**lanchat_env(), "TERM": "xterm"}
         self.proc = subprocess.Popen(
