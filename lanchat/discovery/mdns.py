@@ -4,11 +4,13 @@ inside the functions, so that `lanchat --help` and the pure parts stay light."""
 
 from __future__ import annotations
 
+import errno
 import logging
 import queue
 import socket
 import threading
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
@@ -19,9 +21,9 @@ from lanchat.discovery.records import (
     SERVICE_TYPE,
     Advertisement,
     Server,
-    host_label,
     instance_name,
     parse_service,
+    srv_target,
     txt_properties,
 )
 from lanchat.errors import UnreachableError
@@ -182,20 +184,30 @@ class Advertiser:
             self._settled.set()
 
     def _register(self, plan: AdvertPlan) -> None:
-        from zeroconf import ServiceInfo
+        from zeroconf import DNSQuestionType, ServiceBrowser, ServiceInfo
 
-        name = instance_name(self.room, self.hostname)
+        name = instance_name(self.room, self.hostname, self.port)
         info = ServiceInfo(
             SERVICE_TYPE,
             f"{name}.{SERVICE_TYPE}",
             port=self.port,
             properties=txt_properties(self.room, self.version),
-            server=f"{host_label(self.hostname)}.local.",
+            server=srv_target(self.hostname, uuid.getnode()),
             parsed_addresses=[a.partition("%")[0] for a in plan.addresses],
         )
         self._zc = open_zeroconf(plan.ipv4_interfaces, plan.ipv6_interfaces)
         # A clash (same room on a PC with the same name) renames to 'lobby on pc-2': no crash.
-        self._zc.register_service(info, allow_name_change=True)
+        # zeroconf's probes ask for unicast answers, and on a PC where several programs share
+        # UDP 5353 (avahi, another lanchat) the kernel hands a unicast answer to one of them,
+        # maybe not us. A browser asking by multicast (QM) also puts the other server's
+        # records into the cache that the probing checks (usually within ~0.2 s of its ~1.2 s).
+        look = ServiceBrowser(
+            self._zc, SERVICE_TYPE, handlers=[_ignore], question_type=DNSQuestionType.QM
+        )
+        try:
+            self._zc.register_service(info, allow_name_change=True)
+        finally:
+            look.cancel()
         self._info = info
         self._set(Advertisement("advertised", _instance(info.name), plan.addresses))
 
@@ -225,14 +237,17 @@ class Advertiser:
                 pass
 
 
+def _ignore(**change: Any) -> None:
+    """A browser handler for a browser that only fills the cache."""
+
+
 def _instance(full_name: str) -> str:
     return full_name[: -len(SERVICE_TYPE) - 1]
 
 
 def _describe(error: BaseException) -> str:
     """An mDNS failure in words, for the warning that replaces the announcement."""
-    text = getattr(error, "strerror", None) or str(error) or type(error).__name__
-    return f"mDNS does not work here ({text}); others must type the address"
+    return f"mDNS does not work here ({_describe_plain(error)}); others must type the address"
 
 
 def advertise(
@@ -315,10 +330,11 @@ class Watcher:
         self._lock = threading.Lock()
         self._zc: Zeroconf | None = None
         self._browser: Any = None
+        self._qm_browser: Any = None
 
     def start(self) -> Watcher:
         """Open the mDNS sockets and start browsing; UnreachableError if that cannot be done."""
-        from zeroconf import ServiceBrowser
+        from zeroconf import DNSQuestionType, ServiceBrowser
 
         ipv4, ipv6 = browse_interfaces(self._local())
         if not ipv4 and not ipv6:
@@ -333,7 +349,15 @@ class Watcher:
                 f"Cannot listen for mDNS answers on this computer: {_describe_plain(e)}.",
                 "Type the server's address instead: lanchat join 192.168.1.23",
             ) from None
+        # Both kinds of question at once. The default first question asks for unicast (QU)
+        # answers, which responders send at once; but a unicast answer to port 5353 reaches
+        # only one of the programs sharing it on a PC (a server on this PC, avahi). Multicast
+        # (QM) answers reach every program, but a responder that multicast the record in the
+        # last second must wait a second (RFC 6762 section 14): a server that just started.
         self._browser = ServiceBrowser(self._zc, SERVICE_TYPE, handlers=[self._on_change])
+        self._qm_browser = ServiceBrowser(
+            self._zc, SERVICE_TYPE, handlers=[_ignore], question_type=DNSQuestionType.QM
+        )
         return self
 
     def servers(self) -> list[Server]:
@@ -372,7 +396,12 @@ class Watcher:
             self._emit("updated", server)
 
     def _resolve(self, zeroconf: Zeroconf, service_type: str, name: str) -> Server | None:
-        info = zeroconf.get_service_info(service_type, name, timeout=RESOLVE_MS)
+        from zeroconf import DNSQuestionType
+
+        # Usually answered from the cache: a PTR answer carries SRV, TXT and addresses.
+        info = zeroconf.get_service_info(
+            service_type, name, timeout=RESOLVE_MS, question_type=DNSQuestionType.QM
+        )
         return None if info is None else parse_service(_record_of(info))
 
     def refresh(self) -> None:
@@ -411,7 +440,7 @@ class Watcher:
         """Drop servers that no longer answer: one that crashed sent no goodbye, and its PTR
         record lives ~19 min in zeroconf's cache, but its SRV record expires after 2 min; then
         a fresh query (sent only for those) decides."""
-        from zeroconf import ServiceInfo
+        from zeroconf import DNSQuestionType, ServiceInfo
 
         if self._zc is None:
             return
@@ -419,7 +448,9 @@ class Watcher:
             keys = list(self._known)  # lower-case names; the cache ignores case too
         for key in keys:
             info = ServiceInfo(SERVICE_TYPE, key)
-            if info.load_from_cache(self._zc) or info.request(self._zc, timeout_ms):
+            if info.load_from_cache(self._zc) or info.request(
+                self._zc, timeout_ms, question_type=DNSQuestionType.QM
+            ):
                 continue
             with self._lock:
                 gone = self._known.pop(key, None)
@@ -428,9 +459,10 @@ class Watcher:
 
     def close(self) -> None:
         zc, self._zc = self._zc, None
-        if self._browser is not None:
-            self._browser.cancel()
-            self._browser = None
+        for browser in (self._browser, self._qm_browser):
+            if browser is not None:
+                browser.cancel()
+        self._browser = self._qm_browser = None
         if zc is not None:
             zc.close()
 
@@ -442,6 +474,8 @@ class Watcher:
 
 
 def _describe_plain(error: BaseException) -> str:
+    if isinstance(error, OSError) and error.errno == errno.EADDRINUSE:
+        return "another program holds UDP port 5353 and does not share it"
     return getattr(error, "strerror", None) or str(error) or type(error).__name__
 
 

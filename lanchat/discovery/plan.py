@@ -206,10 +206,11 @@ def try_in_turn(
 
 
 def local_networks(local: Sequence[LocalAddress]) -> list[IPNetwork]:
-    """The networks this PC is directly on, from its addresses and netmasks."""
+    """The LAN networks this PC is directly on, from its addresses and netmasks (not its
+    loopback, VPN or container networks: a server's address there is rarely the way in)."""
     networks: list[IPNetwork] = []
     for a in local:
-        if "loopback" in a.tags or not a.netmask:
+        if not set(a.tags) <= _LAN_TAGS or not a.netmask:
             continue
         try:
             mask = ipaddress.ip_address(a.netmask)

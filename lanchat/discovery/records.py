@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any, Literal, Protocol
 
-from lanchat.protocol import PROTOCOL_VERSION, clean_text, room_problem
+from lanchat.protocol import DEFAULT_PORT, PROTOCOL_VERSION, clean_text, room_problem
 
 SERVICE_TYPE = "_lanchat._tcp.local."
 # TXT keys (docs/discovery.md): short, because every answer carries them.
@@ -25,6 +25,7 @@ MAX_HOST_BYTES = 20  # of the instance name; the room gets the rest
 MAX_VERSION_CHARS = 40
 MAX_PROTOCOL = 9999
 _HOST_LABEL = re.compile(r"[^A-Za-z0-9-]+")
+_TARGET_SUFFIX = re.compile(r"-[0-9a-f]{6}$")
 
 
 def txt_properties(room: str, version: str, *, password: bool = False) -> dict[str, str]:
@@ -43,14 +44,24 @@ def host_label(hostname: str) -> str:
     return _cut_utf8(label, MAX_HOST_BYTES).strip("-") or "lanchat"
 
 
-def instance_name(room: str, hostname: str) -> str:
-    """The service instance name: room plus host, 'lobby on h1'.
+def srv_target(hostname: str, node: int) -> str:
+    """The SRV target: the host label plus 6 hex digits of this machine's node id (its MAC).
+
+    Two PCs with the same name (cloned classroom PCs) must not claim the same '<name>.local.'
+    address records, or clients would get both PCs' addresses under either server.
+    """
+    return f"{host_label(hostname)}-{node & 0xFFFFFF:06x}.local."
+
+
+def instance_name(room: str, hostname: str, port: int = DEFAULT_PORT) -> str:
+    """The service instance name: room plus host, 'lobby on h1' ('lobby on h1:7421' on another
+    port than the default, so two servers of a room on one PC never clash).
 
     Dots would split the name into DNS labels, so they become '-'; the room is shortened so that
-    the whole name leaves zeroconf room to append '-2' on a clash.
+    the whole name leaves zeroconf room to append '-2' on a clash (PCs with the same name).
     """
     host = _cut_utf8(clean_text(hostname.split(".", 1)[0]).strip(), MAX_HOST_BYTES) or "lanchat"
-    suffix = f" on {host}"
+    suffix = f" on {host}" + (f":{port}" if port != DEFAULT_PORT else "")
     room_part = clean_text(room).replace(".", "-").strip() or "lanchat"
     room_part = _cut_utf8(room_part, MAX_INSTANCE_BYTES - len(suffix.encode())).rstrip()
     return room_part + suffix
@@ -150,11 +161,12 @@ def _decode_txt(properties: Mapping[bytes, bytes | None]) -> dict[str, str] | No
 
 
 def _host_of(server: str | None, instance: str) -> str:
-    """The host from the SRV target ('h1.local.' -> 'h1'), else from the instance name."""
+    """The host from the SRV target ('h1-0a0b0c.local.' -> 'h1'), else from the instance."""
     if server:
         host = server.rstrip(".")
         if host.lower().endswith(".local"):
             host = host[: -len(".local")]
+        host = _TARGET_SUFFIX.sub("", host)
         if host:
             return clean_text(host)
     _, sep, host = instance.rpartition(" on ")
