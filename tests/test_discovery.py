@@ -46,6 +46,8 @@ from lanchat.netinfo import LocalAddress, interface_tags
 from lanchat.output import WatchView, advertisement_text, pick_server, stdout_console
 from lanchat.protocol import room_problem
 
+TXT = txt_properties("lobby", "0.1.0")
+
 
 @dataclass(frozen=True)
 class Record:
@@ -61,9 +63,6 @@ class Record:
 
     def parsed_scoped_addresses(self) -> list[str]:
         return list(self.addresses)
-
-
-TXT = txt_properties("lobby", "0.1.0")
 
 
 def props(**changes: str | None) -> dict[bytes, bytes | None]:

@@ -5,6 +5,9 @@ following address changes and failing politely."""
 from __future__ import annotations
 
 import json
+import os
+import re
+import select
 import subprocess
 import sys
 import time
@@ -19,6 +22,7 @@ from lanchat.errors import ExitCode
 from netlab import Host, Lab, LineReader, find_tool
 
 pytestmark = pytest.mark.lab
+pty = pytest.importorskip("pty", reason="pseudo-terminals are POSIX-only")
 
 MakeLab = Callable[..., Lab]
 START = 10.0  # serve registers in ~1.7 s (probing, then announcing); Python starts in ~0.3 s
@@ -124,7 +128,7 @@ def test_join_without_an_address_on_h2_and_h3_and_both_chat(
     server, _ = serve(lanchat_process, h1)
     ana = lanchat_process("join", "--name", "ana", stdin=subprocess.PIPE, host=h2)
     ben = lanchat_process("join", "--name", "ben", "--json", stdin=subprocess.PIPE, host=h3)
-    joined = {}
+    joined: dict[str, str] = {}
     while len(joined) < 2:  # in either order
         event = server.wait_json(lambda e: e.get("event") == "join", timeout=START)
         joined[event["name"]] = event["address"].rsplit(":", 1)[0]
@@ -140,6 +144,52 @@ def test_join_without_an_address_on_h2_and_h3_and_both_chat(
         person.proc.stdin.close()
         assert person.proc.wait(10) == 0
         assert "connected via 10.213.0.1:7420" in person.stderr()
+
+
+def test_join_without_an_address_asks_which_server_at_a_terminal(
+    lab_factory: MakeLab, lanchat_process: Any
+) -> None:
+    lab = lab_factory(3)
+    h1, h2, h3 = lab.host(1), lab.host(2), lab.host(3)
+    lobby = lanchat_process("serve", "--json", host=h1)
+    physics = lanchat_process("serve", "--json", "--room", "physics", host=h3)
+    for server in (lobby, physics):
+        server.wait_json(lambda e: e.get("event") == "listening", timeout=START)
+    master, slave = pty.openpty()
+    try:
+        h2.popen(
+            [sys.executable, "-m", "lanchat", "join", "--name", "ana"],
+            env={**lanchat_env(), "TERM": "xterm"},
+            cwd=ROOT,
+            stdin=slave,
+            stdout=slave,
+            stderr=slave,
+        )
+        os.close(slave)
+        screen = re.sub(rb"\x1b\[[0-9;?]*[A-Za-z]", b"", read_until(master, b"[1-2]: "))
+        assert b"1. lobby on h1" in screen and b"2. physics on h3" in screen
+        assert b"Join which one? [1-2]: " in screen
+        os.write(master, b"2\r")
+        read_until(master, b"/quit")  # the chat's help line: joined
+        joined = physics.wait_json(lambda e: e.get("event") == "join")
+        assert (joined["name"], joined["address"].rsplit(":", 1)[0]) == ("ana", "10.213.0.2")
+        os.write(master, b"/quit\r")
+        physics.wait_json(lambda e: e.get("event") == "leave" and e["name"] == "ana")
+    finally:
+        os.close(master)
+
+
+def read_until(fd: int, wanted: bytes, timeout: float = START) -> bytes:
+    """What a terminal shows until `wanted` appears (select with a deadline)."""
+    deadline = time.monotonic() + timeout
+    screen = b""
+    while wanted not in screen:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError(f"{wanted!r} not on screen; last output {screen[-300:]!r}")
+        if select.select([fd], [], [], remaining)[0]:
+            screen += os.read(fd, 65536)
+    return screen
 
 
 def test_a_stopped_server_is_gone_from_discover_watch_within_3_s(
