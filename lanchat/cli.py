@@ -109,6 +109,15 @@ def serve(
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="Log only start and stop, not every message.")
     ] = False,
+    keepalive: Annotated[
+        float,
+        typer.Option(
+            "--keepalive",
+            min=3,
+            max=7200,
+            help="Seconds after which a PC that vanished without closing is dropped.",
+        ),
+    ] = 60.0,
 ) -> None:
     """Run the chat relay on this PC, for everyone on the network."""
     from lanchat import netinfo
@@ -134,7 +143,12 @@ def serve(
             f"--max-clients {max_clients}. Raise it with `ulimit -n {max_clients + FD_RESERVE}`."
         )
     relay = Relay(
-        host, port, room=room, history=history, max_clients=min(max_clients or capacity, capacity)
+        host,
+        port,
+        room=room,
+        history=history,
+        max_clients=min(max_clients or capacity, capacity),
+        keepalive=keepalive,
     )
     console = stdout_console()
     events: queue.Queue[Any] = queue.Queue(maxsize=10000)
@@ -294,6 +308,58 @@ def _login_name() -> str:
         return getpass.getuser()
     except (KeyError, OSError):  # no login name in this environment (a container, a service)
         return "guest"
+
+
+# --- status -------------------------------------------------------------------------------
+
+
+@app.command(
+    epilog=(
+        "Examples:\n\n"
+        "  lanchat status                 # the relay on port 7420 of this PC\n\n"
+        "  lanchat status --watch         # live; Ctrl-C to leave\n\n"
+        "  lanchat status --json | jq '.connections[].name'\n\n"
+        "Run it on the server PC; the relay answers only its own computer. "
+        "Exit code 4 when no server is running."
+    )
+)
+def status(
+    port: PortOption = DEFAULT_PORT,
+    watch: Annotated[bool, typer.Option("--watch", "-w", help="Refresh every second.")] = False,
+    json_out: JsonOption = False,
+) -> None:
+    """Show the relay's listening socket and every connection, with the person behind it."""
+    import time
+
+    from lanchat.output import print_json, status_view, stdout_console
+    from lanchat.status import collect_status
+
+    console = stdout_console(wide=True)
+    if not watch:
+        report = collect_status(port)
+        if json_out:
+            print_json(report.to_dict())
+        else:
+            console.print(status_view(report, time.time()))
+        raise typer.Exit(ExitCode.OK if report.server else ExitCode.UNREACHABLE)
+    if json_out:  # one document per refresh, one per line
+        try:
+            while True:
+                started = time.monotonic()
+                print_json(collect_status(port).to_dict())
+                time.sleep(max(0.0, 1.0 - (time.monotonic() - started)))
+        except KeyboardInterrupt:
+            raise typer.Exit(ExitCode.OK) from None
+    from rich.live import Live
+
+    try:
+        with Live(console=console, auto_refresh=False, screen=False) as live:
+            while True:
+                started = time.monotonic()
+                live.update(status_view(collect_status(port), time.time()), refresh=True)
+                time.sleep(max(0.0, 1.0 - (time.monotonic() - started)))
+    except KeyboardInterrupt:
+        raise typer.Exit(ExitCode.OK) from None
 
 
 # --- entry point --------------------------------------------------------------------------

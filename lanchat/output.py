@@ -10,7 +10,9 @@ import zlib
 from collections.abc import Sequence
 from typing import Any, TextIO
 
-from rich.console import Console
+from rich import box
+from rich.console import Console, Group
+from rich.table import Table
 from rich.text import Text
 
 from lanchat.errors import LanchatError
@@ -29,6 +31,7 @@ from lanchat.protocol import (
     clock,
     render_line,
 )
+from lanchat.status import StatusReport
 
 # Distinct, readable on dark and light backgrounds; a name keeps its colour everywhere.
 NAME_COLOURS = (
@@ -47,9 +50,14 @@ NAME_COLOURS = (
 )
 
 
-def stdout_console(file: TextIO | None = None, *, force_terminal: bool | None = None) -> Console:
+def stdout_console(
+    file: TextIO | None = None, *, force_terminal: bool | None = None, wide: bool = False
+) -> Console:
+    """`wide`: tables keep all their columns when the output is a file or a pipe."""
+    out = file or sys.stdout
+    width = 160 if wide and not (force_terminal or out.isatty()) else None
     return Console(
-        file=file or sys.stdout, highlight=False, soft_wrap=True, force_terminal=force_terminal
+        file=out, highlight=False, soft_wrap=True, force_terminal=force_terminal, width=width
     )
 
 
@@ -190,3 +198,88 @@ def serve_event_text(event: Event, address: str | None) -> Text | None:
     if isinstance(event, Left | Renamed):
         return Text(render_line(event), style="dim")
     return None
+
+
+def _ago(seconds: float) -> str:
+    seconds = int(seconds)
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+def _size(n: int | None) -> str:
+    if n is None:
+        return ""
+    for unit in ("B", "kB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n}{unit}" if unit == "B" else f"{n:.1f}{unit}"
+        n /= 1000  # type: ignore[assignment]
+    return str(n)
+
+
+def status_view(report: StatusReport, now: float) -> Group:
+    """The netstat-style view: who is behind each socket of the relay, at a glance."""
+    parts: list[Any] = []
+    s = report.server
+    if s is not None:
+        limit = f" of {s.max_clients}" if s.max_clients else ""
+        parts.append(
+            Text.assemble(
+                ("lanchat relay", "bold"),
+                f" {s.lanchat} on port {s.port}, room {s.room!r}, pid {s.pid}, "
+                f"up {_ago(s.uptime)} - ",
+                (f"{s.clients}{limit} people", "bold"),
+                f", {s.messages} messages relayed, {s.rate:.1f}/s now",
+            )
+        )
+    else:
+        parts.append(Text(report.problem or "No lanchat server.", style="bold yellow"))
+    if report.listening:
+        listen = Table(title="Listening", title_justify="left", box=box.SIMPLE_HEAD)
+        for column in ("Proto", "Local address", "State", "PID", "Program"):
+            listen.add_column(column)
+        for row in report.listening:
+            listen.add_row(row.proto, row.local, row.state, str(row.pid or "?"), row.program or "?")
+        parts.append(listen)
+    table = Table(title="Connections", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    longest_name = max((len(r.name or "") for r in report.connections), default=4)
+    # Remote, state and name are never cut; the counters wrap when the terminal is narrow.
+    table.add_column("Remote", no_wrap=True, min_width=15)
+    table.add_column("State", no_wrap=True, min_width=11)
+    table.add_column("Name", no_wrap=True, min_width=max(4, longest_name))
+    table.add_column("Kind", no_wrap=True)
+    for column in ("Since", "In", "Out", "Queue"):
+        table.add_column(column, justify="right")
+    with_notes = any(row.note for row in report.connections)
+    if with_notes:
+        table.add_column("Note", style="dim italic", overflow="fold")
+    for row in report.connections:
+        name = Text(row.name, style=name_style(row.name)) if row.name else Text("-", style="dim")
+        state_style = "green" if row.state == "ESTABLISHED" else "yellow"
+        tracked = row.lines_in is not None
+        table.add_row(
+            row.remote or "",
+            Text(row.state, style=state_style),
+            name,
+            row.kind or "",
+            _ago(now - row.since) if row.since else "",
+            f"{row.lines_in} ({_size(row.bytes_in)})" if tracked else "",
+            f"{row.frames_out} ({_size(row.bytes_out)})" if tracked else "",
+            "" if row.queue is None else str(row.queue),
+            *([row.note or ""] if with_notes else []),
+        )
+    table.caption = (
+        "In: lines received; Out: frames sent; Queue: frames waiting to be sent. "
+        f"Local end of every connection: port {report.port} "
+        f"({', '.join(sorted({r.proto for r in report.connections})) or 'tcp'}); "
+        "`--json` has every field."
+    )
+    table.caption_justify = "left"
+    if not report.connections:
+        table.add_row("", "", Text("no connections", style="dim"))
+    parts.append(table)
+    for note in report.notes:
+        parts.append(Text(f"note: {note}", style="yellow"))
+    return Group(*parts)

@@ -24,6 +24,7 @@ RESERVED_NAMES = frozenset(
     {"server", "lanchat", "system", "admin", "root", "everyone", "all", "nobody", "me"}
 )
 SOFTWARE = f"lanchat {__version__}"
+STATUS_VERSION = 1  # of the status document (docs/status.md)
 
 ClientKind = Literal["lanchat", "raw"]
 
@@ -308,6 +309,20 @@ def parse_hello(line: bytes) -> Hello | None:
     if obj["type"] != "hello":
         return None
     return _hello_from(obj)
+
+
+def is_status_request(line: bytes) -> bool:
+    """Whether the first line asks for the relay's status (`lanchat status`), not to chat."""
+    if not line.lstrip().startswith(b"{"):
+        return False
+    try:
+        return bool(_parse_json_object(line)["type"] == "status")
+    except FrameError:
+        return False
+
+
+def encode_status_request() -> bytes:
+    return _json_line({"type": "status", "version": STATUS_VERSION})
 
 
 RAW_HELP = (
