@@ -7,11 +7,13 @@ it. Every failure to connect becomes an UnreachableError or RejectedError that n
 from __future__ import annotations
 
 import errno
+import json
 import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from lanchat import __version__
 from lanchat.errors import RejectedError, UnreachableError, UsageError
@@ -30,12 +32,15 @@ from lanchat.protocol import (
     Welcome,
     WhoList,
     encode_request,
+    encode_status_request,
     parse_event,
 )
 
 CONNECT_TIMEOUT = 5.0
 MAX_SERVER_LINE = 1 << 20  # a who-list of thousands of names is one long line
 RECONNECT_DELAYS = (1.0, 2.0, 4.0, 8.0, 15.0, 30.0)  # then every 30 s
+QUERY_TIMEOUT = 2.0
+MAX_STATUS_LINE = 64 << 20  # thousands of connections make one long line
 
 
 def parse_address(
@@ -100,6 +105,18 @@ class ConnectionLost(Exception):
     """The connection ended while we still used it."""
 
 
+class HandshakeFailed(UnreachableError):
+    """The port accepted the connection but no lanchat greeting came back.
+
+    ``kind``: "foreign" (something else answered), "silent" (no answer in time) or "dropped"
+    (the connection was closed or reset). The doctor tells these apart.
+    """
+
+    def __init__(self, message: str, hint: str | None = None, *, kind: str) -> None:
+        super().__init__(message, hint)
+        self.kind = kind
+
+
 @dataclass(frozen=True)
 class Greeting:
     """What the server said right after the hello: who we are now, who is here, the history."""
@@ -155,6 +172,7 @@ class Connection:
         deadline = time.monotonic() + timeout
         frames: list[ServerFrame] = []
         foreign: list[bytes] = []
+        closed = False  # the server hung up without a greeting
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -165,11 +183,13 @@ class Connection:
             except TimeoutError:
                 break
             except OSError as e:
-                raise UnreachableError(
+                raise HandshakeFailed(
                     f"{where} accepted the connection, then dropped it ({e.strerror or e}).",
                     f"Is it a lanchat server? Run `lanchat doctor {where}`.",
+                    kind="dropped",
                 ) from None
             if not data:
+                closed = True
                 break
             for line in decoder.feed(data):
                 if isinstance(line, LineTooLong):
@@ -192,14 +212,22 @@ class Connection:
                     )
         if foreign and not frames:
             sample = foreign[0].decode("utf-8", "replace")[:60]
-            raise UnreachableError(
+            raise HandshakeFailed(
                 f"{where} answered, but it is not a lanchat server (it said: {sample!r}).",
                 "Check the port number: lanchat's default is 7420.",
+                kind="foreign",
             )
-        raise UnreachableError(
+        if closed:
+            raise HandshakeFailed(
+                f"{where} accepted the connection, then closed it without a lanchat greeting.",
+                f"Something else may be using that port. Run `lanchat doctor {where}`.",
+                kind="dropped",
+            )
+        raise HandshakeFailed(
             f"{where} accepted the connection but did not answer the lanchat handshake "
             f"within {timeout:g} s.",
             f"Something else may be using that port. Run `lanchat doctor {where}`.",
+            kind="silent",
         )
 
     def send(self, request: Request) -> None:
@@ -290,3 +318,29 @@ def reconnect(
 def goodbye_reason(frame: ServerFrame) -> str | None:
     """The reason when `frame` ends the session."""
     return frame.reason if isinstance(frame, Goodbye) else None
+
+
+def query_relay(host: str, port: int, timeout: float = QUERY_TIMEOUT) -> dict[str, Any]:
+    """Ask a relay for its status document; OSError or ValueError when that fails."""
+    with socket.create_connection((host, port), timeout=timeout) as sock:
+        sock.sendall(encode_status_request())
+        decoder = LineDecoder(MAX_STATUS_LINE)
+        deadline = time.monotonic() + timeout
+        while True:
+            sock.settimeout(max(0.01, deadline - time.monotonic()))
+            data = sock.recv(1 << 20)
+            lines = decoder.feed(data) if data else decoder.finish()
+            if lines:
+                line = lines[0]
+                if not isinstance(line, bytes):
+                    raise ValueError("the status answer was too long")
+                document = json.loads(line)
+                if not isinstance(document, dict):
+                    raise ValueError("not a status document")
+                if document.get("type") == "error":
+                    raise ValueError(str(document.get("message")))
+                if document.get("type") != "status":
+                    raise ValueError("not a lanchat relay")
+                return document
+            if not data:
+                raise ValueError("the connection closed without an answer")

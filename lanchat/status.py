@@ -5,16 +5,12 @@ system's socket table (psutil) adds the TCP state and the sockets the relay no l
 
 from __future__ import annotations
 
-import json
 import socket
-import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from lanchat.protocol import DEFAULT_PORT, STATUS_VERSION, LineDecoder, encode_status_request
-
-QUERY_TIMEOUT = 2.0
-MAX_STATUS_LINE = 64 << 20  # thousands of connections make one long line
+from lanchat.client import query_relay
+from lanchat.protocol import DEFAULT_PORT, STATUS_VERSION
 
 _STATE_NOTES = {
     "TIME_WAIT": "closed; the OS keeps the port pair reserved for a minute or two",
@@ -165,32 +161,6 @@ def _query_targets(port: int, listening: list[Any]) -> list[tuple[str, int]]:
         if ip not in ("0.0.0.0", "::", "127.0.0.1", "::1"):
             targets.append((ip, conn.laddr.port))
     return targets
-
-
-def query_relay(host: str, port: int, timeout: float = QUERY_TIMEOUT) -> dict[str, Any]:
-    """Ask a relay for its status document; OSError or ValueError when that fails."""
-    with socket.create_connection((host, port), timeout=timeout) as sock:
-        sock.sendall(encode_status_request())
-        decoder = LineDecoder(MAX_STATUS_LINE)
-        deadline = time.monotonic() + timeout
-        while True:
-            sock.settimeout(max(0.01, deadline - time.monotonic()))
-            data = sock.recv(1 << 20)
-            lines = decoder.feed(data) if data else decoder.finish()
-            if lines:
-                line = lines[0]
-                if not isinstance(line, bytes):
-                    raise ValueError("the status answer was too long")
-                document = json.loads(line)
-                if not isinstance(document, dict):
-                    raise ValueError("not a status document")
-                if document.get("type") == "error":
-                    raise ValueError(str(document.get("message")))
-                if document.get("type") != "status":
-                    raise ValueError("not a lanchat relay")
-                return document
-            if not data:
-                raise ValueError("the connection closed without an answer")
 
 
 def collect_status(port: int = DEFAULT_PORT) -> StatusReport:
