@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from lanchat.doctor.result import Answer, AnswerLine, CheckResult, Status
+from lanchat.doctor.result import Answer, AnswerLine, CheckResult
 
 SERVER_QUESTION = (
     "Can other PCs reach this lanchat server, and do I need a firewall rule or port forwarding?"
@@ -145,9 +145,9 @@ def _firewall_rule(
     for check in (app, profile, tcp):
         if check is not None and check.status == "fail" and check.fixes:
             fix = check.fixes[0]
-            commands = "; ".join(f"`{c}`" for c in fix.commands)
-            admin = " (as administrator)" if fix.needs_admin else ""
-            return f"Needed on this PC{admin}: {fix.text} {commands}".strip()
+            admin = ", as administrator" if fix.needs_admin else ""
+            what = "; ".join(f"`{c}`" for c in fix.commands) or fix.text
+            return f"Needed on this PC{admin} ({check.id} above): {what}"
     if tcp is None or tcp.status == "skip":
         return "Unknown: the firewall was not checked on this system."
     if tcp.status == "unknown":
@@ -209,6 +209,15 @@ def client_answer(checks: Sequence[CheckResult], target: str, port: int) -> Answ
             "works only if the networks are routed to each other (port forwarding is for the "
             "internet, and not recommended: see below)."
         )
+    internet: tuple[AnswerLine, ...] = (
+        AnswerLine(
+            "skip",
+            "Reaching a server from the internet is decided on the server's side: run "
+            "`lanchat doctor --internet` on the server PC.",
+        ),
+    )
+    if "nat.wan" in by:
+        internet = internet_lines(by, port, None)
     return Answer(
         CLIENT_QUESTION.format(target=target),
         verdict,
@@ -216,15 +225,6 @@ def client_answer(checks: Sequence[CheckResult], target: str, port: int) -> Answ
         rule,
         forwarding,
         tuple(steps),
-        internet_lines(by, port, None),
+        internet,
         alternatives(port),
     )
-
-
-def worst(statuses: Sequence[Status]) -> Status:
-    """The most serious of several statuses (fail > unknown > warn > pass > skip)."""
-    order: tuple[Status, ...] = ("fail", "unknown", "warn", "pass", "skip")
-    for status in order:
-        if status in statuses:
-            return status
-    return "skip"

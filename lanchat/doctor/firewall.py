@@ -3,9 +3,9 @@ firewall.detect, firewall.tcp, firewall.app-block, windows.profile, firewall.mdn
 
 from __future__ import annotations
 
-from lanchat.doctor import firewall_linux as linux
-from lanchat.doctor import firewall_macos as macos
-from lanchat.doctor import firewall_windows as windows
+import lanchat.doctor.firewall_linux as linux
+import lanchat.doctor.firewall_macos as macos
+import lanchat.doctor.firewall_windows as windows
 from lanchat.doctor.context import ServerContext
 from lanchat.doctor.probes import Probe
 from lanchat.doctor.result import CheckResult, skipped

@@ -172,13 +172,27 @@ def _blocked(report: LinuxFirewallReport) -> list[FamilyReport]:
     return [f for f in report.families if f.verdict.outcome == "blocked"]
 
 
-def _words(family: FamilyReport) -> str:
-    action = family.verdict.action
-    effect = {
-        "drop": "drops it (other PCs see a timeout)",
-        "reject": "rejects it (other PCs see 'connection refused')",
-    }.get(action or "", "blocks it")
-    return f"{FAMILY_WORDS[family.packet.family]}: {effect} - {family.verdict.source}"
+def _words(blocked: list[FamilyReport]) -> str:
+    """'it drops IPv4 and IPv6 (other PCs see a timeout): rule `...` in nft table ...'."""
+    parts = []
+    groups: dict[tuple[str | None, str, str | None], list[str]] = {}
+    for family in blocked:
+        verdict = family.verdict
+        source = verdict.source.split(" rule ")[0]
+        key = (verdict.action, source, verdict.rule_text)
+        groups.setdefault(key, []).append(FAMILY_WORDS[family.packet.family])
+    for (action, source, rule), families in groups.items():
+        effect = {
+            "drop": "drops",
+            "reject": "rejects",
+        }.get(action or "", "blocks")
+        seen = {
+            "drop": " (other PCs see a timeout)",
+            "reject": " (other PCs see 'connection refused')",
+        }.get(action or "", "")
+        by = f"rule `{rule}` in {source}" if rule else source
+        parts.append(f"it {effect} {' and '.join(families)}{seen}: {by}")
+    return "; ".join(parts)
 
 
 def _evidence(report: LinuxFirewallReport) -> tuple[str, ...]:
@@ -272,7 +286,7 @@ def check_firewall_tcp(findings: LinuxFindings | None, ctx: ServerContext) -> Ch
             title,
             "fail" if v4_blocked else "warn",
             f"The firewall ({_frontend(findings)}) blocks new TCP connections to port {ctx.port} "
-            f"{where}: " + "; ".join(_words(f) for f in blocked) + ".",
+            f"{where}: {_words(blocked)}.",
             _evidence(report),
             tuple(linux_fixes(findings, ctx, "tcp", ctx.port)),
             facts,
@@ -338,7 +352,7 @@ def check_firewall_mdns(findings: LinuxFindings | None, ctx: ServerContext) -> C
             title,
             "warn",
             "The firewall blocks discovery (mDNS, UDP 5353): other PCs will not find this "
-            "server with `lanchat discover`; " + "; ".join(_words(f) for f in blocked) + ".",
+            f"server with `lanchat discover`; {_words(blocked)}.",
             _evidence(report),
             (*linux_fixes(findings, ctx, "udp", MDNS_PORT), optional),
             facts,
