@@ -72,7 +72,7 @@ def same_network(addresses: Sequence[LocalAddress], target: str) -> tuple[str, s
         return "on-link", "link-local"
     for a in addresses:
         net = network_of(a)
-        if net is not None and net.version == ip.version and ip in net and net.prefixlen < 32:
+        if net is not None and net.version == ip.version and ip in net and net.num_addresses > 2:
             return "on-link", str(net)
     return "off-link", None
 

@@ -186,9 +186,10 @@ def _words(blocked: list[FamilyReport]) -> str:
             "drop": "drops",
             "reject": "rejects",
         }.get(action or "", "blocks")
+        tcp = blocked[0].packet.proto == "tcp"
         seen = {
-            "drop": " (other PCs see a timeout)",
-            "reject": " (other PCs see 'connection refused')",
+            "drop": " (other PCs see a timeout)" if tcp else "",
+            "reject": " (other PCs see 'connection refused')" if tcp else "",
         }.get(action or "", "")
         by = f"rule `{rule}` in {source}" if rule else source
         parts.append(f"it {effect} {' and '.join(families)}{seen}: {by}")
