@@ -114,13 +114,12 @@ class FakeProbe:
     def resolve(self, host: str, port: int) -> Resolved:
         return self.resolved or Resolved((host,))
 
-    def connect(self, address: str, port: int, timeout: float) -> ConnectResult:
+    def reach(
+        self, address: str, port: int, timeout: float
+    ) -> tuple[ConnectResult, HandshakeResult | None]:
         assert self.connected is not None
-        return self.connected
-
-    def handshake(self, address: str, port: int, timeout: float) -> HandshakeResult:
-        assert self.hello is not None
-        return self.hello
+        hello = self.hello if self.connected.outcome == "connected" else None
+        return self.connected, hello
 
     def udp_request(
         self, address: str, port: int, payload: bytes, timeouts: Sequence[float]

@@ -306,27 +306,18 @@ def test_refused_and_timeout_send_the_user_to_the_server_pc() -> None:
 def test_connected_then_the_handshake() -> None:
     connected = ConnectResult("connected", "10.213.0.1", PORT, 0.002, source="10.213.0.2")
     assert check_peer_tcp(connected, "on-link", 3.0).status == "pass"
-    probe = FakeProbe(
-        handshake=HandshakeResult("lanchat", "lanchat 0.1.0 answered", "lanchat 0.1.0", "lobby")
-    )
-    assert check_peer_lanchat(probe, connected, 3.0).status == "pass"
-    other = FakeProbe(
-        handshake=HandshakeResult(
-            "foreign",
-            "10.213.0.1:7000 answered, but it is not a lanchat server (it said: 'SSH-2.0').",
-            None,
-            None,
-        )
-    )
-    result = check_peer_lanchat(other, connected, 3.0)
+    lanchat = HandshakeResult("lanchat", "lanchat 0.1.0 answered", "lanchat 0.1.0", "lobby")
+    assert check_peer_lanchat(connected, lanchat).status == "pass"
+    said = "10.213.0.1:7000 answered, but it is not a lanchat server (it said: 'SSH-2.0')."
+    result = check_peer_lanchat(connected, HandshakeResult("foreign", said))
     assert result.status == "fail" and "SSH-2.0" in result.summary
-    full = FakeProbe(handshake=HandshakeResult("rejected", "the room is full"))
-    assert check_peer_lanchat(full, connected, 3.0).status == "warn"
+    full = HandshakeResult("rejected", "the room is full")
+    assert check_peer_lanchat(connected, full).status == "warn"
 
 
 def test_no_handshake_without_a_connection() -> None:
     refused = ConnectResult("refused", "10.213.0.1", PORT, 0.001)
-    assert check_peer_lanchat(FakeProbe(), refused, 3.0).status == "skip"
+    assert check_peer_lanchat(refused, None).status == "skip"
 
 
 # ---- mDNS ----------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ import ipaddress
 from collections.abc import Sequence
 
 from lanchat.doctor.lan import network_of
-from lanchat.doctor.probes import ConnectResult, Probe, Resolved
+from lanchat.doctor.probes import ConnectResult, HandshakeResult, Resolved
 from lanchat.doctor.result import CheckResult, Fix
 from lanchat.netinfo import LocalAddress
 
@@ -216,13 +216,12 @@ def check_peer_tcp(result: ConnectResult, relation: str, timeout: float) -> Chec
     )
 
 
-def check_peer_lanchat(probe: Probe, result: ConnectResult, timeout: float) -> CheckResult:
+def check_peer_lanchat(result: ConnectResult, answer: HandshakeResult | None) -> CheckResult:
     """peer.lanchat: once connected, does a lanchat server answer the handshake?"""
     where = f"{result.address}:{result.port}"
     title = f"A lanchat server answers on {where}"
-    if result.outcome != "connected":
+    if result.outcome != "connected" or answer is None:
         return CheckResult("peer.lanchat", title, "skip", "The TCP connection did not get through.")
-    answer = probe.handshake(result.address, result.port, timeout)
     facts = answer.to_dict()
     if answer.outcome == "lanchat":
         return CheckResult(

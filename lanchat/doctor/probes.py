@@ -129,12 +129,11 @@ class Probe(Protocol):
         """Look a name up (getaddrinfo)."""
         ...
 
-    def connect(self, address: str, port: int, timeout: float) -> ConnectResult:
-        """A TCP connect() with a timeout, classified."""
-        ...
-
-    def handshake(self, address: str, port: int, timeout: float) -> HandshakeResult:
-        """Say hello as a lanchat client (lanchat.client.Connection.open), then leave."""
+    def reach(
+        self, address: str, port: int, timeout: float
+    ) -> tuple[ConnectResult, HandshakeResult | None]:
+        """A TCP connect() with a timeout, classified; once connected, a lanchat hello on the
+        same connection (lanchat.client.Connection.greet), then goodbye. None if not connected."""
         ...
 
     def udp_request(

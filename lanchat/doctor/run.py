@@ -112,13 +112,13 @@ def _client_checks(options: DoctorOptions, probe: Probe, mdns: MdnsProbe) -> lis
         address = resolved.addresses[0]
         addresses = probe.addresses()
         network = check_peer_network(addresses, address, port)
-        connected = probe.connect(address, port, options.timeout)
+        connected, hello = probe.reach(address, port, options.timeout)
         relation, _ = same_network(addresses, address)
         tcp = check_peer_tcp(connected, relation, options.timeout)
         checks += [
             network,
             tcp,
-            check_peer_lanchat(probe, connected, options.timeout),
+            check_peer_lanchat(connected, hello),
             check_peer_mdns(mdns, resolved.addresses, port, tcp.status == "pass"),
         ]
     if options.internet:

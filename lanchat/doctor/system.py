@@ -13,7 +13,13 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from lanchat.client import Connection, HandshakeFailed, describe_connect_error, query_relay
+from lanchat.client import (
+    Connection,
+    ConnectionLost,
+    HandshakeFailed,
+    describe_connect_error,
+    query_relay,
+)
 from lanchat.doctor.linux_firewall import CommandOutput
 from lanchat.doctor.probes import (
     TIMED_OUT_RC,
@@ -156,8 +162,10 @@ class SystemProbe:
         ordered = sorted(infos, key=lambda info: info[0] != socket.AF_INET)
         return Resolved(tuple(dict.fromkeys(str(info[4][0]) for info in ordered)))
 
-    def connect(self, address: str, port: int, timeout: float) -> ConnectResult:
-        """One connect() with a timeout; the outcome in the words of describe_connect_error."""
+    def reach(
+        self, address: str, port: int, timeout: float
+    ) -> tuple[ConnectResult, HandshakeResult | None]:
+        """connect() classified in describe_connect_error's words, then the hello on that socket."""
         started = time.monotonic()
         try:
             sock = socket.create_connection((address, port), timeout=timeout)
@@ -165,36 +173,14 @@ class SystemProbe:
             seconds = time.monotonic() - started
             described = describe_connect_error(address, port, e, timeout)
             message = described.message + (f" {described.hint}" if described.hint else "")
-            return ConnectResult(_outcome(e), address, port, seconds, e.errno, message)
+            return ConnectResult(_outcome(e), address, port, seconds, e.errno, message), None
         seconds = time.monotonic() - started
         try:
             source = str(sock.getsockname()[0])
-        finally:
-            sock.close()
-        return ConnectResult("connected", address, port, seconds, source=source)
-
-    def handshake(self, address: str, port: int, timeout: float) -> HandshakeResult:
-        """Connection.open as a guest named 'doctor', then leave at once."""
-        try:
-            conn = Connection.open(address, port, name=PROBE_NAME, exact=False, timeout=timeout)
-        except HandshakeFailed as e:
-            return HandshakeResult(_handshake_kind(e.kind), e.message)
-        except RejectedError as e:
-            return HandshakeResult("rejected", e.message)
-        except UnreachableError as e:
-            return HandshakeResult("error", e.message)
-        welcome = conn.greeting.welcome
-        try:
-            conn.send(Quit())
-        except Exception:  # noqa: S110 - leaving is best effort; close() follows
-            pass
-        conn.close()
-        return HandshakeResult(
-            "lanchat",
-            f"{welcome.server} answered the handshake (room {welcome.room!r})",
-            welcome.server,
-            welcome.room,
-        )
+        except OSError:
+            source = None
+        connected = ConnectResult("connected", address, port, seconds, source=source)
+        return connected, _greet(sock, address, port, timeout)
 
     def udp_request(
         self, address: str, port: int, payload: bytes, timeouts: Sequence[float]
@@ -223,6 +209,33 @@ class SystemProbe:
     def monotonic(self) -> float:
         """time.monotonic()."""
         return time.monotonic()
+
+
+def _greet(sock: socket.socket, address: str, port: int, timeout: float) -> HandshakeResult:
+    """Say hello as a guest named 'doctor' (the room sees it come and go), then leave."""
+    try:
+        conn = Connection.greet(sock, address, port, name=PROBE_NAME, exact=False, timeout=timeout)
+    except HandshakeFailed as e:
+        return HandshakeResult(_handshake_kind(e.kind), e.message)
+    except RejectedError as e:
+        return HandshakeResult("rejected", e.message)
+    except UnreachableError as e:
+        return HandshakeResult("error", e.message)
+    except OSError as e:  # sending the hello failed: the peer reset the connection
+        sock.close()
+        return HandshakeResult("dropped", f"{address}:{port} closed the connection ({e}).")
+    welcome = conn.greeting.welcome
+    try:
+        conn.send(Quit())
+    except ConnectionLost:
+        pass
+    conn.close()
+    return HandshakeResult(
+        "lanchat",
+        f"{welcome.server} answered the handshake (room {welcome.room!r})",
+        welcome.server,
+        welcome.room,
+    )
 
 
 def _listening() -> list[Listener] | None:
