@@ -7,6 +7,8 @@ import io
 import json
 import shlex
 import struct
+import threading
+from collections.abc import Sequence
 
 import pytest
 from doctor_fakes import WIFI, FakeMdns, FakeProbe, linux_commands, relay_document
@@ -23,7 +25,15 @@ from lanchat.doctor.internet import (
     parse_natpmp,
     parse_proc_net_route,
 )
-from lanchat.doctor.probes import ConnectResult, HandshakeResult, Listener
+from lanchat.doctor.probes import (
+    ConnectResult,
+    HandshakeResult,
+    Listener,
+    MdnsBrowse,
+    MdnsNeighbours,
+    MdnsSelf,
+    MdnsService,
+)
 from lanchat.doctor.result import CheckResult, Fix
 from lanchat.doctor.run import DoctorOptions, run_doctor
 from lanchat.output.doctor import doctor_view
@@ -407,3 +417,45 @@ def test_the_text_shows_marks_details_fixes_and_the_answer_last() -> None:
 def test_ascii_marks_for_terminals_without_unicode() -> None:
     text = render(full_probe(), unicode=False)
     assert "[x] firewall.tcp" in text and "[+] server.bind" in text and "✓" not in text
+
+
+class MeetingMdns(FakeMdns):
+    """mdns.self only succeeds if mdns.neighbours is running at the same time."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.met = threading.Event()
+
+    def see_self(self, address: str, timeout: float) -> MdnsSelf:
+        seen = self.met.wait(timeout)
+        return MdnsSelf(seen, 0.1 if seen else None, error=None if seen else "alone")
+
+    def neighbours(self, own: Sequence[str], timeout: float) -> MdnsNeighbours:
+        self.met.set()
+        return super().neighbours(own, timeout)
+
+
+def test_mdns_checks_run_beside_each_other_to_fit_the_time_budget() -> None:
+    report = run_doctor(DoctorOptions(PORT), full_probe("empty"), MeetingMdns())
+    assert report.check("mdns.self").status == "pass"  # type: ignore[union-attr]
+    assert report.check("mdns.neighbours").status == "pass"  # type: ignore[union-attr]
+
+
+def test_peer_mdns_browses_while_the_connection_is_tested() -> None:
+    reached = threading.Event()
+
+    class Probe(FakeProbe):
+        def reach(
+            self, address: str, port: int, timeout: float
+        ) -> tuple[ConnectResult, HandshakeResult | None]:
+            reached.set()
+            return super().reach(address, port, timeout)
+
+    class Mdns(FakeMdns):
+        def browse_lanchat(self, timeout: float) -> MdnsBrowse:
+            assert reached.wait(timeout), "browsing waited for the connection test"
+            return MdnsBrowse((MdnsService("h1", ("10.213.0.1",), PORT),))
+
+    probe = Probe(connect=ConnectResult("refused", "10.213.0.1", PORT, 0.001), addresses=[WIFI])
+    report = run_doctor(DoctorOptions(PORT, host="10.213.0.1"), probe, Mdns())
+    assert report.check("peer.mdns").status == "pass"  # type: ignore[union-attr]

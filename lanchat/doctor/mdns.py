@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from lanchat.doctor.lan import LanFacts
-from lanchat.doctor.probes import MdnsProbe
+from lanchat.doctor.probes import MdnsBrowse, MdnsProbe
 from lanchat.doctor.result import CheckResult, Fix
 
 SELF_TIMEOUT = 3.0
@@ -95,13 +95,20 @@ def check_mdns_neighbours(mdns: MdnsProbe, own: Sequence[str]) -> CheckResult:
 
 
 def check_peer_mdns(
-    mdns: MdnsProbe, addresses: Sequence[str], port: int, tcp_ok: bool
+    mdns: MdnsProbe,
+    addresses: Sequence[str],
+    port: int,
+    tcp_ok: bool,
+    browse: MdnsBrowse | None = None,
 ) -> CheckResult:
-    """peer.mdns (client mode): is a _lanchat._tcp service at that address and port visible?"""
+    """peer.mdns (client mode): is a _lanchat._tcp service at that address and port visible?
+
+    ``browse`` is a browse already done (run beside the connection test); else one is made.
+    """
     reason = mdns.unavailable()
     if reason:
         return CheckResult("peer.mdns", PEER_TITLE, "skip", reason)
-    browse = mdns.browse_lanchat(BROWSE_TIMEOUT)
+    browse = browse or mdns.browse_lanchat(BROWSE_TIMEOUT)
     facts = browse.to_dict()
     if browse.error:
         return CheckResult(

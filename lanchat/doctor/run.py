@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from lanchat.doctor.answer import client_answer, server_answer
@@ -22,10 +23,16 @@ from lanchat.doctor.context import ServerContext
 from lanchat.doctor.env import check_env_virtualized
 from lanchat.doctor.firewall import firewall_checks
 from lanchat.doctor.internet import check_gateway, check_router, check_wan, default_gateway
-from lanchat.doctor.lan import check_lan_address, choose_lan
-from lanchat.doctor.mdns import check_mdns_neighbours, check_mdns_self, check_peer_mdns
+from lanchat.doctor.lan import LanFacts, check_lan_address, choose_lan
+from lanchat.doctor.mdns import (
+    BROWSE_TIMEOUT,
+    check_mdns_neighbours,
+    check_mdns_self,
+    check_peer_mdns,
+)
 from lanchat.doctor.probes import MdnsProbe, Probe, UnavailableMdnsProbe
 from lanchat.doctor.result import CheckResult, DoctorReport
+from lanchat.netinfo import LocalAddress
 
 
 @dataclass(frozen=True)
@@ -84,6 +91,21 @@ def run_doctor(
 def _server_checks(options: DoctorOptions, probe: Probe, mdns: MdnsProbe) -> list[CheckResult]:
     addresses = probe.addresses()
     lan = choose_lan(addresses)
+    own = [a.address for a in addresses]
+    # mDNS listens for seconds: it runs beside the other checks to keep the run under 5 s.
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="doctor-mdns") as pool:
+        mdns_self = pool.submit(check_mdns_self, mdns, lan, options.port)
+        neighbours = pool.submit(check_mdns_neighbours, mdns, own)
+        checks = _server_main_checks(options, probe, addresses, lan)
+        checks += [mdns_self.result(), neighbours.result()]
+    if options.internet:
+        checks += _internet_checks(probe, options.port, lan.address if lan else None)
+    return checks
+
+
+def _server_main_checks(
+    options: DoctorOptions, probe: Probe, addresses: list[LocalAddress], lan: LanFacts | None
+) -> list[CheckResult]:
     bind = check_server_bind(probe, options.port, lan)
     pid = bind.facts.get("pid") or (bind.facts.get("owner") or {}).get("pid")
     # The program rules (Windows, macOS) are about the listening interpreter; without a server,
@@ -91,17 +113,12 @@ def _server_checks(options: DoctorOptions, probe: Probe, mdns: MdnsProbe) -> lis
     exe = probe.process_exe(int(pid)) if pid else None
     exe = exe or probe.process_exe(os.getpid())
     ctx = ServerContext(options.port, lan, exe, options.rerun)
-    checks = [
+    return [
         bind,
         check_lan_address(addresses, options.port),
         check_env_virtualized(probe, addresses, options.port),
         *firewall_checks(probe, ctx),
-        check_mdns_self(mdns, lan, options.port),
-        check_mdns_neighbours(mdns, [a.address for a in addresses]),
     ]
-    if options.internet:
-        checks += _internet_checks(probe, options.port, lan.address if lan else None)
-    return checks
 
 
 def _client_checks(options: DoctorOptions, probe: Probe, mdns: MdnsProbe) -> list[CheckResult]:
@@ -112,14 +129,19 @@ def _client_checks(options: DoctorOptions, probe: Probe, mdns: MdnsProbe) -> lis
         address = resolved.addresses[0]
         addresses = probe.addresses()
         network = check_peer_network(addresses, address, port)
-        connected, hello = probe.reach(address, port, options.timeout)
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="doctor-mdns") as pool:
+            browse = (
+                pool.submit(mdns.browse_lanchat, BROWSE_TIMEOUT) if not mdns.unavailable() else None
+            )
+            connected, hello = probe.reach(address, port, options.timeout)
+            seen = browse.result() if browse is not None else None
         relation, _ = same_network(addresses, address)
         tcp = check_peer_tcp(connected, relation, options.timeout)
         checks += [
             network,
             tcp,
             check_peer_lanchat(connected, hello),
-            check_peer_mdns(mdns, resolved.addresses, port, tcp.status == "pass"),
+            check_peer_mdns(mdns, resolved.addresses, port, tcp.status == "pass", seen),
         ]
     if options.internet:
         lan = choose_lan(probe.addresses())
