@@ -136,6 +136,7 @@ def test_no_server_yet() -> None:
         server_checks(check("firewall.tcp", "pass"), **{"server.bind": bind}), PORT
     )
     assert "start it with `lanchat serve --port 7000`" in answer.verdict
+    assert "Then tell the others on this network: lanchat join 10.213.0.1:7000" in answer.next_steps
 
 
 def test_internet_lines_without_and_with_the_router_check() -> None:

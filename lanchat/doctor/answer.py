@@ -120,7 +120,8 @@ def server_answer(checks: Sequence[CheckResult], port: int) -> Answer:
             + " port forwarding needed."
         )
     if join:
-        steps.append(f"Tell the others on this network: {join}")
+        then = "Then tell" if blockers or not running else "Tell"
+        steps.append(f"{then} the others on this network: {join}")
         steps.append(f"To test it for real, run on one of them: lanchat doctor {join.split()[-1]}")
     return Answer(
         SERVER_QUESTION,

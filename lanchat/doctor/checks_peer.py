@@ -145,7 +145,7 @@ def check_peer_tcp(result: ConnectResult, relation: str, timeout: float) -> Chec
             "peer.tcp",
             title,
             "pass",
-            f"Connected to {where} in {result.seconds * 1000:.0f} ms (from {result.source}).",
+            f"Connected to {where} in {result.seconds * 1000:.1f} ms (from {result.source}).",
             evidence,
             facts=facts,
         )

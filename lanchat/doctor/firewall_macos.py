@@ -95,7 +95,7 @@ def check_macos_tcp(findings: MacFindings, ctx: ServerContext) -> CheckResult:
     if findings.decision is None:
         return CheckResult("firewall.tcp", title, "unknown", f"Cannot tell: {findings.problem}.")
     verdict = findings.decision.verdict
-    evidence = tuple(x for x in (verdict.reason, verdict.rule_text, *findings.decision.notes) if x)
+    evidence = tuple(x for x in (verdict.rule_text, *findings.decision.notes) if x)
     facts = {"verdict": verdict.to_dict(), "frontend": FIREWALL}
     exe = ctx.exe or "the Python program that runs lanchat"
     if verdict.outcome == "allowed":

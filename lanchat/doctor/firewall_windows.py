@@ -104,6 +104,16 @@ def check_windows_detect(findings: WindowsFindings) -> CheckResult:
     )
 
 
+def _rules_evidence(decision: WindowsDecision) -> tuple[str, ...]:
+    """The rules that decided, as the firewall console shows them (the reason is the summary)."""
+    lines = [f"decided by: {decision.verdict.source}"]
+    lines += [f"block rule: {r.describe()}" for r in decision.block_rules]
+    lines += [f"allow rule: {r.describe()}" for r in decision.allow_rules]
+    if decision.verdict.rule_text and not (decision.block_rules or decision.allow_rules):
+        lines.append(f"rule: {decision.verdict.rule_text}")
+    return tuple(lines)
+
+
 def _tcp_fixes(decision: WindowsDecision, ctx: ServerContext) -> list[Fix]:
     profile = decision.profile or "Private"
     source = decision.verdict.source
@@ -137,7 +147,7 @@ def check_windows_tcp(findings: WindowsFindings, ctx: ServerContext) -> CheckRes
         return _unknown("firewall.tcp", title, findings)
     decision = findings.tcp
     verdict = decision.verdict
-    evidence = tuple(x for x in (verdict.reason, verdict.rule_text) if x)
+    evidence = _rules_evidence(decision)
     facts = {"verdict": verdict.to_dict(), "profile": decision.profile, "frontend": FIREWALL}
     if verdict.outcome == "allowed":
         return CheckResult(
@@ -247,7 +257,7 @@ def check_windows_mdns(findings: WindowsFindings, ctx: ServerContext) -> CheckRe
         return _unknown("firewall.mdns", title, findings)
     verdict = findings.mdns.verdict
     host = ctx.lan.join_host() if ctx.lan else "SERVER"
-    evidence = tuple(x for x in (verdict.reason, verdict.rule_text) if x)
+    evidence = _rules_evidence(findings.mdns)
     if verdict.outcome == "allowed":
         return CheckResult(
             "firewall.mdns", title, "pass", f"UDP 5353 gets in: {verdict.reason}.", evidence
@@ -260,7 +270,9 @@ def check_windows_mdns(findings: WindowsFindings, ctx: ServerContext) -> CheckRe
         f"{verdict.reason}.",
         evidence,
         (
-            windows_allow_port(MDNS_PORT, "udp", findings.mdns.profile or "Private"),
+            # Private even on a Public network: opening ports there is what not to do;
+            # windows.profile says how to make a trusted network Private.
+            windows_allow_port(MDNS_PORT, "udp", "Private"),
             discovery_is_optional(host, ctx.port),
         ),
     )
