@@ -3,6 +3,7 @@ firewall.detect, firewall.tcp, firewall.app-block, windows.profile, firewall.mdn
 
 from __future__ import annotations
 
+import lanchat.doctor.checks_firewall_linux as linux_checks
 import lanchat.doctor.firewall_linux as linux
 import lanchat.doctor.firewall_macos as macos
 import lanchat.doctor.firewall_windows as windows
@@ -22,15 +23,15 @@ def firewall_checks(probe: Probe, ctx: ServerContext) -> list[CheckResult]:
     if probe.platform == "linux":
         found = linux.collect_linux(probe, ctx)
         return [
-            linux.check_firewall_detect(found, ctx),
-            linux.check_firewall_tcp(found, ctx),
+            linux_checks.check_firewall_detect(found, ctx),
+            linux_checks.check_firewall_tcp(found, ctx),
             skipped(
                 "firewall.app-block",
                 TITLES["firewall.app-block"],
                 "Linux firewalls filter by port and address, not by program.",
             ),
             skipped("windows.profile", TITLES["windows.profile"], "Only Windows has profiles."),
-            linux.check_firewall_mdns(found, ctx),
+            linux_checks.check_firewall_mdns(found, ctx),
         ]
     if probe.platform == "windows":
         win = windows.collect_windows(probe, ctx)
