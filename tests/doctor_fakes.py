@@ -42,7 +42,6 @@ class FakeProbe:
         self,
         platform: str = "linux",
         *,
-        admin: bool = True,
         commands: dict[Any, CommandOutput | None] | None = None,
         files: dict[str, str] | None = None,
         addresses: Sequence[LocalAddress] = LAB_ADDRESSES,
@@ -57,7 +56,6 @@ class FakeProbe:
         udp: bytes | None = None,
     ) -> None:
         self.platform = platform
-        self.admin = admin
         self.commands = commands or {}
         self.files = files or {}
         self._addresses = list(addresses)
@@ -74,9 +72,6 @@ class FakeProbe:
         self.asked: list[tuple[str, int]] = []
         self.sent: list[tuple[str, int, bytes]] = []
         self.clock = 100.0
-
-    def is_admin(self) -> bool:
-        return self.admin
 
     def run(self, argv: Sequence[str], timeout: float) -> CommandOutput | None:
         assert 0 < timeout <= 5, "every command runs with a short timeout"

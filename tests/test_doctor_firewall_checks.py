@@ -151,7 +151,7 @@ def test_legacy_rules_get_an_iptables_legacy_fix() -> None:
 def test_without_root_the_answer_is_unknown_with_the_command_to_run() -> None:
     commands = linux_commands("nonroot")
     commands["systemctl"] = CommandOutput("active\ninactive\ninactive\n", "", 0)
-    found = run(FakeProbe(admin=False, commands=commands))
+    found = run(FakeProbe(commands=commands))
     for check in ("firewall.detect", "firewall.tcp", "firewall.mdns"):
         assert found[check].status == "unknown"
         assert "sudo lanchat doctor --port 7000" in commands_of(found[check])

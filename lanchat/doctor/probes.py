@@ -89,10 +89,6 @@ class Probe(Protocol):
 
     platform: str  # "linux", "windows", "darwin" (sys.platform's words, win32 -> windows)
 
-    def is_admin(self) -> bool:
-        """Root on Linux/macOS, an elevated process on Windows."""
-        ...
-
     def run(self, argv: Sequence[str], timeout: float) -> CommandOutput | None:
         """Run a command; None when it is not installed; rc TIMED_OUT_RC when out of time."""
         ...

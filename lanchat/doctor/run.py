@@ -107,7 +107,7 @@ def _server_main_checks(
     options: DoctorOptions, probe: Probe, addresses: list[LocalAddress], lan: LanFacts | None
 ) -> list[CheckResult]:
     bind = check_server_bind(probe, options.port, lan)
-    pid = bind.facts.get("pid") or (bind.facts.get("owner") or {}).get("pid")
+    pid = bind.facts.get("pid")  # the relay's (never another program's that holds the port)
     # The program rules (Windows, macOS) are about the listening interpreter; without a server,
     # the doctor's own interpreter is the one lanchat serve would run with.
     exe = probe.process_exe(int(pid)) if pid else None

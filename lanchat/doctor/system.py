@@ -54,17 +54,6 @@ class SystemProbe:
     def __init__(self) -> None:
         self.platform = platform_name()
 
-    def is_admin(self) -> bool:
-        """Root on POSIX; on Windows, whether the process is elevated."""
-        if hasattr(os, "geteuid"):
-            return os.geteuid() == 0
-        try:
-            import ctypes
-
-            return bool(ctypes.windll.shell32.IsUserAnAdmin())  # type: ignore[attr-defined]
-        except (AttributeError, OSError):
-            return False
-
     def run(self, argv: Sequence[str], timeout: float) -> CommandOutput | None:
         """Run argv without a shell; None if not installed, rc 124 when out of time."""
         path = os.pathsep.join([os.environ.get("PATH", ""), *_SYSTEM_PATH])
