@@ -141,6 +141,12 @@ def test_a_rule_that_blocks_the_port(
         )
         assert fix[1].startswith("sudo ip6tables -I INPUT -i eth0 -p tcp -s fe80::/64")
     assert report["answer"]["firewall_rule"].startswith("Needed on this PC")
+    text = h1.run(
+        [sys.executable, "-m", "lanchat", "doctor", "--port", str(port)], timeout=10, env=LAB_ENV
+    )
+    assert text.returncode == 3
+    assert f"\n          {fix[0]}\n" in text.stdout  # what to type, on a line of its own
+    assert "[✗] firewall.tcp" in text.stdout or "[x] firewall.tcp" in text.stdout
 
     code, report = doctor(h2, f"{h1.ip}:{port}")
     assert code == 3
