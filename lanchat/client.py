@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from lanchat import __version__
 from lanchat.errors import RejectedError, UnreachableError, UsageError
@@ -26,16 +26,19 @@ from lanchat.protocol import (
     Hello,
     LineDecoder,
     LineTooLong,
+    ProbeAnswer,
     Problem,
     Request,
     ServerFrame,
     Welcome,
     WhoList,
+    encode_probe_request,
     encode_request,
     encode_status_request,
     parse_event,
 )
 
+T = TypeVar("T")
 CONNECT_TIMEOUT = 5.0
 MAX_SERVER_LINE = 1 << 20  # a who-list of thousands of names is one long line
 RECONNECT_DELAYS = (1.0, 2.0, 4.0, 8.0, 15.0, 30.0)  # then every 30 s
@@ -182,68 +185,18 @@ class Connection:
 
     @classmethod
     def _handshake(cls, sock: socket.socket, host: str, port: int, timeout: float) -> Connection:
-        where = f"{host}:{port}"
         decoder = LineDecoder(MAX_SERVER_LINE)
-        deadline = time.monotonic() + timeout
-        frames: list[ServerFrame] = []
-        foreign: list[bytes] = []
-        closed = False  # the server hung up without a greeting
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                break
-            sock.settimeout(remaining)
-            try:
-                data = sock.recv(65536)
-            except TimeoutError:
-                break
-            except OSError as e:
-                raise HandshakeFailed(
-                    f"{where} accepted the connection, then dropped it ({e.strerror or e}).",
-                    f"Is it a lanchat server? Run `lanchat doctor {where}`.",
-                    kind="dropped",
-                ) from None
-            if not data:
-                closed = True
-                break
-            for line in decoder.feed(data):
-                if isinstance(line, LineTooLong):
-                    continue
-                try:
-                    frames.append(parse_event(line))
-                except FrameError:
-                    foreign.append(line)
+
+        def greeted(frames: list[ServerFrame]) -> Connection | None:
             greeting = _greeting_from(frames)
-            if greeting is not None:
-                conn = cls(sock, host, port, greeting)
-                conn._decoder = decoder
-                conn._ready = frames[_greeting_length(greeting) :]
-                return conn
-            for frame in frames:
-                if isinstance(frame, Problem):
-                    raise RejectedError(
-                        f"{where} refused to let us in: {frame.message}",
-                        _refusal_hint(frame.code),
-                    )
-        if foreign and not frames:
-            sample = foreign[0].decode("utf-8", "replace")[:60]
-            raise HandshakeFailed(
-                f"{where} answered, but it is not a lanchat server (it said: {sample!r}).",
-                "Check the port number: lanchat's default is 7420.",
-                kind="foreign",
-            )
-        if closed:
-            raise HandshakeFailed(
-                f"{where} accepted the connection, then closed it without a lanchat greeting.",
-                f"Something else may be using that port. Run `lanchat doctor {where}`.",
-                kind="dropped",
-            )
-        raise HandshakeFailed(
-            f"{where} accepted the connection but did not answer the lanchat handshake "
-            f"within {timeout:g} s.",
-            f"Something else may be using that port. Run `lanchat doctor {where}`.",
-            kind="silent",
-        )
+            if greeting is None:
+                return None
+            conn = cls(sock, host, port, greeting)
+            conn._decoder = decoder
+            conn._ready = frames[_greeting_length(greeting) :]
+            return conn
+
+        return _await_answer(sock, f"{host}:{port}", timeout, decoder, greeted)
 
     def send(self, request: Request) -> None:
         """Send one request; ConnectionLost if the connection is gone."""
@@ -278,6 +231,86 @@ class Connection:
         except OSError:
             pass
         self.sock.close()
+
+
+def _await_answer(
+    sock: socket.socket,
+    where: str,
+    timeout: float,
+    decoder: LineDecoder,
+    answered: Callable[[list[ServerFrame]], T | None],
+) -> T:
+    """Read frames until `answered` accepts them; HandshakeFailed says what came instead."""
+    deadline = time.monotonic() + timeout
+    frames: list[ServerFrame] = []
+    foreign: list[bytes] = []
+    closed = False  # the server hung up without answering
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            break
+        sock.settimeout(remaining)
+        try:
+            data = sock.recv(65536)
+        except TimeoutError:
+            break
+        except OSError as e:
+            raise HandshakeFailed(
+                f"{where} accepted the connection, then dropped it ({e.strerror or e}).",
+                f"Is it a lanchat server? Run `lanchat doctor {where}`.",
+                kind="dropped",
+            ) from None
+        if not data:
+            closed = True
+            break
+        for line in decoder.feed(data):
+            if isinstance(line, LineTooLong):
+                continue
+            try:
+                frames.append(parse_event(line))
+            except FrameError:
+                foreign.append(line)
+        result = answered(frames)
+        if result is not None:
+            return result
+        for frame in frames:
+            if isinstance(frame, Problem):
+                raise RejectedError(
+                    f"{where} refused to let us in: {frame.message}", _refusal_hint(frame.code)
+                )
+    if foreign and not frames:
+        sample = foreign[0].decode("utf-8", "replace")[:60]
+        raise HandshakeFailed(
+            f"{where} answered, but it is not a lanchat server (it said: {sample!r}).",
+            "Check the port number: lanchat's default is 7420.",
+            kind="foreign",
+        )
+    if closed:
+        raise HandshakeFailed(
+            f"{where} accepted the connection, then closed it without a lanchat greeting.",
+            f"Something else may be using that port. Run `lanchat doctor {where}`.",
+            kind="dropped",
+        )
+    raise HandshakeFailed(
+        f"{where} accepted the connection but did not answer the lanchat handshake "
+        f"within {timeout:g} s.",
+        f"Something else may be using that port. Run `lanchat doctor {where}`.",
+        kind="silent",
+    )
+
+
+def probe_server(sock: socket.socket, host: str, port: int, timeout: float) -> ProbeAnswer:
+    """Ask a connected socket whether a lanchat server is there, without joining its room.
+
+    HandshakeFailed (foreign, silent, dropped) when no lanchat server answers. The socket is
+    left open for the caller to close (closing first keeps TIME_WAIT off the server).
+    """
+    sock.sendall(encode_probe_request())
+
+    def probed(frames: list[ServerFrame]) -> ProbeAnswer | None:
+        return next((f for f in frames if isinstance(f, ProbeAnswer)), None)
+
+    return _await_answer(sock, f"{host}:{port}", timeout, LineDecoder(MAX_SERVER_LINE), probed)
 
 
 def _greeting_from(frames: list[ServerFrame]) -> Greeting | None:

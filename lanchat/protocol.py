@@ -311,18 +311,24 @@ def parse_hello(line: bytes) -> Hello | None:
     return _hello_from(obj)
 
 
-def is_status_request(line: bytes) -> bool:
-    """Whether the first line asks for the relay's status (`lanchat status`), not to chat."""
+def service_request(line: bytes) -> Literal["status", "probe"] | None:
+    """Whether a first line asks a question instead of chatting: the relay's status (only
+    answered on its own computer) or a probe (is a lanchat server here? the doctor asks it)."""
     if not line.lstrip().startswith(b"{"):
-        return False
+        return None
     try:
-        return bool(_parse_json_object(line)["type"] == "status")
+        kind = _parse_json_object(line)["type"]
     except FrameError:
-        return False
+        return None
+    return "status" if kind == "status" else "probe" if kind == "probe" else None
 
 
 def encode_status_request() -> bytes:
     return _json_line({"type": "status", "version": STATUS_VERSION})
+
+
+def encode_probe_request() -> bytes:
+    return _json_line({"type": "probe", "version": PROTOCOL_VERSION})
 
 
 RAW_HELP = (
@@ -459,6 +465,16 @@ class Goodbye(Event):
 
 
 @dataclass(frozen=True)
+class ProbeAnswer(Event):
+    """The answer to a probe: which server and room, without joining it."""
+
+    TYPE: ClassVar[str] = "probe"
+    version: int = PROTOCOL_VERSION
+    server: str = SOFTWARE
+    room: str = ""
+
+
+@dataclass(frozen=True)
 class HelpText(Event):
     """The /help answer; only raw clients ask for it (lanchat clients know their commands)."""
 
@@ -471,7 +487,8 @@ ServerFrame = (
 )
 
 _EVENT_TYPES: dict[str, type[Event]] = {
-    cls.TYPE: cls for cls in (Welcome, WhoList, Joined, Left, Renamed, Problem, Pong, Goodbye)
+    cls.TYPE: cls
+    for cls in (Welcome, WhoList, Joined, Left, Renamed, Problem, Pong, Goodbye, ProbeAnswer)
 }
 
 
@@ -527,6 +544,8 @@ def render_line(frame: Event) -> str:
         return f"* pong {frame.token}".rstrip()
     if isinstance(frame, HelpText):
         return f"* {frame.text}"
+    if isinstance(frame, ProbeAnswer):
+        return f"* {frame.server}, room {frame.room}"
     raise TypeError(f"no text form for {type(frame).__name__}")
 
 

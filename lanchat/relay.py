@@ -31,13 +31,14 @@ from lanchat.protocol import (
     Hello,
     LineDecoder,
     LineTooLong,
+    ProbeAnswer,
     Problem,
     decode_line,
     encode_json,
-    is_status_request,
     parse_hello,
     parse_raw_line,
     parse_request,
+    service_request,
 )
 from lanchat.room import DEFAULT_HISTORY, DEFAULT_ROOM, Item, Refused, Room, refusal_frames
 
@@ -217,8 +218,15 @@ class Relay:
             client.local = sock.getsockname()
             decoder = LineDecoder()
             lines, eof = _first_lines(sock, decoder, client)
-            if lines and not isinstance(lines[0], LineTooLong) and is_status_request(lines[0]):
+            question = None
+            if lines and not isinstance(lines[0], LineTooLong):
+                question = service_request(lines[0])
+            if question == "status":
                 self._answer_status(client)
+                return
+            if question == "probe":  # `lanchat doctor HOST` asks without joining the room
+                answer = ProbeAnswer(self.room.seq, time.time(), room=self.room.name)
+                self._say_and_close(client, encode_json(answer), peer_closes=True)
                 return
             hello: Hello | None = None
             if lines and not isinstance(lines[0], LineTooLong):

@@ -228,7 +228,7 @@ def check_peer_lanchat(result: ConnectResult, answer: HandshakeResult | None) ->
             "peer.lanchat",
             title,
             "pass",
-            f"{answer.detail}; it saw this test come and go as 'doctor'.",
+            f"{answer.detail} (asked with a probe: nobody in the room saw it).",
             facts=facts,
         )
     if answer.outcome == "rejected":

@@ -13,13 +13,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from lanchat.client import (
-    Connection,
-    ConnectionLost,
-    HandshakeFailed,
-    describe_connect_error,
-    query_relay,
-)
+from lanchat.client import HandshakeFailed, describe_connect_error, probe_server, query_relay
 from lanchat.doctor.linux_firewall import CommandOutput
 from lanchat.doctor.probes import (
     TIMED_OUT_RC,
@@ -31,10 +25,8 @@ from lanchat.doctor.probes import (
 )
 from lanchat.errors import RejectedError, UnreachableError
 from lanchat.netinfo import LocalAddress, local_addresses
-from lanchat.protocol import Quit
 
 MAX_FILE_BYTES = 1 << 16  # the files read (/proc/net/route, os-release...) are small
-PROBE_NAME = "doctor"  # the name the handshake probe asks for; the room sees it come and go
 # Where system tools live when PATH lacks the sbin directories (non-root shells on Debian).
 _SYSTEM_PATH = ("/usr/local/sbin", "/usr/sbin", "/sbin")
 
@@ -201,29 +193,24 @@ class SystemProbe:
 
 
 def _greet(sock: socket.socket, address: str, port: int, timeout: float) -> HandshakeResult:
-    """Say hello as a guest named 'doctor' (the room sees it come and go), then leave."""
+    """Ask whether a lanchat server is there (a probe: nobody in the room sees it), then hang up."""
     try:
-        conn = Connection.greet(sock, address, port, name=PROBE_NAME, exact=False, timeout=timeout)
+        answer = probe_server(sock, address, port, timeout)
     except HandshakeFailed as e:
         return HandshakeResult(_handshake_kind(e.kind), e.message)
     except RejectedError as e:
         return HandshakeResult("rejected", e.message)
     except UnreachableError as e:
         return HandshakeResult("error", e.message)
-    except OSError as e:  # sending the hello failed: the peer reset the connection
-        sock.close()
+    except OSError as e:  # sending the probe failed: the peer reset the connection
         return HandshakeResult("dropped", f"{address}:{port} closed the connection ({e}).")
-    welcome = conn.greeting.welcome
-    try:
-        conn.send(Quit())
-    except ConnectionLost:
-        pass
-    conn.close()
+    finally:
+        sock.close()
     return HandshakeResult(
         "lanchat",
-        f"{welcome.server} answered the handshake (room {welcome.room!r})",
-        welcome.server,
-        welcome.room,
+        f"{answer.server} answered the handshake (room {answer.room!r})",
+        answer.server,
+        answer.room,
     )
 
 
