@@ -63,14 +63,6 @@ def commands(check: dict[str, Any]) -> list[str]:
     return [c for fix in check["fixes"] for c in fix["commands"]]
 
 
-def next_event(events: LineReader, kind: str, timeout: float = 5.0) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while True:
-        event: dict[str, Any] = json.loads(events.readline(max(0.0, deadline - time.monotonic())))
-        if event["event"] == kind:
-            return event
-
-
 SERVER_CHECKS = ("server.bind", "lan.address", "firewall.detect", "firewall.tcp", "firewall.mdns")
 
 
