@@ -110,6 +110,15 @@ def serve(
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="Log only start and stop, not every message.")
     ] = False,
+    keepalive: Annotated[
+        float,
+        typer.Option(
+            "--keepalive",
+            min=3,
+            max=7200,
+            help="Seconds after which a PC that vanished without closing is dropped.",
+        ),
+    ] = 60.0,
     no_mdns: Annotated[
         bool, typer.Option("--no-mdns", help="Do not announce the server on the LAN (mDNS).")
     ] = False,
@@ -148,7 +157,12 @@ def serve(
             f"--max-clients {max_clients}. Raise it with `ulimit -n {max_clients + FD_RESERVE}`."
         )
     relay = Relay(
-        host, port, room=room, history=history, max_clients=min(max_clients or capacity, capacity)
+        host,
+        port,
+        room=room,
+        history=history,
+        max_clients=min(max_clients or capacity, capacity),
+        keepalive=keepalive,
     )
     console = stdout_console()
     events: queue.Queue[Any] = queue.Queue(maxsize=10000)
@@ -398,7 +412,8 @@ def discover(
     from lanchat.discovery import DISCOVER_TIMEOUT, NO_SERVER_HINT
     from lanchat.discovery import discover as find_servers
     from lanchat.errors import UnreachableError
-    from lanchat.output import print_json, print_servers, searching, stderr_console
+    from lanchat.output import print_json, stderr_console
+    from lanchat.output.discovery import print_servers, searching
 
     if watch:
         _watch(timeout, json_out)
@@ -428,37 +443,162 @@ def _watch(timeout: float | None, json_out: bool) -> None:
 
     from lanchat.discovery import Watcher
     from lanchat.discovery.mdns import REVALIDATE_SECONDS
-    from lanchat.output import WatchView, stdout_console
+    from lanchat.output import print_json, stdout_console
+    from lanchat.output.discovery import WatchView
 
     deadline = None if timeout is None else time.monotonic() + timeout
     previous = signal.signal(signal.SIGTERM, _on_terminate) if hasattr(signal, "SIGTERM") else None
     watcher = Watcher()
+    view = None if json_out else WatchView(stdout_console())
     try:
         watcher.start()
         next_check = time.monotonic() + REVALIDATE_SECONDS
-        with WatchView(stdout_console(), as_json=json_out) as view:
-            view.show(None, [])
-            while deadline is None or time.monotonic() < deadline:
-                wait = WATCH_TICK_SECONDS
-                if deadline is not None:
-                    wait = max(0.0, min(wait, deadline - time.monotonic()))
-                try:
-                    change = watcher.changes.get(timeout=wait)
-                except queue.Empty:
-                    watcher.refresh()  # may queue an 'updated' change for the next round
-                    if time.monotonic() >= next_check:
-                        watcher.revalidate()
-                        next_check = time.monotonic() + REVALIDATE_SECONDS
-                    view.show(None, watcher.servers())
-                    continue
+        if view is not None:
+            view.__enter__()
+        while deadline is None or time.monotonic() < deadline:
+            wait = WATCH_TICK_SECONDS
+            if deadline is not None:
+                wait = max(0.0, min(wait, deadline - time.monotonic()))
+            change = None
+            try:
+                change = watcher.changes.get(timeout=wait)
+            except queue.Empty:
+                watcher.refresh()  # may queue an 'updated' change for the next round
+                if time.monotonic() >= next_check:
+                    watcher.revalidate()
+                    next_check = time.monotonic() + REVALIDATE_SECONDS
+            if json_out and change is not None:
+                print_json(change.to_dict())
+            elif view is not None:
                 view.show(change, watcher.servers())
     except (KeyboardInterrupt, _StopServing):
         pass  # the normal way to stop watching: exit 0
     finally:
         _ignore_signals()
+        if view is not None:
+            view.__exit__(None, None, None)
         watcher.close()
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+
+
+# --- status -------------------------------------------------------------------------------
+
+
+@app.command(
+    epilog=(
+        "Examples:\n\n"
+        "  lanchat status                 # the relay on port 7420 of this PC\n\n"
+        "  lanchat status --watch         # live; Ctrl-C to leave\n\n"
+        "  lanchat status --json | jq '.connections[].name'\n\n"
+        "Run it on the server PC; the relay answers only its own computer. "
+        "Exit code 4 when no server is running."
+    )
+)
+def status(
+    port: PortOption = DEFAULT_PORT,
+    watch: Annotated[bool, typer.Option("--watch", "-w", help="Refresh every second.")] = False,
+    json_out: JsonOption = False,
+) -> None:
+    """Show the relay's listening socket and every connection, with the person behind it."""
+    import time
+
+    from lanchat.output import print_json, status_view, stdout_console
+    from lanchat.status import collect_status
+
+    console = stdout_console(wide=True)
+    if not watch:
+        report = collect_status(port)
+        if json_out:
+            print_json(report.to_dict())
+        else:
+            console.print(status_view(report, time.time()))
+        raise typer.Exit(ExitCode.OK if report.server else ExitCode.UNREACHABLE)
+    if json_out:  # one document per refresh, one per line
+        try:
+            while True:
+                started = time.monotonic()
+                print_json(collect_status(port).to_dict())
+                time.sleep(max(0.0, 1.0 - (time.monotonic() - started)))
+        except KeyboardInterrupt:
+            raise typer.Exit(ExitCode.OK) from None
+    from rich.live import Live
+
+    try:
+        with Live(console=console, auto_refresh=False, screen=False) as live:
+            while True:
+                started = time.monotonic()
+                live.update(status_view(collect_status(port), time.time()), refresh=True)
+                time.sleep(max(0.0, 1.0 - (time.monotonic() - started)))
+    except KeyboardInterrupt:
+        raise typer.Exit(ExitCode.OK) from None
+
+
+# --- doctor -------------------------------------------------------------------------------
+
+
+@app.command(
+    epilog=(
+        "Examples:\n\n"
+        "  lanchat doctor                     # on the server PC: can others reach port 7420?\n\n"
+        "  lanchat doctor --port 7000 --json\n\n"
+        "  lanchat doctor 192.168.1.23:7420   # on another PC: can it reach that server?\n\n"
+        "  sudo lanchat doctor                # Linux: read the firewall rules too\n\n"
+        "  lanchat doctor --internet          # also ask the router (NAT-PMP)\n\n"
+        "Reading firewall rules needs root on Linux (nft, iptables-save) and for pf on macOS; "
+        "Windows rules are readable by everyone. The doctor never changes a setting. "
+        "Exit code 3 when a check fails. Environment: LANCHAT_PORT."
+    )
+)
+def doctor(
+    target: Annotated[
+        str | None,
+        typer.Argument(
+            help="HOST[:PORT] of a server to test from this PC (client mode).", show_default=False
+        ),
+    ] = None,
+    peer: Annotated[
+        str | None, typer.Option("--peer", help="Same as HOST[:PORT].", show_default=False)
+    ] = None,
+    port: Annotated[
+        int,
+        typer.Option(
+            "--port", "-p", envvar="LANCHAT_PORT", min=1, max=65535, help="The lanchat TCP port."
+        ),
+    ] = DEFAULT_PORT,
+    internet: Annotated[
+        bool,
+        typer.Option("--internet", help="Also ask the router for its internet address (NAT-PMP)."),
+    ] = False,
+    timeout: Annotated[
+        float,
+        typer.Option("--timeout", min=0.1, max=30, help="Seconds to wait for a server to answer."),
+    ] = 3.0,
+    json_out: Annotated[
+        bool, typer.Option("--json", help="Machine-readable output: one JSON document.")
+    ] = False,
+) -> None:
+    """Find out why other PCs cannot connect, and whether you need a firewall rule or port
+    forwarding."""
+    from lanchat.client import parse_address
+    from lanchat.doctor.run import DoctorOptions, run_doctor
+    from lanchat.output import print_json, stdout_console
+    from lanchat.output.doctor import print_doctor
+
+    if target and peer:
+        raise UsageError("Give the server once: HOST[:PORT] or --peer HOST[:PORT].")
+    address = target or peer
+    host = None
+    if address:
+        host, port = parse_address(address, default_port=port)
+    rerun = "lanchat doctor" + (f" --port {port}" if port != DEFAULT_PORT else "")
+    rerun += " --internet" if internet else ""
+    report = run_doctor(DoctorOptions(port, host, internet, timeout, rerun))
+    if json_out:
+        print_json(report.to_dict())
+    else:
+        print_doctor(stdout_console(), report)
+    raise typer.Exit(ExitCode.CHECK_FAILED if report.failed else ExitCode.OK)
 
 
 # --- entry point --------------------------------------------------------------------------

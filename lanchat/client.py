@@ -7,11 +7,13 @@ it. Every failure to connect becomes an UnreachableError or RejectedError that n
 from __future__ import annotations
 
 import errno
+import json
 import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from lanchat import __version__
 from lanchat.errors import RejectedError, UnreachableError, UsageError
@@ -24,18 +26,24 @@ from lanchat.protocol import (
     Hello,
     LineDecoder,
     LineTooLong,
+    ProbeAnswer,
     Problem,
     Request,
     ServerFrame,
     Welcome,
     WhoList,
+    encode_probe_request,
     encode_request,
+    encode_status_request,
     parse_event,
 )
 
+T = TypeVar("T")
 CONNECT_TIMEOUT = 5.0
 MAX_SERVER_LINE = 1 << 20  # a who-list of thousands of names is one long line
 RECONNECT_DELAYS = (1.0, 2.0, 4.0, 8.0, 15.0, 30.0)  # then every 30 s
+QUERY_TIMEOUT = 2.0
+MAX_STATUS_LINE = 64 << 20  # thousands of connections make one long line
 
 
 def parse_address(
@@ -100,6 +108,18 @@ class ConnectionLost(Exception):
     """The connection ended while we still used it."""
 
 
+class HandshakeFailed(UnreachableError):
+    """The port accepted the connection but no lanchat greeting came back.
+
+    ``kind``: "foreign" (something else answered), "silent" (no answer in time) or "dropped"
+    (the connection was closed or reset). The doctor tells these apart.
+    """
+
+    def __init__(self, message: str, hint: str | None = None, *, kind: str) -> None:
+        super().__init__(message, hint)
+        self.kind = kind
+
+
 @dataclass(frozen=True)
 class Greeting:
     """What the server said right after the hello: who we are now, who is here, the history."""
@@ -137,6 +157,21 @@ class Connection:
             sock = socket.create_connection((host, port), timeout=timeout)
         except OSError as e:
             raise describe_connect_error(host, port, e, timeout) from None
+        return cls.greet(sock, host, port, name=name, exact=exact, timeout=timeout)
+
+    @classmethod
+    def greet(
+        cls,
+        sock: socket.socket,
+        host: str,
+        port: int,
+        *,
+        name: str | None,
+        exact: bool = False,
+        timeout: float = CONNECT_TIMEOUT,
+    ) -> Connection:
+        """Say hello on a socket that is already connected (the doctor connects first, to tell
+        refused from timed out); the socket is closed if the handshake fails."""
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             hello = Hello(PROTOCOL_VERSION, name, exact, f"lanchat {__version__}")
@@ -150,57 +185,18 @@ class Connection:
 
     @classmethod
     def _handshake(cls, sock: socket.socket, host: str, port: int, timeout: float) -> Connection:
-        where = f"{host}:{port}"
         decoder = LineDecoder(MAX_SERVER_LINE)
-        deadline = time.monotonic() + timeout
-        frames: list[ServerFrame] = []
-        foreign: list[bytes] = []
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                break
-            sock.settimeout(remaining)
-            try:
-                data = sock.recv(65536)
-            except TimeoutError:
-                break
-            except OSError as e:
-                raise UnreachableError(
-                    f"{where} accepted the connection, then dropped it ({e.strerror or e}).",
-                    f"Is it a lanchat server? Run `lanchat doctor {where}`.",
-                ) from None
-            if not data:
-                break
-            for line in decoder.feed(data):
-                if isinstance(line, LineTooLong):
-                    continue
-                try:
-                    frames.append(parse_event(line))
-                except FrameError:
-                    foreign.append(line)
+
+        def greeted(frames: list[ServerFrame]) -> Connection | None:
             greeting = _greeting_from(frames)
-            if greeting is not None:
-                conn = cls(sock, host, port, greeting)
-                conn._decoder = decoder
-                conn._ready = frames[_greeting_length(greeting) :]
-                return conn
-            for frame in frames:
-                if isinstance(frame, Problem):
-                    raise RejectedError(
-                        f"{where} refused to let us in: {frame.message}",
-                        _refusal_hint(frame.code),
-                    )
-        if foreign and not frames:
-            sample = foreign[0].decode("utf-8", "replace")[:60]
-            raise UnreachableError(
-                f"{where} answered, but it is not a lanchat server (it said: {sample!r}).",
-                "Check the port number: lanchat's default is 7420.",
-            )
-        raise UnreachableError(
-            f"{where} accepted the connection but did not answer the lanchat handshake "
-            f"within {timeout:g} s.",
-            f"Something else may be using that port. Run `lanchat doctor {where}`.",
-        )
+            if greeting is None:
+                return None
+            conn = cls(sock, host, port, greeting)
+            conn._decoder = decoder
+            conn._ready = frames[_greeting_length(greeting) :]
+            return conn
+
+        return _await_answer(sock, f"{host}:{port}", timeout, decoder, greeted)
 
     def send(self, request: Request) -> None:
         """Send one request; ConnectionLost if the connection is gone."""
@@ -235,6 +231,86 @@ class Connection:
         except OSError:
             pass
         self.sock.close()
+
+
+def _await_answer(
+    sock: socket.socket,
+    where: str,
+    timeout: float,
+    decoder: LineDecoder,
+    answered: Callable[[list[ServerFrame]], T | None],
+) -> T:
+    """Read frames until `answered` accepts them; HandshakeFailed says what came instead."""
+    deadline = time.monotonic() + timeout
+    frames: list[ServerFrame] = []
+    foreign: list[bytes] = []
+    closed = False  # the server hung up without answering
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            break
+        sock.settimeout(remaining)
+        try:
+            data = sock.recv(65536)
+        except TimeoutError:
+            break
+        except OSError as e:
+            raise HandshakeFailed(
+                f"{where} accepted the connection, then dropped it ({e.strerror or e}).",
+                f"Is it a lanchat server? Run `lanchat doctor {where}`.",
+                kind="dropped",
+            ) from None
+        if not data:
+            closed = True
+            break
+        for line in decoder.feed(data):
+            if isinstance(line, LineTooLong):
+                continue
+            try:
+                frames.append(parse_event(line))
+            except FrameError:
+                foreign.append(line)
+        result = answered(frames)
+        if result is not None:
+            return result
+        for frame in frames:
+            if isinstance(frame, Problem):
+                raise RejectedError(
+                    f"{where} refused to let us in: {frame.message}", _refusal_hint(frame.code)
+                )
+    if foreign and not frames:
+        sample = foreign[0].decode("utf-8", "replace")[:60]
+        raise HandshakeFailed(
+            f"{where} answered, but it is not a lanchat server (it said: {sample!r}).",
+            "Check the port number: lanchat's default is 7420.",
+            kind="foreign",
+        )
+    if closed:
+        raise HandshakeFailed(
+            f"{where} accepted the connection, then closed it without a lanchat greeting.",
+            f"Something else may be using that port. Run `lanchat doctor {where}`.",
+            kind="dropped",
+        )
+    raise HandshakeFailed(
+        f"{where} accepted the connection but did not answer the lanchat handshake "
+        f"within {timeout:g} s.",
+        f"Something else may be using that port. Run `lanchat doctor {where}`.",
+        kind="silent",
+    )
+
+
+def probe_server(sock: socket.socket, host: str, port: int, timeout: float) -> ProbeAnswer:
+    """Ask a connected socket whether a lanchat server is there, without joining its room.
+
+    HandshakeFailed (foreign, silent, dropped) when no lanchat server answers. The socket is
+    left open for the caller to close (closing first keeps TIME_WAIT off the server).
+    """
+    sock.sendall(encode_probe_request())
+
+    def probed(frames: list[ServerFrame]) -> ProbeAnswer | None:
+        return next((f for f in frames if isinstance(f, ProbeAnswer)), None)
+
+    return _await_answer(sock, f"{host}:{port}", timeout, LineDecoder(MAX_SERVER_LINE), probed)
 
 
 def _greeting_from(frames: list[ServerFrame]) -> Greeting | None:
@@ -290,3 +366,29 @@ def reconnect(
 def goodbye_reason(frame: ServerFrame) -> str | None:
     """The reason when `frame` ends the session."""
     return frame.reason if isinstance(frame, Goodbye) else None
+
+
+def query_relay(host: str, port: int, timeout: float = QUERY_TIMEOUT) -> dict[str, Any]:
+    """Ask a relay for its status document; OSError or ValueError when that fails."""
+    with socket.create_connection((host, port), timeout=timeout) as sock:
+        sock.sendall(encode_status_request())
+        decoder = LineDecoder(MAX_STATUS_LINE)
+        deadline = time.monotonic() + timeout
+        while True:
+            sock.settimeout(max(0.01, deadline - time.monotonic()))
+            data = sock.recv(1 << 20)
+            lines = decoder.feed(data) if data else decoder.finish()
+            if lines:
+                line = lines[0]
+                if not isinstance(line, bytes):
+                    raise ValueError("the status answer was too long")
+                document = json.loads(line)
+                if not isinstance(document, dict):
+                    raise ValueError("not a status document")
+                if document.get("type") == "error":
+                    raise ValueError(str(document.get("message")))
+                if document.get("type") != "status":
+                    raise ValueError("not a lanchat relay")
+                return document
+            if not data:
+                raise ValueError("the connection closed without an answer")

@@ -56,6 +56,7 @@ class Client:
         "id",
         "kind",
         "lines_in",
+        "local",
         "name",
         "pending",
         "private",
@@ -68,6 +69,7 @@ class Client:
         self.id = next(_client_ids)
         self.sock = sock
         self.address = address
+        self.local: Any = None  # our end of the connection (getsockname)
         self.kind: ClientKind = kind
         self.name = ""
         self.client = ""  # the program, from a lanchat hello
@@ -205,6 +207,13 @@ class Fanout:
     def clients(self) -> tuple[Client, ...]:
         with self.lock:
             return tuple(self._clients.values())
+
+    def open_clients(self) -> list[Client]:
+        """Every client whose socket is still open: served, closing, or waiting for the peer."""
+        with self.lock:
+            served = list(self._clients.values())
+        lingering = [c for c in list(self._lingering) if not c.closed]
+        return served + [c for c in lingering if c not in served]
 
     # --- the writer thread --------------------------------------------------------------
 

@@ -246,7 +246,7 @@ def connect_discovered(
         order_addresses,
         try_in_turn,
     )
-    from lanchat.output import pick_server, searching
+    from lanchat.output.discovery import pick_server, searching
 
     err = stderr_console()
     with searching(err, timeout) as progress:

@@ -24,6 +24,7 @@ RESERVED_NAMES = frozenset(
     {"server", "lanchat", "system", "admin", "root", "everyone", "all", "nobody", "me"}
 )
 SOFTWARE = f"lanchat {__version__}"
+STATUS_VERSION = 1  # of the status document (docs/status.md)
 
 ClientKind = Literal["lanchat", "raw"]
 
@@ -310,6 +311,26 @@ def parse_hello(line: bytes) -> Hello | None:
     return _hello_from(obj)
 
 
+def service_request(line: bytes) -> Literal["status", "probe"] | None:
+    """Whether a first line asks a question instead of chatting: the relay's status (only
+    answered on its own computer) or a probe (is a lanchat server here? the doctor asks it)."""
+    if not line.lstrip().startswith(b"{"):
+        return None
+    try:
+        kind = _parse_json_object(line)["type"]
+    except FrameError:
+        return None
+    return "status" if kind == "status" else "probe" if kind == "probe" else None
+
+
+def encode_status_request() -> bytes:
+    return _json_line({"type": "status", "version": STATUS_VERSION})
+
+
+def encode_probe_request() -> bytes:
+    return _json_line({"type": "probe", "version": PROTOCOL_VERSION})
+
+
 RAW_HELP = (
     "Commands: /nick NAME (change your name), /who (who is here), /me TEXT (an action), "
     "/help (this), /quit (leave). Any other line is sent to everyone; start it with // "
@@ -444,6 +465,16 @@ class Goodbye(Event):
 
 
 @dataclass(frozen=True)
+class ProbeAnswer(Event):
+    """The answer to a probe: which server and room, without joining it."""
+
+    TYPE: ClassVar[str] = "probe"
+    version: int = PROTOCOL_VERSION
+    server: str = SOFTWARE
+    room: str = ""
+
+
+@dataclass(frozen=True)
 class HelpText(Event):
     """The /help answer; only raw clients ask for it (lanchat clients know their commands)."""
 
@@ -456,7 +487,8 @@ ServerFrame = (
 )
 
 _EVENT_TYPES: dict[str, type[Event]] = {
-    cls.TYPE: cls for cls in (Welcome, WhoList, Joined, Left, Renamed, Problem, Pong, Goodbye)
+    cls.TYPE: cls
+    for cls in (Welcome, WhoList, Joined, Left, Renamed, Problem, Pong, Goodbye, ProbeAnswer)
 }
 
 
@@ -512,6 +544,8 @@ def render_line(frame: Event) -> str:
         return f"* pong {frame.token}".rstrip()
     if isinstance(frame, HelpText):
         return f"* {frame.text}"
+    if isinstance(frame, ProbeAnswer):
+        return f"* {frame.server}, room {frame.room}"
     raise TypeError(f"no text form for {type(frame).__name__}")
 
 

@@ -8,6 +8,8 @@ every thread ends and every socket closes when its client leaves, and stop() end
 from __future__ import annotations
 
 import errno
+import ipaddress
+import json
 import logging
 import os
 import select
@@ -18,19 +20,25 @@ import threading
 import time
 from typing import Any
 
+from lanchat import __version__
 from lanchat.errors import AddressInUseError, LanchatError
 from lanchat.fanout import MAX_BACKLOG_FRAMES, SEND_FLAGS, Client
 from lanchat.protocol import (
     DEFAULT_PORT,
     DETECT_SECONDS,
+    STATUS_VERSION,
     FrameError,
     Hello,
     LineDecoder,
     LineTooLong,
+    ProbeAnswer,
+    Problem,
     decode_line,
+    encode_json,
     parse_hello,
     parse_raw_line,
     parse_request,
+    service_request,
 )
 from lanchat.room import DEFAULT_HISTORY, DEFAULT_ROOM, Item, Refused, Room, refusal_frames
 
@@ -38,6 +46,7 @@ RECV_BYTES = 65536
 THREAD_STACK_BYTES = (
     1024 * 1024
 )  # thousands of reader threads; 1 MiB is plenty for json's recursion
+DEFAULT_KEEPALIVE_SECONDS = 60.0  # a silent, vanished peer is noticed within about this long
 FD_RESERVE = 32  # descriptors kept for the listener, the writer, logs and refusals
 log = logging.getLogger(__name__)
 
@@ -60,11 +69,20 @@ def raise_fd_limit() -> int:
     return int(soft)
 
 
-def configure(sock: socket.socket) -> None:
-    """Per-connection socket options: no Nagle delay, and notice peers that vanished."""
+def configure(sock: socket.socket, keepalive: float) -> None:
+    """Per-connection options: no Nagle delay, and notice within about `keepalive` seconds a
+    peer that vanished without closing (a PC switched off, a cable pulled)."""
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-    for option, value in (("TCP_KEEPIDLE", 30), ("TCP_KEEPINTVL", 10), ("TCP_KEEPCNT", 3)):
+    idle = max(1, int(keepalive / 2))
+    interval = max(1, int(keepalive / 6))
+    options = (
+        ("TCP_KEEPIDLE", idle),
+        ("TCP_KEEPINTVL", interval),
+        ("TCP_KEEPCNT", 3),
+        ("TCP_USER_TIMEOUT", int(keepalive * 1000)),
+    )  # unacknowledged data, too (Linux)
+    for option, value in options:
         if hasattr(socket, option):
             sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, option), value)
 
@@ -108,9 +126,11 @@ class Relay:
         history: int = DEFAULT_HISTORY,
         max_clients: int = 0,
         max_backlog: int = MAX_BACKLOG_FRAMES,
+        keepalive: float = DEFAULT_KEEPALIVE_SECONDS,
     ) -> None:
         self.host = host
         self.port = port
+        self.keepalive = keepalive
         self.room = Room(room, history=history, max_clients=max_clients, max_backlog=max_backlog)
         self._server: _Server | None = None
         self._accept_thread: threading.Thread | None = None
@@ -194,9 +214,20 @@ class Relay:
         client = Client(sock, address)
         joined = False
         try:
-            configure(sock)
+            configure(sock, self.keepalive)
+            client.local = sock.getsockname()
             decoder = LineDecoder()
-            lines, eof = _first_lines(sock, decoder)
+            lines, eof = _first_lines(sock, decoder, client)
+            question = None
+            if lines and not isinstance(lines[0], LineTooLong):
+                question = service_request(lines[0])
+            if question == "status":
+                self._answer_status(client)
+                return
+            if question == "probe":  # `lanchat doctor HOST` asks without joining the room
+                answer = ProbeAnswer(self.room.seq, time.time(), room=self.room.name)
+                self._say_and_close(client, encode_json(answer), peer_closes=True)
+                return
             hello: Hello | None = None
             if lines and not isinstance(lines[0], LineTooLong):
                 try:
@@ -277,17 +308,105 @@ class Relay:
             self.room.handle(client, items)
 
     def _refuse(self, client: Client, kind: Any, refused: Refused) -> None:
-        """Say why, then close gracefully (drain first, so the reason isn't lost to a reset)."""
+        self._say_and_close(client, refusal_frames(kind, refused, self.room.seq))
+
+    def _answer_status(self, client: Client) -> None:
+        """The status document, only to a program on this same computer."""
+        if same_machine(client.address, client.local):
+            answer = json.dumps(self.status(), ensure_ascii=False).encode() + b"\n"
+        else:
+            log.warning("refused a status query from %s", client.address[0])
+            answer = encode_json(
+                Problem(
+                    self.room.seq,
+                    time.time(),
+                    "status-refused",
+                    "The status is only given to programs on the server's own computer.",
+                )
+            )
+        self._say_and_close(client, answer, peer_closes=True)
+
+    def status(self) -> dict[str, Any]:
+        """What `lanchat status` shows: the server and every connection it still holds."""
+        room = self.room
+        members = {c.id for c in room.members}
+        end = room.fanout.end
+        connections = [
+            {
+                "id": c.id,
+                "name": c.name,
+                "kind": c.kind,
+                "program": c.client,
+                "remote": _endpoint(c.address),
+                "local": _endpoint(c.local),
+                "connected_at": round(c.connected_at, 3),
+                "lines_in": c.lines_in,
+                "bytes_in": c.bytes_in,
+                "frames_out": c.frames_out,
+                "bytes_out": c.bytes_out,
+                "queue": c.backlog(end),
+                "state": "in room" if c.id in members else "leaving",
+            }
+            for c in room.fanout.open_clients()
+        ]
+        host, port = self.address
+        return {
+            "type": "status",
+            "version": STATUS_VERSION,
+            "server": {
+                "pid": os.getpid(),
+                "lanchat": __version__,
+                "room": room.name,
+                "host": host,
+                "port": port,
+                "started": round(room.started, 3),
+                "uptime": round(time.time() - room.started, 3),
+                "clients": room.size,
+                "max_clients": room.max_clients,
+                "messages": room.messages,
+                "rate": room.rate(),
+            },
+            "connections": connections,
+        }
+
+    def _say_and_close(self, client: Client, data: bytes, *, peer_closes: bool = False) -> None:
+        """Send, then close gracefully (drain first, so the words aren't lost to a reset).
+
+        `peer_closes`: the peer hangs up first (our own status tool does), so the TIME_WAIT
+        stays on its side instead of piling up on the relay's port for `lanchat status` to show.
+        """
         sock = client.sock
         try:
             sock.settimeout(1.0)
-            sock.sendall(refusal_frames(kind, refused, self.room.seq))
-            sock.shutdown(socket.SHUT_WR)
+            sock.sendall(data)
+            if not peer_closes:
+                sock.shutdown(socket.SHUT_WR)
             deadline = time.monotonic() + 1.0
             while time.monotonic() < deadline and sock.recv(RECV_BYTES):
                 pass
         except OSError:
             pass  # the peer is gone already; nothing more to tell it
+
+
+def _endpoint(address: Any) -> str | None:
+    """'ip:port' ('[v6]:port'), IPv4-mapped IPv6 shown as plain IPv4."""
+    if not address:
+        return None
+    host, port = str(address[0]), address[1]
+    if host.startswith("::ffff:"):
+        host = host[7:]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def same_machine(peer: Any, local: Any) -> bool:
+    """A connection from this computer: loopback, or its source is our own address."""
+    peer_ip = ipaddress.ip_address(str(peer[0]).split("%")[0])
+    local_ip = ipaddress.ip_address(str(local[0]).split("%")[0])
+    if isinstance(peer_ip, ipaddress.IPv6Address) and peer_ip.ipv4_mapped:
+        peer_ip = peer_ip.ipv4_mapped
+    if isinstance(local_ip, ipaddress.IPv6Address) and local_ip.ipv4_mapped:
+        local_ip = local_ip.ipv4_mapped
+    return peer_ip.is_loopback or peer_ip == local_ip
 
 
 def _listen_family(host: str) -> tuple[socket.AddressFamily, str]:
@@ -300,7 +419,7 @@ def _listen_family(host: str) -> tuple[socket.AddressFamily, str]:
 
 
 def _first_lines(
-    sock: socket.socket, decoder: LineDecoder
+    sock: socket.socket, decoder: LineDecoder, client: Client
 ) -> tuple[list[bytes | LineTooLong], bool]:
     """Wait up to DETECT_SECONDS for the first complete line; (lines, peer closed)."""
     deadline = time.monotonic() + DETECT_SECONDS
@@ -315,9 +434,13 @@ def _first_lines(
             except TimeoutError:
                 return [], False
             if not data:
-                return [*decoder.finish()], True
+                rest: list[bytes | LineTooLong] = [*decoder.finish()]
+                client.lines_in += len(rest)
+                return rest, True
+            client.bytes_in += len(data)
             lines = decoder.feed(data)
             if lines:
+                client.lines_in += len(lines)
                 return lines, False
     finally:
         sock.settimeout(None)

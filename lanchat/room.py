@@ -49,6 +49,7 @@ from lanchat.protocol import (
 DEFAULT_ROOM = "lobby"
 DEFAULT_HISTORY = 50
 MAX_NAME_SUFFIX = 999  # alice-2 ... alice-999, then the name counts as taken
+RATE_WINDOW_SECONDS = 10  # `lanchat status` reports messages per second over this window
 
 Item = Request | FrameError | LineTooLong  # what a reader thread hands to the room per line
 
@@ -90,6 +91,7 @@ class Room:
         self.listeners: list[Callable[[Event, Client | None], None]] = []  # lock held: be quick
         self.started = time.time()
         self.messages = 0  # chat messages and actions relayed
+        self._per_second: deque[list[int]] = deque(maxlen=RATE_WINDOW_SECONDS + 1)
         self.closed = False
         self._members: dict[int, Client] = {}  # by client id, in joining order
         self._names: dict[str, Client] = {}  # by casefolded name
@@ -184,6 +186,15 @@ class Room:
     def size(self) -> int:
         return len(self._members)
 
+    def rate(self) -> float:
+        """Messages per second over the last RATE_WINDOW_SECONDS whole seconds."""
+        now = int(time.monotonic())
+        with self.lock:
+            recent = sum(
+                n for second, n in self._per_second if now - RATE_WINDOW_SECONDS <= second < now
+            )
+        return recent / RATE_WINDOW_SECONDS
+
     def drop(self, client: Client, reason: str) -> None:
         """Take a client out of the room and hang up on it; safe to call more than once."""
         with self.lock:
@@ -259,6 +270,11 @@ class Room:
         chat = Chat(self._next(), time.time(), client.name, text, say.action)
         self.history.append(chat)
         self.messages += 1
+        second = int(time.monotonic())
+        if self._per_second and self._per_second[-1][0] == second:
+            self._per_second[-1][1] += 1
+        else:
+            self._per_second.append([second, 1])
         self._publish(chat, origin=client.id if client.kind == "raw" else 0, client=client)
 
     def _rename(self, client: Client, new: str) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import select
 import shutil
 import signal
 import socket
@@ -325,6 +326,50 @@ def server(lanchat_process: Any) -> Any:
     process = lanchat_process("serve", "--host", "127.0.0.1", "--port", "0", "--json", "--no-mdns")
     listening = process.wait_json(lambda e: e.get("event") == "listening", timeout=10)
     return process, int(listening["port"])
+
+
+class Terminal:
+    """A process on a pseudo-terminal, and everything it has written to the screen."""
+
+    def __init__(self, *args: str) -> None:
+        import pty  # POSIX only: tests using Terminal skip elsewhere
+
+        check_mdns_safe(args, host=None)  # this terminal lives in the root namespace
+        self.master, slave = pty.openpty()
+        env = {**lanchat_env(), "TERM": "xterm"}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "lanchat", *args],
+            stdin=slave,
+            stdout=slave,
+            stderr=slave,
+            env=env,
+            cwd=ROOT,
+            close_fds=True,
+        )
+        os.close(slave)
+        self.screen = b""
+
+    def wait_for(self, text: bytes, timeout: float = WAIT) -> None:
+        deadline = time.monotonic() + timeout
+        while text not in self.screen:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"{text!r} not on screen; last output {self.screen[-300:]!r}")
+            ready, _, _ = select.select([self.master], [], [], remaining)
+            if ready:
+                try:
+                    self.screen += os.read(self.master, 65536)
+                except OSError:  # the process ended and the terminal closed
+                    raise EOFError(f"terminal closed; last output {self.screen[-300:]!r}") from None
+
+    def type(self, keys: bytes) -> None:
+        os.write(self.master, keys)
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(WAIT)
+        os.close(self.master)
 
 
 def ncat_path() -> str | None:

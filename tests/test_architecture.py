@@ -24,10 +24,10 @@ LAYERS = {
     "lanchat.discovery": 4,
     "lanchat.status": 5,
     "lanchat.doctor": 5,
-    "lanchat.output": 5,
-    "lanchat.join": 6,
-    "lanchat.cli": 7,
-    "lanchat.__main__": 8,
+    "lanchat.output": 6,
+    "lanchat.join": 7,
+    "lanchat.cli": 8,
+    "lanchat.__main__": 9,
 }
 # Third-party packages and the only modules allowed to use them.
 THIRD_PARTY = {

@@ -43,7 +43,8 @@ from lanchat.discovery.records import (
 )
 from lanchat.errors import ExitCode, LanchatError, RejectedError, UnreachableError, UsageError
 from lanchat.netinfo import LocalAddress, interface_tags
-from lanchat.output import WatchView, advertisement_text, pick_server, stdout_console
+from lanchat.output import advertisement_text, stdout_console
+from lanchat.output.discovery import WatchView, pick_server
 from lanchat.protocol import room_problem
 
 TXT = txt_properties("lobby", "0.1.0")
@@ -429,13 +430,21 @@ def test_advertisement_text_and_dict() -> None:
     assert "Not announced on the LAN: mDNS does not work" in advertisement_text(failed).plain
 
 
-def test_watch_view_prints_one_json_object_per_change(capsys: pytest.CaptureFixture[str]) -> None:
+def test_watch_view_prints_a_line_per_change_and_changes_as_json() -> None:
     change = Change("removed", srv("lobby", "h1"), 1764100861.5123)
-    with WatchView(stdout_console(), as_json=True) as view:
+    assert change.to_dict() == {
+        "event": "removed",
+        "time": 1764100861.512,
+        "server": change.server.to_dict(),
+    }
+    out = io.StringIO()
+    with WatchView(stdout_console(out)) as view:  # not a terminal: lines, no live table
         view.show(None, [])
         view.show(change, [])
-    line = json.loads(capsys.readouterr().out)
-    assert line == {"event": "removed", "time": 1764100861.512, "server": change.server.to_dict()}
+    lines = out.getvalue().splitlines()
+    assert lines[0] == "Watching for lanchat servers; Ctrl-C stops."
+    assert lines[1].endswith("- removed 'lobby on h1' room 'lobby' at 10.0.0.5:7420")
+    assert len(lines) == 2
 
 
 # --- the command line and the test guard (no mDNS here: root namespace) ------------------------

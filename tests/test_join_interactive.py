@@ -3,60 +3,12 @@ reconnecting when the server goes away and comes back."""
 
 from __future__ import annotations
 
-import os
-import select
-import subprocess
-import sys
-import time
-
 import pytest
 
-from conftest import ROOT, WAIT, LineClient, check_mdns_safe, lanchat_env
+from conftest import WAIT, LineClient, Terminal
 from lanchat.relay import Relay
 
-pty = pytest.importorskip("pty", reason="pseudo-terminals are POSIX-only")
-
-
-class Terminal:
-    """A process on a pseudo-terminal, and everything it has written to the screen."""
-
-    def __init__(self, *args: str) -> None:
-        check_mdns_safe(args, host=None)  # this terminal lives in the root namespace
-        self.master, slave = pty.openpty()
-        env = {**lanchat_env(), "TERM": "xterm"}
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "lanchat", *args],
-            stdin=slave,
-            stdout=slave,
-            stderr=slave,
-            env=env,
-            cwd=ROOT,
-            close_fds=True,
-        )
-        os.close(slave)
-        self.screen = b""
-
-    def wait_for(self, text: bytes, timeout: float = WAIT) -> None:
-        deadline = time.monotonic() + timeout
-        while text not in self.screen:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise TimeoutError(f"{text!r} not on screen; last output {self.screen[-300:]!r}")
-            ready, _, _ = select.select([self.master], [], [], remaining)
-            if ready:
-                try:
-                    self.screen += os.read(self.master, 65536)
-                except OSError:  # the process ended and the terminal closed
-                    raise EOFError(f"terminal closed; last output {self.screen[-300:]!r}") from None
-
-    def type(self, keys: bytes) -> None:
-        os.write(self.master, keys)
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait(WAIT)
-        os.close(self.master)
+pytest.importorskip("pty", reason="pseudo-terminals are POSIX-only")
 
 
 def test_typing_while_messages_arrive_and_reconnecting() -> None:

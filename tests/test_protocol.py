@@ -42,6 +42,7 @@ from lanchat.protocol import (
     parse_hello,
     parse_raw_line,
     parse_request,
+    service_request,
     suggest_name,
 )
 
@@ -319,3 +320,17 @@ def test_limits_are_documented() -> None:
     doc = (Path(__file__).parent.parent / "docs" / "protocol.md").read_text()
     assert f"`MAX_LINE_BYTES` = {MAX_LINE_BYTES}" in doc
     assert f"`DETECT_SECONDS`, {DETECT_SECONDS}" in doc
+
+
+@pytest.mark.parametrize(
+    ("line", "kind"),
+    [
+        (b'{"type":"status","version":1}', "status"),
+        (b'{"type":"probe"}', "probe"),
+        (b'{"type":"hello","version":1}', None),
+        (b"status", None),
+        (b"{broken", None),
+    ],
+)
+def test_service_requests(line: bytes, kind: str | None) -> None:
+    assert service_request(line) == kind

@@ -373,3 +373,17 @@ def test_all_interfaces_means_ipv4_and_ipv6() -> None:
             client.close()
     finally:
         relay.stop()
+
+
+def test_a_probe_answers_without_joining_the_room(connect: Any) -> None:
+    member = connect()
+    member.hello("member")
+    prober = connect()
+    prober.send_json({"type": "probe", "version": 1})
+    answer = prober.wait_json(lambda f: True)
+    assert (answer["type"], answer["room"], answer["version"]) == ("probe", "lobby", 1)
+    assert answer["server"].startswith("lanchat ")
+    prober.close()  # the asker hangs up first
+    member.send_json({"type": "who"})
+    who = member.wait_json(lambda f: f["type"] in ("who", "join"))
+    assert who["type"] == "who" and who["names"] == ["member"]  # nobody saw the probe

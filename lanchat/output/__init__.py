@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 import zlib
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, TextIO
 
-from rich.console import Console
+from rich import box
+from rich.console import Console, Group
+from rich.table import Table
 from rich.text import Text
 
 from lanchat.errors import LanchatError
@@ -31,9 +31,10 @@ from lanchat.protocol import (
     clock,
     render_line,
 )
+from lanchat.status import StatusReport
 
 if TYPE_CHECKING:
-    from lanchat.discovery import Advertisement, Change, Server
+    from lanchat.discovery import Advertisement
 
 # Distinct, readable on dark and light backgrounds; a name keeps its colour everywhere.
 NAME_COLOURS = (
@@ -52,9 +53,14 @@ NAME_COLOURS = (
 )
 
 
-def stdout_console(file: TextIO | None = None, *, force_terminal: bool | None = None) -> Console:
+def stdout_console(
+    file: TextIO | None = None, *, force_terminal: bool | None = None, wide: bool = False
+) -> Console:
+    """`wide`: tables keep all their columns when the output is a file or a pipe."""
+    out = file or sys.stdout
+    width = 160 if wide and not (force_terminal or out.isatty()) else None
     return Console(
-        file=file or sys.stdout, highlight=False, soft_wrap=True, force_terminal=force_terminal
+        file=out, highlight=False, soft_wrap=True, force_terminal=force_terminal, width=width
     )
 
 
@@ -174,6 +180,20 @@ def serve_banner(
     console.print(Text(f"Ready ({limit}). Press Ctrl-C to stop.", style="dim"))
 
 
+def advertisement_text(ad: Advertisement) -> Text:
+    """One line: under which name the server is announced on the LAN, or why it is not."""
+    if ad.advertised:
+        return Text.assemble(
+            "Announced on the LAN as ",
+            (repr(ad.name), "bold"),
+            ": `lanchat join` without an address finds it.",
+            style="dim",
+        )
+    if ad.state == "off":
+        return Text(f"Not announced on the LAN ({ad.message}).", style="dim")
+    return Text(f"Not announced on the LAN: {ad.message}.", style="yellow")
+
+
 def serve_event_dict(event: Event, address: str | None) -> dict[str, Any] | None:
     """A room event as a `serve --json` line; None for events the log leaves out."""
     d = event.to_dict()
@@ -200,148 +220,86 @@ def serve_event_text(event: Event, address: str | None) -> Text | None:
     return None
 
 
-# --- discovery --------------------------------------------------------------------------------
+def _ago(seconds: float) -> str:
+    seconds = int(seconds)
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
 
 
-def advertisement_text(ad: Advertisement) -> Text:
-    """One line: under which name the server is announced on the LAN, or why it is not."""
-    if ad.advertised:
-        return Text.assemble(
-            "Announced on the LAN as ",
-            (repr(ad.name), "bold"),
-            ": `lanchat join` without an address finds it.",
-            style="dim",
+def _size(n: int | None) -> str:
+    if n is None:
+        return ""
+    for unit in ("B", "kB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n}{unit}" if unit == "B" else f"{n:.1f}{unit}"
+        n /= 1000  # type: ignore[assignment]
+    return str(n)
+
+
+def status_view(report: StatusReport, now: float) -> Group:
+    """The netstat-style view: who is behind each socket of the relay, at a glance."""
+    parts: list[Any] = []
+    s = report.server
+    if s is not None:
+        limit = f" of {s.max_clients}" if s.max_clients else ""
+        parts.append(
+            Text.assemble(
+                ("lanchat relay", "bold"),
+                f" {s.lanchat} on port {s.port}, room {s.room!r}, pid {s.pid}, "
+                f"up {_ago(s.uptime)} - ",
+                (f"{s.clients}{limit} people", "bold"),
+                f", {s.messages} messages relayed, {s.rate:.1f}/s now",
+            )
         )
-    if ad.state == "off":
-        return Text(f"Not announced on the LAN ({ad.message}).", style="dim")
-    return Text(f"Not announced on the LAN: {ad.message}.", style="yellow")
-
-
-def servers_table(servers: Sequence[Server]) -> Any:
-    """The servers found, one row each (a rich Table)."""
-    from rich.table import Table
-
-    table = Table(box=None, pad_edge=False, header_style="bold")
-    for column in ("ROOM", "HOST", "ADDRESSES", "PORT", "PROTOCOL", "VERSION", "NAME"):
-        table.add_column(column, overflow="fold")
-    for s in servers:
+    else:
+        parts.append(Text(report.problem or "No lanchat server.", style="bold yellow"))
+    if report.listening:
+        listen = Table(title="Listening", title_justify="left", box=box.SIMPLE_HEAD)
+        for column in ("Proto", "Local address", "State", "PID", "Program"):
+            listen.add_column(column)
+        for row in report.listening:
+            listen.add_row(row.proto, row.local, row.state, str(row.pid or "?"), row.program or "?")
+        parts.append(listen)
+    table = Table(title="Connections", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    longest_name = max((len(r.name or "") for r in report.connections), default=4)
+    # Remote, state and name are never cut; the counters wrap when the terminal is narrow.
+    table.add_column("Remote", no_wrap=True, min_width=15)
+    table.add_column("State", no_wrap=True, min_width=11)
+    table.add_column("Name", no_wrap=True, min_width=max(4, longest_name))
+    table.add_column("Kind", no_wrap=True)
+    for column in ("Since", "In", "Out", "Queue"):
+        table.add_column(column, justify="right")
+    with_notes = any(row.note for row in report.connections)
+    if with_notes:
+        table.add_column("Note", style="dim italic", overflow="fold")
+    for row in report.connections:
+        name = Text(row.name, style=name_style(row.name)) if row.name else Text("-", style="dim")
+        state_style = "green" if row.state == "ESTABLISHED" else "yellow"
+        tracked = row.lines_in is not None
         table.add_row(
-            Text(s.room, style="bold"),
-            s.host,
-            "\n".join(s.addresses),
-            str(s.port),
-            str(s.protocol),
-            s.version or "?",
-            Text(s.name, style="dim"),
+            row.remote or "",
+            Text(row.state, style=state_style),
+            name,
+            row.kind or "",
+            _ago(now - row.since) if row.since else "",
+            f"{row.lines_in} ({_size(row.bytes_in)})" if tracked else "",
+            f"{row.frames_out} ({_size(row.bytes_out)})" if tracked else "",
+            "" if row.queue is None else str(row.queue),
+            *([row.note or ""] if with_notes else []),
         )
-    return table
-
-
-def print_servers(console: Console, servers: Sequence[Server], seconds: float) -> None:
-    """The result of `lanchat discover` for people."""
-    many = "s" if len(servers) != 1 else ""
-    console.print(Text(f"{len(servers)} lanchat server{many} answered ({seconds:.1f} s):"))
-    console.print(servers_table(servers))
-    first = servers[0]
-    console.print(
-        Text.assemble(
-            "Join with: ",
-            ("lanchat join", "bold green"),
-            (f" --room {first.room}" if len(servers) > 1 else "", "bold green"),
-            (f"   or: lanchat join {first.endpoint(first.addresses[0])}", "dim"),
-        )
+    table.caption = (
+        "In: lines received; Out: frames sent; Queue: frames waiting to be sent. "
+        f"Local end of every connection: port {report.port} "
+        f"({', '.join(sorted({r.proto for r in report.connections})) or 'tcp'}); "
+        "`--json` has every field."
     )
-
-
-@contextmanager
-def searching(console: Console, seconds: float) -> Iterator[Callable[[list[Server]], None]]:
-    """A spinner on a terminal while looking for servers; yields a progress callback."""
-    if not console.is_terminal:
-        yield lambda servers: None
-        return
-    text = f"Looking for lanchat servers on this network (up to {seconds:g} s)..."
-    with console.status(text) as status:
-
-        def progress(servers: list[Server]) -> None:
-            rooms = ", ".join(sorted({repr(s.room) for s in servers}))
-            status.update(f"{text} found {len(servers)}: {rooms}")
-
-        yield progress
-
-
-def change_text(change: Change) -> Text:
-    """A line of `discover --watch` when the output is not a terminal."""
-    s = change.server
-    mark, style = {"added": ("+", "green"), "updated": ("~", "yellow"), "removed": ("-", "red")}[
-        change.kind
-    ]
-    return Text.assemble(
-        (f"[{time.strftime('%H:%M:%S', time.localtime(change.time))}] ", "dim"),
-        (f"{mark} {change.kind:<7} ", style),
-        f"{s.name!r} room {s.room!r} at {', '.join(s.endpoint(a) for a in s.addresses)}",
-    )
-
-
-class WatchView:
-    """What `discover --watch` shows: a live table on a terminal, else a line (or a JSON
-    object) per change."""
-
-    def __init__(self, console: Console, *, as_json: bool) -> None:
-        self.console = console
-        self.as_json = as_json
-        self._live: Any = None
-
-    def __enter__(self) -> WatchView:
-        if not self.as_json and self.console.is_terminal:
-            from rich.live import Live
-
-            self._live = Live(self._table([]), console=self.console, auto_refresh=False)
-            self._live.__enter__()
-        elif not self.as_json:
-            self.console.print(Text("Watching for lanchat servers; Ctrl-C stops.", style="dim"))
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._live is not None:
-            self._live.__exit__(None, None, None)
-
-    def show(self, change: Change | None, servers: Sequence[Server]) -> None:
-        if self.as_json:
-            if change is not None:
-                print_json(change.to_dict())
-        elif self._live is not None:
-            self._live.update(self._table(servers), refresh=True)
-        elif change is not None:
-            self.console.print(change_text(change))
-
-    def _table(self, servers: Sequence[Server]) -> Any:
-        from rich.console import Group
-
-        now = time.strftime("%H:%M:%S")
-        head = Text(f"{len(servers)} lanchat server(s) on this network at {now}. Ctrl-C stops.")
-        return Group(head, servers_table(servers)) if servers else head
-
-
-MAX_PICK_TRIES = 5
-
-
-def pick_server(
-    servers: Sequence[Server], console: Console, stream: TextIO | None = None
-) -> Server | None:
-    """Ask which of several servers to join, by number; None at end of input or after
-    MAX_PICK_TRIES answers that are not a number on the list (Ctrl-C leaves, as anywhere)."""
-    source = stream if stream is not None else sys.stdin
-    console.print(Text("Several lanchat servers answered:"))
-    for i, s in enumerate(servers, 1):
-        where = ", ".join(s.endpoint(a) for a in s.addresses[:2])
-        console.print(Text.assemble(f"  {i}. ", (s.room, "bold"), f" on {s.host}   ({where})"))
-    for _ in range(MAX_PICK_TRIES):
-        console.print(Text(f"Join which one? [1-{len(servers)}]: ", style="bold"), end="")
-        line = source.readline()
-        if not line:
-            return None
-        answer = line.strip()
-        if answer.isdigit() and 1 <= int(answer) <= len(servers):
-            return servers[int(answer) - 1]
-        console.print(Text(f"Type a number from 1 to {len(servers)}.", style="yellow"))
-    return None
+    table.caption_justify = "left"
+    if not report.connections:
+        table.add_row("", "", Text("no connections", style="dim"))
+    parts.append(table)
+    for note in report.notes:
+        parts.append(Text(f"note: {note}", style="yellow"))
+    return Group(*parts)

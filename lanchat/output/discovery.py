@@ -1,0 +1,141 @@
+"""Discovery for people: the table of servers `lanchat discover` found, the progress spinner,
+the live `--watch` view (rich Live) and the numbered pick of `join` without an address."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, TextIO
+
+from rich.console import Console
+from rich.text import Text
+
+from lanchat.discovery import Change, Server
+
+
+def servers_table(servers: Sequence[Server]) -> Any:
+    """The servers found, one row each (a rich Table)."""
+    from rich.table import Table
+
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for column in ("ROOM", "HOST", "ADDRESSES", "PORT", "PROTOCOL", "VERSION", "NAME"):
+        table.add_column(column, overflow="fold")
+    for s in servers:
+        table.add_row(
+            Text(s.room, style="bold"),
+            s.host,
+            "\n".join(s.addresses),
+            str(s.port),
+            str(s.protocol),
+            s.version or "?",
+            Text(s.name, style="dim"),
+        )
+    return table
+
+
+def print_servers(console: Console, servers: Sequence[Server], seconds: float) -> None:
+    """The result of `lanchat discover` for people."""
+    many = "s" if len(servers) != 1 else ""
+    console.print(Text(f"{len(servers)} lanchat server{many} answered ({seconds:.1f} s):"))
+    console.print(servers_table(servers))
+    first = servers[0]
+    console.print(
+        Text.assemble(
+            "Join with: ",
+            ("lanchat join", "bold green"),
+            (f" --room {first.room}" if len(servers) > 1 else "", "bold green"),
+            (f"   or: lanchat join {first.endpoint(first.addresses[0])}", "dim"),
+        )
+    )
+
+
+@contextmanager
+def searching(console: Console, seconds: float) -> Iterator[Callable[[list[Server]], None]]:
+    """A spinner on a terminal while looking for servers; yields a progress callback."""
+    if not console.is_terminal:
+        yield lambda servers: None
+        return
+    text = f"Looking for lanchat servers on this network (up to {seconds:g} s)..."
+    with console.status(text) as status:
+
+        def progress(servers: list[Server]) -> None:
+            rooms = ", ".join(sorted({repr(s.room) for s in servers}))
+            status.update(f"{text} found {len(servers)}: {rooms}")
+
+        yield progress
+
+
+def change_text(change: Change) -> Text:
+    """A line of `discover --watch` when the output is not a terminal."""
+    s = change.server
+    mark, style = {"added": ("+", "green"), "updated": ("~", "yellow"), "removed": ("-", "red")}[
+        change.kind
+    ]
+    return Text.assemble(
+        (f"[{time.strftime('%H:%M:%S', time.localtime(change.time))}] ", "dim"),
+        (f"{mark} {change.kind:<7} ", style),
+        f"{s.name!r} room {s.room!r} at {', '.join(s.endpoint(a) for a in s.addresses)}",
+    )
+
+
+class WatchView:
+    """What `discover --watch` shows people: a live table on a terminal, else a line per change.
+    (With --json the command prints each Change.to_dict() itself.)"""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self._live: Any = None
+
+    def __enter__(self) -> WatchView:
+        if self.console.is_terminal:
+            from rich.live import Live
+
+            self._live = Live(self._table([]), console=self.console, auto_refresh=False)
+            self._live.__enter__()
+        else:
+            self.console.print(Text("Watching for lanchat servers; Ctrl-C stops.", style="dim"))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._live is not None:
+            self._live.__exit__(None, None, None)
+
+    def show(self, change: Change | None, servers: Sequence[Server]) -> None:
+        if self._live is not None:
+            self._live.update(self._table(servers), refresh=True)
+        elif change is not None:
+            self.console.print(change_text(change))
+
+    def _table(self, servers: Sequence[Server]) -> Any:
+        from rich.console import Group
+
+        now = time.strftime("%H:%M:%S")
+        head = Text(f"{len(servers)} lanchat server(s) on this network at {now}. Ctrl-C stops.")
+        return Group(head, servers_table(servers)) if servers else head
+
+
+MAX_PICK_TRIES = 5
+
+
+def pick_server(
+    servers: Sequence[Server], console: Console, stream: TextIO | None = None
+) -> Server | None:
+    """Ask which of several servers to join, by number; None at end of input or after
+    MAX_PICK_TRIES answers that are not a number on the list (Ctrl-C leaves, as anywhere)."""
+    source = stream if stream is not None else sys.stdin
+    console.print(Text("Several lanchat servers answered:"))
+    for i, s in enumerate(servers, 1):
+        where = ", ".join(s.endpoint(a) for a in s.addresses[:2])
+        console.print(Text.assemble(f"  {i}. ", (s.room, "bold"), f" on {s.host}   ({where})"))
+    for _ in range(MAX_PICK_TRIES):
+        console.print(Text(f"Join which one? [1-{len(servers)}]: ", style="bold"), end="")
+        line = source.readline()
+        if not line:
+            return None
+        answer = line.strip()
+        if answer.isdigit() and 1 <= int(answer) <= len(servers):
+            return servers[int(answer) - 1]
+        console.print(Text(f"Type a number from 1 to {len(servers)}.", style="yellow"))
+    return None
