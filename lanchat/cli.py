@@ -12,13 +12,16 @@ import queue
 import signal
 import sys
 from types import FrameType
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from lanchat import __version__
 from lanchat.errors import ExitCode, LanchatError, UsageError
 from lanchat.protocol import DEFAULT_PORT
+
+if TYPE_CHECKING:
+    from lanchat.discovery import Advertiser
 
 app = typer.Typer(
     name="lanchat",
@@ -268,7 +271,7 @@ def serve(
 ADVERTISE_WAIT_SECONDS = 5.0  # registering takes ~1.7 s (probing for a name clash first)
 
 
-def _advertise(room: str, port: int, host: str, wanted: list[str], events: Any) -> Any:
+def _advertise(room: str, port: int, host: str, wanted: list[str], events: Any) -> Advertiser:
     """Start announcing the server; later changes go to the serve loop's event queue."""
     from lanchat.discovery import Advertisement, advertise
 
@@ -442,7 +445,7 @@ def _watch(timeout: float | None, json_out: bool) -> None:
     import time
 
     from lanchat.discovery import Watcher
-    from lanchat.discovery.mdns import REVALIDATE_SECONDS
+    from lanchat.discovery.browse import REVALIDATE_SECONDS
     from lanchat.output import print_json, stdout_console
     from lanchat.output.discovery import WatchView
 

@@ -1,14 +1,9 @@
 """Discovery on the LAN over mDNS/DNS-SD: servers announce `_lanchat._tcp.local.`, clients
-browse for it. `records` and `plan` are pure; `mdns` is the only code that imports zeroconf."""
+browse for it. `records` and `plan` are pure; `mdns` (shared), `advertise` and `browse` are the
+zeroconf side."""
 
-from lanchat.discovery.mdns import (
-    DISCOVER_TIMEOUT,
-    Advertiser,
-    Change,
-    Watcher,
-    advertise,
-    discover,
-)
+from lanchat.discovery.advertise import Advertiser, advertise
+from lanchat.discovery.browse import DISCOVER_TIMEOUT, Change, Watcher, discover
 from lanchat.discovery.plan import (
     NO_SERVER_HINT,
     AdvertPlan,
