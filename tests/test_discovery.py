@@ -44,7 +44,7 @@ from lanchat.discovery.records import (
 from lanchat.errors import ExitCode, LanchatError, RejectedError, UnreachableError, UsageError
 from lanchat.netinfo import LocalAddress, interface_tags
 from lanchat.output import advertisement_text, stdout_console
-from lanchat.output.discovery import WatchView, pick_server
+from lanchat.output.discovery import WatchView, pick_server, print_servers
 from lanchat.protocol import room_problem
 
 TXT = txt_properties("lobby", "0.1.0")
@@ -414,6 +414,22 @@ def test_pick_server_asks_until_a_number_on_the_list() -> None:
     assert "Type a number from 1 to 2" in out.getvalue() and "lobby on h3" in out.getvalue()
     assert pick_server(servers, console, io.StringIO("")) is None  # end of input
     assert pick_server(servers, console, io.StringIO("0\n" * 10)) is None  # gives up, bounded
+
+
+@pytest.mark.parametrize(
+    ("servers", "hint"),
+    [
+        ([srv("lobby", "h1")], "Join with: lanchat join   (or by address"),
+        ([srv("lobby", "h1"), srv("my room", "h3")], "Join with: lanchat join --room lobby"),
+        ([srv("lobby", "h1"), srv("lobby", "h3")], "Join with: lanchat join 10.0.0.5:7420"),
+    ],
+)
+def test_print_servers_says_how_to_join(servers: list[Server], hint: str) -> None:
+    out = io.StringIO()
+    print_servers(stdout_console(out), servers, 1.04)
+    text = out.getvalue()
+    assert text.startswith(f"{len(servers)} lanchat server")
+    assert "ROOM" in text and "lobby on h1" in text and hint in text
 
 
 def test_advertisement_text_and_dict() -> None:

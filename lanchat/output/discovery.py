@@ -3,6 +3,7 @@ the live `--watch` view (rich Live) and the numbered pick of `join` without an a
 
 from __future__ import annotations
 
+import shlex
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -41,12 +42,18 @@ def print_servers(console: Console, servers: Sequence[Server], seconds: float) -
     console.print(Text(f"{len(servers)} lanchat server{many} answered ({seconds:.1f} s):"))
     console.print(servers_table(servers))
     first = servers[0]
+    rooms = {s.room.casefold() for s in servers}
+    if len(servers) == 1:
+        how = "lanchat join"
+    elif len(rooms) == len(servers):
+        how = f"lanchat join --room {shlex.quote(first.room)}"
+    else:  # two servers of one room: only the address tells them apart
+        how = f"lanchat join {first.endpoint(first.addresses[0])}"
     console.print(
         Text.assemble(
             "Join with: ",
-            ("lanchat join", "bold green"),
-            (f" --room {first.room}" if len(servers) > 1 else "", "bold green"),
-            (f"   or: lanchat join {first.endpoint(first.addresses[0])}", "dim"),
+            (how, "bold green"),
+            (f"   (or by address: lanchat join {first.endpoint(first.addresses[0])})", "dim"),
         )
     )
 
