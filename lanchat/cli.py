@@ -123,7 +123,12 @@ def serve(
         ),
     ] = 60.0,
     no_mdns: Annotated[
-        bool, typer.Option("--no-mdns", help="Do not announce the server on the LAN (mDNS).")
+        bool,
+        typer.Option(
+            "--no-mdns",
+            envvar="LANCHAT_NO_MDNS",
+            help="Do not announce the server on the LAN (mDNS).",
+        ),
     ] = False,
     interfaces: Annotated[
         list[str] | None,
@@ -580,6 +585,14 @@ def doctor(
     json_out: Annotated[
         bool, typer.Option("--json", help="Machine-readable output: one JSON document.")
     ] = False,
+    no_mdns: Annotated[
+        bool,
+        typer.Option(
+            "--no-mdns",
+            envvar="LANCHAT_NO_MDNS",
+            help="Skip the mDNS checks (they advertise and listen on the LAN).",
+        ),
+    ] = False,
 ) -> None:
     """Find out why other PCs cannot connect, and whether you need a firewall rule or port
     forwarding."""
@@ -596,7 +609,12 @@ def doctor(
         host, port = parse_address(address, default_port=port)
     rerun = "lanchat doctor" + (f" --port {port}" if port != DEFAULT_PORT else "")
     rerun += " --internet" if internet else ""
-    report = run_doctor(DoctorOptions(port, host, internet, timeout, rerun))
+    mdns = None
+    if no_mdns:
+        from lanchat.doctor.probes import UnavailableMdnsProbe
+
+        mdns = UnavailableMdnsProbe("skipped (--no-mdns or LANCHAT_NO_MDNS)")
+    report = run_doctor(DoctorOptions(port, host, internet, timeout, rerun), mdns=mdns)
     if json_out:
         print_json(report.to_dict())
     else:

@@ -139,8 +139,16 @@ def connect(relay: Relay) -> Iterator[Any]:
         client.close()
 
 
-def lanchat_env() -> dict[str, str]:
+# The last line of defence against multicast out of this machine's real interfaces: every lanchat
+# started from the root namespace (and this pytest process) has mDNS switched off at the socket
+# level. Lab hosts switch it back on (lanchat_env(lab=True), netlab.Host.environ).
+os.environ["LANCHAT_NO_MDNS"] = "1"
+
+
+def lanchat_env(*, lab: bool = False) -> dict[str, str]:
+    """The environment for a lanchat process: in a lab host mDNS is on, elsewhere off."""
     env = dict(os.environ)
+    env["LANCHAT_NO_MDNS"] = "0" if lab else "1"
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     env["NO_COLOR"] = "1"
     env.pop("LANCHAT_PORT", None)
@@ -168,6 +176,11 @@ def check_mdns_safe(args: Sequence[str], *, host: Host | None) -> None:
         raise MdnsGuardError(
             f"`lanchat {' '.join(args)}` would advertise over mDNS from the root namespace: "
             "add --no-mdns, or run it in a lab host (host=...)."
+        )
+    if command == "doctor" and "--no-mdns" not in rest:
+        raise MdnsGuardError(
+            f"`lanchat {' '.join(args)}` would advertise and listen over mDNS from the root "
+            "namespace: add --no-mdns, or run it in a lab host (host=...)."
         )
     if command == "discover":
         raise MdnsGuardError("`lanchat discover` browses over mDNS: run it in a lab host.")
@@ -207,7 +220,7 @@ def run_lanchat(
             [sys.executable, "-m", "lanchat", *args],
             input=input if input is not None else "",
             timeout=timeout,
-            env=env or lanchat_env(),
+            env=env or lanchat_env(lab=True),
         )
     return subprocess.run(
         [sys.executable, "-m", "lanchat", *args],
@@ -230,7 +243,9 @@ class LanchatProcess:
         argv = [sys.executable, "-m", "lanchat", *args]
         streams: dict[str, Any] = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE}
         if host is not None:  # the lab ends it too, at close(), should this object not
-            self.proc = host.popen(argv, env=lanchat_env(), stdin=stdin, cwd=ROOT, **streams)
+            self.proc = host.popen(
+                argv, env=lanchat_env(lab=True), stdin=stdin, cwd=ROOT, **streams
+            )
         else:
             self.proc = subprocess.Popen(
                 argv, stdin=stdin, text=True, env=lanchat_env(), cwd=ROOT, **streams

@@ -599,8 +599,12 @@ class Host:
         return self._lab._netns_exec(self.netns, [*uts, *args])
 
     def environ(self, env: dict[str, str] | None = None) -> dict[str, str]:
-        """The environment for a process in this host: os.environ, NETLAB_HOST, then env."""
-        return {**os.environ, "NETLAB_HOST": self.name, **(env or {})}
+        """The environment for a process in this host: os.environ, NETLAB_HOST, then env.
+
+        mDNS is allowed here (the host's only link is the lab's bridge), so lanchat's kill
+        switch, set for root-namespace processes, is turned off unless env sets it.
+        """
+        return {**os.environ, "NETLAB_HOST": self.name, "LANCHAT_NO_MDNS": "0", **(env or {})}
 
     def run(
         self,

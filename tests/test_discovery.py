@@ -514,3 +514,54 @@ def test_guard_refuses_mdns_from_the_root_namespace(args: list[str]) -> None:
 )
 def test_guard_lets_safe_commands_run(args: list[str]) -> None:
     check_mdns_safe(args, host=None)
+
+
+def test_the_mdns_kill_switch_stops_every_socket(monkeypatch: pytest.MonkeyPatch) -> None:
+    """LANCHAT_NO_MDNS refuses before any socket exists: the tests' guarantee that nothing
+    multicasts from this machine's real interfaces (conftest sets it for the root namespace)."""
+    from lanchat.discovery.mdns import open_zeroconf
+    from lanchat.discovery.selftest import hear_neighbours, see_own_advertisement
+
+    monkeypatch.setenv("LANCHAT_NO_MDNS", "1")
+    with pytest.raises(OSError, match="LANCHAT_NO_MDNS"):
+        open_zeroconf(["127.0.0.1"], [])
+    with pytest.raises(OSError, match="LANCHAT_NO_MDNS"):
+        hear_neighbours("127.0.0.1", [], 0.1)
+    sight = see_own_advertisement("127.0.0.1", 0.1)
+    assert not sight.seen and "LANCHAT_NO_MDNS" in (sight.error or "")
+
+
+def test_the_kill_switch_reaches_the_commands() -> None:
+    """Even without --no-mdns (bypassing the test guard on purpose), nothing is sent."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT, lanchat_env
+    from netlab import LineReader
+
+    env = lanchat_env()
+    assert env["LANCHAT_NO_MDNS"] == "1"
+    found = subprocess.run(
+        [sys.executable, "-m", "lanchat", "discover", "--json", "--timeout", "0.5"],
+        capture_output=True,
+        text=True,
+        timeout=20,
+        env=env,
+        cwd=ROOT,
+    )
+    assert found.returncode == 4 and "LANCHAT_NO_MDNS" in found.stderr
+    serve = subprocess.Popen(
+        [sys.executable, "-m", "lanchat", "serve", "--host", "127.0.0.1", "--port", "0", "--json"],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=ROOT,
+    )
+    try:
+        assert serve.stdout is not None
+        listening = json.loads(LineReader(serve.stdout).readline(10))
+        assert listening["mdns"]["state"] == "off"
+    finally:
+        serve.terminate()
+        serve.wait(10)
+        serve.stdout.close()  # type: ignore[union-attr]

@@ -159,7 +159,7 @@ def test_join_without_an_address_asks_which_server_at_a_terminal(
     try:
         h2.popen(
             [sys.executable, "-m", "lanchat", "join", "--name", "ana"],
-            env={**lanchat_env(), "TERM": "xterm"},
+            env={**lanchat_env(lab=True), "TERM": "xterm"},
             cwd=ROOT,
             stdin=slave,
             stdout=slave,
@@ -226,7 +226,7 @@ def test_two_servers_with_the_same_room_are_listed_distinctly(
     rename = ["sh", "-c", 'hostname h1 && exec "$@"', "sh"]
     clone = h3.popen(
         [*rename, sys.executable, "-m", "lanchat", "serve", "--json", "--port", "7420"],
-        env=lanchat_env(),
+        env=lanchat_env(lab=True),
         cwd=ROOT,
         stdout=subprocess.PIPE,
     )

@@ -27,7 +27,7 @@ def by_id(document: dict[str, Any]) -> dict[str, dict[str, Any]]:
 def test_a_loopback_server_fails_server_bind_with_exit_code_3(relay: Relay) -> None:
     port = relay.address[1]
     started = time.monotonic()
-    result = run_lanchat("doctor", "--port", str(port), "--json")
+    result = run_lanchat("doctor", "--no-mdns", "--port", str(port), "--json")
     assert time.monotonic() - started < 5
     assert result.returncode == ExitCode.CHECK_FAILED, result.stderr
     document = json.loads(result.stdout)
@@ -45,7 +45,7 @@ def test_client_mode_against_a_relay_passes_and_the_room_does_not_see_the_probe(
     watcher = connect()
     watcher.hello("watcher")
     port = relay.address[1]
-    result = run_lanchat("doctor", f"127.0.0.1:{port}", "--json")
+    result = run_lanchat("doctor", "--no-mdns", f"127.0.0.1:{port}", "--json")
     assert result.returncode == ExitCode.OK, result.stdout
     found = by_id(json.loads(result.stdout))
     assert found["peer.tcp"]["status"] == "pass"
@@ -59,7 +59,7 @@ def test_client_mode_against_a_relay_passes_and_the_room_does_not_see_the_probe(
 
 def test_peer_option_and_refused_port() -> None:
     port = free_port()
-    result = run_lanchat("doctor", "--peer", f"127.0.0.1:{port}", "--json")
+    result = run_lanchat("doctor", "--no-mdns", "--peer", f"127.0.0.1:{port}", "--json")
     assert result.returncode == ExitCode.CHECK_FAILED
     document = json.loads(result.stdout)
     assert document["mode"] == "client" and document["target"] == f"127.0.0.1:{port}"
@@ -72,7 +72,9 @@ def test_something_else_on_the_port_is_not_lanchat() -> None:
     other = socket.create_server(("127.0.0.1", 0))
     port = other.getsockname()[1]
     try:
-        result = run_lanchat("doctor", f"127.0.0.1:{port}", "--timeout", "0.5", "--json")
+        result = run_lanchat(
+            "doctor", "--no-mdns", f"127.0.0.1:{port}", "--timeout", "0.5", "--json"
+        )
     finally:
         other.close()
     hello = by_id(json.loads(result.stdout))["peer.lanchat"]
@@ -82,7 +84,7 @@ def test_something_else_on_the_port_is_not_lanchat() -> None:
 
 def test_the_text_report_for_people() -> None:
     port = free_port()
-    result = run_lanchat("doctor", f"127.0.0.1:{port}")
+    result = run_lanchat("doctor", "--no-mdns", f"127.0.0.1:{port}")
     assert result.returncode == ExitCode.CHECK_FAILED
     text = result.stdout
     assert text.startswith(f"lanchat doctor - can this PC reach 127.0.0.1:{port}?")
@@ -93,12 +95,12 @@ def test_the_text_report_for_people() -> None:
 
 
 def test_bad_input_is_a_usage_error_without_a_traceback() -> None:
-    both = run_lanchat("doctor", "127.0.0.1:1", "--peer", "127.0.0.1:2")
+    both = run_lanchat("doctor", "--no-mdns", "127.0.0.1:1", "--peer", "127.0.0.1:2")
     assert both.returncode == ExitCode.USAGE
     assert "error: Give the server once" in both.stderr
-    bad = run_lanchat("doctor", "127.0.0.1:notaport")
+    bad = run_lanchat("doctor", "--no-mdns", "127.0.0.1:notaport")
     assert bad.returncode == ExitCode.USAGE and "is not an address" in bad.stderr
-    zero = run_lanchat("doctor", "--port", "0")
+    zero = run_lanchat("doctor", "--no-mdns", "--port", "0")
     assert zero.returncode == ExitCode.USAGE
     for result in (both, bad, zero):
         assert "Traceback" not in result.stderr

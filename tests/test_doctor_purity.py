@@ -11,8 +11,8 @@ import pytest
 
 DOCTOR = Path(__file__).parent.parent / "lanchat" / "doctor"
 PROBE = "system.py"  # the real probe: commands, sockets, psutil, lanchat.client
-# The real probes; a real MdnsProbe over lanchat.discovery would join this set.
-PROBES = {PROBE}
+# The real probes: the OS one, and mDNS over lanchat.discovery.
+PROBES = {PROBE, "mdns_probe.py"}
 MODULES = sorted(p for p in DOCTOR.glob("*.py") if p.name not in PROBES)
 FORBIDDEN = {"subprocess", "socket", "rich", "typer", "zeroconf", "psutil", "lanchat.cli"}
 # Data types the checks may take from outside the doctor (no function of these modules is used).

@@ -114,7 +114,7 @@ ASK_STATUS = (
 
 def _serve(host: Any, *extra: str) -> tuple[subprocess.Popen[str], LineReader, int]:
     proc = host.popen(
-        [sys.executable, "-m", "lanchat", "serve", "--port", "0", "--json", *extra],
+        [sys.executable, "-m", "lanchat", "serve", "--port", "0", "--json", "--no-mdns", *extra],
         env=LAB_ENV,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

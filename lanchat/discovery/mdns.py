@@ -6,12 +6,27 @@ from __future__ import annotations
 
 import errno
 import logging
+import os
 import socket
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from zeroconf import Zeroconf
+
+
+NO_MDNS_ENV = "LANCHAT_NO_MDNS"  # set to 1: lanchat sends and listens for no mDNS at all
+
+
+def mdns_switched_off() -> bool:
+    """Whether LANCHAT_NO_MDNS forbids mDNS in this process (checked at every socket)."""
+    return os.environ.get(NO_MDNS_ENV, "").strip().lower() not in ("", "0", "no", "false")
+
+
+def refuse_if_switched_off() -> None:
+    """OSError when mDNS is switched off: the last line of defence, below every option."""
+    if mdns_switched_off():
+        raise OSError(f"mDNS is switched off ({NO_MDNS_ENV} is set)")
 
 
 def quiet_zeroconf() -> None:
@@ -35,6 +50,7 @@ def open_zeroconf(ipv4: Sequence[str], ipv6_interfaces: Sequence[str]) -> Zeroco
     """
     from zeroconf import IPVersion, Zeroconf
 
+    refuse_if_switched_off()
     quiet_zeroconf()
     indexes: list[int] = []
     for name in ipv6_interfaces:

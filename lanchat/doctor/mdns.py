@@ -36,14 +36,15 @@ def check_mdns_self(mdns: MdnsProbe, lan: LanFacts | None, port: int) -> CheckRe
             ),
             facts=facts,
         )
+    # A warning, like firewall.mdns: discovery is a convenience, joining by address still works.
     return CheckResult(
         "mdns.self",
         SELF_TITLE,
-        "fail",
+        "warn",
         "This PC does not see its own mDNS advertisement"
         + (f" ({seen.error})" if seen.error else "")
-        + ": discovery cannot work from here (mDNS bound to the wrong network, WSL, or no "
-        "multicast on this interface).",
+        + ": discovery will not work from here (a firewall dropping UDP 5353, mDNS bound to the "
+        "wrong network, WSL, or no multicast on this interface); joining by address still works.",
         fixes=(
             Fix(
                 f"Others can still join by address: lanchat join {lan.join_host()}:{port}",

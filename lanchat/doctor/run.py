@@ -30,7 +30,7 @@ from lanchat.doctor.mdns import (
     check_mdns_self,
     check_peer_mdns,
 )
-from lanchat.doctor.probes import MdnsProbe, Probe, UnavailableMdnsProbe
+from lanchat.doctor.probes import MdnsProbe, Probe
 from lanchat.doctor.result import CheckResult, DoctorReport
 from lanchat.netinfo import LocalAddress
 
@@ -55,8 +55,10 @@ class DoctorOptions:
 
 
 def default_mdns_probe() -> MdnsProbe:
-    """The mDNS probe of this build (lanchat.discovery is not part of it yet)."""
-    return UnavailableMdnsProbe()
+    """The real mDNS probe, over lanchat.discovery (imported here: it loads zeroconf)."""
+    from lanchat.doctor.mdns_probe import DiscoveryMdnsProbe
+
+    return DiscoveryMdnsProbe()
 
 
 def run_doctor(
