@@ -7,11 +7,8 @@ Errors reach the user once, in words (`error:` and `hint:` on stderr); a traceba
 from __future__ import annotations
 
 import getpass
-import os
 import queue
-import signal
 import sys
-from types import FrameType
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -21,7 +18,7 @@ from lanchat.errors import ExitCode, LanchatError, UsageError
 from lanchat.protocol import DEFAULT_PORT
 
 if TYPE_CHECKING:
-    from lanchat.discovery import Advertiser
+    pass
 
 app = typer.Typer(
     name="lanchat",
@@ -71,14 +68,6 @@ JsonOption = Annotated[
 
 
 # --- serve --------------------------------------------------------------------------------
-
-
-class _StopServing(Exception):
-    """Raised in the main thread by SIGTERM (Ctrl-C raises KeyboardInterrupt)."""
-
-
-def _on_terminate(signum: int, frame: FrameType | None) -> None:
-    raise _StopServing
 
 
 @app.command(
@@ -140,166 +129,32 @@ def serve(
     ] = None,
 ) -> None:
     """Run the chat relay on this PC, for everyone on the network (announced over mDNS)."""
-    from lanchat import netinfo
-    from lanchat.discovery import Advertisement
-    from lanchat.errors import AddressInUseError
-    from lanchat.output import (
-        advertisement_text,
-        print_json,
-        serve_banner,
-        serve_event_dict,
-        serve_event_text,
-        stdout_console,
-    )
     from lanchat.protocol import room_problem
-    from lanchat.relay import FD_RESERVE, Relay, raise_fd_limit
+    from lanchat.serving import ServeOptions, run_server
 
     problem = room_problem(room)
     if problem:
         raise UsageError(problem, "Example: --room physics-101")
-    notes: list[str] = []
-    capacity = max(1, raise_fd_limit() - FD_RESERVE)
-    if max_clients > capacity:
-        notes.append(
-            f"Only {capacity} people can connect: the open-files limit is too low for "
-            f"--max-clients {max_clients}. Raise it with `ulimit -n {max_clients + FD_RESERVE}`."
-        )
-    relay = Relay(
-        host,
-        port,
+    if json_out:
+        from lanchat.output.serve import JsonServeLog
+
+        log: Any = JsonServeLog()
+    else:
+        from lanchat.output.serve import TextServeLog
+
+        log = TextServeLog()
+    options = ServeOptions(
+        host=host,
+        port=port,
         room=room,
         history=history,
-        max_clients=min(max_clients or capacity, capacity),
+        max_clients=max_clients,
+        quiet=quiet,
         keepalive=keepalive,
+        mdns=not no_mdns,
+        interfaces=tuple(interfaces or ()),
     )
-    console = stdout_console()
-    events: queue.Queue[Any] = queue.Queue(maxsize=10000)
-    dropped = [0]
-
-    def listen(event: Any, client: Any) -> None:  # runs under the room lock: never block
-        try:
-            events.put_nowait((event, client))
-        except queue.Full:
-            dropped[0] += 1
-
-    if not quiet:
-        relay.room.listeners.append(listen)
-    # The handler is in place before anyone can learn the port, so a prompt SIGTERM is clean.
-    previous = signal.signal(signal.SIGTERM, _on_terminate) if hasattr(signal, "SIGTERM") else None
-    people = 0
-    advertiser = None
-    try:
-        try:
-            relay.start()
-        except AddressInUseError as e:
-            owners = netinfo.port_owners(port)
-            if owners:
-                e.message += f" It is held by {', '.join(o.describe() for o in owners)}."
-            raise
-        bound_host, bound_port = relay.address
-        advertisement = Advertisement("off", message="--no-mdns")
-        if not no_mdns:
-            advertiser = _advertise(room, bound_port, host, interfaces or [], events)
-            advertisement = advertiser.wait_settled(ADVERTISE_WAIT_SECONDS)
-        addresses = netinfo.lan_addresses()
-        if json_out:
-            print_json(
-                {
-                    "event": "listening",
-                    "host": bound_host,
-                    "port": bound_port,
-                    "addresses": [a.address for a in addresses if a.usable],
-                    "room": room,
-                    "pid": os.getpid(),
-                    "version": __version__,
-                    "max_clients": relay.room.max_clients,
-                    "notes": notes,
-                    "mdns": advertisement.to_dict(),
-                }
-            )
-        else:
-            serve_banner(
-                console,
-                room=room,
-                host=host or bound_host,
-                port=bound_port,
-                addresses=addresses,
-                version=__version__,
-                max_clients=relay.room.max_clients,
-                notes=notes,
-                advertisement=advertisement,
-            )
-        while True:
-            try:
-                event, client = events.get(timeout=0.5)
-            except queue.Empty:
-                continue
-            if isinstance(event, Advertisement):  # the addresses changed, or mDNS failed
-                if json_out:
-                    print_json({"event": "mdns", **event.to_dict()})
-                else:
-                    console.print(advertisement_text(event))
-                continue
-            address = _peer(client.address) if client is not None else None
-            if json_out:
-                line = serve_event_dict(event, address)
-                if line is not None:
-                    print_json(line)
-            else:
-                text = serve_event_text(event, address)
-                if text is not None:
-                    console.print(text)
-    except (KeyboardInterrupt, _StopServing):
-        pass
-    finally:
-        _ignore_signals()  # a second Ctrl-C or SIGTERM must not cut the goodbye short
-        if advertiser is not None:
-            advertiser.withdraw()  # mDNS goodbye while the relay says its own
-        people = relay.room.size
-        relay.stop()
-        if advertiser is not None:
-            advertiser.close()
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
-    summary = {
-        "event": "shutdown",
-        "clients": people,
-        "messages": relay.room.messages,
-        "log_lines_dropped": dropped[0],
-    }
-    if json_out:
-        print_json(summary)
-    else:
-        console.print(f"Stopped. {people} people were told the server is shutting down.")
-
-
-ADVERTISE_WAIT_SECONDS = 5.0  # registering takes ~1.7 s (probing for a name clash first)
-
-
-def _advertise(room: str, port: int, host: str, wanted: list[str], events: Any) -> Advertiser:
-    """Start announcing the server; later changes go to the serve loop's event queue."""
-    from lanchat.discovery import Advertisement, advertise
-
-    def changed(state: Advertisement) -> None:  # in the advertiser's thread: never block
-        try:
-            events.put_nowait((state, None))
-        except queue.Full:
-            pass
-
-    return advertise(room=room, port=port, bind_host=host, wanted=wanted, on_change=changed)
-
-
-def _ignore_signals() -> None:
-    for name in ("SIGINT", "SIGTERM"):
-        if hasattr(signal, name):
-            signal.signal(getattr(signal, name), signal.SIG_IGN)
-
-
-def _peer(address: Any) -> str:
-    host, port = str(address[0]), address[1]
-    if host.startswith("::ffff:"):
-        host = host[7:]
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    run_server(options, log)
 
 
 # --- join ---------------------------------------------------------------------------------
@@ -453,9 +308,15 @@ def _watch(timeout: float | None, json_out: bool) -> None:
     from lanchat.discovery.browse import REVALIDATE_SECONDS
     from lanchat.output import print_json, stdout_console
     from lanchat.output.discovery import WatchView
+    from lanchat.stopping import (
+        StopRequested,
+        ignore_stop_signals,
+        restore_sigterm,
+        stop_on_sigterm,
+    )
 
     deadline = None if timeout is None else time.monotonic() + timeout
-    previous = signal.signal(signal.SIGTERM, _on_terminate) if hasattr(signal, "SIGTERM") else None
+    previous = stop_on_sigterm()
     watcher = Watcher()
     view = None if json_out else WatchView(stdout_console())
     try:
@@ -479,15 +340,14 @@ def _watch(timeout: float | None, json_out: bool) -> None:
                 print_json(change.to_dict())
             elif view is not None:
                 view.show(change, watcher.servers())
-    except (KeyboardInterrupt, _StopServing):
+    except (KeyboardInterrupt, StopRequested):
         pass  # the normal way to stop watching: exit 0
     finally:
-        _ignore_signals()
+        ignore_stop_signals()
         if view is not None:
             view.__exit__(None, None, None)
         watcher.close()
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        restore_sigterm(previous)
 
 
 # --- status -------------------------------------------------------------------------------
@@ -511,7 +371,8 @@ def status(
     """Show the relay's listening socket and every connection, with the person behind it."""
     import time
 
-    from lanchat.output import print_json, status_view, stdout_console
+    from lanchat.output import print_json, stdout_console
+    from lanchat.output.status import status_view
     from lanchat.status import collect_status
 
     console = stdout_console(wide=True)

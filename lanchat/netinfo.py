@@ -116,6 +116,16 @@ def lan_addresses() -> list[LocalAddress]:
     return [a for a in local_addresses() if "loopback" not in a.tags and "link-local" not in a.tags]
 
 
+def endpoint_text(address: Any) -> str | None:
+    """'ip:port' ('[v6]:port') of a socket address; IPv4-mapped IPv6 is shown as plain IPv4."""
+    if not address:
+        return None
+    host, port = str(address[0]), address[1]
+    if host.startswith("::ffff:"):
+        host = host[7:]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 @dataclass(frozen=True)
 class PortOwner:
     """A process listening on a port, as far as the OS tells."""

@@ -23,6 +23,7 @@ from typing import Any
 from lanchat import __version__
 from lanchat.errors import AddressInUseError, LanchatError
 from lanchat.fanout import MAX_BACKLOG_FRAMES, SEND_FLAGS, Client
+from lanchat.netinfo import endpoint_text
 from lanchat.protocol import (
     DEFAULT_PORT,
     DETECT_SECONDS,
@@ -337,8 +338,8 @@ class Relay:
                 "name": c.name,
                 "kind": c.kind,
                 "program": c.client,
-                "remote": _endpoint(c.address),
-                "local": _endpoint(c.local),
+                "remote": endpoint_text(c.address),
+                "local": endpoint_text(c.local),
                 "connected_at": round(c.connected_at, 3),
                 "lines_in": c.lines_in,
                 "bytes_in": c.bytes_in,
@@ -386,16 +387,6 @@ class Relay:
                 pass
         except OSError:
             pass  # the peer is gone already; nothing more to tell it
-
-
-def _endpoint(address: Any) -> str | None:
-    """'ip:port' ('[v6]:port'), IPv4-mapped IPv6 shown as plain IPv4."""
-    if not address:
-        return None
-    host, port = str(address[0]), address[1]
-    if host.startswith("::ffff:"):
-        host = host[7:]
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def same_machine(peer: Any, local: Any) -> bool:

@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from lanchat.client import query_relay
+from lanchat.netinfo import endpoint_text
 from lanchat.protocol import DEFAULT_PORT, STATUS_VERSION
 
 _STATE_NOTES = {
@@ -143,10 +144,8 @@ def _program(pid: int | None) -> str | None:
         return None
 
 
-def _endpoint(ip: str, port: int) -> str:
-    if ip.startswith("::ffff:"):
-        ip = ip[7:]
-    return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
+def _at(address: Any) -> str:
+    return endpoint_text((address.ip, address.port)) or ""
 
 
 def _proto(conn: Any) -> str:
@@ -188,7 +187,7 @@ def collect_status(port: int = DEFAULT_PORT) -> StatusReport:
     listening = tuple(
         SocketRow(
             proto=_proto(c),
-            local=_endpoint(c.laddr.ip, c.laddr.port),
+            local=_at(c.laddr),
             remote=None,
             state="LISTEN",
             pid=c.pid,
@@ -231,8 +230,8 @@ def _merge(document: dict[str, Any] | None, os_rows: list[Any]) -> tuple[SocketR
     known = {(c["local"], c["remote"]): c for c in (document or {}).get("connections", [])}
     rows: list[SocketRow] = []
     for conn in os_rows:
-        local = _endpoint(conn.laddr.ip, conn.laddr.port)
-        remote = _endpoint(conn.raddr.ip, conn.raddr.port) if conn.raddr else None
+        local = _at(conn.laddr)
+        remote = _at(conn.raddr) if conn.raddr else None
         facts = known.pop((local, remote), None)
         rows.append(_row(_proto(conn), local, remote, conn.status, conn.pid, facts))
     for (local, remote), facts in known.items():  # the OS did not list it (unreadable table)

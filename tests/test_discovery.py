@@ -43,8 +43,9 @@ from lanchat.discovery.records import (
 )
 from lanchat.errors import ExitCode, LanchatError, RejectedError, UnreachableError, UsageError
 from lanchat.netinfo import LocalAddress, interface_tags
-from lanchat.output import advertisement_text, stdout_console
+from lanchat.output import stdout_console
 from lanchat.output.discovery import WatchView, pick_server, print_servers
+from lanchat.output.serve import advertisement_text
 from lanchat.protocol import room_problem
 
 TXT = txt_properties("lobby", "0.1.0")

@@ -1,0 +1,177 @@
+"""What `lanchat serve` shows: the banner with the commands to type on other PCs, then a line per
+room event; or, with --json, one JSON object per line. Both are ServeLogs (lanchat.serving)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from rich.console import Console
+from rich.text import Text
+
+from lanchat.output import chat_text, print_json, stdout_console
+from lanchat.protocol import Chat, Event, Joined, Left, Renamed, render_line
+from lanchat.serving import Listening, Stopped
+
+if TYPE_CHECKING:
+    from lanchat.discovery import Advertisement
+
+
+def serve_banner(console: Console, info: Listening) -> None:
+    """What the person starting the server needs to tell the others."""
+    room, port, version, addresses = info.room, info.port, info.version, info.addresses
+    host = info.host or info.bound_host
+    console.print(Text.assemble(("lanchat ", "bold"), version, f" - room {room!r} on port {port}"))
+    loopback_only = host.startswith("127.") or host in {"::1", "localhost"}
+    usable = [a for a in addresses if a.usable]
+    if loopback_only:
+        console.print(
+            Text(
+                f"Listening on {host} only: other PCs cannot connect. "
+                "Leave out --host to listen on every network.",
+                style="bold yellow",
+            )
+        )
+        commands = [(host, "this PC")]
+    else:
+        commands = [(a.address, a.interface) for a in usable if a.family == 4]
+        commands = commands or [(a.address, a.interface) for a in usable]
+    if commands:
+        console.print(
+            "Others on this network can join with:" if not loopback_only else "Join with:"
+        )
+        for address, interface in commands[:3]:
+            shown = f"[{address}]" if ":" in address else address
+            console.print(
+                Text.assemble(
+                    "    ",
+                    (f"lanchat join {shown}:{port}", "bold green"),
+                    (f"   (via {interface})", "dim"),
+                )
+            )
+            console.print(
+                Text.assemble(
+                    "    ", (f"ncat {address} {port}", "bold green"), ("   (or nc / telnet)", "dim")
+                )
+            )
+    else:
+        console.print(
+            Text(
+                "No network address found: other PCs cannot reach this one yet. "
+                "Connect to a network (Wi-Fi or cable), then restart the server.",
+                style="bold yellow",
+            )
+        )
+    virtual = [
+        a
+        for a in addresses
+        if not a.usable and "loopback" not in a.tags and "link-local" not in a.tags
+    ]
+    if virtual:
+        listed = ", ".join(f"{a.address} ({', '.join(a.tags)})" for a in virtual[:4])
+        console.print(Text(f"Not for the LAN: {listed}", style="dim"))
+    console.print(advertisement_text(info.advertisement))
+    for note in info.notes:
+        console.print(Text(note, style="yellow"))
+    limit = f"up to {info.max_clients} people" if info.max_clients else "no limit on people"
+    console.print(Text(f"Ready ({limit}). Press Ctrl-C to stop.", style="dim"))
+
+
+def advertisement_text(ad: Advertisement) -> Text:
+    """One line: under which name the server is announced on the LAN, or why it is not."""
+    if ad.advertised:
+        return Text.assemble(
+            "Announced on the LAN as ",
+            (repr(ad.name), "bold"),
+            ": `lanchat join` without an address finds it.",
+            style="dim",
+        )
+    if ad.state == "off":
+        return Text(f"Not announced on the LAN ({ad.message}).", style="dim")
+    return Text(f"Not announced on the LAN: {ad.message}.", style="yellow")
+
+
+def serve_event_dict(event: Event, address: str | None) -> dict[str, Any] | None:
+    """A room event as a `serve --json` line; None for events the log leaves out."""
+    d = event.to_dict()
+    kind = d.pop("type")
+    if kind in ("message", "action"):
+        d["action"] = kind == "action"
+        kind = "message"
+    elif kind not in ("join", "leave", "nick"):
+        return None
+    if address and kind == "join":
+        d["address"] = address
+    return {"event": kind, **d}
+
+
+def serve_event_text(event: Event, address: str | None) -> Text | None:
+    """A room event as a line of the server's console log."""
+    if isinstance(event, Chat):
+        return chat_text(event)
+    if isinstance(event, Joined):
+        where = f" from {address}" if address else ""
+        return Text(f"* {event.name} joined{where} ({event.kind}; {event.count} here)", style="dim")
+    if isinstance(event, Left | Renamed):
+        return Text(render_line(event), style="dim")
+    return None
+
+
+class TextServeLog:
+    """The console log of a server, for people."""
+
+    def __init__(self, console: Console | None = None) -> None:
+        self.console = console or stdout_console()
+
+    def listening(self, info: Listening) -> None:
+        serve_banner(self.console, info)
+
+    def event(self, event: Event, address: str | None) -> None:
+        text = serve_event_text(event, address)
+        if text is not None:
+            self.console.print(text)
+
+    def advertisement(self, state: Advertisement) -> None:
+        self.console.print(advertisement_text(state))
+
+    def stopped(self, summary: Stopped) -> None:
+        self.console.print(
+            f"Stopped. {summary.clients} people were told the server is shutting down."
+        )
+
+
+class JsonServeLog:
+    """One JSON object per line on stdout: `listening`, the room's events, `mdns`, `shutdown`."""
+
+    def listening(self, info: Listening) -> None:
+        print_json(
+            {
+                "event": "listening",
+                "host": info.bound_host,
+                "port": info.port,
+                "addresses": [a.address for a in info.addresses if a.usable],
+                "room": info.room,
+                "pid": info.pid,
+                "version": info.version,
+                "max_clients": info.max_clients,
+                "notes": list(info.notes),
+                "mdns": info.advertisement.to_dict(),
+            }
+        )
+
+    def event(self, event: Event, address: str | None) -> None:
+        line = serve_event_dict(event, address)
+        if line is not None:
+            print_json(line)
+
+    def advertisement(self, state: Advertisement) -> None:
+        print_json({"event": "mdns", **state.to_dict()})
+
+    def stopped(self, summary: Stopped) -> None:
+        print_json(
+            {
+                "event": "shutdown",
+                "clients": summary.clients,
+                "messages": summary.messages,
+                "log_lines_dropped": summary.log_lines_dropped,
+            }
+        )

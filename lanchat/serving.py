@@ -1,0 +1,200 @@
+"""Running `lanchat serve`: the relay, its mDNS announcement, the signals that stop it, and the
+stream of events for the log. Rendering is the caller's (a ServeLog from lanchat.output), so
+this module prints nothing."""
+
+from __future__ import annotations
+
+import os
+import queue
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+from lanchat import __version__, netinfo
+from lanchat.errors import AddressInUseError
+from lanchat.netinfo import LocalAddress, endpoint_text
+from lanchat.protocol import Event
+from lanchat.relay import DEFAULT_KEEPALIVE_SECONDS, FD_RESERVE, Relay, raise_fd_limit
+from lanchat.stopping import (
+    StopRequested,
+    ignore_stop_signals,
+    restore_sigterm,
+    stop_on_sigterm,
+)
+
+if TYPE_CHECKING:
+    from lanchat.discovery import Advertisement, Advertiser
+
+ADVERTISE_WAIT_SECONDS = 5.0  # registering takes ~1.7 s (probing for a name clash first)
+LOG_QUEUE = 10000  # events waiting for the log; beyond that they are counted, not kept
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    """What `lanchat serve` was asked for."""
+
+    host: str = ""
+    port: int = 7420
+    room: str = "lobby"
+    history: int = 50
+    max_clients: int = 0
+    quiet: bool = False
+    keepalive: float = DEFAULT_KEEPALIVE_SECONDS
+    mdns: bool = True
+    interfaces: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Listening:
+    """The server is up: what others need to know to join."""
+
+    host: str  # as asked ('' = every network)
+    bound_host: str
+    port: int
+    room: str
+    addresses: tuple[LocalAddress, ...]
+    max_clients: int
+    notes: tuple[str, ...]
+    advertisement: Advertisement
+    pid: int = field(default_factory=os.getpid)
+    version: str = __version__
+
+
+@dataclass(frozen=True)
+class Stopped:
+    """How the run ended."""
+
+    clients: int  # people told the server is shutting down
+    messages: int
+    log_lines_dropped: int
+
+
+class ServeLog(Protocol):
+    """Where a running server reports: the banner, each room event, mDNS changes, the end."""
+
+    def listening(self, info: Listening) -> None: ...
+
+    def event(self, event: Event, address: str | None) -> None: ...
+
+    def advertisement(self, state: Advertisement) -> None: ...
+
+    def stopped(self, summary: Stopped) -> None: ...
+
+
+def capacity_notes(max_clients: int) -> tuple[int, list[str]]:
+    """The clients this process can hold (after raising its open-files limit), and a note when
+    fewer than asked."""
+    capacity = max(1, raise_fd_limit() - FD_RESERVE)
+    notes = []
+    if max_clients > capacity:
+        notes.append(
+            f"Only {capacity} people can connect: the open-files limit is too low for "
+            f"--max-clients {max_clients}. Raise it with `ulimit -n {max_clients + FD_RESERVE}`."
+        )
+    return min(max_clients or capacity, capacity), notes
+
+
+def run_server(options: ServeOptions, log: ServeLog) -> Stopped:
+    """Serve until Ctrl-C or SIGTERM, then tell everyone and stop; AddressInUseError names the
+    program holding the port."""
+    max_clients, notes = capacity_notes(options.max_clients)
+    relay = Relay(
+        options.host,
+        options.port,
+        room=options.room,
+        history=options.history,
+        max_clients=max_clients,
+        keepalive=options.keepalive,
+    )
+    events: queue.Queue[tuple[Any, Any]] = queue.Queue(maxsize=LOG_QUEUE)
+    dropped = [0]
+
+    def enqueue(item: Any, client: Any = None) -> None:  # under the room lock: never block
+        try:
+            events.put_nowait((item, client))
+        except queue.Full:
+            dropped[0] += 1
+
+    if not options.quiet:
+        relay.room.listeners.append(enqueue)
+    # The handler is in place before anyone can learn the port, so a prompt SIGTERM is clean.
+    previous = stop_on_sigterm()
+    advertiser: Advertiser | None = None
+    people = 0
+    try:
+        _start(relay, options.port)
+        bound_host, bound_port = relay.address
+        advertisement = _off()
+        if options.mdns:
+            advertiser = _advertise(options, bound_port, enqueue)
+            advertisement = advertiser.wait_settled(ADVERTISE_WAIT_SECONDS)
+        log.listening(
+            Listening(
+                host=options.host,
+                bound_host=bound_host,
+                port=bound_port,
+                room=options.room,
+                addresses=tuple(netinfo.lan_addresses()),
+                max_clients=relay.room.max_clients,
+                notes=tuple(notes),
+                advertisement=advertisement,
+            )
+        )
+        _log_events(events, log)
+    except (KeyboardInterrupt, StopRequested):
+        pass
+    finally:
+        ignore_stop_signals()
+        if advertiser is not None:
+            advertiser.withdraw()  # the mDNS goodbye goes out while the relay says its own
+        people = relay.room.size
+        relay.stop()
+        if advertiser is not None:
+            advertiser.close()
+        restore_sigterm(previous)
+    summary = Stopped(people, relay.room.messages, dropped[0])
+    log.stopped(summary)
+    return summary
+
+
+def _start(relay: Relay, port: int) -> None:
+    try:
+        relay.start()
+    except AddressInUseError as e:
+        owners = netinfo.port_owners(port)
+        if owners:
+            e.message += f" It is held by {', '.join(o.describe() for o in owners)}."
+        raise
+
+
+def _log_events(events: queue.Queue[tuple[Any, Any]], log: ServeLog) -> None:
+    """Hand every event to the log, in order, until a signal ends the run."""
+    from lanchat.discovery import Advertisement
+
+    while True:
+        try:  # a timeout, so that Ctrl-C is seen on Windows too
+            item, client = events.get(timeout=0.5)
+        except queue.Empty:
+            continue
+        if isinstance(item, Advertisement):  # the addresses changed, or mDNS failed
+            log.advertisement(item)
+        else:
+            log.event(item, endpoint_text(client.address) if client is not None else None)
+
+
+def _off() -> Advertisement:
+    from lanchat.discovery import Advertisement
+
+    return Advertisement("off", message="--no-mdns")
+
+
+def _advertise(options: ServeOptions, port: int, enqueue: Any) -> Advertiser:
+    """Start announcing the server; later changes go to the event queue."""
+    from lanchat.discovery import advertise
+
+    return advertise(
+        room=options.room,
+        port=port,
+        bind_host=options.host,
+        wanted=list(options.interfaces),
+        on_change=enqueue,  # called in the advertiser's thread: enqueue never blocks
+    )
