@@ -1,0 +1,93 @@
+"""Plain-text tables of runs, summaries and ratios (standard library only)."""
+
+from __future__ import annotations
+
+from .results import FIGURES, RunResult, Spread
+
+
+def _num(value: float | None) -> str:
+    """A figure in a readable width: 3 significant digits for small ones, grouped for large."""
+    if value is None:
+        return "-"
+    if value == int(value):
+        return f"{int(value):,}"
+    if abs(value) >= 1000:
+        return f"{value:,.0f}"
+    if abs(value) >= 100:
+        return f"{value:.0f}"
+    if abs(value) >= 10:
+        return f"{value:.1f}"
+    return f"{value:.3g}"
+
+
+def table(headers: list[str], rows: list[list[str]]) -> str:
+    """Columns padded to their widest cell; the first column left-aligned, the rest right."""
+    widths = [max(len(r[i]) for r in [headers, *rows]) for i in range(len(headers))]
+
+    def line(cells: list[str]) -> str:
+        first = cells[0].ljust(widths[0])
+        rest = [c.rjust(w) for c, w in zip(cells[1:], widths[1:], strict=True)]
+        return "  ".join([first, *rest]).rstrip()
+
+    rule = "  ".join("-" * w for w in widths)
+    return "\n".join([line(headers), rule, *(line(r) for r in rows)])
+
+
+def render_runs(results: list[RunResult]) -> str:
+    """One row per run."""
+    headers = ["run", "deliv/s", "µs/deliv", "p50 ms", "p99 ms", "max ms", "connect s"]
+    headers += ["RSS MB", "lost", "dup", "reord", "corrupt", "gen CPU", "limit"]
+    rows = []
+    for r in results:
+        name = f"{r.server} #{r.run} ({r.kind})"
+        if not r.ok:
+            rows.append([name, f"failed: {r.error}"] + [""] * (len(headers) - 2))
+            continue
+        rows.append(
+            [
+                name,
+                _num(r.deliveries_per_s),
+                _num(r.server_us_per_delivery),
+                _num(r.latency_p50_ms),
+                _num(r.latency_p99_ms),
+                _num(r.latency_max_ms),
+                _num(r.connect_s),
+                _num(r.server_peak_rss_mb),
+                str(r.lost),
+                str(r.duplicates),
+                str(r.reordered),
+                str(r.corrupted),
+                _num(r.generator_cpu_util),
+                r.limit or "-",
+            ]
+        )
+    text = table(headers, rows)
+    notes = [f"{r.server} #{r.run}: {note}" for r in results for note in r.notes]
+    return text + ("\n" + "\n".join(notes) if notes else "")
+
+
+def _spread(spread: Spread | None) -> str:
+    """'median [min-max]', or the value alone when there is one run."""
+    if spread is None:
+        return "-"
+    if spread.runs == 1 or spread.low == spread.high:
+        return _num(spread.median)
+    return f"{_num(spread.median)} [{_num(spread.low)}..{_num(spread.high)}]"
+
+
+def render_summary(
+    summaries: dict[str, dict[str, Spread]], ratios: dict[str, float | None] | None
+) -> str:
+    """Figures down, servers across (median [min..max] over runs), and lanchat/ncat."""
+    servers = list(summaries)
+    headers = ["figure", *servers] + (["lanchat/ncat"] if ratios is not None else [])
+    rows = []
+    for key, label in FIGURES:
+        if not any(key in summaries[s] for s in servers):
+            continue
+        row = [label, *(_spread(summaries[s].get(key)) for s in servers)]
+        if ratios is not None:
+            ratio = ratios.get(key)
+            row.append("-" if ratio is None else f"{ratio:.2f}")
+        rows.append(row)
+    return table(headers, rows)

@@ -1,0 +1,702 @@
+"""One generator process: it holds a share of the clients, sends for its share of the senders, and
+accounts for everything its clients receive. A coordinator drives it through a pipe (see runner).
+
+Client ``i`` belongs to worker ``i % procs``; senders are clients ``0 .. K-1``. Window mode needs to
+know when a line has reached *every* receiver, whichever worker holds it: each worker publishes, per
+sender, how many lines all of its own receivers have (``Shared.done``), and wakes the sender's
+worker through a pipe when that moves.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import mmap
+import os
+import resource
+import select
+import signal
+import socket
+import struct
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from typing import Any
+
+from .accounting import Accounting, Receiver
+from .payload import PayloadFormat, frame, frame_type, hello_line, probe_text, sender_id
+
+RECV_BYTES = 256 * 1024
+FLOOD_BATCH = 32  # lines per write in flood mode
+MAX_SENDS_PER_TURN = 10_000  # rate mode: lines sent in one loop turn when behind schedule
+TICK = 0.05  # longest sleep in the event loop, so control messages and deadlines are seen
+PROBE_INTERVAL = 0.1  # seconds between set-up probe rounds
+CONFIRM_AFTER = 0.5  # seconds after which a connected client the server is silent to counts
+FD_MARGIN = 64  # descriptors beyond the sockets (pipes, epoll, stdio)
+FAR = 1 << 62  # "every line": the done mark of a worker with no receivers for a sender
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)  # Linux; Python does not name it
+STAMP_SPACE = socket.CMSG_SPACE(16)  # one struct timespec
+EPOLL_IN = select.EPOLLIN | select.EPOLLRDHUP
+EPOLL_OUT = select.EPOLLOUT
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    """Everything a worker needs to know; the same for all workers except ``index``."""
+
+    index: int
+    procs: int
+    host: str
+    port: int
+    kind: str
+    clients: int
+    senders: int
+    mode: str  # window | rate | flood
+    window: int
+    rate: float
+    max_lines: int
+    line_bytes: int
+    setup_timeout: float
+    connect_window: int  # connections not yet confirmed by the server at once; 0: no limit
+    kernel_time: bool  # time arrivals by the kernel's receive stamp, not by when we read them
+
+
+class Shared:
+    """Counters shared by all workers of one run (an anonymous shared mapping, made before fork)."""
+
+    def __init__(self, senders: int, procs: int) -> None:
+        """Room for ``senders`` sent counts, ``procs`` x ``senders`` done marks, ``procs`` flags."""
+        self.senders = senders
+        self.procs = procs
+        self._map = mmap.mmap(-1, 8 * (senders + procs * senders + procs))
+        self.view = memoryview(self._map).cast("q")
+
+    def set_sent(self, sender: int, count: int) -> None:
+        """Publish how many lines ``sender`` has sent."""
+        self.view[sender] = count
+
+    def sent(self, sender: int) -> int:
+        """How many lines ``sender`` has sent."""
+        return int(self.view[sender])
+
+    def start_windows(self, clients: int) -> None:
+        """Window mode: no line is done yet, except for workers that hold no receiver of it."""
+        for worker in range(self.procs):
+            for sender in range(self.senders):
+                holds = any(i != sender for i in range(worker, clients, self.procs))
+                self.set_done(worker, sender, 0 if holds else FAR)
+
+    def set_done(self, worker: int, sender: int, count: int) -> None:
+        """Publish that ``worker``'s receivers all have lines ``0 .. count-1`` of ``sender``."""
+        self.view[self.senders + worker * self.senders + sender] = count
+
+    def done(self, sender: int) -> int:
+        """How many lines of ``sender`` have reached every receiver, in every worker."""
+        base = self.senders + sender
+        return int(min(self.view[base + w * self.senders] for w in range(self.procs)))
+
+    def set_stopped(self, worker: int) -> None:
+        """``worker`` will send no more: its senders' counts are final."""
+        self.view[self.senders * (1 + self.procs) + worker] = 1
+
+    def all_stopped(self) -> bool:
+        """Whether every worker has stopped sending."""
+        base = self.senders * (1 + self.procs)
+        return all(self.view[base + w] for w in range(self.procs))
+
+
+class Client:
+    """One connection of the generator."""
+
+    __slots__ = (
+        "closed",
+        "connected",
+        "fd",
+        "index",
+        "out",
+        "pending",
+        "rcv",
+        "sender",
+        "seq",
+        "sock",
+        "welcomed",
+        "writing",
+    )
+
+    def __init__(self, index: int, sock: socket.socket, sender: bool) -> None:
+        """Client number ``index`` on ``sock``; ``sender`` if it sends lines too."""
+        self.index = index
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.sender = sender
+        self.rcv = Receiver(sender_id(index) if sender else None)
+        self.out = bytearray()
+        self.seq = 0  # next sequence number to send
+        self.connected = False
+        self.welcomed = False
+        self.closed = False
+        self.writing = False  # registered for EPOLLOUT
+        self.pending = b""  # lanchat: bytes read before the welcome frame
+
+
+def raise_fd_limit(needed: int) -> str | None:
+    """Raise this process's descriptor limit to ``needed``; a sentence if that is impossible."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft >= needed:
+        return None
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (needed, max(hard, needed)))
+    except (ValueError, OSError):
+        return f"needs {needed} open files but the limit is {soft} (hard {hard})"
+    return None
+
+
+class Worker:
+    """The event loop of one generator process."""
+
+    def __init__(
+        self,
+        cfg: WorkerConfig,
+        conn: Connection,
+        shared: Shared,
+        wake_fds: list[tuple[int, int]],
+    ) -> None:
+        """A worker driven through ``conn``; ``wake_fds`` holds every worker's wake-up pipe."""
+        self.cfg = cfg
+        self.conn = conn
+        self.shared = shared
+        self.wake_read = wake_fds[cfg.index][0]
+        self.wake_writes = [w for _, w in wake_fds]
+        self.fmt = PayloadFormat(cfg.line_bytes)
+        self.acct = Accounting(self.fmt, cfg.kind, cfg.window if cfg.mode == "window" else 0)
+        self.ep = select.epoll()
+        self.by_fd: dict[int, Client] = {}
+        self.clients: list[Client] = []
+        self.senders: list[Client] = []  # local senders
+        self.sender_by_id: dict[bytes, Client] = {}
+        self.inbox: list[tuple[Any, ...]] = []
+        self.failed: dict[str, int] = {}  # connect errors by name
+        self.closed: dict[str, int] = {}  # connections lost, by how
+        self.refusals: list[str] = []  # lanchat error frames during the handshake
+        self.sending = False
+        self.probing = False
+        self.probe_round = 0
+        self.next_probe = 0.0
+        self.dirty: set[Client] = set()  # window mode: senders to refill
+        self.rate_due = 0
+        self.rate_turn = 0
+        self.rate_lag_ns = 0
+        self.receivers_of: list[int] = []  # per sender: local receivers open when the load began
+        self.to_open: list[int] = []  # client numbers not connected yet (last one first)
+        self.unconfirmed: dict[Client, float] = {}  # connecting: client -> when to stop waiting
+        self.connecting = False
+        self.silent = 0  # clients the server said nothing to within CONFIRM_AFTER
+        self.clock_offset = _clock_offset()
+
+    # ---- the loop -------------------------------------------------------------------------------
+
+    def loop(self, until: Callable[[], bool], deadline: float, timer: float | None = None) -> bool:
+        """Serve sockets and messages until ``until()`` (True) or ``deadline`` (False)."""
+        for _ in range(100_000_000):  # bounded by the deadline; the count is a backstop
+            now = time.monotonic()
+            if until():
+                return True
+            if now >= deadline:
+                return False
+            wait = min(deadline - now, TICK)
+            if timer is not None:
+                wait = min(wait, max(timer - now, 0.0))
+            if self.sending:
+                wait = min(wait, self._send_wait())
+            self._turn(max(wait, 0.0))
+        return False
+
+    def _turn(self, wait: float) -> None:
+        """One round: wait for events up to ``wait`` seconds, handle them, then send."""
+        for fd, ev in self.ep.poll(wait):
+            client = self.by_fd.get(fd)
+            if client is None:
+                if fd == self.wake_read:
+                    self._drain_wake()
+                else:
+                    self._read_control()
+                continue
+            if not client.connected:
+                self._finish_connect(client)
+                continue
+            if ev & (select.EPOLLIN | select.EPOLLRDHUP | select.EPOLLHUP | select.EPOLLERR):
+                self._read(client)
+            if ev & EPOLL_OUT and not client.closed:
+                self._flush(client)
+        if self.acct.advanced:
+            self._publish_done()
+        if self.unconfirmed:
+            self._expire_unconfirmed()
+        if self.probing and time.monotonic() >= self.next_probe:
+            self._probe()
+        if self.sending:
+            self._send()
+
+    def _read_control(self) -> None:
+        """Queue the coordinator's messages; leave quietly if it is gone."""
+        try:
+            while self.conn.poll(0):
+                self.inbox.append(self.conn.recv())
+        except (EOFError, OSError):
+            raise SystemExit(3) from None
+
+    def command(self, name: str) -> bool:
+        """Whether the coordinator's message ``name`` has arrived (it stays queued)."""
+        return any(msg[0] == name for msg in self.inbox)
+
+    def take(self, name: str) -> tuple[Any, ...]:
+        """Remove and return the first queued message ``name``."""
+        for i, msg in enumerate(self.inbox):
+            if msg[0] == name:
+                return self.inbox.pop(i)
+        raise LookupError(name)
+
+    def await_command(self, name: str, timeout: float) -> tuple[Any, ...]:
+        """Serve sockets until the coordinator sends ``name``."""
+        if not self.loop(lambda: self.command(name), time.monotonic() + timeout):
+            raise SystemExit(4)  # the coordinator went quiet: it reports the failure
+        return self.take(name)
+
+    # ---- connecting -----------------------------------------------------------------------------
+
+    def connect_all(self) -> None:
+        """Open every local client (all at once, or ``connect_window`` unconfirmed at a time)
+        and wait until each is usable or has failed."""
+        cfg = self.cfg
+        self.to_open = list(range(cfg.index, cfg.clients, cfg.procs))
+        self.to_open.reverse()  # popped from the end: lowest index first
+        self.connecting = True
+        self._open_more()
+        self.loop(self._all_usable, time.monotonic() + cfg.setup_timeout)
+        self.connecting = False
+        self.senders = [c for c in self.clients if c.sender]
+        self.sender_by_id = {c.rcv.own: c for c in self.senders if c.rcv.own is not None}
+
+    def _open_more(self) -> None:
+        """Start connections while the connect window has room."""
+        cfg = self.cfg
+        limit = max(1, cfg.connect_window // cfg.procs) if cfg.connect_window else len(self.to_open)
+        while self.to_open and len(self.unconfirmed) < limit:
+            index = self.to_open.pop()
+            sock = socket.socket(socket.AF_INET6 if ":" in cfg.host else socket.AF_INET)
+            sock.setblocking(False)
+            # The generator must never be the one holding lines back (Nagle).
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if cfg.kernel_time:
+                sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+            client = Client(index, sock, index < cfg.senders)
+            self.clients.append(client)
+            err = sock.connect_ex((cfg.host, cfg.port))
+            if err not in (0, errno.EINPROGRESS):
+                self._fail(client, err)
+                continue
+            self.by_fd[client.fd] = client
+            self.ep.register(client.fd, EPOLL_OUT)
+            self.unconfirmed[client] = time.monotonic() + CONFIRM_AFTER + cfg.setup_timeout
+
+    def _confirm(self, client: Client) -> None:
+        """The server has shown it serves ``client`` (or the client failed): free its slot."""
+        if self.unconfirmed.pop(client, None) is not None and self.connecting:
+            self._open_more()
+
+    def _expire_unconfirmed(self) -> None:
+        """A server may say nothing to a silent client: after a while, assume it serves it."""
+        now = time.monotonic()
+        for client, deadline in list(self.unconfirmed.items()):
+            if now >= deadline:
+                self.silent += 1
+                self._confirm(client)
+
+    def _all_usable(self) -> bool:
+        """Every local client is opened and connected (lanchat: welcomed), or has failed."""
+        if self.to_open or self.unconfirmed:
+            return False
+        return all(c.closed or (c.connected and c.welcomed) for c in self.clients)
+
+    def _fail(self, client: Client, err: int) -> None:
+        """Record a connection that could not be made."""
+        name = errno.errorcode.get(err, str(err))
+        self.failed[name] = self.failed.get(name, 0) + 1
+        client.closed = True
+        client.sock.close()
+        self._confirm(client)
+
+    def _finish_connect(self, client: Client) -> None:
+        """The non-blocking connect ended: keep the socket or record why not."""
+        err = client.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if err:
+            self.ep.unregister(client.fd)
+            del self.by_fd[client.fd]
+            self._fail(client, err)
+            return
+        client.connected = True
+        if client in self.unconfirmed:
+            self.unconfirmed[client] = time.monotonic() + CONFIRM_AFTER
+        self.ep.modify(client.fd, EPOLL_IN)
+        if self.cfg.kind == "lanchat":
+            client.out += hello_line(f"b{client.index}")
+            self._flush(client)
+        else:
+            client.welcomed = True
+
+    def _welcome(self, client: Client, data: bytes) -> bytes:
+        """lanchat: look for the welcome frame; return what follows it."""
+        data = client.pending + data
+        for _ in range(1000):  # frames before the welcome: at most a handful
+            end = data.find(b"\n")
+            if end < 0:
+                break
+            line, data = data[:end], data[end + 1 :]
+            kind = frame_type(line)
+            if kind == "welcome":
+                client.welcomed = True
+                client.pending = b""
+                self._confirm(client)
+                return data
+            if kind == "error" and len(self.refusals) < 5:
+                self.refusals.append(line.decode("utf-8", "replace")[:200])
+        client.pending = data[-4096:]
+        return b""
+
+    # ---- reading and writing --------------------------------------------------------------------
+
+    def _read(self, client: Client) -> None:
+        """Read what is there and account for it."""
+        try:
+            if self.cfg.kernel_time:
+                data, ancillary, _, _ = client.sock.recvmsg(RECV_BYTES, STAMP_SPACE)
+            else:
+                data, ancillary = client.sock.recv(RECV_BYTES), []
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            self._close(client, errno.errorcode.get(exc.errno or 0, "error"))
+            return
+        if not data:
+            self._close(client, "eof")
+            return
+        if ancillary:
+            # When the kernel queued the data, on the wall clock, moved to the monotonic one.
+            sec, nsec = struct.unpack("qq", ancillary[0][2])
+            now = sec * 1_000_000_000 + nsec + self.clock_offset
+        else:
+            now = time.monotonic_ns()
+        if self.unconfirmed and client in self.unconfirmed and client.welcomed:
+            self._confirm(client)
+        if not client.welcomed:
+            data = self._welcome(client, data)
+            if not data:
+                return
+        self.acct.feed(client.rcv, data, now)
+
+    def _flush(self, client: Client) -> None:
+        """Write what is queued; watch for room while something is left."""
+        if client.out:
+            try:
+                sent = client.sock.send(client.out)
+            except (BlockingIOError, InterruptedError):
+                sent = 0
+            except OSError as exc:
+                self._close(client, errno.errorcode.get(exc.errno or 0, "error"))
+                return
+            del client.out[:sent]
+        want = bool(client.out) or (self.cfg.mode == "flood" and client.sender and self.sending)
+        if want != client.writing:
+            client.writing = want
+            self.ep.modify(client.fd, EPOLL_IN | EPOLL_OUT if want else EPOLL_IN)
+
+    def _close(self, client: Client, how: str) -> None:
+        """The relay closed this client (or the connection broke)."""
+        if client.closed:
+            return
+        client.closed = True
+        self.closed[how] = self.closed.get(how, 0) + 1
+        self.ep.unregister(client.fd)
+        del self.by_fd[client.fd]
+        client.sock.close()
+        self.acct.drop_receiver(client.rcv.own)
+        if self.acct.advanced:
+            self._publish_done()
+
+    def close_all(self) -> None:
+        """Close every connection (the run is over)."""
+        for client in self.clients:
+            if not client.closed:
+                client.closed = True
+                client.sock.close()
+        self.ep.close()
+
+    # ---- probing --------------------------------------------------------------------------------
+
+    def _probe(self) -> None:
+        """Client 0 says a probe line; every client that reads one is a member of the room."""
+        self.probe_round += 1
+        self.next_probe = time.monotonic() + PROBE_INTERVAL
+        first = self.clients[0] if self.clients else None
+        if first is not None and first.index == 0 and not first.closed:
+            first.out += frame(probe_text(self.probe_round), self.cfg.kind)
+            self._flush(first)
+
+    def local_ready(self) -> bool:
+        """Every local client but the prober has read a probe (or is gone)."""
+        return all(c.closed or c.index == 0 or c.rcv.saw_probe for c in self.clients)
+
+    # ---- sending --------------------------------------------------------------------------------
+
+    def prepare(self) -> None:
+        """Before the load: count, per sender, the local receivers that should get its lines."""
+        live = {c.index for c in self.clients if not c.closed}
+        self.receivers_of = [len(live) - (s in live) for s in range(self.cfg.senders)]
+        if self.cfg.mode == "window":
+            for sender, receivers in enumerate(self.receivers_of):
+                self.acct.track(sender_id(sender), receivers)
+
+    def start_sending(self, t0: float) -> None:
+        """Begin the load at monotonic time ``t0``."""
+        self.sending = True
+        local = len(self.senders)
+        if self.cfg.mode == "window":
+            self.dirty = {c for c in self.senders if not c.closed}
+        elif self.cfg.mode == "rate" and local:
+            interval = 1e9 / (self.cfg.rate * local)
+            offset = interval * self.cfg.index / self.cfg.procs  # spread the workers' turns
+            self.rate_due = int(t0 * 1e9 + offset)
+        elif self.cfg.mode == "flood":
+            for client in self.senders:
+                if not client.closed:
+                    self._flush(client)
+
+    def stop_sending(self) -> None:
+        """Send no more; publish the final counts."""
+        self.sending = False
+        for client in self.senders:
+            self.shared.set_sent(client.index, client.seq)
+            if client.writing and not client.closed:
+                self._flush(client)
+        self.shared.set_stopped(self.cfg.index)
+
+    def _send_wait(self) -> float:
+        """How long the loop may sleep without missing a send."""
+        if self.cfg.mode == "flood":
+            return 0.0 if any(not c.out and not c.closed for c in self.senders) else TICK
+        if self.cfg.mode == "rate" and self.senders:
+            return max((self.rate_due - time.monotonic_ns()) / 1e9, 0.0)
+        return 0.0 if self.dirty else TICK
+
+    def _send_lines(self, client: Client, count: int) -> None:
+        """Queue ``count`` new lines from ``client`` and write them in one go."""
+        if client.closed or count <= 0:
+            return
+        count = min(count, self.cfg.max_lines - client.seq)
+        if count <= 0:
+            return
+        now = time.monotonic_ns()
+        enc = self.fmt.encode
+        kind = self.cfg.kind
+        sid = client.index
+        first = client.seq
+        client.out += b"".join(frame(enc(sid, q, now), kind) for q in range(first, first + count))
+        client.seq = first + count
+        self.shared.set_sent(sid, client.seq)
+        self._flush(client)
+
+    def _send(self) -> None:
+        """Send what the mode allows now."""
+        mode = self.cfg.mode
+        if mode == "window":
+            dirty, self.dirty = self.dirty, set()
+            for client in dirty:
+                allowed = self.shared.done(client.index) + self.cfg.window - client.seq
+                self._send_lines(client, allowed)
+        elif mode == "rate":
+            self._send_rate()
+        else:
+            for client in self.senders:
+                if not client.out:
+                    self._send_lines(client, FLOOD_BATCH)
+
+    def _send_rate(self) -> None:
+        """Send every line that is due, round-robin over the local senders."""
+        live = self.senders
+        if not live:
+            return
+        interval = 1e9 / (self.cfg.rate * len(live))
+        now = time.monotonic_ns()
+        for _ in range(MAX_SENDS_PER_TURN):
+            if now < self.rate_due:
+                return
+            self.rate_lag_ns = max(self.rate_lag_ns, now - self.rate_due)
+            self._send_lines(live[self.rate_turn % len(live)], 1)
+            self.rate_turn += 1
+            self.rate_due += int(interval)
+
+    def _publish_done(self) -> None:
+        """Window mode: share the local done marks that moved and wake the senders' workers."""
+        wake: set[int] = set()
+        for sid in self.acct.advanced:
+            sender = int(sid, 16)
+            self.shared.set_done(self.cfg.index, sender, self.acct.windows[sid].done)
+            owner = sender % self.cfg.procs
+            local = self.sender_by_id.get(sid)
+            if local is not None:
+                self.dirty.add(local)
+            elif owner != self.cfg.index:
+                wake.add(owner)
+        self.acct.advanced.clear()
+        for owner in wake:
+            with contextlib.suppress(BlockingIOError):  # full: a wake-up is already pending
+                os.write(self.wake_writes[owner], b"!")
+
+    def _drain_wake(self) -> None:
+        """Another worker moved a done mark: every local sender may send again."""
+        with contextlib.suppress(BlockingIOError):
+            os.read(self.wake_read, 4096)
+        if self.sending:
+            self.dirty.update(c for c in self.senders if not c.closed)
+
+    def expected_local(self) -> int:
+        """Deliveries the local receivers should see, given the senders' counts so far."""
+        sent = self.shared.sent
+        return sum(n * sent(s) for s, n in enumerate(self.receivers_of))
+
+
+def _clock_offset() -> int:
+    """Monotonic minus wall-clock time in ns, from the tightest of a few paired readings."""
+    readings = []
+    for _ in range(5):
+        a = time.monotonic_ns()
+        wall = time.time_ns()
+        b = time.monotonic_ns()
+        readings.append((b - a, (a + b) // 2 - wall))
+    return min(readings)[1]
+
+
+def _cpu_seconds() -> float:
+    """CPU time (user + system) this process has used."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def run_worker(
+    cfg: WorkerConfig, conn: Connection, shared: Shared, wake_fds: list[tuple[int, int]]
+) -> None:
+    """The body of a worker process: follow the coordinator's phases, then report."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the coordinator's to handle
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the coordinator's handler is not ours
+    worker = Worker(cfg, conn, shared, wake_fds)
+    try:
+        _phases(worker, cfg, conn)
+    except SystemExit:
+        raise
+    except Exception as exc:  # report any failure in words; the coordinator prints it once
+        with contextlib.suppress(OSError):
+            conn.send(("error", f"worker {cfg.index}: {type(exc).__name__}: {exc}"))
+        raise SystemExit(1) from None
+    finally:
+        worker.close_all()
+
+
+def _phases(worker: Worker, cfg: WorkerConfig, conn: Connection) -> None:
+    """Connect, probe, then run or hold, report, and wait to be told to close."""
+    problem = raise_fd_limit(len(range(cfg.index, cfg.clients, cfg.procs)) + FD_MARGIN)
+    worker.ep.register(conn.fileno(), select.EPOLLIN)
+    worker.ep.register(worker.wake_read, select.EPOLLIN)
+    conn.send(("up", {"problem": problem, "cpu": _cpu_seconds()}))
+    if problem:
+        return
+    worker.await_command("connect", 60)
+    worker.connect_all()
+    conn.send(
+        (
+            "connected",
+            {
+                "connected": sum(1 for c in worker.clients if c.connected and not c.closed),
+                "failed": dict(worker.failed),
+                "closed": dict(worker.closed),
+                "refusals": list(worker.refusals),
+                "silent": worker.silent,
+                "at": time.monotonic(),
+            },
+        )
+    )
+    worker.await_command("probe", cfg.setup_timeout + 60)
+    worker.probing = cfg.index == 0
+    deadline = time.monotonic() + cfg.setup_timeout
+    ready = worker.loop(worker.local_ready, deadline)
+    conn.send(
+        (
+            "ready",
+            {
+                "ready": ready,
+                "at": time.monotonic(),
+                "cpu": _cpu_seconds(),
+                "clients": sum(1 for c in worker.clients if c.rcv.saw_probe or c.index == 0),
+            },
+        )
+    )
+    worker.loop(lambda: worker.command("go"), deadline + 60)
+    worker.probing = False
+    _, plan = worker.take("go")
+    result = _hold(worker, plan["hold"]) if plan["hold"] is not None else _load(worker, plan)
+    result.update(
+        connected=sum(1 for c in worker.clients if c.connected),
+        failed=dict(worker.failed),
+        closed=dict(worker.closed),
+        still_open=sum(1 for c in worker.clients if not c.closed),
+    )
+    conn.send(("result", result))
+    worker.await_command("close", 120)
+
+
+def _hold(worker: Worker, until: float) -> dict[str, Any]:
+    """Connect-only: keep every connection open, reading, until ``until``."""
+    worker.loop(lambda: False, until)
+    return {}
+
+
+def _load(worker: Worker, plan: dict[str, Any]) -> dict[str, Any]:
+    """Send from ``t0``, measure from ``m0`` to ``m1``, then drain until ``drain_until``."""
+    t0, m0, m1, drain_until = plan["t0"], plan["m0"], plan["m1"], plan["drain_until"]
+    acct = worker.acct
+    worker.prepare()
+    worker.loop(lambda: False, t0)
+    worker.start_sending(t0)
+    worker.loop(lambda: False, m0, timer=m0)
+    acct.measuring = True
+    cpu0 = _cpu_seconds()
+    lines0 = sum(c.seq for c in worker.senders)
+    worker.loop(lambda: False, m1, timer=m1)
+    acct.measuring = False
+    cpu1 = _cpu_seconds()
+    lines1 = sum(c.seq for c in worker.senders)
+    worker.stop_sending()
+    drained = worker.loop(
+        lambda: worker.shared.all_stopped() and acct.seen >= worker.expected_local(),
+        drain_until,
+    )
+    sent = {c.index: c.seq for c in worker.senders}
+    return {
+        "sent": sent,
+        "expected": worker.expected_local(),
+        "seen": acct.seen,
+        "delivered": acct.delivered,
+        "measured": acct.measured,
+        "measured_lines": lines1 - lines0,
+        "corrupted": acct.corrupted,
+        "corrupted_attributed": acct.corrupted_attributed,
+        "duplicates": acct.duplicates,
+        "reordered": acct.reordered,
+        "echoes": acct.echoes,
+        "garbage_bytes": acct.garbage_bytes,
+        "latency_us": acct.latency_us,
+        "max_latency_ns": acct.max_latency_ns,
+        "cpu_s": cpu1 - cpu0,
+        "drained": drained,
+        "rate_lag_ms": worker.rate_lag_ns / 1e6,
+    }
