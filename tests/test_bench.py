@@ -68,7 +68,7 @@ def test_line_sizes_that_cannot_hold_a_payload_are_refused() -> None:
     "prefix", [b"", b"<user3> ", b"[12:01] <guest-7> ", "[12:01] <Zoë> ".encode()]
 )
 def test_any_prefix_leaves_a_raw_line_intact(prefix: bytes) -> None:
-    judged = FMT.judge(line(2, 5, prefix), "raw")
+    [judged] = FMT.judge(line(2, 5, prefix), "raw")
     assert judged.verdict is Verdict.INTACT
     assert judged.fields == (b"0002", 5, T0 + 5)
 
@@ -76,39 +76,49 @@ def test_any_prefix_leaves_a_raw_line_intact(prefix: bytes) -> None:
 def test_a_json_message_frame_is_intact_for_a_lanchat_client() -> None:
     payload = FMT.encode(1, 9, T0)
     relayed = b'{"type":"message","seq":4,"time":1.5,"from":"b1","text":"' + payload + b'"}'
-    assert FMT.judge(relayed, "lanchat").fields == (b"0001", 9, T0)
-    # Anything else around the text is not the text any more.
-    assert FMT.judge(relayed.replace(b'"text":"', b'"text":"x'), "lanchat").verdict is (
-        Verdict.CORRUPTED
-    )
+    [judged] = FMT.judge(relayed, "lanchat")
+    assert judged.fields == (b"0001", 9, T0)
+    # Anything else in the text is not the payload any more.
+    [judged] = FMT.judge(relayed.replace(b'"text":"', b'"text":"x'), "lanchat")
+    assert judged.verdict is Verdict.CORRUPTED
 
 
 def test_ncat_prefix_inside_a_line_is_corruption_attributed_when_the_header_survives() -> None:
     whole = line(3, 77, b"")
-    split_late = b"<user3> " + whole[:40] + b"<user3> " + whole[40:]
-    judged = FMT.judge(split_late, "raw")
+    [judged] = FMT.judge(b"<user3> " + whole[:40] + b"<user3> " + whole[40:], "raw")
     assert judged.verdict is Verdict.CORRUPTED
     assert (judged.sender, judged.seq) == (b"0003", 77)
-    split_early = b"<user3> " + whole[:5] + b"<user3> " + whole[5:]
-    judged = FMT.judge(split_early, "raw")
+    [judged] = FMT.judge(b"<user3> " + whole[:5] + b"<user3> " + whole[5:], "raw")
     assert judged.verdict is Verdict.CORRUPTED
     assert judged.sender is None
 
 
+def test_a_whole_line_glued_to_a_fragment_is_still_delivered() -> None:
+    # ncat relayed the start of user3's line, then user5's chunk, then the rest of user3's.
+    fragment = line(3, 8, b"")[:30]
+    first, second = FMT.judge(b"<user3> " + fragment + b"<user5> " + line(5, 2, b""), "raw")
+    assert (first.verdict, first.sender, first.seq) == (Verdict.CORRUPTED, b"0003", 8)
+    assert (second.verdict, second.fields) == (Verdict.INTACT, (b"0005", 2, T0 + 2))
+    # Two whole payloads on one line: the line end between them is gone.
+    first, second = FMT.judge(line(1, 0, b"") + line(1, 1, b""), "raw")
+    assert (first.verdict, first.seq) == (Verdict.CORRUPTED, 0)
+    assert second.verdict is Verdict.INTACT
+
+
 def test_any_changed_byte_is_corruption() -> None:
     whole = line(1, 1, b"")
-    for at in range(len(whole)):
+    for at in range(len(MARK), len(whole)):
         changed = whole[:at] + (b"0" if whole[at : at + 1] != b"0" else b"1") + whole[at + 1 :]
-        # A changed marker leaves nothing to recognise: that line will count as lost.
-        expected = Verdict.CORRUPTED if at >= len(MARK) else Verdict.OTHER
-        assert FMT.judge(changed, "raw").verdict is expected, at
-    assert FMT.judge(whole + b"x", "raw").verdict is Verdict.CORRUPTED  # garbage after it
-    assert FMT.judge(whole[:-1], "raw").verdict is Verdict.CORRUPTED  # cut short
+        assert [j.verdict for j in FMT.judge(changed, "raw")] == [Verdict.CORRUPTED], at
+    # A changed marker leaves nothing to recognise: that line will count as lost.
+    assert FMT.judge(b"#" + whole[1:], "raw") == []
+    for damaged in (whole + b"x", whole[:-1]):  # garbage after it, cut short
+        assert [j.verdict for j in FMT.judge(damaged, "raw")] == [Verdict.CORRUPTED]
 
 
 def test_lines_without_the_marker_are_not_counted() -> None:
     for other in (b"<announce> 127.0.0.1 is connected as <user5>.", b"* bob joined (3 here)", b""):
-        assert FMT.judge(other, "raw").verdict is Verdict.OTHER
+        assert FMT.judge(other, "raw") == []
 
 
 # ---- the accounting ------------------------------------------------------------------------------
@@ -155,10 +165,10 @@ def test_corrupted_lines_are_counted_and_attributed() -> None:
     acct = Accounting(FMT, "raw")
     rcv = Receiver(None)
     whole = line(0, 1, b"")
-    feed_lines(acct, rcv, [line(0, 0), b"<user3> " + whole[:40] + b"<user3> " + whole[40:]])
-    feed_lines(acct, rcv, [line(0, 2)])
-    assert (acct.delivered, acct.corrupted, acct.corrupted_attributed) == (2, 1, 1)
-    assert acct.seen == 3  # line 1 arrived, damaged: not lost
+    feed_lines(acct, rcv, [line(0, 0), b"<user3> " + whole[:40] + b"<user5> " + line(1, 0)])
+    feed_lines(acct, rcv, [b"<user3> " + whole[40:], line(0, 2)])
+    assert (acct.delivered, acct.corrupted, acct.corrupted_attributed) == (3, 1, 1)
+    assert acct.seen == 4  # line 1 of sender 0 arrived, damaged: not lost
     assert acct.duplicates == acct.reordered == 0
 
 

@@ -144,37 +144,33 @@ class Accounting:
                         self._advance(sender, win)
 
     def _slow(self, rcv: Receiver, line: bytes, now: int) -> None:
-        """A line the fast path did not recognise: judge it fully."""
-        judged = self.fmt.judge(line, self.kind)
-        if judged.verdict is Verdict.OTHER:
-            return
-        if judged.verdict is Verdict.INTACT and judged.fields is not None:
+        """A line the fast path did not recognise: judge every payload in it."""
+        for judged in self.fmt.judge(line, self.kind):
             fields = judged.fields
-            if len(self.cache) >= MAX_CACHE:
-                self.cache.clear()
-            if judged.payload is not None and not line.endswith(b"\r"):
-                self.cache[judged.payload] = fields  # a line ending in \r never hits the cache
-            sender, seq, sent = fields
-            if sender == rcv.own:
-                self.echoes += 1
-                return
-            expected = rcv.nxt.get(sender, 0)
-            if seq == expected:
-                rcv.nxt[sender] = expected + 1
-                self.seen += 1
-                self._delivered(sent, now)
-                if self.windows:
-                    self._count_window(sender, seq)
-            else:
-                self._irregular(rcv, sender, seq, sent, now, intact=True)
-            return
-        self.corrupted += 1
-        if judged.sender is None or judged.seq is None or judged.sender == rcv.own:
-            return
-        if judged.seq >= rcv.nxt.get(judged.sender, 0) + MAX_GAP:
-            return  # an implausible number: not attributed
-        self.corrupted_attributed += 1
-        self._irregular(rcv, judged.sender, judged.seq, 0, now, intact=False)
+            if judged.verdict is Verdict.INTACT and fields is not None:
+                if len(self.cache) >= MAX_CACHE:
+                    self.cache.clear()
+                if judged.payload is not None:
+                    self.cache[judged.payload] = fields
+                sender, seq, sent = fields
+                if sender == rcv.own:
+                    self.echoes += 1
+                elif seq == rcv.nxt.get(sender, 0):
+                    rcv.nxt[sender] = seq + 1
+                    self.seen += 1
+                    self._delivered(sent, now)
+                    if self.windows:
+                        self._count_window(sender, seq)
+                else:
+                    self._irregular(rcv, sender, seq, sent, now, intact=True)
+                continue
+            self.corrupted += 1
+            if judged.sender is None or judged.seq is None or judged.sender == rcv.own:
+                continue
+            if judged.seq >= rcv.nxt.get(judged.sender, 0) + MAX_GAP:
+                continue  # an implausible number: not attributed
+            self.corrupted_attributed += 1
+            self._irregular(rcv, judged.sender, judged.seq, 0, now, intact=False)
 
     def _delivered(self, sent: int, now: int) -> None:
         """Count one intact delivery and, while measuring, its latency."""

@@ -32,6 +32,7 @@ MIN_LINE_BYTES = len(MARK) + HEADER_CHARS + MIN_FILLER + CHECK_CHARS + 1  # +1: 
 MAX_LINE_BYTES = 4000  # lanchat refuses lines over 4096 bytes; a JSON frame adds about 40
 MAX_SENDERS = 0xFFFF
 MAX_SEQ = 0xFFFFFFFF
+MAX_PAYLOADS_PER_LINE = 64  # more markers than this in one line are not looked at
 
 # A damaged payload whose sender and sequence can still be read is attributed to that line.
 _HEADER_RE = re.compile(rb"~b([0-9a-f]{4})([0-9a-f]{8})")
@@ -40,16 +41,15 @@ KINDS = ("raw", "lanchat")
 
 
 class Verdict(Enum):
-    """What a relayed line is to the benchmark."""
+    """What a payload found in a relayed line is to the benchmark."""
 
     INTACT = "intact"
     CORRUPTED = "corrupted"
-    OTHER = "other"  # carries no payload (announcements, notices, other frames)
 
 
 @dataclass(frozen=True)
 class Judgement:
-    """The verdict on one relayed line, with the payload's fields when they could be read."""
+    """The verdict on one payload in a relayed line, with its fields when they could be read."""
 
     verdict: Verdict
     sender: bytes | None = None  # the 4 hex digits, as bytes
@@ -104,32 +104,44 @@ class PayloadFormat:
         header = body[len(MARK) : len(MARK) + HEADER_CHARS]
         return header[:4], int(header[4:12], 16), int(header[12:], 16)
 
-    def judge(self, line: bytes, kind: str) -> Judgement:
-        """Judge one relayed line (without its newline) received by a ``kind`` client.
+    def judge(self, line: bytes, kind: str) -> list[Judgement]:
+        """Judge every payload in one relayed line (without its newline) read by a ``kind``
+        client; a line with no payload marker gives an empty list.
 
         Intact means: exactly the payload ends the line (raw; any prefix is fine), or is exactly
-        the ``text`` of a JSON frame (lanchat). A line holding the marker in any other shape is
-        corrupted; it is attributed to its sender and sequence when those can still be read.
+        the ``text`` of a JSON frame (lanchat). A payload in any other shape is corrupted, and
+        attributed to its sender and sequence when those can still be read. One line can hold
+        several payloads: ncat prefixes each chunk it reads, so the start of one sender's line
+        can be glued to another sender's whole line.
         """
         if line.endswith(b"\r"):
             line = line[:-1]
+        starts: list[int] = []
         at = line.find(MARK)
-        if at < 0:
-            return Judgement(Verdict.OTHER)
-        if kind == "raw":
-            payload = line[at:]
-            framed = True
-        else:
-            end = at + self.length
-            payload = line[at:end]
-            framed = line[at - 1 : at] == b'"' and line[end : end + 1] == b'"'
-        fields = self.decode(payload) if framed else None
-        if fields is not None:
-            return Judgement(Verdict.INTACT, fields[0], fields[1], fields[2], payload)
-        header = _HEADER_RE.match(line, at)
-        if header is None:
-            return Judgement(Verdict.CORRUPTED)
-        return Judgement(Verdict.CORRUPTED, header.group(1), int(header.group(2), 16))
+        while at >= 0 and len(starts) < MAX_PAYLOADS_PER_LINE:
+            starts.append(at)
+            at = line.find(MARK, at + len(MARK))
+        verdicts = []
+        for i, at in enumerate(starts):
+            last = i == len(starts) - 1
+            if kind == "raw":
+                payload = line[at:]
+                framed = last  # only the last payload can end the line
+            else:
+                end = at + self.length
+                payload = line[at:end]
+                framed = i == 0 and line[at - 1 : at] == b'"' and line[end : end + 1] == b'"'
+            fields = self.decode(payload) if framed else None
+            if fields is not None:
+                verdicts.append(Judgement(Verdict.INTACT, *fields, payload=payload))
+                continue
+            header = _HEADER_RE.match(line, at)
+            if header is None:
+                verdicts.append(Judgement(Verdict.CORRUPTED))
+            else:
+                sender, seq = header.group(1), int(header.group(2), 16)
+                verdicts.append(Judgement(Verdict.CORRUPTED, sender, seq))
+        return verdicts
 
 
 def sender_id(index: int) -> bytes:

@@ -28,7 +28,7 @@ from .accounting import Accounting, Receiver
 from .payload import PayloadFormat, frame, frame_type, hello_line, probe_text, sender_id
 
 RECV_BYTES = 256 * 1024
-FLOOD_BATCH = 32  # lines per write in flood mode
+FLOOD_BATCH = 256  # lines per write in flood mode: enough to keep the socket full
 MAX_SENDS_PER_TURN = 10_000  # rate mode: lines sent in one loop turn when behind schedule
 TICK = 0.05  # longest sleep in the event loop, so control messages and deadlines are seen
 PROBE_INTERVAL = 0.1  # seconds between set-up probe rounds
