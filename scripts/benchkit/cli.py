@@ -250,5 +250,5 @@ def main(argv: list[str] | None = None) -> int:
     else:
         print(render_runs(results))
         print()
-        print(render_summary(summaries, compared))
+        print(render_summary(summaries, compared, "connect" if load.connect_only else load.mode))
     return Exit.OK if all(r.ok for r in results) else Exit.RUN_FAILED

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .results import FIGURES, RunResult, Spread
+from .results import RunResult, Spread, figures_for
 
 
 def _num(value: float | None) -> str:
@@ -34,33 +34,29 @@ def table(headers: list[str], rows: list[list[str]]) -> str:
 
 
 def render_runs(results: list[RunResult]) -> str:
-    """One row per run."""
-    headers = ["run", "deliv/s", "µs/deliv", "p50 ms", "p99 ms", "max ms", "connect s"]
-    headers += ["RSS MB", "lost", "dup", "reord", "corrupt", "gen CPU", "limit"]
+    """One row per run; connect-only runs have their own columns."""
+    connect = any(r.mode == "connect" for r in results)
+    if connect:
+        headers = ["run", "connected", "served", "connect s", "ready s", "still open"]
+        headers += ["RSS MB", "fds", "threads", "srv CPU", "gen CPU", "limit"]
+    else:
+        headers = ["run", "deliv/s", "µs/deliv", "p50 ms", "p99 ms", "max ms", "RSS MB"]
+        headers += ["lost", "dup", "reord", "corrupt", "srv CPU", "gen CPU", "limit"]
     rows = []
     for r in results:
         name = f"{r.server} #{r.run} ({r.kind})"
         if not r.ok:
             rows.append([name, f"failed: {r.error}"] + [""] * (len(headers) - 2))
             continue
-        rows.append(
-            [
-                name,
-                _num(r.deliveries_per_s),
-                _num(r.server_us_per_delivery),
-                _num(r.latency_p50_ms),
-                _num(r.latency_p99_ms),
-                _num(r.latency_max_ms),
-                _num(r.connect_s),
-                _num(r.server_peak_rss_mb),
-                str(r.lost),
-                str(r.duplicates),
-                str(r.reordered),
-                str(r.corrupted),
-                _num(r.generator_cpu_util),
-                r.limit or "-",
-            ]
-        )
+        if connect:
+            cells = [r.connected, r.ready_clients, r.connect_s, r.ready_s, r.still_open]
+            cells += [r.server_peak_rss_mb, r.server_fds, r.server_threads]
+        else:
+            cells = [r.deliveries_per_s, r.server_us_per_delivery, r.latency_p50_ms]
+            cells += [r.latency_p99_ms, r.latency_max_ms, r.server_peak_rss_mb]
+            cells += [r.lost, r.duplicates, r.reordered, r.corrupted]
+        cells += [r.server_cpu_util, r.generator_cpu_util]
+        rows.append([name, *(_num(c) for c in cells), r.limit or "-"])
     text = table(headers, rows)
     notes = [f"{r.server} #{r.run}: {note}" for r in results for note in r.notes]
     return text + ("\n" + "\n".join(notes) if notes else "")
@@ -76,13 +72,13 @@ def _spread(spread: Spread | None) -> str:
 
 
 def render_summary(
-    summaries: dict[str, dict[str, Spread]], ratios: dict[str, float | None] | None
+    summaries: dict[str, dict[str, Spread]], ratios: dict[str, float | None] | None, mode: str
 ) -> str:
     """Figures down, servers across (median [min..max] over runs), and lanchat/ncat."""
     servers = list(summaries)
     headers = ["figure", *servers] + (["lanchat/ncat"] if ratios is not None else [])
     rows = []
-    for key, label in FIGURES:
+    for key, label in figures_for(mode):
         if not any(key in summaries[s] for s in servers):
             continue
         row = [label, *(_spread(summaries[s].get(key)) for s in servers)]

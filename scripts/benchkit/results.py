@@ -7,9 +7,9 @@ import statistics
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-# The figures summarised over runs and compared between servers, in table order, with whether
-# a lower value is better (for the reader: the ratio is always lanchat / ncat).
-FIGURES: tuple[tuple[str, str], ...] = (
+# The figures summarised over runs and compared between servers (lanchat / ncat), in table order:
+# key, label. Load runs and connect-only runs have their own.
+LOAD_FIGURES: tuple[tuple[str, str], ...] = (
     ("deliveries_per_s", "deliveries/s"),
     ("server_us_per_delivery", "server CPU µs/delivery"),
     ("server_cpu_util", "server CPU (cores)"),
@@ -17,8 +17,6 @@ FIGURES: tuple[tuple[str, str], ...] = (
     ("latency_p95_ms", "latency p95 ms"),
     ("latency_p99_ms", "latency p99 ms"),
     ("latency_max_ms", "latency max ms"),
-    ("connect_s", "connect s"),
-    ("ready_s", "ready s"),
     ("server_peak_rss_mb", "server peak RSS MB"),
     ("server_threads", "server threads"),
     ("server_fds", "server fds"),
@@ -31,6 +29,26 @@ FIGURES: tuple[tuple[str, str], ...] = (
     ("generator_max_proc_util", "busiest generator process"),
     ("machine_busy", "machine busy (share)"),
 )
+CONNECT_FIGURES: tuple[tuple[str, str], ...] = (
+    ("connect_s", "connect s"),
+    ("ready_s", "ready s"),
+    ("connected", "connected"),
+    ("ready_clients", "served a probe"),
+    ("still_open", "still open after hold"),
+    ("disconnected", "disconnected"),
+    ("server_peak_rss_mb", "server peak RSS MB"),
+    ("server_max_rss_mb", "server RSS MB (sampled max)"),
+    ("server_threads", "server threads"),
+    ("server_fds", "server fds"),
+    ("server_cpu_util", "server CPU (cores) connecting"),
+    ("generator_cpu_util", "generator CPU (cores) connecting"),
+    ("generator_max_proc_util", "busiest generator process"),
+)
+
+
+def figures_for(mode: str) -> tuple[tuple[str, str], ...]:
+    """The figures that mean something for runs of ``mode``."""
+    return CONNECT_FIGURES if mode == "connect" else LOAD_FIGURES
 
 
 @dataclass(frozen=True)
@@ -134,7 +152,7 @@ def summarise(results: list[RunResult]) -> dict[str, Spread]:
     """Median and min-max of every figure over the successful runs."""
     summary: dict[str, Spread] = {}
     good = [r for r in results if r.ok]
-    for key, _ in FIGURES:
+    for key, _ in figures_for(good[0].mode if good else ""):
         values = [float(v) for r in good if (v := getattr(r, key)) is not None]
         if values:
             summary[key] = Spread(statistics.median(values), min(values), max(values), len(values))
@@ -144,8 +162,8 @@ def summarise(results: list[RunResult]) -> dict[str, Spread]:
 def ratios(ours: dict[str, Spread], theirs: dict[str, Spread]) -> dict[str, float | None]:
     """lanchat's median divided by ncat's, per figure both have (None where ncat's is 0)."""
     out: dict[str, float | None] = {}
-    for key, _ in FIGURES:
-        if key in ours and key in theirs:
+    for key, spread in ours.items():
+        if key in theirs:
             base = theirs[key].median
-            out[key] = ours[key].median / base if base else None
+            out[key] = spread.median / base if base else None
     return out
