@@ -19,6 +19,7 @@ from .servers import BenchError, Server, external_server, start_lanchat, start_n
 
 MAX_CLIENTS = 60_000  # sender ids have 4 hex digits, and ports run out near 64k anyway
 AUTO_PROCS_FROM = 50  # clients from which the default uses one generator process per core
+MAX_AUTO_PROCS = 4  # ... up to this many: the server needs cores too
 
 EPILOG = """\
 examples:
@@ -128,7 +129,7 @@ def make_load(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Load
         parser.error("--pid goes with --address")
     if args.kind == "lanchat" and args.server == "ncat":
         parser.error("ncat speaks raw lines only: use --kind raw with --server ncat")
-    procs = args.procs or (min(2, procfs.cpu_count()) if n >= AUTO_PROCS_FROM else 1)
+    procs = args.procs or (min(MAX_AUTO_PROCS, procfs.cpu_count()) if n >= AUTO_PROCS_FROM else 1)
     return Load(
         kind=args.kind,
         clients=n,

@@ -46,7 +46,7 @@ def render_runs(results: list[RunResult]) -> str:
     for r in results:
         name = f"{r.server} #{r.run} ({r.kind})"
         if not r.ok:
-            rows.append([name, f"failed: {r.error}"] + [""] * (len(headers) - 2))
+            rows.append([name, "failed", *[""] * (len(headers) - 2)])
             continue
         if connect:
             cells = [r.connected, r.ready_clients, r.connect_s, r.ready_s, r.still_open]
@@ -58,7 +58,13 @@ def render_runs(results: list[RunResult]) -> str:
         cells += [r.server_cpu_util, r.generator_cpu_util]
         rows.append([name, *(_num(c) for c in cells), r.limit or "-"])
     text = table(headers, rows)
-    notes = [f"{r.server} #{r.run}: {note}" for r in results for note in r.notes]
+    notes = [f"{r.server} #{r.run} failed: {r.error}" for r in results if not r.ok]
+    notes += [
+        f"{r.server} #{r.run}: the server held up to {r.server_max_fds} descriptors"
+        for r in results
+        if not r.ok and r.server_max_fds
+    ]
+    notes += [f"{r.server} #{r.run}: {note}" for r in results for note in r.notes]
     return text + ("\n" + "\n".join(notes) if notes else "")
 
 
@@ -86,4 +92,4 @@ def render_summary(
             ratio = ratios.get(key)
             row.append("-" if ratio is None else f"{ratio:.2f}")
         rows.append(row)
-    return table(headers, rows)
+    return table(headers, rows) if rows else "(no run completed)"

@@ -40,6 +40,7 @@ CONNECT_FIGURES: tuple[tuple[str, str], ...] = (
     ("server_max_rss_mb", "server RSS MB (sampled max)"),
     ("server_threads", "server threads"),
     ("server_fds", "server fds"),
+    ("server_max_fds", "server fds (sampled max)"),
     ("server_cpu_util", "server CPU (cores) connecting"),
     ("generator_cpu_util", "generator CPU (cores) connecting"),
     ("generator_max_proc_util", "busiest generator process"),
@@ -98,7 +99,8 @@ class RunResult:
     server_peak_rss_mb: float | None
     server_max_rss_mb: float | None
     server_threads: int | None
-    server_fds: int | None
+    server_fds: int | None  # open descriptors at the end, clients still connected
+    server_max_fds: int | None  # the most seen while sampling (also when the server died)
     server_fd_limit: int | None
     generator_cpu_util: float | None
     generator_max_proc_util: float | None

@@ -71,6 +71,7 @@ class _Generator:
         self.conns: list[Connection] = []
         self.procs: list[BaseProcess] = []
         self.rss_peak_kb = 0
+        self.fds_peak = 0
         for index in range(load.procs):
             cfg = WorkerConfig(
                 index=index,
@@ -147,11 +148,12 @@ class _Generator:
         return [got[i] for i in range(len(self.conns))]
 
     def _sample_rss(self) -> None:
-        """Keep the highest resident size seen."""
+        """Keep the highest resident size and descriptor count seen."""
         if self.server.pid is not None:
             sample = procfs.sample_process(self.server.pid)
             if sample is not None:
                 self.rss_peak_kb = max(self.rss_peak_kb, sample.rss_kb)
+                self.fds_peak = max(self.fds_peak, sample.fds)
 
     def close(self) -> None:
         """Tell the workers to close, then make sure they have exited (by pid)."""
@@ -205,6 +207,7 @@ def run_once(server: Server, load: Load, kind: str, run: int) -> RunResult:
         connect_window=window,
         facts=facts,
         rss_peak_kb=gen.rss_peak_kb,
+        fds_peak=gen.fds_peak,
         error=error,
     )
 
@@ -375,6 +378,7 @@ def _result(
     connect_window: int,
     facts: dict[str, Any],
     rss_peak_kb: int,
+    fds_peak: int,
     error: str | None,
 ) -> RunResult:
     """Put the workers' reports and the server samples together."""
@@ -443,6 +447,7 @@ def _result(
         server_max_rss_mb=_round(rss_peak_kb / 1024) if rss_peak_kb else None,
         server_threads=end.threads if end is not None else None,
         server_fds=end.fds if end is not None else None,
+        server_max_fds=fds_peak or None,
         server_fd_limit=facts.get("server_fd_limit"),
         generator_cpu_util=_round(span.generator_cpu) if span is not None else None,
         generator_max_proc_util=_round(span.busiest) if span is not None else None,

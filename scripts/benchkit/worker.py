@@ -298,7 +298,8 @@ class Worker:
                 continue
             self.by_fd[client.fd] = client
             self.ep.register(client.fd, EPOLL_OUT)
-            self.unconfirmed[client] = time.monotonic() + CONFIRM_AFTER + cfg.setup_timeout
+            if cfg.connect_window:  # only pacing needs to know when the server serves it
+                self.unconfirmed[client] = time.monotonic() + CONFIRM_AFTER + cfg.setup_timeout
 
     def _confirm(self, client: Client) -> None:
         """The server has shown it serves ``client`` (or the client failed): free its slot."""
