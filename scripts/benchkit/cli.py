@@ -11,7 +11,7 @@ from enum import IntEnum
 from typing import Any
 
 from . import procfs
-from .payload import KINDS, MAX_LINE_BYTES, MAX_SENDERS, MIN_LINE_BYTES
+from .payload import KINDS, MAX_LINE_BYTES, MAX_SENDERS, MAX_SEQ, MIN_LINE_BYTES
 from .report import render_runs, render_summary
 from .results import RunResult, Spread, ratios, summarise
 from .runner import Load, run_once
@@ -121,6 +121,8 @@ def make_load(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Load
         parser.error("--senders cannot exceed --clients")
     if not MIN_LINE_BYTES <= args.line_bytes <= MAX_LINE_BYTES:
         parser.error(f"--line-bytes must be {MIN_LINE_BYTES}..{MAX_LINE_BYTES}")
+    if args.max_lines > MAX_SEQ + 1:
+        parser.error(f"--max-lines cannot exceed {MAX_SEQ + 1}")
     if args.connect_window is not None and args.connect_window < 0:
         parser.error("--connect-window cannot be negative")
     if args.warmup < 0:
@@ -211,6 +213,11 @@ def describe(load: Load, kind: str) -> str:
     )
 
 
+def _pacing(window: int) -> str:
+    """How clients were connected, in words."""
+    return "all at once" if window == 0 else f"{window} at a time"
+
+
 def _interrupt(signum: int, frame: object) -> None:
     """Turn SIGTERM into the KeyboardInterrupt that stops every process we started."""
     raise KeyboardInterrupt
@@ -235,11 +242,20 @@ def main(argv: list[str] | None = None) -> int:
         summaries.setdefault(r.server, {})
     for name in summaries:
         summaries[name] = summarise([r for r in results if r.server == name])
-    compared = (
-        ratios(summaries["lanchat"], summaries["ncat"])
-        if "lanchat" in summaries and "ncat" in summaries
-        else None
-    )
+    compared = None
+    footnotes: list[str] = []
+    if "lanchat" in summaries and "ncat" in summaries:
+        compared = ratios(summaries["lanchat"], summaries["ncat"])
+        windows = {r.server: r.connect_window for r in results}
+        if windows["lanchat"] != windows["ncat"]:
+            # Different connect procedures: their times are not to be divided.
+            for key in ("connect_s", "ready_s"):
+                if key in compared:
+                    compared[key] = None
+            footnotes.append(
+                f"connect and ready times are not compared: {_pacing(windows['lanchat'])} for "
+                f"lanchat, {_pacing(windows['ncat'])} for ncat (--connect-window)"
+            )
     if args.json:
         out = {
             "config": {**vars(args), "load": load.__dict__},
@@ -252,4 +268,6 @@ def main(argv: list[str] | None = None) -> int:
         print(render_runs(results))
         print()
         print(render_summary(summaries, compared, "connect" if load.connect_only else load.mode))
+        for note in footnotes:
+            print(f"* {note}")
     return Exit.OK if all(r.ok for r in results) else Exit.RUN_FAILED

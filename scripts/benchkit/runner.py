@@ -360,6 +360,9 @@ def _notes(load: Load, facts: dict[str, Any], closed: dict[str, int]) -> list[st
         notes.append("connect failures" + _why({"failed": facts["failed"]}))
     if results and not all(r.get("drained", True) for r in results):
         notes.append(f"not every line had arrived {load.drain:g} s after the load stopped")
+    capped = sum(r.get("capped", 0) for r in results)
+    if capped:
+        notes.append(f"{capped} senders stopped at --max-lines {load.max_lines} before the end")
     garbage = sum(r.get("garbage_bytes", 0) for r in results)
     if garbage:
         notes.append(f"{garbage} bytes without a line end were dropped")

@@ -699,5 +699,6 @@ def _load(worker: Worker, plan: dict[str, Any]) -> dict[str, Any]:
         "max_latency_ns": acct.max_latency_ns,
         "cpu_s": cpu1 - cpu0,
         "drained": drained,
+        "capped": sum(1 for c in worker.senders if c.seq >= worker.cfg.max_lines),
         "rate_lag_ms": worker.rate_lag_ns / 1e6,
     }
