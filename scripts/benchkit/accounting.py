@@ -12,7 +12,7 @@ from __future__ import annotations
 from .payload import MARK, PROBE_MARK, PayloadFormat, Verdict
 
 # Bounds that keep a misbehaving relay from costing the generator unbounded memory.
-MAX_PARTIAL_LINE = 64 * 1024  # bytes held without a newline before they are dropped as garbage
+MAX_PARTIAL_LINE = 1 << 20  # bytes held without a newline before they are dropped as garbage
 MAX_CACHE = 200_000  # validated payloads remembered (each line reaches N-1 receivers)
 MAX_GAP = 1_000_000  # a corrupted line may only be attributed this far ahead
 TILDE = b"~"  # the first byte of MARK and of PROBE_MARK
@@ -59,7 +59,7 @@ class Accounting:
         self.cache: dict[bytes, tuple[bytes, int, int]] = {}
         self.seen = 0  # distinct (receiver, sender, seq) arrived, intact or attributed
         self.delivered = 0  # distinct intact deliveries (echoes excluded)
-        self.corrupted = 0  # lines holding the marker that are not one intact payload
+        self.corrupted = 0  # payloads found damaged (marker present, payload not intact)
         self.corrupted_attributed = 0
         self.duplicates = 0
         self.reordered = 0

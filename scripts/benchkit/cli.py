@@ -7,14 +7,15 @@ import json
 import signal
 import sys
 from collections.abc import Callable
+from dataclasses import asdict
 from enum import IntEnum
 from typing import Any
 
 from . import procfs
 from .payload import KINDS, MAX_LINE_BYTES, MAX_SENDERS, MAX_SEQ, MIN_LINE_BYTES
 from .report import render_runs, render_summary
-from .results import RunResult, Spread, ratios, summarise
-from .runner import Load, run_once
+from .results import Load, RunResult, Spread, ratios, summarise
+from .runner import run_once
 from .servers import BenchError, Server, external_server, start_lanchat, start_ncat
 
 MAX_CLIENTS = 60_000  # sender ids have 4 hex digits, and ports run out near 64k anyway
@@ -213,6 +214,29 @@ def describe(load: Load, kind: str) -> str:
     )
 
 
+def compare(
+    results: list[RunResult],
+) -> tuple[dict[str, dict[str, Spread]], dict[str, float | None] | None, list[str]]:
+    """Per server the summary of its runs; with both servers the ratios, and why some are not."""
+    servers = dict.fromkeys(r.server for r in results)  # in order of appearance
+    summaries = {s: summarise([r for r in results if r.server == s]) for s in servers}
+    if "lanchat" not in summaries or "ncat" not in summaries:
+        return summaries, None, []
+    compared = ratios(summaries["lanchat"], summaries["ncat"])
+    windows = {r.server: r.connect_window for r in results}
+    if windows["lanchat"] == windows["ncat"]:
+        return summaries, compared, []
+    # Different connect procedures: their times are not to be divided.
+    for key in ("connect_s", "ready_s"):
+        if key in compared:
+            compared[key] = None
+    note = (
+        f"connect and ready times are not compared: {_pacing(windows['lanchat'])} for lanchat, "
+        f"{_pacing(windows['ncat'])} for ncat (--connect-window)"
+    )
+    return summaries, compared, [note]
+
+
 def _pacing(window: int) -> str:
     """How clients were connected, in words."""
     return "all at once" if window == 0 else f"{window} at a time"
@@ -237,28 +261,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("bench: interrupted", file=sys.stderr)
         return Exit.INTERRUPTED
-    summaries: dict[str, dict[str, Spread]] = {}
-    for r in results:
-        summaries.setdefault(r.server, {})
-    for name in summaries:
-        summaries[name] = summarise([r for r in results if r.server == name])
-    compared = None
-    footnotes: list[str] = []
-    if "lanchat" in summaries and "ncat" in summaries:
-        compared = ratios(summaries["lanchat"], summaries["ncat"])
-        windows = {r.server: r.connect_window for r in results}
-        if windows["lanchat"] != windows["ncat"]:
-            # Different connect procedures: their times are not to be divided.
-            for key in ("connect_s", "ready_s"):
-                if key in compared:
-                    compared[key] = None
-            footnotes.append(
-                f"connect and ready times are not compared: {_pacing(windows['lanchat'])} for "
-                f"lanchat, {_pacing(windows['ncat'])} for ncat (--connect-window)"
-            )
+    summaries, compared, footnotes = compare(results)
     if args.json:
         out = {
-            "config": {**vars(args), "load": load.__dict__},
+            "config": {**vars(args), "load": asdict(load)},
             "runs": [r.to_dict() for r in results],
             "summary": {s: {k: v.to_dict() for k, v in f.items()} for s, f in summaries.items()},
             "ratios": compared,

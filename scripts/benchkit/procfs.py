@@ -1,11 +1,15 @@
-"""What /proc says about a server process (CPU, memory, threads, descriptors) and the machine."""
+"""What /proc says about a server process (CPU, memory, threads, descriptors) and the machine,
+and who used the CPU between two moments."""
 
 from __future__ import annotations
 
 import os
+import resource
+import time
 from dataclasses import dataclass
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+SATURATED = 0.9  # a share of a core (or of the machine) above which we call it the limit
 
 
 @dataclass(frozen=True)
@@ -71,3 +75,59 @@ def machine_cpu() -> tuple[float, float]:
 def cpu_count() -> int:
     """Cores this process may run on."""
     return len(os.sched_getaffinity(0))
+
+
+@dataclass(frozen=True)
+class Mark:
+    """The server, the machine and the coordinator at one moment."""
+
+    at: float
+    server: ProcSample | None
+    machine: tuple[float, float]  # busy, total CPU seconds of the machine
+    own_cpu: float
+
+    @classmethod
+    def take(cls, pid: int | None) -> Mark:
+        """Look now at the server ``pid`` (if known), the machine and this process."""
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return cls(
+            at=time.monotonic(),
+            server=sample_process(pid) if pid else None,
+            machine=machine_cpu(),
+            own_cpu=usage.ru_utime + usage.ru_stime,
+        )
+
+
+@dataclass(frozen=True)
+class Interval:
+    """Who used the CPU between two marks: what limited the figures measured in between."""
+
+    wall: float
+    server_cpu: float | None
+    machine_busy: float | None  # share of all cores
+    generator_cpu: float  # every generator process and the coordinator, in cores
+    busiest: float  # the busiest generator process, in cores
+
+    @classmethod
+    def between(cls, m0: Mark, m1: Mark, worker_cpu: list[float]) -> Interval:
+        """The interval from ``m0`` to ``m1``; ``worker_cpu`` is each worker's CPU in it."""
+        wall = max(m1.at - m0.at, 1e-9)
+        server_cpu = None
+        if m0.server is not None and m1.server is not None:
+            server_cpu = m1.server.cpu_s - m0.server.cpu_s
+        whole = m1.machine[1] - m0.machine[1]
+        busy = (m1.machine[0] - m0.machine[0]) / whole if whole > 0 else None
+        gen = (sum(worker_cpu) + m1.own_cpu - m0.own_cpu) / wall
+        return cls(wall, server_cpu, busy, gen, max(worker_cpu, default=0.0) / wall)
+
+    def limit(self) -> str | None:
+        """server, generator, cpu (the two together fill the machine) or pace (neither)."""
+        if self.server_cpu is None:
+            return None
+        if self.server_cpu / self.wall >= SATURATED:
+            return "server"
+        if self.busiest >= SATURATED:
+            return "generator"
+        if self.machine_busy is not None and self.machine_busy >= SATURATED:
+            return "cpu"
+        return "pace"

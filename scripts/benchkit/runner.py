@@ -6,48 +6,24 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import os
-import resource
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 from typing import Any
 
 from . import procfs
-from .results import RunResult, merge_histograms, percentile_ms
+from .phases import run_worker
+from .procfs import Interval, Mark
+from .results import Load, RunResult, make_result, why
 from .servers import BenchError, Server
-from .worker import Shared, WorkerConfig, run_worker
+from .shared import Shared
+from .worker import WorkerConfig
 
 SAMPLE_EVERY = 0.1  # seconds between RSS samples of the server
 START_MARGIN = 0.1  # seconds between "go" and the first line, so every worker is waiting
 JOIN_TIMEOUT = 5.0  # seconds for a generator process to exit once told to
 NCAT_CONNECT_WINDOW = 8  # below ncat's listen backlog of 10
-SATURATED = 0.9  # a share of a core (or of the machine) above which we call it the limit
-RATE_LAG_NOTE_MS = 10  # rate mode: falling further behind the schedule than this is noted
-
-
-@dataclass(frozen=True)
-class Load:
-    """The load of a run, identical for every server it is run against."""
-
-    kind: str
-    clients: int
-    senders: int
-    mode: str
-    window: int
-    rate: float
-    max_lines: int
-    line_bytes: int
-    warmup: float
-    duration: float
-    drain: float
-    connect_only: bool
-    hold: float
-    procs: int
-    setup_timeout: float
-    connect_window: int | None  # None: the server's default (see connect_window_for)
-    kernel_time: bool
 
 
 class RunFailed(Exception):
@@ -199,8 +175,8 @@ def run_once(server: Server, load: Load, kind: str, run: int) -> RunResult:
         error = str(exc)
     finally:
         gen.close()
-    return _result(
-        server=server,
+    return make_result(
+        server=server.name,
         load=load,
         kind=kind,
         run=run,
@@ -212,62 +188,6 @@ def run_once(server: Server, load: Load, kind: str, run: int) -> RunResult:
     )
 
 
-@dataclass(frozen=True)
-class Mark:
-    """The server, the machine and the coordinator at one moment."""
-
-    at: float
-    server: procfs.ProcSample | None
-    machine: tuple[float, float]  # busy, total CPU seconds of the machine
-    own_cpu: float
-
-    @classmethod
-    def take(cls, server: Server) -> Mark:
-        """Look now."""
-        usage = resource.getrusage(resource.RUSAGE_SELF)
-        return cls(
-            at=time.monotonic(),
-            server=procfs.sample_process(server.pid) if server.pid else None,
-            machine=procfs.machine_cpu(),
-            own_cpu=usage.ru_utime + usage.ru_stime,
-        )
-
-
-@dataclass(frozen=True)
-class Interval:
-    """Who used the CPU between two marks: what limited the figures measured in between."""
-
-    wall: float
-    server_cpu: float | None
-    machine_busy: float | None  # share of all cores
-    generator_cpu: float  # every generator process and the coordinator, in cores
-    busiest: float  # the busiest generator process, in cores
-
-    @classmethod
-    def between(cls, m0: Mark, m1: Mark, worker_cpu: list[float]) -> Interval:
-        """The interval from ``m0`` to ``m1``; ``worker_cpu`` is each worker's CPU in it."""
-        wall = max(m1.at - m0.at, 1e-9)
-        server_cpu = None
-        if m0.server is not None and m1.server is not None:
-            server_cpu = m1.server.cpu_s - m0.server.cpu_s
-        whole = m1.machine[1] - m0.machine[1]
-        busy = (m1.machine[0] - m0.machine[0]) / whole if whole > 0 else None
-        gen = (sum(worker_cpu) + m1.own_cpu - m0.own_cpu) / wall
-        return cls(wall, server_cpu, busy, gen, max(worker_cpu, default=0.0) / wall)
-
-    def limit(self) -> str | None:
-        """server, generator, cpu (the two together fill the machine) or pace (neither)."""
-        if self.server_cpu is None:
-            return None
-        if self.server_cpu / self.wall >= SATURATED:
-            return "server"
-        if self.busiest >= SATURATED:
-            return "generator"
-        if self.machine_busy is not None and self.machine_busy >= SATURATED:
-            return "cpu"
-        return "pace"
-
-
 def _drive(gen: _Generator, load: Load, facts: dict[str, Any]) -> None:
     """Take the workers through the phases, recording what is known in ``facts``."""
     setup = load.setup_timeout
@@ -275,7 +195,7 @@ def _drive(gen: _Generator, load: Load, facts: dict[str, Any]) -> None:
     problems = [u["problem"] for u in ups if u["problem"]]
     if problems:
         raise BenchError(f"the generator {problems[0]}; raise the hard limit (ulimit -Hn)")
-    before = Mark.take(gen.server)
+    before = Mark.take(gen.server.pid)
     gen.tell("connect")
     connected = gen.gather("connected", before.at + setup + 30)
     facts["connected"] = sum(c["connected"] for c in connected)
@@ -289,7 +209,7 @@ def _drive(gen: _Generator, load: Load, facts: dict[str, Any]) -> None:
     facts["silent"] = sum(c["silent"] for c in connected)
     gen.tell("probe")
     ready = gen.gather("ready", time.monotonic() + setup + 30)
-    after = Mark.take(gen.server)
+    after = Mark.take(gen.server.pid)
     facts["ready_clients"] = sum(r["clients"] for r in ready)
     if all(r["ready"] for r in ready):
         facts["ready_s"] = max(r["at"] for r in ready) - before.at
@@ -303,7 +223,7 @@ def _drive(gen: _Generator, load: Load, facts: dict[str, Any]) -> None:
         return
     if facts["connected"] < load.clients:
         raise RunFailed(
-            f"only {facts['connected']} of {load.clients} clients connected{_why(facts)}"
+            f"only {facts['connected']} of {load.clients} clients connected{why(facts)}"
         )
     if "ready_s" not in facts:
         raise RunFailed(
@@ -311,13 +231,6 @@ def _drive(gen: _Generator, load: Load, facts: dict[str, Any]) -> None:
             f"within {setup:g} s"
         )
     _load(gen, load, facts)
-
-
-def _why(facts: dict[str, Any]) -> str:
-    """' (ECONNREFUSED x3, ...)' from the connect failures and refusals, or ''."""
-    parts = [f"{name} x{count}" for name, count in sorted(facts.get("failed", {}).items())]
-    parts += facts.get("refusals", [])[:2]
-    return f" ({', '.join(parts)})" if parts else ""
 
 
 def _load(gen: _Generator, load: Load, facts: dict[str, Any]) -> None:
@@ -331,7 +244,7 @@ def _load(gen: _Generator, load: Load, facts: dict[str, Any]) -> None:
 
     def tick() -> None:
         if len(marks) < 2 and time.monotonic() >= (m0, m1)[len(marks)]:
-            marks.append(Mark.take(gen.server))
+            marks.append(Mark.take(gen.server.pid))
 
     results = gen.gather("result", m1 + load.drain + 30, tick, (m0, m1))
     facts["results"] = results
@@ -346,120 +259,3 @@ def _server_after(gen: _Generator, facts: dict[str, Any]) -> None:
     if pid is not None:
         facts["server_end"] = procfs.sample_process(pid)
         facts["server_fd_limit"] = procfs.fd_limit(pid)
-
-
-def _notes(load: Load, facts: dict[str, Any], closed: dict[str, int]) -> list[str]:
-    """Sentences about anything unusual in the run."""
-    results: list[dict[str, Any]] = facts.get("results", [])
-    notes = []
-    if closed:
-        notes.append("closed by the server: " + ", ".join(f"{k} x{v}" for k, v in closed.items()))
-    if facts.get("silent"):
-        notes.append(f"{facts['silent']} clients heard nothing from the server on connecting")
-    if facts.get("failed"):
-        notes.append("connect failures" + _why({"failed": facts["failed"]}))
-    if results and not all(r.get("drained", True) for r in results):
-        notes.append(f"not every line had arrived {load.drain:g} s after the load stopped")
-    capped = sum(r.get("capped", 0) for r in results)
-    if capped:
-        notes.append(f"{capped} senders stopped at --max-lines {load.max_lines} before the end")
-    garbage = sum(r.get("garbage_bytes", 0) for r in results)
-    if garbage:
-        notes.append(f"{garbage} bytes without a line end were dropped")
-    lag = max((r.get("rate_lag_ms", 0.0) for r in results), default=0.0)
-    if lag > RATE_LAG_NOTE_MS:
-        notes.append(f"the generator fell up to {lag:.0f} ms behind the rate")
-    return notes
-
-
-def _result(
-    *,
-    server: Server,
-    load: Load,
-    kind: str,
-    run: int,
-    connect_window: int,
-    facts: dict[str, Any],
-    rss_peak_kb: int,
-    fds_peak: int,
-    error: str | None,
-) -> RunResult:
-    """Put the workers' reports and the server samples together."""
-    results: list[dict[str, Any]] = facts.get("results", [])
-
-    def total(key: str) -> int:
-        return int(sum(r.get(key, 0) for r in results))
-
-    closed: dict[str, int] = {}
-    for r in results:
-        for how, count in r.get("closed", {}).items():
-            closed[how] = closed.get(how, 0) + count
-    hist = merge_histograms([r.get("latency_us", {}) for r in results])
-    max_ns = max((r.get("max_latency_ns", 0) for r in results), default=0)
-    measured = total("measured")
-    span: Interval | None = facts.get("interval")
-    wall = span.wall if span is not None else 0.0
-    server_cpu = span.server_cpu if span is not None else None
-    loaded = not load.connect_only and span is not None
-    end: procfs.ProcSample | None = facts.get("server_end")
-    expected = total("expected")
-    return RunResult(
-        server=server.name,
-        run=run,
-        ok=error is None,
-        error=error,
-        kind=kind,
-        mode="connect" if load.connect_only else load.mode,
-        clients=load.clients,
-        senders=load.senders,
-        window=load.window,
-        rate=load.rate,
-        line_bytes=load.line_bytes,
-        procs=load.procs,
-        connect_window=connect_window,
-        latency_clock="kernel" if load.kernel_time else "read",
-        warmup_s=load.warmup,
-        duration_s=_round(wall) if loaded else None,
-        connect_s=_round(facts.get("connect_s")),
-        ready_s=_round(facts.get("ready_s")),
-        connected=facts.get("connected", 0),
-        ready_clients=facts.get("ready_clients", 0),
-        still_open=total("still_open"),
-        sent=sum(sum(r.get("sent", {}).values()) for r in results),
-        expected=expected,
-        delivered=total("delivered"),
-        lost=max(expected - total("seen"), 0),
-        duplicates=total("duplicates"),
-        reordered=total("reordered"),
-        corrupted=total("corrupted"),
-        corrupted_attributed=total("corrupted_attributed"),
-        disconnected=sum(closed.values()),
-        measured_deliveries=measured,
-        deliveries_per_s=_round(measured / wall) if loaded else None,
-        lines_per_s=_round(total("measured_lines") / wall) if loaded else None,
-        latency_p50_ms=percentile_ms(hist, 0.50),
-        latency_p95_ms=percentile_ms(hist, 0.95),
-        latency_p99_ms=percentile_ms(hist, 0.99),
-        latency_max_ms=_round(max_ns / 1e6) if hist else None,
-        server_cpu_s=_round(server_cpu),
-        server_us_per_delivery=(
-            _round(server_cpu / measured * 1e6) if loaded and server_cpu and measured else None
-        ),
-        server_cpu_util=_round(server_cpu / wall) if server_cpu is not None and wall else None,
-        server_peak_rss_mb=_round(end.hwm_kb / 1024) if end is not None else None,
-        server_max_rss_mb=_round(rss_peak_kb / 1024) if rss_peak_kb else None,
-        server_threads=end.threads if end is not None else None,
-        server_fds=end.fds if end is not None else None,
-        server_max_fds=fds_peak or None,
-        server_fd_limit=facts.get("server_fd_limit"),
-        generator_cpu_util=_round(span.generator_cpu) if span is not None else None,
-        generator_max_proc_util=_round(span.busiest) if span is not None else None,
-        machine_busy=_round(span.machine_busy) if span is not None else None,
-        limit=span.limit() if span is not None else None,
-        notes=_notes(load, facts, closed),
-    )
-
-
-def _round(value: float | None, digits: int = 4) -> float | None:
-    """``value`` rounded for reading, None kept."""
-    return None if value is None else round(value, digits)

@@ -11,11 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import mmap
 import os
-import resource
 import select
-import signal
 import socket
 import struct
 import time
@@ -26,6 +23,7 @@ from typing import Any
 
 from .accounting import Accounting, Receiver
 from .payload import PayloadFormat, frame, frame_type, hello_line, probe_text, sender_id
+from .shared import Shared
 
 RECV_BYTES = 256 * 1024
 FLOOD_BATCH = 256  # lines per write in flood mode: enough to keep the socket full
@@ -33,8 +31,6 @@ MAX_SENDS_PER_TURN = 10_000  # rate mode: lines sent in one loop turn when behin
 TICK = 0.05  # longest sleep in the event loop, so control messages and deadlines are seen
 PROBE_INTERVAL = 0.1  # seconds between set-up probe rounds
 CONFIRM_AFTER = 0.5  # seconds after which a connected client the server is silent to counts
-FD_MARGIN = 64  # descriptors beyond the sockets (pipes, epoll, stdio)
-FAR = 1 << 62  # "every line": the done mark of a worker with no receivers for a sender
 SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)  # Linux; Python does not name it
 STAMP_SPACE = socket.CMSG_SPACE(16)  # one struct timespec
 EPOLL_IN = select.EPOLLIN | select.EPOLLRDHUP
@@ -60,50 +56,6 @@ class WorkerConfig:
     setup_timeout: float
     connect_window: int  # connections not yet confirmed by the server at once; 0: no limit
     kernel_time: bool  # time arrivals by the kernel's receive stamp, not by when we read them
-
-
-class Shared:
-    """Counters shared by all workers of one run (an anonymous shared mapping, made before fork)."""
-
-    def __init__(self, senders: int, procs: int) -> None:
-        """Room for ``senders`` sent counts, ``procs`` x ``senders`` done marks, ``procs`` flags."""
-        self.senders = senders
-        self.procs = procs
-        self._map = mmap.mmap(-1, 8 * (senders + procs * senders + procs))
-        self.view = memoryview(self._map).cast("q")
-
-    def set_sent(self, sender: int, count: int) -> None:
-        """Publish how many lines ``sender`` has sent."""
-        self.view[sender] = count
-
-    def sent(self, sender: int) -> int:
-        """How many lines ``sender`` has sent."""
-        return int(self.view[sender])
-
-    def start_windows(self, clients: int) -> None:
-        """Window mode: no line is done yet, except for workers that hold no receiver of it."""
-        for worker in range(self.procs):
-            for sender in range(self.senders):
-                holds = any(i != sender for i in range(worker, clients, self.procs))
-                self.set_done(worker, sender, 0 if holds else FAR)
-
-    def set_done(self, worker: int, sender: int, count: int) -> None:
-        """Publish that ``worker``'s receivers all have lines ``0 .. count-1`` of ``sender``."""
-        self.view[self.senders + worker * self.senders + sender] = count
-
-    def done(self, sender: int) -> int:
-        """How many lines of ``sender`` have reached every receiver, in every worker."""
-        base = self.senders + sender
-        return int(min(self.view[base + w * self.senders] for w in range(self.procs)))
-
-    def set_stopped(self, worker: int) -> None:
-        """``worker`` will send no more: its senders' counts are final."""
-        self.view[self.senders * (1 + self.procs) + worker] = 1
-
-    def all_stopped(self) -> bool:
-        """Whether every worker has stopped sending."""
-        base = self.senders * (1 + self.procs)
-        return all(self.view[base + w] for w in range(self.procs))
 
 
 class Client:
@@ -138,18 +90,6 @@ class Client:
         self.closed = False
         self.writing = False  # registered for EPOLLOUT
         self.pending = b""  # lanchat: bytes read before the welcome frame
-
-
-def raise_fd_limit(needed: int) -> str | None:
-    """Raise this process's descriptor limit to ``needed``; a sentence if that is impossible."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft >= needed:
-        return None
-    try:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (needed, max(hard, needed)))
-    except (ValueError, OSError):
-        return f"needs {needed} open files but the limit is {soft} (hard {hard})"
-    return None
 
 
 class Worker:
@@ -576,129 +516,3 @@ def _clock_offset() -> int:
         b = time.monotonic_ns()
         readings.append((b - a, (a + b) // 2 - wall))
     return min(readings)[1]
-
-
-def _cpu_seconds() -> float:
-    """CPU time (user + system) this process has used."""
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
-def run_worker(
-    cfg: WorkerConfig, conn: Connection, shared: Shared, wake_fds: list[tuple[int, int]]
-) -> None:
-    """The body of a worker process: follow the coordinator's phases, then report."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the coordinator's to handle
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the coordinator's handler is not ours
-    worker = Worker(cfg, conn, shared, wake_fds)
-    try:
-        _phases(worker, cfg, conn)
-    except SystemExit:
-        raise
-    except Exception as exc:  # report any failure in words; the coordinator prints it once
-        with contextlib.suppress(OSError):
-            conn.send(("error", f"worker {cfg.index}: {type(exc).__name__}: {exc}"))
-        raise SystemExit(1) from None
-    finally:
-        worker.close_all()
-
-
-def _phases(worker: Worker, cfg: WorkerConfig, conn: Connection) -> None:
-    """Connect, probe, then run or hold, report, and wait to be told to close."""
-    problem = raise_fd_limit(len(range(cfg.index, cfg.clients, cfg.procs)) + FD_MARGIN)
-    worker.ep.register(conn.fileno(), select.EPOLLIN)
-    worker.ep.register(worker.wake_read, select.EPOLLIN)
-    conn.send(("up", {"problem": problem, "cpu": _cpu_seconds()}))
-    if problem:
-        return
-    worker.await_command("connect", 60)
-    worker.connect_all()
-    conn.send(
-        (
-            "connected",
-            {
-                "connected": sum(1 for c in worker.clients if c.connected and not c.closed),
-                "failed": dict(worker.failed),
-                "closed": dict(worker.closed),
-                "refusals": list(worker.refusals),
-                "silent": worker.silent,
-                "at": time.monotonic(),
-            },
-        )
-    )
-    worker.await_command("probe", cfg.setup_timeout + 60)
-    worker.probing = cfg.index == 0
-    deadline = time.monotonic() + cfg.setup_timeout
-    ready = worker.loop(worker.local_ready, deadline)
-    conn.send(
-        (
-            "ready",
-            {
-                "ready": ready,
-                "at": time.monotonic(),
-                "cpu": _cpu_seconds(),
-                "clients": sum(1 for c in worker.clients if c.rcv.saw_probe or c.index == 0),
-            },
-        )
-    )
-    worker.loop(lambda: worker.command("go"), deadline + 60)
-    worker.probing = False
-    _, plan = worker.take("go")
-    result = _hold(worker, plan["hold"]) if plan["hold"] is not None else _load(worker, plan)
-    result.update(
-        connected=sum(1 for c in worker.clients if c.connected),
-        failed=dict(worker.failed),
-        closed=dict(worker.closed),
-        still_open=sum(1 for c in worker.clients if not c.closed),
-    )
-    conn.send(("result", result))
-    worker.await_command("close", 120)
-
-
-def _hold(worker: Worker, until: float) -> dict[str, Any]:
-    """Connect-only: keep every connection open, reading, until ``until``."""
-    worker.loop(lambda: False, until)
-    return {}
-
-
-def _load(worker: Worker, plan: dict[str, Any]) -> dict[str, Any]:
-    """Send from ``t0``, measure from ``m0`` to ``m1``, then drain until ``drain_until``."""
-    t0, m0, m1, drain_until = plan["t0"], plan["m0"], plan["m1"], plan["drain_until"]
-    acct = worker.acct
-    worker.prepare()
-    worker.loop(lambda: False, t0)
-    worker.start_sending(t0)
-    worker.loop(lambda: False, m0, timer=m0)
-    acct.measuring = True
-    cpu0 = _cpu_seconds()
-    lines0 = sum(c.seq for c in worker.senders)
-    worker.loop(lambda: False, m1, timer=m1)
-    acct.measuring = False
-    cpu1 = _cpu_seconds()
-    lines1 = sum(c.seq for c in worker.senders)
-    worker.stop_sending()
-    drained = worker.loop(
-        lambda: worker.shared.all_stopped() and acct.seen >= worker.expected_local(),
-        drain_until,
-    )
-    sent = {c.index: c.seq for c in worker.senders}
-    return {
-        "sent": sent,
-        "expected": worker.expected_local(),
-        "seen": acct.seen,
-        "delivered": acct.delivered,
-        "measured": acct.measured,
-        "measured_lines": lines1 - lines0,
-        "corrupted": acct.corrupted,
-        "corrupted_attributed": acct.corrupted_attributed,
-        "duplicates": acct.duplicates,
-        "reordered": acct.reordered,
-        "echoes": acct.echoes,
-        "garbage_bytes": acct.garbage_bytes,
-        "latency_us": acct.latency_us,
-        "max_latency_ns": acct.max_latency_ns,
-        "cpu_s": cpu1 - cpu0,
-        "drained": drained,
-        "capped": sum(1 for c in worker.senders if c.seq >= worker.cfg.max_lines),
-        "rate_lag_ms": worker.rate_lag_ns / 1e6,
-    }
