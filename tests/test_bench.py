@@ -31,7 +31,7 @@ RUN_KEYS = {
     "latency_p95_ms", "latency_p99_ms", "latency_max_ms", "server_cpu_s",
     "server_us_per_delivery", "server_cpu_util", "server_peak_rss_mb", "server_max_rss_mb",
     "server_threads", "server_fds", "server_max_fds", "server_fd_limit", "generator_cpu_util",
-    "generator_max_proc_util", "machine_busy", "limit", "notes",
+    "generator_max_proc_util", "machine_busy", "other_cpu_util", "limit", "notes",
 }  # fmt: skip
 SPREAD_KEYS = {"median", "min", "max", "runs"}
 

@@ -63,13 +63,23 @@ def fd_limit(pid: int) -> int | None:
     return None
 
 
-def machine_cpu() -> tuple[float, float]:
-    """Busy and total CPU time of the whole machine so far, in seconds (from /proc/stat)."""
+@dataclass(frozen=True)
+class MachineCPU:
+    """CPU time of the whole machine so far, in seconds (from /proc/stat)."""
+
+    processes: float  # user + nice + system: time charged to processes
+    busy: float  # everything but idle and iowait (interrupts, steal too)
+    total: float
+
+
+def machine_cpu() -> MachineCPU:
+    """The machine's CPU time so far."""
     with open("/proc/stat") as f:
-        values = [int(v) for v in f.readline().split()[1:]]
-    idle = values[3] + (values[4] if len(values) > 4 else 0)  # idle + iowait
+        values = [int(v) for v in f.readline().split()[1:]] + [0] * 8
+    idle = values[3] + values[4]  # idle + iowait
     total = sum(values[:8])  # guest time is already counted in user time
-    return (total - idle) / CLOCK_TICKS, total / CLOCK_TICKS
+    processes = values[0] + values[1] + values[2]
+    return MachineCPU(processes / CLOCK_TICKS, (total - idle) / CLOCK_TICKS, total / CLOCK_TICKS)
 
 
 def cpu_count() -> int:
@@ -83,7 +93,7 @@ class Mark:
 
     at: float
     server: ProcSample | None
-    machine: tuple[float, float]  # busy, total CPU seconds of the machine
+    machine: MachineCPU
     own_cpu: float
 
     @classmethod
@@ -107,6 +117,7 @@ class Interval:
     machine_busy: float | None  # share of all cores
     generator_cpu: float  # every generator process and the coordinator, in cores
     busiest: float  # the busiest generator process, in cores
+    others: float | None  # every other process on the machine, in cores (needs the server's)
 
     @classmethod
     def between(cls, m0: Mark, m1: Mark, worker_cpu: list[float]) -> Interval:
@@ -115,10 +126,15 @@ class Interval:
         server_cpu = None
         if m0.server is not None and m1.server is not None:
             server_cpu = m1.server.cpu_s - m0.server.cpu_s
-        whole = m1.machine[1] - m0.machine[1]
-        busy = (m1.machine[0] - m0.machine[0]) / whole if whole > 0 else None
+        whole = m1.machine.total - m0.machine.total
+        busy = (m1.machine.busy - m0.machine.busy) / whole if whole > 0 else None
         gen = (sum(worker_cpu) + m1.own_cpu - m0.own_cpu) / wall
-        return cls(wall, server_cpu, busy, gen, max(worker_cpu, default=0.0) / wall)
+        others = None
+        if server_cpu is not None:
+            # Ticks are coarse (10 ms): a small negative remainder means nobody else.
+            charged = m1.machine.processes - m0.machine.processes
+            others = max((charged - server_cpu) / wall - gen, 0.0)
+        return cls(wall, server_cpu, busy, gen, max(worker_cpu, default=0.0) / wall, others)
 
     def limit(self) -> str | None:
         """server, generator, cpu (the two together fill the machine) or pace (neither)."""

@@ -10,6 +10,7 @@ from typing import Any
 from . import procfs
 
 RATE_LAG_NOTE_MS = 10  # rate mode: falling further behind the schedule than this is noted
+DISTURBED = 0.1  # cores used by other processes during a run above which it is noted
 
 # The figures summarised over runs and compared between servers (lanchat / ncat), in table order:
 # key, label. Load runs and connect-only runs have their own.
@@ -32,6 +33,7 @@ LOAD_FIGURES: tuple[tuple[str, str], ...] = (
     ("generator_cpu_util", "generator CPU (cores)"),
     ("generator_max_proc_util", "busiest generator process"),
     ("machine_busy", "machine busy (share)"),
+    ("other_cpu_util", "other processes (cores)"),
 )
 CONNECT_FIGURES: tuple[tuple[str, str], ...] = (
     ("connect_s", "connect s"),
@@ -109,6 +111,7 @@ class RunResult:
     generator_cpu_util: float | None
     generator_max_proc_util: float | None
     machine_busy: float | None
+    other_cpu_util: float | None  # other processes on the machine meanwhile, in cores
     limit: str | None  # server | generator | cpu | pace: what held the figures back
     notes: list[str] = field(default_factory=list)
 
@@ -217,6 +220,11 @@ def _notes(load: Load, facts: dict[str, Any], closed: dict[str, int]) -> list[st
         notes.append("connect failures" + why({"failed": facts["failed"]}))
     if results and not all(r.get("drained", True) for r in results):
         notes.append(f"not every line had arrived {load.drain:g} s after the load stopped")
+    span: procfs.Interval | None = facts.get("interval")
+    if span is not None and span.others is not None and span.others > DISTURBED:
+        notes.append(
+            f"other processes used {span.others:.2f} cores meanwhile: the figures are disturbed"
+        )
     capped = sum(r.get("capped", 0) for r in results)
     if capped:
         notes.append(f"{capped} senders stopped at --max-lines {load.max_lines} before the end")
@@ -312,6 +320,7 @@ def make_result(
         generator_cpu_util=_round(span.generator_cpu) if span is not None else None,
         generator_max_proc_util=_round(span.busiest) if span is not None else None,
         machine_busy=_round(span.machine_busy) if span is not None else None,
+        other_cpu_util=_round(span.others) if span is not None else None,
         limit=span.limit() if span is not None else None,
         notes=_notes(load, facts, closed),
     )
