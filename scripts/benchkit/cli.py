@@ -107,6 +107,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="arrival time: when the kernel queued the data (default), or when it was read",
     )
     p.add_argument("--setup-timeout", type=_positive(float), default=30.0, help="connect/probe s")
+    p.add_argument(
+        "--wait-quiet",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="before each run wait up to S s for the machine to be idle (shared machines)",
+    )
     p.add_argument("--ncat", default="ncat", help="the ncat program (default: ncat on PATH)")
     p.add_argument("--json", action="store_true", help="print JSON only on stdout")
     return p
@@ -126,6 +133,8 @@ def make_load(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Load
         parser.error(f"--max-lines cannot exceed {MAX_SEQ + 1}")
     if args.connect_window is not None and args.connect_window < 0:
         parser.error("--connect-window cannot be negative")
+    if args.wait_quiet < 0:
+        parser.error("--wait-quiet cannot be negative")
     if args.warmup < 0:
         parser.error("--warmup cannot be negative")
     if args.pid is not None and args.address is None:
@@ -188,9 +197,11 @@ def execute(args: argparse.Namespace, load: Load) -> list[RunResult]:
     for step, name in enumerate(order, 1):
         counts[name] = counts.get(name, 0) + 1
         kind = "raw" if name == "ncat" else load.kind
+        progress(f"[{step}/{len(order)}] {name} #{counts[name]}: {describe(load, kind)}")
+        if args.wait_quiet > 0 and procfs.wait_quiet(args.wait_quiet) is None:
+            progress(f"    the machine was not idle within {args.wait_quiet:g} s; running anyway")
         server = _start(name, args)
         try:
-            progress(f"[{step}/{len(order)}] {name} #{counts[name]}: {describe(load, kind)}")
             result = run_once(server, load, kind, counts[name])
         finally:
             server.stop()

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 SATURATED = 0.9  # a share of a core (or of the machine) above which we call it the limit
+QUIET_WINDOW = 2.0  # seconds the machine must be quiet before a run (--wait-quiet)
+QUIET_CORES = 0.05  # ... using less CPU than this, in cores
 
 
 @dataclass(frozen=True)
@@ -80,6 +82,20 @@ def machine_cpu() -> MachineCPU:
     total = sum(values[:8])  # guest time is already counted in user time
     processes = values[0] + values[1] + values[2]
     return MachineCPU(processes / CLOCK_TICKS, (total - idle) / CLOCK_TICKS, total / CLOCK_TICKS)
+
+
+def wait_quiet(limit: float, window: float = QUIET_WINDOW) -> float | None:
+    """Wait up to ``limit`` s for ``window`` s in which processes use < QUIET_CORES; return how
+    long it took, or None if the machine never was that quiet."""
+    start = time.monotonic()
+    for _ in range(int(limit / window) + 1):  # each round takes one window
+        before = machine_cpu().processes
+        time.sleep(window)  # sampling the machine over an interval, not waiting for an event
+        if (machine_cpu().processes - before) / window < QUIET_CORES:
+            return time.monotonic() - start
+        if time.monotonic() - start >= limit:
+            break
+    return None
 
 
 def cpu_count() -> int:
