@@ -16,7 +16,7 @@ from .payload import KINDS, MAX_LINE_BYTES, MAX_SENDERS, MAX_SEQ, MIN_LINE_BYTES
 from .report import render_runs, render_summary
 from .results import Load, RunResult, Spread, ratios, summarise
 from .runner import run_once
-from .servers import BenchError, Server, external_server, start_lanchat, start_ncat
+from .servers import BenchError, Server, external_server, find_ncat, start_lanchat, start_ncat
 
 MAX_CLIENTS = 60_000  # sender ids have 4 hex digits, and ports run out near 64k anyway
 AUTO_PROCS_FROM = 50  # clients from which the default uses one generator process per core
@@ -193,6 +193,8 @@ def execute(args: argparse.Namespace, load: Load) -> list[RunResult]:
     """Every planned run, each against a fresh server that is stopped afterwards."""
     results: list[RunResult] = []
     order = plan_runs(args)
+    if "ncat" in order:
+        find_ncat(args.ncat)  # before anything starts: a missing ncat is a one-line error
     counts: dict[str, int] = {}
     for step, name in enumerate(order, 1):
         counts[name] = counts.get(name, 0) + 1

@@ -120,11 +120,17 @@ def _accepts(host: str, port: int) -> bool:
         return False
 
 
-def start_ncat(ncat: str = "ncat") -> Server:
-    """A fresh ``ncat --chat`` on a free loopback port, accepting connections."""
+def find_ncat(ncat: str = "ncat") -> str:
+    """The path of the ncat program ``ncat`` (a name on PATH or a path)."""
     exe = shutil.which(ncat)
     if exe is None:
         raise BenchError(f"ncat not found ({ncat}); install Nmap's ncat or pass --ncat PATH")
+    return exe
+
+
+def start_ncat(ncat: str = "ncat") -> Server:
+    """A fresh ``ncat --chat`` on a free loopback port, accepting connections."""
+    exe = find_ncat(ncat)
     for _ in range(PORT_ATTEMPTS):
         port = _free_port(HOST)
         proc = subprocess.Popen(
