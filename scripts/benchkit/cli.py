@@ -19,7 +19,7 @@ from .runner import run_once
 from .servers import BenchError, Server, external_server, find_ncat, start_lanchat, start_ncat
 
 MAX_CLIENTS = 60_000  # sender ids have 4 hex digits, and ports run out near 64k anyway
-AUTO_PROCS_FROM = 50  # clients from which the default uses one generator process per core
+AUTO_PROCS_FROM = 50  # clients from which (with K > 1) the default is a process per core
 MAX_AUTO_PROCS = 4  # ... up to this many: the server needs cores too
 
 EPILOG = """\
@@ -94,7 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--runs", type=_positive(int), help="runs per server (default 3 with --vs, else 1)"
     )
-    p.add_argument("--procs", type=_positive(int), help="generator processes (default: per core)")
+    p.add_argument(
+        "--procs", type=_positive(int), help="generator processes (default: 1 per core if K > 1)"
+    )
     p.add_argument(
         "--connect-window",
         type=int,
@@ -141,7 +143,10 @@ def make_load(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Load
         parser.error("--pid goes with --address")
     if args.kind == "lanchat" and args.server == "ncat":
         parser.error("ncat speaks raw lines only: use --kind raw with --server ncat")
-    procs = args.procs or (min(MAX_AUTO_PROCS, procfs.cpu_count()) if n >= AUTO_PROCS_FROM else 1)
+    # One line in flight (K = 1) gains nothing from more processes, which would only take cores
+    # from the server; many senders need them (measured in docs/performance.md).
+    spread = n >= AUTO_PROCS_FROM and k > 1
+    procs = args.procs or (min(MAX_AUTO_PROCS, procfs.cpu_count()) if spread else 1)
     return Load(
         kind=args.kind,
         clients=n,
