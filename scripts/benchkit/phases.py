@@ -56,7 +56,7 @@ def run_worker(
 
 def _phases(worker: Worker, cfg: WorkerConfig, conn: Connection) -> None:
     """Connect, probe, then run or hold, report, and wait to be told to close."""
-    problem = raise_fd_limit(len(range(cfg.index, cfg.clients, cfg.procs)) + FD_MARGIN)
+    problem = raise_fd_limit(len(range(cfg.index, cfg.load.clients, cfg.load.procs)) + FD_MARGIN)
     worker.ep.register(conn.fileno(), select.EPOLLIN)
     worker.ep.register(worker.wake_read, select.EPOLLIN)
     conn.send(("up", {"problem": problem, "cpu": _cpu_seconds()}))
@@ -77,9 +77,9 @@ def _phases(worker: Worker, cfg: WorkerConfig, conn: Connection) -> None:
             },
         )
     )
-    worker.await_command("probe", cfg.setup_timeout + 60)
+    worker.await_command("probe", cfg.load.setup_timeout + 60)
     worker.probing = cfg.index == 0
-    deadline = time.monotonic() + cfg.setup_timeout
+    deadline = time.monotonic() + cfg.load.setup_timeout
     ready = worker.loop(worker.local_ready, deadline)
     conn.send(
         (
@@ -150,6 +150,6 @@ def _load(worker: Worker, plan: dict[str, Any]) -> dict[str, Any]:
         "max_latency_ns": acct.max_latency_ns,
         "cpu_s": cpu1 - cpu0,
         "drained": drained,
-        "capped": sum(1 for c in worker.senders if c.seq >= worker.cfg.max_lines),
+        "capped": sum(1 for c in worker.senders if c.seq >= worker.cfg.load.max_lines),
         "rate_lag_ms": worker.rate_lag_ns / 1e6,
     }

@@ -51,20 +51,11 @@ class _Generator:
         for index in range(load.procs):
             cfg = WorkerConfig(
                 index=index,
-                procs=load.procs,
                 host=server.host,
                 port=server.port,
                 kind=kind,
-                clients=load.clients,
-                senders=load.senders,
-                mode=load.mode,
-                window=load.window,
-                rate=load.rate,
-                max_lines=load.max_lines,
-                line_bytes=load.line_bytes,
-                setup_timeout=load.setup_timeout,
                 connect_window=connect_window,
-                kernel_time=load.kernel_time,
+                load=load,
             )
             ours, theirs = ctx.Pipe()
             proc = ctx.Process(

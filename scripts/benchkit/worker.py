@@ -23,6 +23,7 @@ from typing import Any
 
 from .accounting import Accounting, Receiver
 from .payload import PayloadFormat, frame, frame_type, hello_line, probe_text, sender_id
+from .results import Load
 from .shared import Shared
 
 RECV_BYTES = 256 * 1024
@@ -39,23 +40,14 @@ EPOLL_OUT = select.EPOLLOUT
 
 @dataclass(frozen=True)
 class WorkerConfig:
-    """Everything a worker needs to know; the same for all workers except ``index``."""
+    """What one worker needs to know: the load, and where and how its clients connect."""
 
-    index: int
-    procs: int
+    index: int  # this worker's number, 0 .. load.procs - 1
     host: str
     port: int
-    kind: str
-    clients: int
-    senders: int
-    mode: str  # window | rate | flood
-    window: int
-    rate: float
-    max_lines: int
-    line_bytes: int
-    setup_timeout: float
+    kind: str  # the clients' kind for this server (ncat: always raw)
     connect_window: int  # connections not yet confirmed by the server at once; 0: no limit
-    kernel_time: bool  # time arrivals by the kernel's receive stamp, not by when we read them
+    load: Load
 
 
 class Client:
@@ -108,8 +100,9 @@ class Worker:
         self.shared = shared
         self.wake_read = wake_fds[cfg.index][0]
         self.wake_writes = [w for _, w in wake_fds]
-        self.fmt = PayloadFormat(cfg.line_bytes)
-        self.acct = Accounting(self.fmt, cfg.kind, cfg.window if cfg.mode == "window" else 0)
+        self.fmt = PayloadFormat(cfg.load.line_bytes)
+        window = cfg.load.window if cfg.load.mode == "window" else 0
+        self.acct = Accounting(self.fmt, cfg.kind, window)
         self.ep = select.epoll()
         self.by_fd: dict[int, Client] = {}
         self.clients: list[Client] = []
@@ -209,11 +202,11 @@ class Worker:
         """Open every local client (all at once, or ``connect_window`` unconfirmed at a time)
         and wait until each is usable or has failed."""
         cfg = self.cfg
-        self.to_open = list(range(cfg.index, cfg.clients, cfg.procs))
+        self.to_open = list(range(cfg.index, cfg.load.clients, cfg.load.procs))
         self.to_open.reverse()  # popped from the end: lowest index first
         self.connecting = True
         self._open_more()
-        self.loop(self._all_usable, time.monotonic() + cfg.setup_timeout)
+        self.loop(self._all_usable, time.monotonic() + cfg.load.setup_timeout)
         self.connecting = False
         self.senders = [c for c in self.clients if c.sender]
         self.sender_by_id = {c.rcv.own: c for c in self.senders if c.rcv.own is not None}
@@ -221,16 +214,18 @@ class Worker:
     def _open_more(self) -> None:
         """Start connections while the connect window has room."""
         cfg = self.cfg
-        limit = max(1, cfg.connect_window // cfg.procs) if cfg.connect_window else len(self.to_open)
+        limit = len(self.to_open)
+        if cfg.connect_window:
+            limit = max(1, cfg.connect_window // cfg.load.procs)
         while self.to_open and len(self.unconfirmed) < limit:
             index = self.to_open.pop()
             sock = socket.socket(socket.AF_INET6 if ":" in cfg.host else socket.AF_INET)
             sock.setblocking(False)
             # The generator must never be the one holding lines back (Nagle).
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            if cfg.kernel_time:
+            if cfg.load.kernel_time:
                 sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
-            client = Client(index, sock, index < cfg.senders)
+            client = Client(index, sock, index < cfg.load.senders)
             self.clients.append(client)
             err = sock.connect_ex((cfg.host, cfg.port))
             if err not in (0, errno.EINPROGRESS):
@@ -239,7 +234,7 @@ class Worker:
             self.by_fd[client.fd] = client
             self.ep.register(client.fd, EPOLL_OUT)
             if cfg.connect_window:  # only pacing needs to know when the server serves it
-                self.unconfirmed[client] = time.monotonic() + CONFIRM_AFTER + cfg.setup_timeout
+                self.unconfirmed[client] = time.monotonic() + CONFIRM_AFTER + cfg.load.setup_timeout
 
     def _confirm(self, client: Client) -> None:
         """The server has shown it serves ``client`` (or the client failed): free its slot."""
@@ -310,7 +305,7 @@ class Worker:
     def _read(self, client: Client) -> None:
         """Read what is there and account for it."""
         try:
-            if self.cfg.kernel_time:
+            if self.cfg.load.kernel_time:
                 data, ancillary, _, _ = client.sock.recvmsg(RECV_BYTES, STAMP_SPACE)
             else:
                 data, ancillary = client.sock.recv(RECV_BYTES), []
@@ -347,7 +342,8 @@ class Worker:
                 self._close(client, errno.errorcode.get(exc.errno or 0, "error"))
                 return
             del client.out[:sent]
-        want = bool(client.out) or (self.cfg.mode == "flood" and client.sender and self.sending)
+        flooding = self.cfg.load.mode == "flood" and client.sender and self.sending
+        want = bool(client.out) or flooding
         if want != client.writing:
             client.writing = want
             self.ep.modify(client.fd, EPOLL_IN | EPOLL_OUT if want else EPOLL_IN)
@@ -393,8 +389,8 @@ class Worker:
     def prepare(self) -> None:
         """Before the load: count, per sender, the local receivers that should get its lines."""
         live = {c.index for c in self.clients if not c.closed}
-        self.receivers_of = [len(live) - (s in live) for s in range(self.cfg.senders)]
-        if self.cfg.mode == "window":
+        self.receivers_of = [len(live) - (s in live) for s in range(self.cfg.load.senders)]
+        if self.cfg.load.mode == "window":
             for sender, receivers in enumerate(self.receivers_of):
                 self.acct.track(sender_id(sender), receivers)
 
@@ -402,13 +398,13 @@ class Worker:
         """Begin the load at monotonic time ``t0``."""
         self.sending = True
         local = len(self.senders)
-        if self.cfg.mode == "window":
+        if self.cfg.load.mode == "window":
             self.dirty = {c for c in self.senders if not c.closed}
-        elif self.cfg.mode == "rate" and local:
-            interval = 1e9 / (self.cfg.rate * local)
-            offset = interval * self.cfg.index / self.cfg.procs  # spread the workers' turns
+        elif self.cfg.load.mode == "rate" and local:
+            interval = 1e9 / (self.cfg.load.rate * local)
+            offset = interval * self.cfg.index / self.cfg.load.procs  # spread the workers' turns
             self.rate_due = int(t0 * 1e9 + offset)
-        elif self.cfg.mode == "flood":
+        elif self.cfg.load.mode == "flood":
             for client in self.senders:
                 if not client.closed:
                     self._flush(client)
@@ -424,9 +420,9 @@ class Worker:
 
     def _send_wait(self) -> float:
         """How long the loop may sleep without missing a send."""
-        if self.cfg.mode == "flood":
+        if self.cfg.load.mode == "flood":
             return 0.0 if any(not c.out and not c.closed for c in self.senders) else TICK
-        if self.cfg.mode == "rate" and self.senders:
+        if self.cfg.load.mode == "rate" and self.senders:
             return max((self.rate_due - time.monotonic_ns()) / 1e9, 0.0)
         return 0.0 if self.dirty else TICK
 
@@ -434,7 +430,7 @@ class Worker:
         """Queue ``count`` new lines from ``client`` and write them in one go."""
         if client.closed or count <= 0:
             return
-        count = min(count, self.cfg.max_lines - client.seq)
+        count = min(count, self.cfg.load.max_lines - client.seq)
         if count <= 0:
             return
         now = time.monotonic_ns()
@@ -449,11 +445,11 @@ class Worker:
 
     def _send(self) -> None:
         """Send what the mode allows now."""
-        mode = self.cfg.mode
+        mode = self.cfg.load.mode
         if mode == "window":
             dirty, self.dirty = self.dirty, set()
             for client in dirty:
-                allowed = self.shared.done(client.index) + self.cfg.window - client.seq
+                allowed = self.shared.done(client.index) + self.cfg.load.window - client.seq
                 self._send_lines(client, allowed)
         elif mode == "rate":
             self._send_rate()
@@ -467,7 +463,7 @@ class Worker:
         live = self.senders
         if not live:
             return
-        interval = 1e9 / (self.cfg.rate * len(live))
+        interval = 1e9 / (self.cfg.load.rate * len(live))
         now = time.monotonic_ns()
         for _ in range(MAX_SENDS_PER_TURN):
             if now < self.rate_due:
@@ -483,7 +479,7 @@ class Worker:
         for sid in self.acct.advanced:
             sender = int(sid, 16)
             self.shared.set_done(self.cfg.index, sender, self.acct.windows[sid].done)
-            owner = sender % self.cfg.procs
+            owner = sender % self.cfg.load.procs
             local = self.sender_by_id.get(sid)
             if local is not None:
                 self.dirty.add(local)
