@@ -156,7 +156,7 @@ def test_duplicates_reordering_gaps_and_echoes_are_told_apart() -> None:
     assert acct.reordered == 1
     assert acct.duplicates == 2
     assert acct.echoes == 1  # its own line: not a delivery
-    assert acct.missing_count(rcv) == 2  # 5 and 6
+    assert rcv.missing == {sender_id(0): [[5, 7]]}  # 5 and 6
     sent = 10  # lines 0..9 were sent: 5, 6, 8 and 9 are lost
     assert sent - acct.seen == 4
 

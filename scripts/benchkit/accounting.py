@@ -249,7 +249,3 @@ class Accounting:
             if sender != own and win.receivers > 0:
                 win.receivers -= 1
                 self._advance(sender, win)
-
-    def missing_count(self, rcv: Receiver) -> int:
-        """Lines still missing in ``rcv``'s gaps."""
-        return sum(end - start for gaps in rcv.missing.values() for start, end in gaps)
