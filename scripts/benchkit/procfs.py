@@ -1,0 +1,165 @@
+"""What /proc says about a server process (CPU, memory, threads, descriptors) and the machine,
+and who used the CPU between two moments."""
+
+from __future__ import annotations
+
+import os
+import resource
+import time
+from dataclasses import dataclass
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+SATURATED = 0.9  # a share of a core (or of the machine) above which we call it the limit
+QUIET_WINDOW = 2.0  # seconds the machine must be quiet before a run (--wait-quiet)
+QUIET_CORES = 0.05  # ... using less CPU than this, in cores
+
+
+@dataclass(frozen=True)
+class ProcSample:
+    """One look at a process."""
+
+    cpu_s: float  # user + system time of all its threads so far
+    rss_kb: int  # VmRSS
+    hwm_kb: int  # VmHWM: the peak resident size so far
+    threads: int
+    fds: int
+
+
+def sample_process(pid: int) -> ProcSample | None:
+    """Read ``pid``'s figures from /proc; None if it is gone or unreadable."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+        with open(f"/proc/{pid}/status", "rb") as f:
+            status = f.read()
+        fds = len(os.listdir(f"/proc/{pid}/fd"))
+    except OSError:
+        return None
+    # The command name may hold spaces and parentheses: fields start after the last ')'.
+    fields = stat[stat.rfind(b")") + 2 :].split()
+    utime, stime = int(fields[11]), int(fields[12])  # fields 14 and 15 of proc(5)
+    values: dict[bytes, int] = {}
+    for line in status.splitlines():
+        key, _, rest = line.partition(b":")
+        if key in (b"VmRSS", b"VmHWM", b"Threads"):
+            values[key] = int(rest.split()[0])
+    return ProcSample(
+        cpu_s=(utime + stime) / CLOCK_TICKS,
+        rss_kb=values.get(b"VmRSS", 0),
+        hwm_kb=values.get(b"VmHWM", 0),
+        threads=values.get(b"Threads", 0),
+        fds=fds,
+    )
+
+
+def fd_limit(pid: int) -> int | None:
+    """The soft limit on open files of ``pid``, or None if unknown or unlimited."""
+    try:
+        with open(f"/proc/{pid}/limits") as f:
+            for line in f:
+                if line.startswith("Max open files"):
+                    soft = line.split()[3]
+                    return int(soft) if soft.isdigit() else None
+    except OSError:
+        return None
+    return None
+
+
+@dataclass(frozen=True)
+class MachineCPU:
+    """CPU time of the whole machine so far, in seconds (from /proc/stat)."""
+
+    processes: float  # user + nice + system: time charged to processes
+    busy: float  # everything but idle and iowait (interrupts, steal too)
+    total: float
+
+
+def machine_cpu() -> MachineCPU:
+    """The machine's CPU time so far."""
+    with open("/proc/stat") as f:
+        values = [int(v) for v in f.readline().split()[1:]] + [0] * 8
+    idle = values[3] + values[4]  # idle + iowait
+    total = sum(values[:8])  # guest time is already counted in user time
+    processes = values[0] + values[1] + values[2]
+    return MachineCPU(processes / CLOCK_TICKS, (total - idle) / CLOCK_TICKS, total / CLOCK_TICKS)
+
+
+def wait_quiet(limit: float, window: float = QUIET_WINDOW) -> float | None:
+    """Wait up to ``limit`` s for ``window`` s in which processes use < QUIET_CORES; return how
+    long it took, or None if the machine never was that quiet."""
+    start = time.monotonic()
+    for _ in range(int(limit / window) + 1):  # each round takes one window
+        before = machine_cpu().processes
+        time.sleep(window)  # sampling the machine over an interval, not waiting for an event
+        if (machine_cpu().processes - before) / window < QUIET_CORES:
+            return time.monotonic() - start
+        if time.monotonic() - start >= limit:
+            break
+    return None
+
+
+def cpu_count() -> int:
+    """Cores this process may run on."""
+    return len(os.sched_getaffinity(0))
+
+
+@dataclass(frozen=True)
+class Mark:
+    """The server, the machine and the coordinator at one moment."""
+
+    at: float
+    server: ProcSample | None
+    machine: MachineCPU
+    own_cpu: float
+
+    @classmethod
+    def take(cls, pid: int | None) -> Mark:
+        """Look now at the server ``pid`` (if known), the machine and this process."""
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return cls(
+            at=time.monotonic(),
+            server=sample_process(pid) if pid else None,
+            machine=machine_cpu(),
+            own_cpu=usage.ru_utime + usage.ru_stime,
+        )
+
+
+@dataclass(frozen=True)
+class Interval:
+    """Who used the CPU between two marks: what limited the figures measured in between."""
+
+    wall: float
+    server_cpu: float | None
+    machine_busy: float | None  # share of all cores
+    generator_cpu: float  # every generator process and the coordinator, in cores
+    busiest: float  # the busiest generator process, in cores
+    others: float | None  # every other process on the machine, in cores (needs the server's)
+
+    @classmethod
+    def between(cls, m0: Mark, m1: Mark, worker_cpu: list[float]) -> Interval:
+        """The interval from ``m0`` to ``m1``; ``worker_cpu`` is each worker's CPU in it."""
+        wall = max(m1.at - m0.at, 1e-9)
+        server_cpu = None
+        if m0.server is not None and m1.server is not None:
+            server_cpu = m1.server.cpu_s - m0.server.cpu_s
+        whole = m1.machine.total - m0.machine.total
+        busy = (m1.machine.busy - m0.machine.busy) / whole if whole > 0 else None
+        gen = (sum(worker_cpu) + m1.own_cpu - m0.own_cpu) / wall
+        others = None
+        if server_cpu is not None:
+            # Ticks are coarse (10 ms): a small negative remainder means nobody else.
+            charged = m1.machine.processes - m0.machine.processes
+            others = max((charged - server_cpu) / wall - gen, 0.0)
+        return cls(wall, server_cpu, busy, gen, max(worker_cpu, default=0.0) / wall, others)
+
+    def limit(self) -> str | None:
+        """server, generator, cpu (the two together fill the machine) or pace (neither)."""
+        if self.server_cpu is None:
+            return None
+        if self.server_cpu / self.wall >= SATURATED:
+            return "server"
+        if self.busiest >= SATURATED:
+            return "generator"
+        if self.machine_busy is not None and self.machine_busy >= SATURATED:
+            return "cpu"
+        return "pace"

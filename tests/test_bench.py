@@ -1,0 +1,289 @@
+"""scripts/bench: its line format and accounting (pure), and one small real run per server."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import ROOT, lanchat_env, ncat_path
+from scripts.benchkit.accounting import Accounting, Receiver
+from scripts.benchkit.payload import MARK, PayloadFormat, Verdict, frame, sender_id
+from scripts.benchkit.results import percentile_ms
+
+BENCH = ROOT / "scripts" / "bench"
+FMT = PayloadFormat(64)
+T0 = 1_000_000_000_000  # a send time, ns
+
+# The keys docs/performance.md documents for `--json`.
+TOP_KEYS = {"config", "runs", "summary", "ratios"}
+RUN_KEYS = {
+    "server", "run", "ok", "error", "kind", "mode", "clients", "senders", "window", "rate",
+    "line_bytes", "procs", "connect_window", "latency_clock", "warmup_s", "duration_s",
+    "connect_s", "ready_s", "connected", "ready_clients", "still_open", "sent", "expected",
+    "delivered", "lost", "duplicates", "reordered", "corrupted", "corrupted_attributed",
+    "disconnected", "measured_deliveries", "deliveries_per_s", "lines_per_s", "latency_p50_ms",
+    "latency_p95_ms", "latency_p99_ms", "latency_max_ms", "server_cpu_s",
+    "server_us_per_delivery", "server_cpu_util", "server_peak_rss_mb", "server_max_rss_mb",
+    "server_threads", "server_fds", "server_max_fds", "server_fd_limit", "generator_cpu_util",
+    "generator_max_proc_util", "machine_busy", "other_cpu_util", "limit", "notes",
+}  # fmt: skip
+SPREAD_KEYS = {"median", "min", "max", "runs"}
+
+needs_ncat = pytest.mark.skipif(ncat_path() is None, reason="ncat is not installed")
+needs_lanchat = pytest.mark.skipif(
+    importlib.util.find_spec("lanchat.cli") is None, reason="lanchat relay not available yet"
+)
+
+
+def line(sender: int, seq: int, prefix: bytes = b"<user3> ") -> bytes:
+    """A relayed raw line carrying payload ``seq`` of ``sender``, without its newline."""
+    return prefix + FMT.encode(sender, seq, T0 + seq)
+
+
+# ---- the payload ---------------------------------------------------------------------------------
+
+
+def test_payload_is_exactly_line_bytes_and_round_trips() -> None:
+    for size in (40, 64, 200, 4000):
+        fmt = PayloadFormat(size)
+        payload = fmt.encode(0xBEEF, 123456, T0)
+        assert len(frame(payload, "raw")) == size
+        assert fmt.decode(payload) == (b"beef", 123456, T0)
+        assert not payload.startswith(b"/")  # a lanchat command otherwise
+
+
+def test_line_sizes_that_cannot_hold_a_payload_are_refused() -> None:
+    for size in (39, 4001):
+        with pytest.raises(ValueError, match="line size"):
+            PayloadFormat(size)
+
+
+@pytest.mark.parametrize(
+    "prefix", [b"", b"<user3> ", b"[12:01] <guest-7> ", "[12:01] <Zoë> ".encode()]
+)
+def test_any_prefix_leaves_a_raw_line_intact(prefix: bytes) -> None:
+    [judged] = FMT.judge(line(2, 5, prefix), "raw")
+    assert judged.verdict is Verdict.INTACT
+    assert judged.fields == (b"0002", 5, T0 + 5)
+
+
+def test_a_json_message_frame_is_intact_for_a_lanchat_client() -> None:
+    payload = FMT.encode(1, 9, T0)
+    relayed = b'{"type":"message","seq":4,"time":1.5,"from":"b1","text":"' + payload + b'"}'
+    [judged] = FMT.judge(relayed, "lanchat")
+    assert judged.fields == (b"0001", 9, T0)
+    # Anything else in the text is not the payload any more.
+    [judged] = FMT.judge(relayed.replace(b'"text":"', b'"text":"x'), "lanchat")
+    assert judged.verdict is Verdict.CORRUPTED
+
+
+def test_ncat_prefix_inside_a_line_is_corruption_attributed_when_the_header_survives() -> None:
+    whole = line(3, 77, b"")
+    [judged] = FMT.judge(b"<user3> " + whole[:40] + b"<user3> " + whole[40:], "raw")
+    assert judged.verdict is Verdict.CORRUPTED
+    assert (judged.sender, judged.seq) == (b"0003", 77)
+    [judged] = FMT.judge(b"<user3> " + whole[:5] + b"<user3> " + whole[5:], "raw")
+    assert judged.verdict is Verdict.CORRUPTED
+    assert judged.sender is None
+
+
+def test_a_whole_line_glued_to_a_fragment_is_still_delivered() -> None:
+    # ncat relayed the start of user3's line, then user5's chunk, then the rest of user3's.
+    fragment = line(3, 8, b"")[:30]
+    first, second = FMT.judge(b"<user3> " + fragment + b"<user5> " + line(5, 2, b""), "raw")
+    assert (first.verdict, first.sender, first.seq) == (Verdict.CORRUPTED, b"0003", 8)
+    assert (second.verdict, second.fields) == (Verdict.INTACT, (b"0005", 2, T0 + 2))
+    # Two whole payloads on one line: the line end between them is gone.
+    first, second = FMT.judge(line(1, 0, b"") + line(1, 1, b""), "raw")
+    assert (first.verdict, first.seq) == (Verdict.CORRUPTED, 0)
+    assert second.verdict is Verdict.INTACT
+
+
+def test_any_changed_byte_is_corruption() -> None:
+    whole = line(1, 1, b"")
+    for at in range(len(MARK), len(whole)):
+        changed = whole[:at] + (b"0" if whole[at : at + 1] != b"0" else b"1") + whole[at + 1 :]
+        assert [j.verdict for j in FMT.judge(changed, "raw")] == [Verdict.CORRUPTED], at
+    # A changed marker leaves nothing to recognise: that line will count as lost.
+    assert FMT.judge(b"#" + whole[1:], "raw") == []
+    for damaged in (whole + b"x", whole[:-1]):  # garbage after it, cut short
+        assert [j.verdict for j in FMT.judge(damaged, "raw")] == [Verdict.CORRUPTED]
+
+
+def test_lines_without_the_marker_are_not_counted() -> None:
+    for other in (b"<announce> 127.0.0.1 is connected as <user5>.", b"* bob joined (3 here)", b""):
+        assert FMT.judge(other, "raw") == []
+
+
+# ---- the accounting ------------------------------------------------------------------------------
+
+
+def feed_lines(acct: Accounting, rcv: Receiver, lines: list[bytes], now: int = T0 + 10**6) -> None:
+    acct.feed(rcv, b"".join(x + b"\n" for x in lines), now)
+
+
+def test_in_order_lines_are_delivered_with_their_latency() -> None:
+    acct = Accounting(FMT, "raw")
+    acct.measuring = True
+    rcv = Receiver(None)
+    feed_lines(acct, rcv, [line(0, q) for q in range(5)], now=T0 + 2_000_000)
+    assert (acct.delivered, acct.seen, acct.duplicates, acct.reordered) == (5, 5, 0, 0)
+    assert sum(acct.latency_us.values()) == 5
+    assert percentile_ms(acct.latency_us, 0.5) == pytest.approx(2.0, abs=0.01)
+
+
+def test_bytes_split_anywhere_are_reassembled() -> None:
+    acct = Accounting(FMT, "raw")
+    rcv = Receiver(None)
+    data = b"".join(line(1, q) + b"\n" for q in range(3)) + b"<announce> hi\n"
+    for i in range(len(data)):
+        acct.feed(rcv, data[i : i + 1], T0 + 10**6)
+    assert (acct.delivered, acct.corrupted) == (3, 0)
+
+
+def test_duplicates_reordering_gaps_and_echoes_are_told_apart() -> None:
+    acct = Accounting(FMT, "raw")
+    rcv = Receiver(sender_id(9))
+    order = [0, 1, 3, 4, 2, 2, 4, 7]  # 2 late, 2 and 4 again, 5 and 6 never
+    feed_lines(acct, rcv, [line(0, q) for q in order] + [line(9, 0)])
+    assert acct.delivered == 6  # 0 1 3 4 2 7
+    assert acct.reordered == 1
+    assert acct.duplicates == 2
+    assert acct.echoes == 1  # its own line: not a delivery
+    assert rcv.missing == {sender_id(0): [[5, 7]]}  # 5 and 6
+    sent = 10  # lines 0..9 were sent: 5, 6, 8 and 9 are lost
+    assert sent - acct.seen == 4
+
+
+def test_corrupted_lines_are_counted_and_attributed() -> None:
+    acct = Accounting(FMT, "raw")
+    rcv = Receiver(None)
+    whole = line(0, 1, b"")
+    feed_lines(acct, rcv, [line(0, 0), b"<user3> " + whole[:40] + b"<user5> " + line(1, 0)])
+    feed_lines(acct, rcv, [b"<user3> " + whole[40:], line(0, 2)])
+    assert (acct.delivered, acct.corrupted, acct.corrupted_attributed) == (3, 1, 1)
+    assert acct.seen == 4  # line 1 of sender 0 arrived, damaged: not lost
+    assert acct.duplicates == acct.reordered == 0
+
+
+def test_window_tracks_when_every_local_receiver_has_a_line() -> None:
+    acct = Accounting(FMT, "raw", window=4)
+    acct.track(sender_id(0), receivers=2)
+    first, second = Receiver(None), Receiver(None)
+    feed_lines(acct, first, [line(0, 0), line(0, 1)])
+    assert acct.windows[sender_id(0)].done == 0
+    feed_lines(acct, second, [line(0, 0)])
+    assert acct.windows[sender_id(0)].done == 1
+    assert acct.advanced == {sender_id(0)}
+    acct.drop_receiver(None)  # the second receiver leaves: line 1 has reached everyone left
+    assert acct.windows[sender_id(0)].done == 2
+
+
+# ---- real runs -----------------------------------------------------------------------------------
+
+
+def run_bench(*args: str, timeout: float = 40) -> dict[str, Any]:
+    """Run scripts/bench with --json; return the parsed output (exit code 0 asserted)."""
+    proc = subprocess.run(
+        [sys.executable, str(BENCH), *args, "--json"],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=lanchat_env(),
+        cwd=ROOT,
+    )
+    assert proc.returncode == 0, proc.stderr
+    out: dict[str, Any] = json.loads(proc.stdout)
+    assert set(out) == TOP_KEYS
+    for run in out["runs"]:
+        assert set(run) == RUN_KEYS
+    for figures in out["summary"].values():
+        for spread in figures.values():
+            assert set(spread) == SPREAD_KEYS
+    return out
+
+
+SMALL = ["--clients", "10", "--senders", "2", "--window", "8", "--warmup", "0.2"]
+SMALL += ["--duration", "0.5", "--drain", "3"]
+
+
+def assert_clean(run: dict[str, Any], clients: int = 10) -> None:
+    """Every line reached every other client once, intact, in order."""
+    assert run["ok"], run["error"]
+    assert run["sent"] > 0
+    assert run["expected"] == run["sent"] * (clients - 1)
+    assert run["delivered"] == run["expected"]
+    assert run["lost"] == run["duplicates"] == run["reordered"] == run["corrupted"] == 0
+    assert run["disconnected"] == 0
+    assert run["deliveries_per_s"] > 0
+    assert 0 < run["latency_p50_ms"] <= run["latency_p99_ms"] <= run["latency_max_ms"]
+    assert run["server_cpu_s"] is not None and run["server_peak_rss_mb"] > 0
+    assert run["server_fds"] >= clients
+
+
+@pytest.mark.ncat
+@needs_ncat
+def test_small_run_against_ncat_is_clean() -> None:
+    out = run_bench("--server", "ncat", *SMALL)
+    [run] = out["runs"]
+    assert run["server"] == "ncat"
+    assert run["server_threads"] == 1
+    assert_clean(run)
+
+
+@needs_lanchat
+@pytest.mark.parametrize("kind", ["raw", "lanchat"])
+def test_small_run_against_lanchat_is_clean(kind: str) -> None:
+    out = run_bench("--server", "lanchat", "--kind", kind, *SMALL)
+    [run] = out["runs"]
+    assert (run["server"], run["kind"]) == ("lanchat", kind)
+    assert_clean(run)
+
+
+@pytest.mark.ncat
+@needs_ncat
+def test_connect_only_holds_every_client() -> None:
+    out = run_bench("--server", "ncat", "--connect-only", "--clients", "30", "--hold", "0.3")
+    [run] = out["runs"]
+    assert run["ok"], run["error"]
+    assert run["connected"] == run["ready_clients"] == run["still_open"] == 30
+    assert 0 < run["connect_s"] <= run["ready_s"]
+    assert run["server_fds"] >= 30
+
+
+@pytest.mark.ncat
+@needs_ncat
+@needs_lanchat
+def test_vs_ncat_alternates_and_prints_ratios() -> None:
+    out = run_bench("--vs", "ncat", "--runs", "1", *SMALL)
+    assert [r["server"] for r in out["runs"]] == ["lanchat", "ncat"]
+    ratio = out["ratios"]["deliveries_per_s"]
+    lanchat = out["summary"]["lanchat"]["deliveries_per_s"]["median"]
+    ncat = out["summary"]["ncat"]["deliveries_per_s"]["median"]
+    assert ratio == pytest.approx(lanchat / ncat)
+
+
+def test_expected_failures_are_one_line_errors(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, str(BENCH), "--server", "ncat", "--ncat", str(tmp_path / "no-ncat")],
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines() == [
+        f"bench: error: ncat not found ({tmp_path / 'no-ncat'}); "
+        "install Nmap's ncat or pass --ncat PATH"
+    ]
+    usage = subprocess.run(
+        [sys.executable, str(BENCH), "--clients", "1"], capture_output=True, text=True, timeout=20
+    )
+    assert usage.returncode == 2
+    assert "--clients must be 2..60000" in usage.stderr
+    assert "Traceback" not in usage.stderr
