@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -36,9 +35,6 @@ RUN_KEYS = {
 SPREAD_KEYS = {"median", "min", "max", "runs"}
 
 needs_ncat = pytest.mark.skipif(ncat_path() is None, reason="ncat is not installed")
-needs_lanchat = pytest.mark.skipif(
-    importlib.util.find_spec("lanchat.cli") is None, reason="lanchat relay not available yet"
-)
 
 
 def line(sender: int, seq: int, prefix: bytes = b"<user3> ") -> bytes:
@@ -237,7 +233,6 @@ def test_small_run_against_ncat_is_clean() -> None:
     assert_clean(run)
 
 
-@needs_lanchat
 @pytest.mark.parametrize("kind", ["raw", "lanchat"])
 def test_small_run_against_lanchat_is_clean(kind: str) -> None:
     out = run_bench("--server", "lanchat", "--kind", kind, *SMALL)
@@ -259,7 +254,6 @@ def test_connect_only_holds_every_client() -> None:
 
 @pytest.mark.ncat
 @needs_ncat
-@needs_lanchat
 def test_vs_ncat_alternates_and_prints_ratios() -> None:
     out = run_bench("--vs", "ncat", "--runs", "1", *SMALL)
     assert [r["server"] for r in out["runs"]] == ["lanchat", "ncat"]
