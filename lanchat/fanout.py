@@ -1,11 +1,17 @@
 """Fan-out: getting every room frame to every client without letting one slow client stall the rest.
 
 Each room frame is encoded once per client kind and appended to a shared log. Every client has a
-cursor into that log. One writer thread sends each client the slice it has not seen yet; when
-several frames wait, they leave in one send(), and clients at the same cursor share the joined
-bytes, so the per-recipient work is a single non-blocking send. A client whose socket is full is
-parked (its cursor stays) until it can take more; one that falls more than MAX_BACKLOG_FRAMES
-behind is disconnected. Reader threads never send, so nobody's bad connection delays the others.
+cursor into that log. A *pass* sends each client the slice it has not seen yet with one
+non-blocking send(): when several frames wait they leave together, and clients at the same cursor
+share the joined bytes, so the per-recipient work is a single send. A client whose socket is full
+is parked (its cursor stays) until it can take more; one that falls more than MAX_BACKLOG_FRAMES
+behind is disconnected. Nobody waits for anybody's socket.
+
+Passes hold a token, so one runs at a time. The thread that published a frame runs the pass
+itself when the token is free (no wake-up of another thread: the lowest latency); when a pass is
+already running, it just notes that more is waiting, and the running pass goes round again. A
+busy room hands the passes to the writer thread, which also waits for parked sockets to drain and
+for closing connections' deadlines.
 """
 
 from __future__ import annotations
@@ -26,6 +32,10 @@ MAX_BACKLOG_FRAMES = 4096  # frames a client may lag behind the room before it i
 LINGER_SECONDS = 2.0  # time a closing connection gets to take its last frames and hang up
 SHUTDOWN_LINGER_SECONDS = 0.75  # the same when the whole server stops (exit within ~1 s)
 TRIM_EVERY = 1024  # every this many frames, forget the ones every client has been sent
+INLINE_PASSES = 2  # passes a publishing reader runs itself before the writer thread takes over
+# When frames arrive while a pass is running, the room is busy: the next pass waits this long so
+# that more frames share each send() (less CPU per delivery). A quiet room never waits.
+COALESCE_SECONDS = 0.001
 
 log = logging.getLogger(__name__)
 
@@ -109,8 +119,9 @@ class Client:
 
 
 class Fanout:
-    """The shared frame log and the writer thread. Methods marked 'lock held' are called by the
-    room with its lock held, which is what orders log positions and private frames."""
+    """The shared frame log, the pass token and the writer thread. Methods marked 'lock held'
+    are called by the room with its lock held, which orders log positions and private frames;
+    the room calls kick() after releasing it."""
 
     def __init__(
         self,
@@ -121,18 +132,22 @@ class Fanout:
         self.lock = lock
         self.max_backlog = max_backlog
         self.end = 0  # log position after the newest frame
-        self._on_failed = on_failed  # the room drops a client the writer gave up on
+        self._on_failed = on_failed  # the room drops a client a pass gave up on
         self._base = 0  # log position of _frames[kind][0]
         self._frames: dict[str, list[bytes]] = {"raw": [], "lanchat": []}
         self._origins: list[int] = []  # client id of a raw sender (raw clients skip their own)
         self._clients: dict[int, Client] = {}
+        self._kinds: dict[str, int] = {"raw": 0, "lanchat": 0}  # clients served, per kind
         self._roster: tuple[Client, ...] | None = None  # cached tuple of _clients' values
         self._dirty: set[Client] = set()  # clients with private frames or a close to handle
         self._closing: set[Client] = set()
         self._parked: set[Client] = set()  # socket full; registered for EVENT_WRITE
+        self._lingering: dict[Client, None] = {}  # hung up on our side, peer not gone yet
+        self._processed = 0  # log end every served client has been offered
         self._next_trim = TRIM_EVERY
-        self._lingering: list[Client] = []  # hung up on our side, waiting for the peer to close
-        self._idle = False
+        self._requested = False  # frames or private work wait for a pass
+        self._hold_until = 0.0  # busy room: passes wait until then (time.monotonic())
+        self._pass_token = threading.Lock()
         self._stopping = False
         self._selector = selectors.DefaultSelector()
         self._wake_recv, self._wake_send = socket.socketpair()
@@ -147,7 +162,19 @@ class Fanout:
         """Start serving `client` from the current end of the log (lock held)."""
         client.cursor = self.end
         self._clients[client.id] = client
+        self._kinds[client.kind] += 1
         self._roster = None
+
+    def change_kind(self, client: Client, kind: ClientKind) -> None:
+        """A raw client turned out to speak lanchat: from now on it reads that kind (lock held)."""
+        self._kinds[client.kind] -= 1
+        self._kinds[kind] += 1
+        client.kind = kind
+        client.cursor = max(client.cursor, self.end)  # frames before were encoded for the old kind
+
+    def reads(self, kind: str) -> bool:
+        """Whether any client reads frames of this kind (else they need not be encoded)."""
+        return self._kinds[kind] > 0
 
     def publish(self, text: bytes, json: bytes, origin: int = 0) -> None:
         """Append one room frame, already encoded for both kinds (lock held)."""
@@ -155,13 +182,13 @@ class Fanout:
         self._frames["lanchat"].append(json)
         self._origins.append(origin)
         self.end += 1
-        self._wake()
+        self._requested = True
 
     def send_private(self, client: Client, data: bytes) -> None:
         """Queue bytes for one client only, in order with the room frames (lock held)."""
         client.private.append((self.end, data))
         self._dirty.add(client)
-        self._wake()
+        self._requested = True
 
     def close(self, client: Client, linger: float = LINGER_SECONDS) -> None:
         """Send what is queued up to now, then hang up; give up after `linger` s (lock held)."""
@@ -169,22 +196,112 @@ class Fanout:
         client.deadline = time.monotonic() + linger
         self._closing.add(client)
         self._dirty.add(client)
-        self._wake()
+        self._requested = True
+        self._wake_writer()  # it owns the hang-ups and their deadlines
 
     def hurry(self, linger: float) -> None:
         """Bring every pending hang-up forward to at most `linger` seconds from now (lock held)."""
         deadline = time.monotonic() + linger
         for client in (*self._closing, *self._lingering):
             client.deadline = min(client.deadline, deadline)
-        self._wake()
+        self._wake_writer()
 
-    def _wake(self) -> None:
-        if self._idle:
-            self._idle = False
+    # --- passes ---------------------------------------------------------------------------
+
+    def kick(self) -> None:
+        """Send what is waiting, in this thread, unless a pass is running (it goes round again).
+        Called by the room after it released its lock."""
+        passes = 0
+        while self._requested:
+            if time.monotonic() < self._hold_until:
+                return  # a busy room: the writer thread runs the next pass when the hold ends
+            if not self._pass_token.acquire(blocking=False):
+                return  # the holder sees _requested before it lets go of the token
             try:
-                self._wake_send.send(b"\0")
-            except BlockingIOError:
-                pass  # the writer has wake-ups queued already
+                while self._requested and passes < INLINE_PASSES:
+                    if time.monotonic() < self._hold_until:
+                        break
+                    self._requested = False
+                    self._pass()
+                    passes += 1
+            finally:
+                self._pass_token.release()
+            if passes >= INLINE_PASSES:
+                if self._requested:
+                    self._wake_writer()  # a busy room: this reader goes back to reading
+                return
+
+    def _wake_writer(self) -> None:
+        try:
+            self._wake_send.send(b"\0")
+        except OSError:
+            pass  # wake-ups are queued already (or the writer has stopped)
+
+    def _pass(self) -> None:
+        """Offer every client what it is owed (token held)."""
+        with self.lock:
+            end = self.end
+            if end != self._processed:
+                if self._roster is None:
+                    self._roster = tuple(self._clients.values())
+                targets: tuple[Client, ...] | set[Client] = self._roster
+                self._dirty.clear()
+            else:
+                targets, self._dirty = self._dirty, set()
+        start = self._processed
+        lo, hi = start - self._base, end - self._base
+        shared: dict[str, bytes] = {}  # the frames [start, end) joined, per kind
+        raw_senders: frozenset[int] = frozenset()
+        cache: dict[Any, Any] = {}
+        for client in targets:
+            if client.blocked:
+                continue
+            if (
+                client.cursor != start
+                or start == end
+                or client.pending
+                or client.private
+                or client.stop_at is not None
+            ):
+                self._serve(client, end, cache)
+                continue
+            # The common case: nothing but the new frames, shared with everyone of its kind.
+            kind = client.kind
+            data = shared.get(kind)
+            if data is None:
+                data = shared[kind] = b"".join(self._frames[kind][lo:hi])
+                if kind == "raw":
+                    raw_senders = frozenset(self._origins[lo:hi])
+            if kind == "raw" and client.id in raw_senders:
+                self._serve(client, end, cache)  # a raw sender skips its own lines
+                continue
+            client.cursor = end
+            client.frames_out += end - start
+            try:
+                sent = client.sock.send(data, SEND_FLAGS)
+            except (BlockingIOError, InterruptedError):
+                sent = 0
+            except OSError:
+                self._give_up(client, "lost")
+                continue
+            client.bytes_out += sent
+            if sent < len(data):
+                client.pending = data[sent:]
+                self._park(client)
+        self._processed = end
+        if self._requested and end > start:  # more came while this pass ran: a busy room
+            self._hold_until = time.monotonic() + COALESCE_SECONDS
+            self._wake_writer()  # it runs the pass when the hold ends
+        if self._parked:
+            self._drop_laggards(end)
+        if end >= self._next_trim:
+            self._trim()
+
+    def _drop_laggards(self, end: int) -> None:
+        """Disconnect parked clients that fell more than max_backlog frames behind."""
+        for client in list(self._parked):
+            if client.stop_at is None and end - client.cursor > self.max_backlog:
+                self._give_up(client, "too-slow")
 
     # --- lifecycle ----------------------------------------------------------------------
 
@@ -193,10 +310,8 @@ class Fanout:
 
     def stop(self, timeout: float) -> None:
         """Let the writer finish the clients it still has, then end it."""
-        with self.lock:
-            self._stopping = True
-            self._idle = True
-            self._wake()
+        self._stopping = True
+        self._wake_writer()
         self._thread.join(timeout)
         if not self._thread.is_alive():
             self._selector.close()
@@ -218,58 +333,39 @@ class Fanout:
     # --- the writer thread --------------------------------------------------------------
 
     def _run(self) -> None:
-        processed = 0  # log end already offered to every client
-        cache: dict[tuple[str, int, int], Any] = {}
+        """Wait for parked sockets, deadlines and hand-overs; do passes and the hang-ups."""
         while True:
-            with self.lock:
-                end = self.end
-                if end != processed:
-                    if self._roster is None:
-                        self._roster = tuple(self._clients.values())
-                    targets: tuple[Client, ...] | set[Client] = self._roster
-                    self._dirty.clear()
-                else:
-                    targets, self._dirty = self._dirty, set()
-                if not targets:
-                    if self._stopping and not self._clients and not self._lingering:
-                        return
-                    self._idle = True
-            if not targets:
-                self._wait(None)  # until woken, a parked client drains, or a deadline
-            elif self._parked:
-                self._wait(0)
-            cache.clear()
-            for client in targets:
-                if not client.blocked:
-                    self._serve(client, end, cache)
-            processed = end
-            if self._closing or self._lingering or self._parked:
+            writable = self._wait()
+            with self._pass_token:
+                for client in writable:
+                    self._unpark(client)
+                    self._dirty.add(client)  # its pending bytes go out in the next pass
+                    self._requested = True
                 self._check_closing()
-            if end >= self._next_trim:
-                self._trim()
+                while self._requested and time.monotonic() >= self._hold_until:
+                    self._requested = False
+                    self._pass()
+                self._check_closing()
+                if self._stopping and not self._clients and not self._lingering:
+                    return
 
-    def _wait(self, timeout: float | None) -> None:
+    def _wait(self) -> list[Client]:
         """Sleep until woken, a parked client can take more, or a closing deadline passes."""
         deadlines = [c.deadline for c in self._closing] + [c.deadline for c in self._lingering]
-        if deadlines:
-            soonest = max(0.0, min(deadlines) - time.monotonic())
-            timeout = soonest if timeout is None else min(timeout, soonest)
+        if self._requested:
+            deadlines.append(self._hold_until)
+        timeout = max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
+        writable = []
         for key, _ in self._selector.select(timeout):
-            client = key.data
-            if client is None:
+            if key.data is None:
                 try:
                     while self._wake_recv.recv(4096):
                         pass
                 except OSError:
                     pass  # drained (BlockingIOError)
-                with self.lock:
-                    self._idle = False
-                    end = self.end
             else:
-                self._unpark(client)
-                with self.lock:
-                    end = self.end
-                self._serve(client, end, {})
+                writable.append(key.data)
+        return writable
 
     def _slice(self, client: Client, start: int, stop: int, cache: dict[Any, Any]) -> bytes:
         """Frames [start, stop) for this client's kind, joined once per pass and shared."""
@@ -336,6 +432,8 @@ class Fanout:
             return  # the socket is gone; the close path takes the client
         client.blocked = True
         self._parked.add(client)
+        if threading.current_thread() is not self._thread:
+            self._wake_writer()  # a select() already under way may not see the new socket
 
     def _unpark(self, client: Client) -> None:
         if not client.blocked:
@@ -352,21 +450,19 @@ class Fanout:
         self._unpark(client)
         client.private.clear()
         had_partial_line = bool(client.pending)
+        pending = client.pending
         self._on_failed(client, reason)  # takes the lock; sets stop_at, may queue a goodbye
-        # Skip the backlog: only the goodbye still goes out, after ending a partial line.
-        client.pending = b"\n" if had_partial_line else b""
+        # Skip the backlog: only the goodbye still goes out, after the rest of a frame that was
+        # half sent (a cut line would look like garbage to the client).
+        client.pending = pending[: pending.find(b"\n") + 1] if had_partial_line else b""
         if client.stop_at is not None:
             client.cursor = max(client.cursor, client.stop_at)
 
     def _check_closing(self) -> None:
-        """Drop clients too far behind; hang up on closing ones once flushed or out of time."""
+        """Hang up on closing clients once flushed or out of time (writer thread, token held)."""
         with self.lock:
             end = self.end
             closing = list(self._closing)
-        for client in list(self._parked):
-            if client.stop_at is None and end - client.cursor > self.max_backlog:
-                self._give_up(client, "too-slow")
-                closing.append(client)
         now = time.monotonic()
         for client in closing:
             if not client.blocked and now < client.deadline:
@@ -376,10 +472,10 @@ class Fanout:
             )
             if flushed or now >= client.deadline:
                 self._finish(client)
-        for client in list(self._lingering):
-            if client.closed or now >= client.deadline:
-                client.shut(socket.SHUT_RDWR)  # wakes a reader still blocked in recv()
-                self._lingering.remove(client)
+        gone = [c for c in self._lingering if c.closed or now >= c.deadline]
+        for client in gone:
+            client.shut(socket.SHUT_RDWR)  # wakes a reader still blocked in recv()
+            del self._lingering[client]
 
     def _finish(self, client: Client) -> None:
         """Hang up our side (FIN after the last frame); the reader drains until the peer closes."""
@@ -387,9 +483,10 @@ class Fanout:
         client.shut(socket.SHUT_WR)
         with self.lock:
             self._closing.discard(client)
-            self._clients.pop(client.id, None)
+            if self._clients.pop(client.id, None) is not None:
+                self._kinds[client.kind] -= 1
             self._roster = None
-        self._lingering.append(client)
+        self._lingering[client] = None
         client.done.set()
 
     def _trim(self) -> None:

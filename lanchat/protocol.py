@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar, Literal
 
@@ -496,14 +497,31 @@ def _json_line(obj: dict[str, Any]) -> bytes:
     return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
 
 
+# json's own string encoder (C where available): quotes and escapes exactly as json.dumps does.
+_json_string: Callable[[str], str] = json.encoder.encode_basestring
+
+
 def encode_json(frame: Event) -> bytes:
     """The frame as a lanchat client reads it: one JSON line."""
+    if type(frame) is Chat and not frame.history:  # the hot path: written out directly
+        kind = "action" if frame.action else "message"
+        return (
+            f'{{"type":"{kind}","seq":{frame.seq},"time":{frame.time:.3f},'
+            f'"from":{_json_string(frame.sender)},"text":{_json_string(frame.text)}}}\n'
+        ).encode()
     return _json_line(frame.to_dict())
 
 
+_clock_cache: list[Any] = [-1, ""]  # [minute, "HH:MM"]
+
+
 def clock(t: float) -> str:
-    """`HH:MM` in local time, as raw clients see it."""
-    return time.strftime("%H:%M", time.localtime(t))
+    """`HH:MM` in local time, as raw clients see it (worked out once a minute)."""
+    minute = int(t // 60)  # time zones differ by whole minutes, so minutes start together
+    if minute != _clock_cache[0]:
+        _clock_cache[1] = time.strftime("%H:%M", time.localtime(t))
+        _clock_cache[0] = minute
+    return str(_clock_cache[1])
 
 
 _LEAVE_WORDS = {
@@ -551,7 +569,7 @@ def render_line(frame: Event) -> str:
 
 def encode_text(frame: Event) -> bytes:
     """The frame as bytes for a raw client."""
-    return render_line(frame).encode() + b"\n"
+    return (render_line(frame) + "\n").encode()
 
 
 def encode_history_text(frames: list[Chat]) -> bytes:

@@ -43,7 +43,7 @@ from lanchat.protocol import (
 )
 from lanchat.room import DEFAULT_HISTORY, DEFAULT_ROOM, Item, Refused, Room, refusal_frames
 
-RECV_BYTES = 65536
+RECV_BYTES = 4096  # small: thousands of blocked readers each hold a buffer this big
 THREAD_STACK_BYTES = (
     1024 * 1024
 )  # thousands of reader threads; 1 MiB is plenty for json's recursion
@@ -452,8 +452,12 @@ def _raw_items(lines: list[bytes] | list[bytes | LineTooLong]) -> list[Item]:
         if isinstance(line, LineTooLong):
             items.append(line)
             continue
+        text = decode_line(line)
+        if text[:1] not in ("/", "") and not text.isspace():
+            items.append(text)  # the common case, a plain message: no request object needed
+            continue
         try:
-            item = parse_raw_line(decode_line(line))
+            item = parse_raw_line(text)
         except FrameError as e:
             items.append(e)
             continue

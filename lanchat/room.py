@@ -51,7 +51,8 @@ DEFAULT_HISTORY = 50
 MAX_NAME_SUFFIX = 999  # alice-2 ... alice-999, then the name counts as taken
 RATE_WINDOW_SECONDS = 10  # `lanchat status` reports messages per second over this window
 
-Item = Request | FrameError | LineTooLong  # what a reader thread hands to the room per line
+# What a reader thread hands to the room per line; a str is a raw client's plain message.
+Item = str | Request | FrameError | LineTooLong
 
 
 class Refused(Exception):
@@ -126,6 +127,7 @@ class Room:
                 Joined(self._next(), time.time(), client.name, client.kind, self.size),
                 client=client,
             )
+        self.fanout.kick()
 
     def upgrade(self, client: Client, hello: Hello) -> None:
         """A client greeted as raw turned out to be a lanchat client (its hello came late)."""
@@ -137,11 +139,12 @@ class Room:
                 name = self._choose_name(hello)
             finally:
                 self._names[client.name.casefold()] = client
-            client.kind = "lanchat"
+            self.fanout.change_kind(client, "lanchat")
             client.client = hello.client
             if name != client.name:
                 self._rename(client, name)
             self._send_greeting(client)
+        self.fanout.kick()
 
     def refuse_member(self, client: Client, refused: Refused) -> None:
         """Tell a member why it cannot stay, then drop it."""
@@ -211,6 +214,7 @@ class Room:
             if goodbye:
                 self._send(client, Goodbye(self.seq, time.time(), reason, goodbye))
             self.fanout.close(client)
+        self.fanout.kick()
 
     def shutdown(self) -> None:
         """Tell everyone the server is going away, then hang up on all of them."""
@@ -225,6 +229,7 @@ class Room:
             self._members.clear()
             self._names.clear()
             self.fanout.hurry(SHUTDOWN_LINGER_SECONDS)  # those already leaving, too
+        self.fanout.kick()
 
     # --- requests -------------------------------------------------------------------------
 
@@ -234,8 +239,10 @@ class Room:
             if client.close_reason is not None:
                 return  # leaving: whatever it still sends is drained, not relayed
             for item in items:
-                if isinstance(item, Say):
-                    self._say(client, item)
+                if type(item) is str:
+                    self._say(client, item, False)
+                elif isinstance(item, Say):
+                    self._say(client, item.text, item.action)
                 elif isinstance(item, LineTooLong):
                     self._problem(
                         client,
@@ -256,25 +263,27 @@ class Room:
                 elif isinstance(item, Hello):
                     self._problem(client, "bad-frame", "Hello is only the first line.")
                 elif isinstance(item, Quit):
-                    break  # the caller drops the client after this batch
+                    break  # the client is dropped after this batch
+        self.fanout.kick()  # in this thread, unless a pass is running already
         if any(isinstance(item, Quit) for item in items):
             self.drop(client, "quit")
 
-    def _say(self, client: Client, say: Say) -> None:
-        text = clean_text(say.text).strip()
+    def _say(self, client: Client, text: str, action: bool) -> None:
+        text = clean_text(text).strip()
         if not text:
             self._problem(
                 client, "empty", "Nothing left to send after removing control characters."
             )
             return
-        chat = Chat(self._next(), time.time(), client.name, text, say.action)
+        chat = Chat(self._next(), time.time(), client.name, text, action)
         self.history.append(chat)
         self.messages += 1
         second = int(time.monotonic())
-        if self._per_second and self._per_second[-1][0] == second:
-            self._per_second[-1][1] += 1
+        counts = self._per_second
+        if counts and counts[-1][0] == second:
+            counts[-1][1] += 1
         else:
-            self._per_second.append([second, 1])
+            counts.append([second, 1])
         self._publish(chat, origin=client.id if client.kind == "raw" else 0, client=client)
 
     def _rename(self, client: Client, new: str) -> None:
@@ -305,7 +314,10 @@ class Room:
         return self.seq
 
     def _publish(self, event: Event, origin: int = 0, client: Client | None = None) -> None:
-        self.fanout.publish(encode_text(event), encode_json(event), origin)
+        fanout = self.fanout  # a kind nobody in the room reads is not encoded at all
+        text = encode_text(event) if fanout.reads("raw") else b""
+        json = encode_json(event) if fanout.reads("lanchat") else b""
+        fanout.publish(text, json, origin)
         for listener in self.listeners:
             listener(event, client)
 
