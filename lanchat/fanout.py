@@ -88,7 +88,9 @@ class Client:
         # Writer state: only the writer thread touches these after Fanout.add().
         self.cursor = 0
         self.private: deque[tuple[int, bytes]] = deque()  # (log position it follows, bytes)
-        self.pending = b""  # the part of the last send the socket did not take
+        # The part of the last send the socket did not take: a view into the sent bytes, so
+        # thousands of parked clients behind the same frames share one copy of them.
+        self.pending: bytes | memoryview = b""
         self.blocked = False  # socket full: wait until writable
         self.stop_at: int | None = None  # closing: log position after which nothing is sent
         self.deadline = 0.0  # closing: when to stop waiting for the client
@@ -138,7 +140,10 @@ class Fanout:
         self._origins: list[int] = []  # client id of a raw sender (raw clients skip their own)
         self._clients: dict[int, Client] = {}
         self._kinds: dict[str, int] = {"raw": 0, "lanchat": 0}  # clients served, per kind
-        self._roster: tuple[Client, ...] | None = None  # cached tuple of _clients' values
+        # Everyone a pass visits, append-only between rebuilds: a pass iterates it without a copy
+        # (a copy per pass was thousands of pointers, allocated and freed per join).
+        self._roster: list[Client] = []
+        self._departed = 0  # clients in _roster no longer in _clients
         self._dirty: set[Client] = set()  # clients with private frames or a close to handle
         self._closing: set[Client] = set()
         self._parked: set[Client] = set()  # socket full; registered for EVENT_WRITE
@@ -163,7 +168,7 @@ class Fanout:
         client.cursor = self.end
         self._clients[client.id] = client
         self._kinds[client.kind] += 1
-        self._roster = None
+        self._roster.append(client)
 
     def change_kind(self, client: Client, kind: ClientKind) -> None:
         """A raw client turned out to speak lanchat: from now on it reads that kind (lock held)."""
@@ -242,9 +247,7 @@ class Fanout:
         with self.lock:
             end = self.end
             if end != self._processed:
-                if self._roster is None:
-                    self._roster = tuple(self._clients.values())
-                targets: tuple[Client, ...] | set[Client] = self._roster
+                targets: list[Client] | set[Client] = self._roster
                 self._dirty.clear()
             else:
                 targets, self._dirty = self._dirty, set()
@@ -286,7 +289,7 @@ class Fanout:
                 continue
             client.bytes_out += sent
             if sent < len(data):
-                client.pending = data[sent:]
+                client.pending = memoryview(data)[sent:]
                 self._park(client)
         self._processed = end
         if self._requested and end > start:  # more came while this pass ran: a busy room
@@ -387,19 +390,19 @@ class Fanout:
     def _serve(self, client: Client, end: int, cache: dict[Any, Any]) -> None:
         """Send the client everything it is owed up to `end`, in one send()."""
         limit = end if client.stop_at is None else min(end, client.stop_at)
-        chunks: list[bytes] = []
+        chunks: list[bytes | memoryview] = []
         if client.pending:
             chunks.append(client.pending)
             client.pending = b""
         frames = 0
         private = client.private
         while private and private[0][0] <= limit:
-            pos, data = private.popleft()
+            pos, frame = private.popleft()
             if pos > client.cursor:
                 chunks.append(self._slice(client, client.cursor, pos, cache))
                 frames += pos - client.cursor
                 client.cursor = pos
-            chunks.append(data)
+            chunks.append(frame)
             frames += 1
         if client.cursor < limit:
             chunks.append(self._slice(client, client.cursor, limit, cache))
@@ -408,8 +411,8 @@ class Fanout:
         if not chunks:
             return
         client.frames_out += frames
-        data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-        if not data:
+        data: bytes | memoryview = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        if not len(data):
             return
         try:
             sent = client.sock.send(data, SEND_FLAGS)
@@ -420,7 +423,9 @@ class Fanout:
             return
         client.bytes_out += sent
         if sent < len(data):
-            client.pending = data[sent:]
+            client.pending = (
+                data[sent:] if isinstance(data, memoryview) else memoryview(data)[sent:]
+            )
             self._park(client)
 
     def _park(self, client: Client) -> None:
@@ -432,8 +437,9 @@ class Fanout:
             return  # the socket is gone; the close path takes the client
         client.blocked = True
         self._parked.add(client)
-        if threading.current_thread() is not self._thread:
-            self._wake_writer()  # a select() already under way may not see the new socket
+        if threading.get_ident() != self._thread.ident:  # (current_thread() would make a
+            self._wake_writer()  # dummy Thread for a bare reader thread) a select() already
+            # under way may not see the new socket
 
     def _unpark(self, client: Client) -> None:
         if not client.blocked:
@@ -450,7 +456,7 @@ class Fanout:
         self._unpark(client)
         client.private.clear()
         had_partial_line = bool(client.pending)
-        pending = client.pending
+        pending = bytes(client.pending)
         self._on_failed(client, reason)  # takes the lock; sets stop_at, may queue a goodbye
         # Skip the backlog: only the goodbye still goes out, after the rest of a frame that was
         # half sent (a cut line would look like garbage to the client).
@@ -485,7 +491,10 @@ class Fanout:
             self._closing.discard(client)
             if self._clients.pop(client.id, None) is not None:
                 self._kinds[client.kind] -= 1
-            self._roster = None
+                self._departed += 1
+                if self._departed > 64 and self._departed * 2 > len(self._roster):
+                    self._roster = list(self._clients.values())  # a new list: passes under
+                    self._departed = 0  # way keep iterating the old one
         self._lingering[client] = None
         client.done.set()
 

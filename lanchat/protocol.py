@@ -395,8 +395,15 @@ class Welcome(Event):
 
 @dataclass(frozen=True)
 class WhoList(Event):
+    """Who is here: `count` people; `names` lists them all, except in a big room's greeting."""
+
     TYPE: ClassVar[str] = "who"
     names: tuple[str, ...] = ()
+    count: int = 0
+
+    def __post_init__(self) -> None:
+        if self.count < len(self.names):
+            object.__setattr__(self, "count", len(self.names))
 
 
 @dataclass(frozen=True)
@@ -546,7 +553,9 @@ def render_line(frame: Event) -> str:
     if isinstance(frame, Renamed):
         return f"* {frame.old} is now known as {frame.new}"
     if isinstance(frame, WhoList):
-        return f"* {len(frame.names)} here: {', '.join(frame.names)}."
+        more = frame.count - len(frame.names)
+        rest = f", and {more} more (/who lists everyone)" if more > 0 else ""
+        return f"* {frame.count} here: {', '.join(frame.names)}{rest}."
     if isinstance(frame, Welcome):
         return (
             f"* Welcome to {frame.room}, {frame.name}.\n"

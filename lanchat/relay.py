@@ -43,10 +43,8 @@ from lanchat.protocol import (
 )
 from lanchat.room import DEFAULT_HISTORY, DEFAULT_ROOM, Item, Refused, Room, refusal_frames
 
-RECV_BYTES = 4096  # small: thousands of blocked readers each hold a buffer this big
-THREAD_STACK_BYTES = (
-    1024 * 1024
-)  # thousands of reader threads; 1 MiB is plenty for json's recursion
+RECV_BYTES = 1024  # small: thousands of blocked readers each hold a buffer this big
+THREAD_STACK_BYTES = 1024 * 1024  # thousands of reader threads; json recursion needs room
 DEFAULT_KEEPALIVE_SECONDS = 60.0  # a silent, vanished peer is noticed within about this long
 FD_RESERVE = 32  # descriptors kept for the listener, the writer, logs and refusals
 log = logging.getLogger(__name__)
@@ -135,8 +133,8 @@ class Relay:
         self.room = Room(room, history=history, max_clients=max_clients, max_backlog=max_backlog)
         self._server: _Server | None = None
         self._accept_thread: threading.Thread | None = None
-        self._readers: set[threading.Thread] = set()
-        self._readers_lock = threading.Lock()
+        self._readers = 0  # reader threads running
+        self._readers_changed = threading.Condition()
         self._stopped = threading.Event()
 
     @property
@@ -148,9 +146,15 @@ class Relay:
         return str(host), int(port)
 
     @property
-    def readers(self) -> list[threading.Thread]:
-        with self._readers_lock:
-            return list(self._readers)
+    def readers(self) -> int:
+        """Reader threads running (one per connection still being served)."""
+        with self._readers_changed:
+            return self._readers
+
+    def wait_readers(self, count: int, timeout: float) -> bool:
+        """Wait until at most `count` reader threads run; False if that took over `timeout` s."""
+        with self._readers_changed:
+            return self._readers_changed.wait_for(lambda: self._readers <= count, timeout)
 
     def start(self) -> None:
         """Bind, listen and start serving; AddressInUseError if the port is taken."""
@@ -188,28 +192,36 @@ class Relay:
         self._server.shutdown()  # the accept loop ends (it polls every 0.2 s)
         self._server.server_close()
         self.room.shutdown()
-        for reader in self.readers:
-            reader.join(max(0.0, deadline - time.monotonic()))
+        self.wait_readers(0, max(0.0, deadline - time.monotonic()))
         self.room.fanout.stop(max(0.1, deadline - time.monotonic()))
 
     # --- one reader thread per connection ---------------------------------------------------
 
     def _start_reader(self, sock: socket.socket, address: Any) -> None:
         thread = threading.Thread(
-            target=self._serve_connection,
-            args=(sock, address),
-            name=f"lanchat-{address[0]}",
-            daemon=True,
+            target=self._reader, args=(sock, address), name=f"lanchat-{address[0]}", daemon=True
         )
-        with self._readers_lock:
-            self._readers.add(thread)
+        with self._readers_changed:
+            self._readers += 1
         try:
             thread.start()
         except RuntimeError:  # can't start new thread: the machine is at its limit
-            with self._readers_lock:
-                self._readers.discard(thread)
+            self._reader_ended()
             sock.close()
             log.warning("refused %s: cannot start another thread", address)
+
+    def _reader(self, sock: socket.socket, address: Any) -> None:
+        try:
+            self._serve_connection(sock, address)
+        except Exception as e:  # a bug must cost one connection and one log line, not more
+            log.error("connection from %s ended by an internal error: %r", address, e)
+        finally:
+            self._reader_ended()
+
+    def _reader_ended(self) -> None:
+        with self._readers_changed:
+            self._readers -= 1
+            self._readers_changed.notify_all()
 
     def _serve_connection(self, sock: socket.socket, address: Any) -> None:
         client = Client(sock, address)
@@ -262,8 +274,6 @@ class Relay:
             if joined:
                 client.done.wait(10.0)  # the writer sends what is queued, then hangs up
             client.close_socket()
-            with self._readers_lock:
-                self._readers.discard(threading.current_thread())
 
     def _read_loop(
         self, client: Client, decoder: LineDecoder, to_items: Any, upgradable: bool

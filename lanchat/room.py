@@ -49,6 +49,7 @@ from lanchat.protocol import (
 DEFAULT_ROOM = "lobby"
 DEFAULT_HISTORY = 50
 MAX_NAME_SUFFIX = 999  # alice-2 ... alice-999, then the name counts as taken
+GREETING_NAMES = 100  # names in the who-list of the greeting (the count is always there)
 RATE_WINDOW_SECONDS = 10  # `lanchat status` reports messages per second over this window
 
 # What a reader thread hands to the room per line; a str is a raw client's plain message.
@@ -178,7 +179,10 @@ class Room:
         now = time.time()
         replay = [replace(chat, history=True) for chat in self.history]
         welcome = Welcome(self.seq, now, client.name, self.name, history=len(replay))
-        who = WhoList(self.seq, now, tuple(c.name for c in self._members.values()))
+        # A newcomer to a big room gets the first names and the count, not thousands of names
+        # (that was O(room) bytes per join); /who lists everyone on request.
+        names = tuple(c.name for c in itertools.islice(self._members.values(), GREETING_NAMES))
+        who = WhoList(self.seq, now, names, self.size)
         if client.kind == "raw":
             data = encode_text(welcome) + encode_text(who) + encode_history_text(replay)
         else:

@@ -122,6 +122,7 @@ def relay() -> Iterator[Relay]:
     server.start()
     yield server
     server.stop()
+    assert server.readers == 0, "reader threads left running after stop()"
 
 
 @pytest.fixture
