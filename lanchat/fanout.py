@@ -269,6 +269,7 @@ class Fanout:
                 self._serve(client, end, cache)
                 continue
             # The common case: nothing but the new frames, shared with everyone of its kind.
+            # (The send below repeats _serve's on purpose: this loop runs once per client.)
             kind = client.kind
             data = shared.get(kind)
             if data is None:
