@@ -69,14 +69,17 @@ zc.close()
 
 # Every name announced under the service type, by a plain zeroconf browser (no lanchat parsing).
 BROWSE_NAMES = r"""
-import json, sys, threading, time
+import json, sys, threading
 from zeroconf import ServiceBrowser, ServiceStateChange, Zeroconf
 names = set()
+enough = threading.Event()
 def on_change(zeroconf, service_type, name, state_change):
     names.add(name)
+    if len(names) >= int(sys.argv[2]):
+        enough.set()
 zc = Zeroconf()
 browser = ServiceBrowser(zc, "_lanchat._tcp.local.", handlers=[on_change])
-time.sleep(float(sys.argv[1]))  # a fixed listening window: this script measures, it does not wait
+enough.wait(float(sys.argv[1]))  # until the expected names were seen, or the deadline
 print(json.dumps(sorted(names)))
 browser.cancel()
 zc.close()
@@ -97,7 +100,7 @@ def test_discover_on_h2_finds_the_server_on_h1_and_ignores_foreign_records(
     assert listening["mdns"]["addresses"] == ["10.213.0.1", "fe80::aff:fed5:1"]  # no 127.0.0.1
     assert junk.stdout is not None and LineReader(junk.stdout).readline(10.0) == "registered"
     # The foreign records really are on the network (else ignoring them would prove nothing).
-    names = h2.run([sys.executable, "-c", BROWSE_NAMES, "1.5"], timeout=15)
+    names = h2.run([sys.executable, "-c", BROWSE_NAMES, "5", "5"], timeout=15)
     assert len(json.loads(names.stdout)) == 5, names.stderr
 
     code, servers, stderr, elapsed = discover_json(h2)
