@@ -184,7 +184,7 @@ def _log_events(events: queue.Queue[tuple[Any, Any]], log: ServeLog) -> None:
 def _off() -> Advertisement:
     from lanchat.discovery import Advertisement
 
-    return Advertisement("off", message="--no-mdns")
+    return Advertisement("off", message="--no-mdns or LANCHAT_NO_MDNS")
 
 
 def _advertise(options: ServeOptions, port: int, enqueue: Any) -> Advertiser:

@@ -21,7 +21,8 @@ HOST = "127.0.0.1"
 # The command that starts lanchat's relay; its first stdout line is a JSON "listening" event.
 LANCHAT_SERVE = [
     sys.executable,
-    *("-m", "lanchat", "serve", "--host", HOST, "--port", "0", "--json", "--quiet"),
+    # --no-mdns: the relay is what is measured (and nothing is announced beyond 127.0.0.1).
+    *("-m", "lanchat", "serve", "--host", HOST, "--port", "0", "--json", "--quiet", "--no-mdns"),
 ]
 # ncat accepts 100 clients unless told otherwise; the benchmark wants its real ceiling.
 NCAT_MAX_CONNS = 100_000
