@@ -157,21 +157,6 @@ class Connection:
             sock = socket.create_connection((host, port), timeout=timeout)
         except OSError as e:
             raise describe_connect_error(host, port, e, timeout) from None
-        return cls.greet(sock, host, port, name=name, exact=exact, timeout=timeout)
-
-    @classmethod
-    def greet(
-        cls,
-        sock: socket.socket,
-        host: str,
-        port: int,
-        *,
-        name: str | None,
-        exact: bool = False,
-        timeout: float = CONNECT_TIMEOUT,
-    ) -> Connection:
-        """Say hello on a socket that is already connected (the doctor connects first, to tell
-        refused from timed out); the socket is closed if the handshake fails."""
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             hello = Hello(PROTOCOL_VERSION, name, exact, f"lanchat {__version__}")

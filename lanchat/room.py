@@ -239,6 +239,7 @@ class Room:
 
     def handle(self, client: Client, items: list[Item]) -> None:
         """Carry out what one client asked for, in order, under one lock acquisition."""
+        quitting = False
         with self.lock:
             if client.close_reason is not None:
                 return  # leaving: whatever it still sends is drained, not relayed
@@ -267,9 +268,10 @@ class Room:
                 elif isinstance(item, Hello):
                     self._problem(client, "bad-frame", "Hello is only the first line.")
                 elif isinstance(item, Quit):
-                    break  # the client is dropped after this batch
+                    quitting = True  # dropped after this batch; later lines are not relayed
+                    break
         self.fanout.kick()  # in this thread, unless a pass is running already
-        if any(isinstance(item, Quit) for item in items):
+        if quitting:
             self.drop(client, "quit")
 
     def _say(self, client: Client, text: str, action: bool) -> None:

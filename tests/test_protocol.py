@@ -334,3 +334,22 @@ def test_limits_are_documented() -> None:
 )
 def test_service_requests(line: bytes, kind: str | None) -> None:
     assert service_request(line) == kind
+
+
+@given(
+    st.text(max_size=80),
+    st.text(max_size=200),
+    st.booleans(),
+    st.floats(min_value=0, max_value=4e9, allow_nan=False),
+)
+def test_the_direct_chat_encoding_is_the_same_json_as_to_dict(
+    sender: str, text: str, action: bool, when: float
+) -> None:
+    """encode_json writes Chat frames directly (the hot path): the same JSON as to_dict."""
+    chat = Chat(7, when, sender, text, action)
+    line = encode_json(chat)
+    assert line.endswith(b"\n") and line.count(b"\n") == 1
+    decoded = json.loads(line)
+    expected = chat.to_dict()
+    assert decoded.pop("time") == pytest.approx(expected.pop("time"), abs=0.0006)
+    assert decoded == expected
