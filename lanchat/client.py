@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 from lanchat import __version__
 from lanchat.errors import RejectedError, UnreachableError, UsageError
+from lanchat.netinfo import host_port
 from lanchat.protocol import (
     DEFAULT_PORT,
     PROTOCOL_VERSION,
@@ -79,7 +80,7 @@ def describe_connect_error(
     host: str, port: int, error: OSError, timeout: float
 ) -> UnreachableError:
     """Turn a failed connect() into words: what happened and the likely causes."""
-    where = f"{host}:{port}"
+    where = host_port(host, port)
     hint = f"Run `lanchat doctor {where}` here to find out why."
     if isinstance(error, socket.gaierror):
         return UnreachableError(f"Cannot find the computer {host!r} ({error.strerror}).", hint)
@@ -100,6 +101,12 @@ def describe_connect_error(
             f"{host} cannot be reached from this computer ({error.strerror}): it may be off, "
             "or on a network this one has no route to.",
             hint,
+        )
+    if error.errno == errno.EACCES:  # Linux's word for an ICMPv6 "administratively prohibited"
+        return UnreachableError(
+            f"A firewall rejected the connection to {where} as 'administratively prohibited' "
+            f"({error.strerror}): most likely the firewall on {host} does not let port {port} in.",
+            f"Run `lanchat doctor --port {port}` on {host}: it prints the rule to add.",
         )
     return UnreachableError(f"Cannot connect to {where}: {error.strerror or error}.", hint)
 

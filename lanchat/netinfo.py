@@ -120,9 +120,14 @@ def endpoint_text(address: Any) -> str | None:
     """'ip:port' ('[v6]:port') of a socket address; IPv4-mapped IPv6 is shown as plain IPv4."""
     if not address:
         return None
-    host, port = str(address[0]), address[1]
+    host = str(address[0])
     if host.startswith("::ffff:"):
         host = host[7:]
+    return host_port(host, address[1])
+
+
+def host_port(host: str, port: int) -> str:
+    """'host:port', with an IPv6 address in brackets so that the port stays readable."""
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 

@@ -159,6 +159,8 @@ def test_internet_lines_without_and_with_the_router_check() -> None:
         ("timeout", None, "No: the connection gets no answer", "Probably needed on the server PC"),
         ("refused", None, "No: the server PC refuses the connection", "Maybe: a reject rule"),
         ("connected", "fail", "The connection gets through, but", "Not the problem"),
+        ("prohibited", None, "No: a firewall rejects the connection", "Needed on the server PC"),
+        ("host-unreachable", None, "No: ", "Maybe: a firewall that rejects"),
     ],
 )
 def test_client_answers(outcome: str, hello: str | None, verdict: str, rule: str) -> None:

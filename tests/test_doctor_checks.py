@@ -281,6 +281,7 @@ def test_same_network(target: str, relation: str, status: str) -> None:
         ("timeout", None, "Most likely the server's firewall drops the connection"),
         ("host-unreachable", errno.EHOSTUNREACH, "cannot find 10.213.0.1 on the local network"),
         ("net-unreachable", errno.ENETUNREACH, "different network"),
+        ("prohibited", errno.EACCES, "rejected the connection to 10.213.0.1:7000 as 'admin"),
         ("error", errno.EADDRNOTAVAIL, "failed"),
     ],
 )

@@ -194,6 +194,42 @@ def iptables_default_drop(port: int, source: str) -> str:
     )
 
 
+def test_an_admin_prohibited_reject_is_named_on_the_client(lab_factory: Any) -> None:
+    """firewalld rejects with ICMP "admin prohibited": Linux reports that as 'no route to host'
+    over IPv4 and as 'permission denied' over IPv6. The client's doctor and join both say what
+    it is and send the user to the server PC."""
+    lab = lab_factory(2)
+    h1, h2 = lab.host(1), lab.host(2)
+    _, _, port = serve(h1)
+    h1.apply_firewall(
+        nft="table inet firewall {\n"
+        "  chain input { type filter hook input priority 0; policy accept;\n"
+        f"    tcp dport {port} reject with icmpx type admin-prohibited\n"
+        "  }\n}\n"
+    )
+    v6 = f"[{h1.ip6_link_local}%{h2.ifname}]:{port}"
+
+    code, report = doctor(h2, v6)
+    assert code == 3
+    tcp = checks(report)["peer.tcp"]
+    assert tcp["facts"]["outcome"] == "prohibited", tcp
+    assert "as 'administratively prohibited'" in tcp["summary"]
+    assert commands(tcp) == [f"lanchat doctor --port {port}"]
+    assert report["answer"]["verdict"].startswith("No: a firewall rejects the connection")
+    assert report["answer"]["firewall_rule"].startswith("Needed on the server PC")
+
+    code, report = doctor(h2, f"{h1.ip}:{port}")
+    assert code == 3
+    assert checks(report)["peer.tcp"]["facts"]["outcome"] == "host-unreachable"
+    assert report["answer"]["firewall_rule"].startswith("Maybe: a firewall that rejects")
+
+    join = [sys.executable, "-m", "lanchat", "join", v6, "--name", "ada"]
+    joined = h2.run(join, timeout=10, env=LAB_ENV)
+    assert joined.returncode == 4, joined.stderr
+    assert "rejected the connection" in joined.stderr and "Traceback" not in joined.stderr
+    assert f"Run `lanchat doctor --port {port}` on {h1.ip6_link_local}%" in joined.stderr
+
+
 @pytest.mark.parametrize("backend", ["nft", "iptables"])
 def test_accept_from_the_subnet_before_a_default_drop_passes(
     lab_factory: Any, backend: str

@@ -15,8 +15,8 @@ PROBE = "system.py"  # the real probe: commands, sockets, psutil, lanchat.client
 PROBES = {PROBE, "mdns_probe.py"}
 MODULES = sorted(p for p in DOCTOR.glob("*.py") if p.name not in PROBES)
 FORBIDDEN = {"subprocess", "socket", "rich", "typer", "zeroconf", "psutil", "lanchat.cli"}
-# Data types the checks may take from outside the doctor (no function of these modules is used).
-SHARED_TYPES = {"lanchat.netinfo": {"LocalAddress"}}
+# What the checks may take from outside the doctor: a data type and one pure text helper.
+SHARED_TYPES = {"lanchat.netinfo": {"LocalAddress", "host_port"}}
 
 
 def imported(tree: ast.AST) -> set[str]:

@@ -188,6 +188,15 @@ def client_answer(checks: Sequence[CheckResult], target: str, port: int) -> Answ
             "Probably needed on the server PC: run `lanchat doctor` there; its firewall.tcp "
             "check prints the exact rule."
         )
+    elif outcome == "prohibited":
+        verdict = (
+            "No: a firewall rejects the connection as 'administratively prohibited' (most "
+            "likely the one on the server PC)."
+        )
+        rule = (
+            "Needed on the server PC: run `lanchat doctor` there; its firewall.tcp check prints "
+            "the exact rule."
+        )
     elif outcome == "refused":
         verdict = (
             "No: the server PC refuses the connection (no server on that port, a server "
@@ -201,6 +210,12 @@ def client_answer(checks: Sequence[CheckResult], target: str, port: int) -> Answ
         first = next((c for c in checks if c.status == "fail"), None)
         verdict = "No: " + (first.summary if first else "the server could not be reached.")
         rule = "Unknown: the connection did not reach the server PC's firewall."
+        if outcome == "host-unreachable" and net and net.facts.get("relation") == "on-link":
+            # Over IPv4 Linux reports firewalld's "admin prohibited" reject as no route to host.
+            rule = (
+                "Maybe: a firewall that rejects with 'admin prohibited' (firewalld's default) "
+                "looks like this; run `lanchat doctor` on the server PC to tell."
+            )
     if outcome not in (None, "connected"):
         steps.append(f"On the server PC: lanchat doctor --port {port}")
     forwarding = NO_FORWARDING

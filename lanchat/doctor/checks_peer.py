@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from lanchat.doctor.lan import network_of
 from lanchat.doctor.probes import ConnectResult, HandshakeResult, Resolved
 from lanchat.doctor.result import CheckResult, Fix
-from lanchat.netinfo import LocalAddress
+from lanchat.netinfo import LocalAddress, host_port
 
 CONNECT_TIMEOUT = 3.0  # a DROP rule costs exactly this; well under the 5 s budget
 
@@ -92,8 +92,8 @@ def check_peer_network(addresses: Sequence[LocalAddress], target: str, port: int
             "let through, so this test says nothing about other PCs.",
             fixes=(
                 Fix(
-                    f"Run this on another PC: lanchat doctor {target}:{port}",
-                    (f"lanchat doctor {target}:{port}",),
+                    f"Run this on another PC: lanchat doctor {host_port(target, port)}",
+                    (f"lanchat doctor {host_port(target, port)}",),
                     run_on="the other PCs",
                 ),
             ),
@@ -127,7 +127,7 @@ def check_peer_network(addresses: Sequence[LocalAddress], target: str, port: int
 
 def check_peer_tcp(result: ConnectResult, relation: str, timeout: float) -> CheckResult:
     """peer.tcp: connect() classified, with the likely causes and what to do next."""
-    where = f"{result.address}:{result.port}"
+    where = host_port(result.address, result.port)
     title = f"A TCP connection to {where} gets through"
     facts = result.to_dict()
     evidence = tuple(
@@ -189,6 +189,18 @@ def check_peer_tcp(result: ConnectResult, relation: str, timeout: float) -> Chec
             else f"There is no route to {result.address} from this PC."
         )
         return CheckResult("peer.tcp", title, "fail", summary, evidence, (_on_server(port),), facts)
+    if result.outcome == "prohibited":
+        return CheckResult(
+            "peer.tcp",
+            title,
+            "fail",
+            f"A firewall rejected the connection to {where} as 'administratively prohibited' "
+            "(this PC reports it as 'permission denied'). Most likely the firewall on the "
+            f"server PC does not let port {port} in; firewalld (Fedora, RHEL) rejects this way.",
+            evidence,
+            (_on_server(port),),
+            facts,
+        )
     if result.outcome == "net-unreachable":
         return CheckResult(
             "peer.tcp",
@@ -218,7 +230,7 @@ def check_peer_tcp(result: ConnectResult, relation: str, timeout: float) -> Chec
 
 def check_peer_lanchat(result: ConnectResult, answer: HandshakeResult | None) -> CheckResult:
     """peer.lanchat: once connected, does a lanchat server answer the handshake?"""
-    where = f"{result.address}:{result.port}"
+    where = host_port(result.address, result.port)
     title = f"A lanchat server answers on {where}"
     if result.outcome != "connected" or answer is None:
         return CheckResult("peer.lanchat", title, "skip", "The TCP connection did not get through.")

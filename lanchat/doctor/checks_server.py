@@ -9,6 +9,7 @@ from typing import Any
 from lanchat.doctor.lan import LanFacts
 from lanchat.doctor.probes import Listener, Probe
 from lanchat.doctor.result import CheckResult, Fix
+from lanchat.netinfo import host_port
 
 TITLE = "A lanchat server listens where other PCs can reach it"
 ASK_TIMEOUT = 1.0  # the relay answers its own PC in milliseconds; something else may stay silent
@@ -70,7 +71,7 @@ def check_server_bind(probe: Probe, port: int, lan: LanFacts | None) -> CheckRes
         if isinstance(answer, dict):
             document = answer
             break
-        answers.append(f"status query to {host}:{port}: {answer}")
+        answers.append(f"status query to {host_port(host, port)}: {answer}")
     if document is not None:
         return _running(document, port, lan, evidence)
     evidence.extend(answers)
@@ -145,7 +146,7 @@ def _running(
             "server.bind",
             TITLE,
             "pass",
-            f"{who} listens on {scope} ({host or '*'}:{port}).",
+            f"{who} listens on {scope} ({host_port(host or '*', port)}).",
             tuple(evidence),
             facts={**facts, "scope": "all"},
         )
@@ -170,7 +171,7 @@ def _running(
             "server.bind",
             TITLE,
             "pass",
-            f"{who} listens on this PC's LAN address {host}:{port}.",
+            f"{who} listens on this PC's LAN address {host_port(host, port)}.",
             tuple(evidence),
             facts={**facts, "scope": "lan"},
         )

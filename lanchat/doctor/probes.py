@@ -15,7 +15,13 @@ from lanchat.doctor.linux_firewall import CommandOutput
 from lanchat.netinfo import LocalAddress
 
 ConnectOutcome = Literal[
-    "connected", "refused", "timeout", "host-unreachable", "net-unreachable", "error"
+    "connected",
+    "refused",
+    "timeout",
+    "host-unreachable",
+    "net-unreachable",
+    "prohibited",  # an ICMPv6 "administratively prohibited" reject: a firewall said no
+    "error",
 ]
 HandshakeOutcome = Literal["lanchat", "rejected", "foreign", "silent", "dropped", "error"]
 TIMED_OUT_RC = 124  # what a command that ran out of time reports (as GNU timeout does)

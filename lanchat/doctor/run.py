@@ -32,7 +32,7 @@ from lanchat.doctor.mdns import (
 )
 from lanchat.doctor.probes import MdnsProbe, Probe
 from lanchat.doctor.result import CheckResult, DoctorReport
-from lanchat.netinfo import LocalAddress
+from lanchat.netinfo import LocalAddress, host_port
 
 
 @dataclass(frozen=True)
@@ -50,8 +50,7 @@ class DoctorOptions:
         """HOST:PORT in client mode."""
         if self.host is None:
             return None
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{host}:{self.port}"
+        return host_port(self.host, self.port)
 
 
 def default_mdns_probe() -> MdnsProbe:

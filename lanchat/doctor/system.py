@@ -24,7 +24,7 @@ from lanchat.doctor.probes import (
     Resolved,
 )
 from lanchat.errors import RejectedError, UnreachableError
-from lanchat.netinfo import LocalAddress, local_addresses
+from lanchat.netinfo import LocalAddress, host_port, local_addresses
 
 MAX_FILE_BYTES = 1 << 16  # the files read (/proc/net/route, os-release...) are small
 # Where system tools live when PATH lacks the sbin directories (non-root shells on Debian).
@@ -141,7 +141,7 @@ class SystemProbe:
         except (socket.gaierror, UnicodeError) as e:
             return Resolved(error=str(getattr(e, "strerror", None) or e))
         ordered = sorted(infos, key=lambda info: info[0] != socket.AF_INET)
-        return Resolved(tuple(dict.fromkeys(str(info[4][0]) for info in ordered)))
+        return Resolved(tuple(dict.fromkeys(_scoped(info[4]) for info in ordered)))
 
     def reach(
         self, address: str, port: int, timeout: float
@@ -203,7 +203,8 @@ def _greet(sock: socket.socket, address: str, port: int, timeout: float) -> Hand
     except UnreachableError as e:
         return HandshakeResult("error", e.message)
     except OSError as e:  # sending the probe failed: the peer reset the connection
-        return HandshakeResult("dropped", f"{address}:{port} closed the connection ({e}).")
+        where = host_port(address, port)
+        return HandshakeResult("dropped", f"{where} closed the connection ({e}).")
     finally:
         sock.close()
     return HandshakeResult(
@@ -237,6 +238,19 @@ def _listening() -> list[Listener] | None:
     return rows
 
 
+def _scoped(sockaddr: tuple[Any, ...]) -> str:
+    """The address of a getaddrinfo result, keeping an IPv6 zone ('fe80::1%eth0'): without it
+    a link-local address cannot be connected to."""
+    address = str(sockaddr[0])
+    if len(sockaddr) < 4 or not sockaddr[3] or "%" in address:
+        return address
+    try:
+        zone = socket.if_indextoname(sockaddr[3])
+    except OSError:
+        zone = str(sockaddr[3])
+    return f"{address}%{zone}"
+
+
 def _outcome(error: OSError) -> ConnectOutcome:
     if isinstance(error, ConnectionRefusedError):
         return "refused"
@@ -246,6 +260,8 @@ def _outcome(error: OSError) -> ConnectOutcome:
         return "host-unreachable"
     if error.errno in (errno.ENETUNREACH, getattr(errno, "WSAENETUNREACH", -1)):
         return "net-unreachable"
+    if error.errno == errno.EACCES:  # Linux reports an ICMPv6 admin-prohibited reject so
+        return "prohibited"
     return "error"
 
 
