@@ -4,11 +4,13 @@ the status query is refused to other computers (checked across hosts in the lab)
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
 from typing import Any
 
+import psutil
 import pytest
 
 from conftest import ROOT, WAIT, Terminal, run_lanchat
@@ -87,7 +89,8 @@ def test_something_else_on_the_port_is_named() -> None:
     document = json.loads(result.stdout)
     assert result.returncode == ExitCode.UNREACHABLE
     assert "Something other than a lanchat server" in document["problem"]
-    assert document["listening"][0]["program"].startswith("python")
+    holder = document["listening"][0]
+    assert (holder["program"], holder["pid"]) == (psutil.Process().name(), os.getpid())
 
 
 @pytest.mark.parametrize(
