@@ -47,6 +47,32 @@ SEND_FLAGS: int = getattr(socket, "MSG_DONTWAIT", 0)
 _client_ids = itertools.count(1)
 
 
+class Latch:
+    """Set once, waited on: threading.Event's job on one bare lock. An Event is a Condition, a
+    lock and a deque, about 1 KB for each of thousands of clients; this is one lock.
+    Unlocked means set: a waiter takes the lock and hands it straight back."""
+
+    __slots__ = ("_lock",)
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._lock.acquire()
+
+    def set(self) -> None:
+        """Open the latch (again: harmless)."""
+        try:
+            self._lock.release()
+        except RuntimeError:  # already open
+            pass
+
+    def wait(self, timeout: float) -> bool:
+        """True once set, False if `timeout` seconds pass first."""
+        if not self._lock.acquire(timeout=timeout):
+            return False
+        self.set()
+        return True
+
+
 class Client:
     """One connection: who it is (room fields) and what is still owed to it (writer fields)."""
 
@@ -95,7 +121,7 @@ class Client:
         self.stop_at: int | None = None  # closing: log position after which nothing is sent
         self.deadline = 0.0  # closing: when to stop waiting for the client
         self.close_reason: str | None = None  # set once, under the room lock
-        self.done = threading.Event()  # the writer has finished with this socket
+        self.done = Latch()  # the writer has finished with this socket
         self.sock_lock = threading.Lock()  # serialises the final shutdown()/close()
         self.closed = False
 

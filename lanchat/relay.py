@@ -198,8 +198,12 @@ class Relay:
     # --- one reader thread per connection ---------------------------------------------------
 
     def _start_reader(self, sock: socket.socket, address: Any) -> None:
+        # The Client is made here, on the accept thread: its constructor (a threading.Event
+        # inside) runs deep enough to cost each reader thread one more stack page, 4 KB times
+        # thousands of readers.
+        client = Client(sock, address)
         thread = threading.Thread(
-            target=self._reader, args=(sock, address), name=f"lanchat-{address[0]}", daemon=True
+            target=self._reader, args=(client,), name=f"lanchat-{address[0]}", daemon=True
         )
         with self._readers_changed:
             self._readers += 1
@@ -210,11 +214,11 @@ class Relay:
             sock.close()
             log.warning("refused %s: cannot start another thread", address)
 
-    def _reader(self, sock: socket.socket, address: Any) -> None:
+    def _reader(self, client: Client) -> None:
         try:
-            self._serve_connection(sock, address)
+            self._serve_connection(client)
         except Exception as e:  # a bug must cost one connection and one log line, not more
-            log.error("connection from %s ended by an internal error: %r", address, e)
+            log.error("connection from %s ended by an internal error: %r", client.address, e)
         finally:
             self._reader_ended()
 
@@ -223,8 +227,8 @@ class Relay:
             self._readers -= 1
             self._readers_changed.notify_all()
 
-    def _serve_connection(self, sock: socket.socket, address: Any) -> None:
-        client = Client(sock, address)
+    def _serve_connection(self, client: Client) -> None:
+        sock, address = client.sock, client.address
         joined = False
         try:
             configure(sock, self.keepalive)
