@@ -1,0 +1,264 @@
+"""Frames the server sends, and how each is written for lanchat clients and for raw ones."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any, ClassVar
+
+from lanchat.protocol.lines import (
+    MAX_LINE_BYTES,
+    PROTOCOL_VERSION,
+    SOFTWARE,
+    FrameError,
+    clean_text,
+    json_line,
+    parse_json_object,
+)
+from lanchat.protocol.requests import RAW_HELP
+
+
+@dataclass(frozen=True)
+class Event:
+    """Base of every server frame: its place in the room's order and when it was made."""
+
+    TYPE: ClassVar[str] = ""
+    seq: int
+    time: float
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {"type": self.TYPE, **asdict(self)}
+        d["time"] = round(self.time, 3)
+        return d
+
+
+@dataclass(frozen=True)
+class Welcome(Event):
+    TYPE: ClassVar[str] = "welcome"
+    name: str = ""
+    room: str = ""
+    version: int = PROTOCOL_VERSION
+    server: str = SOFTWARE
+    max_line: int = MAX_LINE_BYTES
+    history: int = 0
+
+
+@dataclass(frozen=True)
+class WhoList(Event):
+    """Who is here: `count` people; `names` lists them all, except in a big room's greeting."""
+
+    TYPE: ClassVar[str] = "who"
+    names: tuple[str, ...] = ()
+    count: int = 0
+
+    def __post_init__(self) -> None:
+        if self.count < len(self.names):
+            object.__setattr__(self, "count", len(self.names))
+
+
+@dataclass(frozen=True)
+class Chat(Event):
+    """A message or an action (`/me`), live or replayed from history."""
+
+    TYPE: ClassVar[str] = "message"
+    sender: str = ""
+    text: str = ""
+    action: bool = False
+    history: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "type": "action" if self.action else "message",
+            "seq": self.seq,
+            "time": round(self.time, 3),
+            "from": self.sender,
+            "text": self.text,
+        }
+        if self.history:
+            d["history"] = True
+        return d
+
+
+@dataclass(frozen=True)
+class Joined(Event):
+    TYPE: ClassVar[str] = "join"
+    name: str = ""
+    kind: str = "raw"
+    count: int = 0
+
+
+@dataclass(frozen=True)
+class Left(Event):
+    TYPE: ClassVar[str] = "leave"
+    name: str = ""
+    reason: str = "closed"
+    count: int = 0
+
+
+@dataclass(frozen=True)
+class Renamed(Event):
+    TYPE: ClassVar[str] = "nick"
+    old: str = ""
+    new: str = ""
+
+
+@dataclass(frozen=True)
+class Problem(Event):
+    TYPE: ClassVar[str] = "error"
+    code: str = ""
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class Pong(Event):
+    TYPE: ClassVar[str] = "pong"
+    token: str = ""
+
+
+@dataclass(frozen=True)
+class Goodbye(Event):
+    TYPE: ClassVar[str] = "bye"
+    reason: str = "quit"
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class ProbeAnswer(Event):
+    """The answer to a probe: which server and room, without joining it."""
+
+    TYPE: ClassVar[str] = "probe"
+    version: int = PROTOCOL_VERSION
+    server: str = SOFTWARE
+    room: str = ""
+
+
+@dataclass(frozen=True)
+class HelpText(Event):
+    """The /help answer; only raw clients ask for it (lanchat clients know their commands)."""
+
+    TYPE: ClassVar[str] = "help"
+    text: str = field(default=RAW_HELP)
+
+
+ServerFrame = (
+    Welcome | WhoList | Chat | Joined | Left | Renamed | Problem | Pong | Goodbye | HelpText
+)
+
+_EVENT_TYPES: dict[str, type[Event]] = {
+    cls.TYPE: cls
+    for cls in (Welcome, WhoList, Joined, Left, Renamed, Problem, Pong, Goodbye, ProbeAnswer)
+}
+
+
+# json's own string encoder (C where available): quotes and escapes exactly as json.dumps does.
+_json_string: Callable[[str], str] = json.encoder.encode_basestring
+
+
+def encode_json(frame: Event) -> bytes:
+    """The frame as a lanchat client reads it: one JSON line."""
+    if type(frame) is Chat and not frame.history:  # the hot path: written out directly
+        kind = "action" if frame.action else "message"
+        return (
+            f'{{"type":"{kind}","seq":{frame.seq},"time":{frame.time:.3f},'
+            f'"from":{_json_string(frame.sender)},"text":{_json_string(frame.text)}}}\n'
+        ).encode()
+    return json_line(frame.to_dict())
+
+
+_clock_cache: list[Any] = [-1, ""]  # [minute, "HH:MM"]
+
+
+def clock(t: float) -> str:
+    """`HH:MM` in local time, as raw clients see it (worked out once a minute)."""
+    minute = int(t // 60)  # time zones differ by whole minutes, so minutes start together
+    if minute != _clock_cache[0]:
+        _clock_cache[1] = time.strftime("%H:%M", time.localtime(t))
+        _clock_cache[0] = minute
+    return str(_clock_cache[1])
+
+
+_LEAVE_WORDS = {
+    "quit": "left",
+    "closed": "left",
+    "lost": "left (connection lost)",
+    "too-slow": "was disconnected (could not keep up)",
+    "shutdown": "left (server shutting down)",
+}
+
+
+def render_line(frame: Event) -> str:
+    """The frame as a person at ncat or telnet reads it (no newline at the end)."""
+    if isinstance(frame, Chat):
+        if frame.action:
+            return f"[{clock(frame.time)}] * {frame.sender} {frame.text}"
+        return f"[{clock(frame.time)}] <{frame.sender}> {frame.text}"
+    if isinstance(frame, Joined):
+        return f"* {frame.name} joined ({frame.count} here)"
+    if isinstance(frame, Left):
+        return f"* {frame.name} {_LEAVE_WORDS.get(frame.reason, 'left')} ({frame.count} here)"
+    if isinstance(frame, Renamed):
+        return f"* {frame.old} is now known as {frame.new}"
+    if isinstance(frame, WhoList):
+        more = frame.count - len(frame.names)
+        rest = f", and {more} more (/who lists everyone)" if more > 0 else ""
+        return f"* {frame.count} here: {', '.join(frame.names)}{rest}."
+    if isinstance(frame, Welcome):
+        return (
+            f"* Welcome to {frame.room}, {frame.name}.\n"
+            "* Type a line and press Enter to send it to everyone. /help lists the commands."
+        )
+    if isinstance(frame, Problem):
+        return f"! {frame.message}"
+    if isinstance(frame, Goodbye):
+        return (
+            f"* {frame.message}" if frame.reason in ("quit", "shutdown") else f"! {frame.message}"
+        )
+    if isinstance(frame, Pong):
+        return f"* pong {frame.token}".rstrip()
+    if isinstance(frame, HelpText):
+        return f"* {frame.text}"
+    if isinstance(frame, ProbeAnswer):
+        return f"* {frame.server}, room {frame.room}"
+    raise TypeError(f"no text form for {type(frame).__name__}")
+
+
+def encode_text(frame: Event) -> bytes:
+    """The frame as bytes for a raw client."""
+    return (render_line(frame) + "\n").encode()
+
+
+def encode_history_text(frames: list[Chat]) -> bytes:
+    """Replayed messages for a raw client, between a header and a footer that mark them."""
+    if not frames:
+        return b""
+    count = len(frames)
+    lines = [f"* Last {count} message{'s' if count != 1 else ''}:"]
+    lines += [render_line(f) for f in frames]
+    lines.append("* End of history.")
+    return ("\n".join(lines) + "\n").encode()
+
+
+def parse_event(line: bytes) -> ServerFrame:
+    """Parse one JSON line from the server (the client side); FrameError if it is not one."""
+    obj = parse_json_object(line)
+    kind = obj.pop("type")
+    try:
+        if kind in ("message", "action"):
+            return Chat(
+                seq=int(obj["seq"]),
+                time=float(obj["time"]),
+                sender=str(obj["from"]),
+                text=str(obj["text"]),
+                action=kind == "action",
+                history=obj.get("history") is True,
+            )
+        cls = _EVENT_TYPES[kind]
+        if cls is WhoList:
+            obj["names"] = tuple(str(n) for n in obj.get("names", ()))
+        known = cls.__dataclass_fields__
+        frame = cls(**{k: v for k, v in obj.items() if k in known})
+    except (KeyError, TypeError, ValueError):
+        raise FrameError("bad-frame", f"Malformed {clean_text(kind)[:32]!r} frame.") from None
+    return frame  # type: ignore[return-value]

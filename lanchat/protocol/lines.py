@@ -1,0 +1,169 @@
+"""Lines in: the limits, line framing, text cleaning, the name rules and JSON lines."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from lanchat import __version__
+
+PROTOCOL_VERSION = 1
+DEFAULT_PORT = 7420
+MAX_LINE_BYTES = 4096  # longest line before its "\n"; like h11's named buffer limit
+MAX_NAME_CHARS = 24
+DETECT_SECONDS = 0.25  # how long a silent new client may take before it is greeted as raw
+RESERVED_NAMES = frozenset(
+    {"server", "lanchat", "system", "admin", "root", "everyone", "all", "nobody", "me"}
+)
+SOFTWARE = f"lanchat {__version__}"
+STATUS_VERSION = 1  # of the status document (docs/status.md)
+
+ClientKind = Literal["lanchat", "raw"]
+
+
+class FrameError(ValueError):
+    """A line from a client that cannot be used; `code` is the wire error code."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+# --- lines -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LineTooLong:
+    """Stands in the decoder's output for a line that exceeded the limit and was dropped."""
+
+    limit: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"limit": self.limit}
+
+
+class LineDecoder:
+    """Splits a byte stream into lines; an overlong line becomes one LineTooLong, then resyncs."""
+
+    def __init__(self, max_line: int = MAX_LINE_BYTES) -> None:
+        self.max_line = max_line
+        self._partial = b""
+        self._discarding = False  # inside an overlong line: drop bytes up to its newline
+
+    def feed(self, data: bytes) -> list[bytes | LineTooLong]:
+        """Return the complete lines in `data` (without "\\n" or a trailing "\\r")."""
+        if self._partial:
+            data = self._partial + data
+            self._partial = b""
+        pieces = data.split(b"\n")
+        tail = pieces.pop()  # the unfinished rest after the last newline ("" if none)
+        out: list[bytes | LineTooLong] = []
+        for piece in pieces:
+            if self._discarding:
+                self._discarding = False  # this newline ends the overlong line already reported
+            elif len(piece) > self.max_line + 1 or (
+                len(piece) == self.max_line + 1 and not piece.endswith(b"\r")
+            ):
+                out.append(LineTooLong(self.max_line))
+            else:
+                out.append(piece[:-1] if piece.endswith(b"\r") else piece)
+        if self._discarding:
+            return out
+        if len(tail) > self.max_line + 1:
+            out.append(LineTooLong(self.max_line))
+            self._discarding = True
+        else:
+            self._partial = tail
+        return out
+
+    def finish(self) -> list[bytes]:
+        """At end of stream: the last line even without its newline (nothing typed is lost)."""
+        rest, self._partial = self._partial, b""
+        if self._discarding or not rest:
+            return []
+        return [rest[:-1] if rest.endswith(b"\r") else rest]
+
+
+# --- text and names --------------------------------------------------------------------------
+
+# Terminal escape sequences as a whole (so no "[31m" debris stays behind), then single controls.
+_ESCAPE_SEQUENCES = re.compile(
+    r"\x1b\[[0-?]*[ -/]*[@-~]?"  # CSI ... final byte
+    r"|\x1b[\]PX^_][^\x07\x1b]*(?:\x07|\x1b\\)?"  # OSC/DCS/SOS/PM/APC ... BEL or ST
+    r"|\x1b[ -~]?"  # two-byte escapes (and a lone ESC)
+    r"|\x9b[0-?]*[ -/]*[@-~]?"  # the one-character C1 CSI
+)
+_CONTROLS = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+_SPACES = str.maketrans("\t\n\r", "   ")  # line breaks inside a JSON text become spaces
+_NEEDS_CLEANING = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def clean_text(text: str) -> str:
+    """Remove what could act on a terminal: escape sequences, controls, bidi overrides."""
+    if _NEEDS_CLEANING.search(text) is None:  # the common case costs one scan
+        return text
+    text = _ESCAPE_SEQUENCES.sub("", text).translate(_SPACES)
+    return _CONTROLS.sub("", text)
+
+
+def decode_line(line: bytes) -> str:
+    """UTF-8 with replacement: a bad byte is shown as U+FFFD, never an error."""
+    return line.decode("utf-8", "replace")
+
+
+def name_problem(name: str) -> FrameError | None:
+    """Why `name` cannot be used as a chat name, or None if it can."""
+    if not name or len(name) > MAX_NAME_CHARS:
+        return FrameError(
+            "bad-name", f"A name has 1 to {MAX_NAME_CHARS} characters; {name!r} has {len(name)}."
+        )
+    if not name[0].isalnum() or not all(ch.isalnum() or ch in "-_." for ch in name):
+        return FrameError(
+            "bad-name",
+            f"{clean_text(name)!r} is not a valid name: use letters, digits, '-', '_' and '.', "
+            "starting with a letter or digit.",
+        )
+    if name.casefold() in RESERVED_NAMES:
+        return FrameError("name-reserved", f"The name {name!r} is reserved. Pick another one.")
+    return None
+
+
+MAX_ROOM_CHARS = 40
+
+
+def room_problem(room: str) -> str | None:
+    """Why `room` cannot name a room (it is shown to everyone and advertised), or None."""
+    if not room.strip() or len(room) > MAX_ROOM_CHARS:
+        return f"A room name has 1 to {MAX_ROOM_CHARS} characters."
+    if clean_text(room) != room:
+        return "A room name cannot contain control characters."
+    return None
+
+
+def suggest_name(wanted: str) -> str:
+    """Turn a login name such as 'John Doe' into a valid chat name ('John-Doe')."""
+    chars = [ch if ch.isalnum() or ch in "-_." else "-" for ch in wanted]
+    name = "".join(chars).lstrip("-_.")[:MAX_NAME_CHARS].rstrip("-_.")
+    return name if name and name_problem(name) is None else "guest"
+
+
+# --- JSON lines, both directions ------------------------------------------------------------
+
+
+def json_line(obj: dict[str, Any]) -> bytes:
+    """One compact JSON line (UTF-8, not ASCII-escaped)."""
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
+
+
+def parse_json_object(line: bytes) -> dict[str, Any]:
+    """One JSON object with a string "type", or FrameError."""
+    try:
+        obj = json.loads(decode_line(line))
+    except (ValueError, RecursionError):
+        raise FrameError("bad-frame", "Not a JSON line; send one JSON object per line.") from None
+    if not isinstance(obj, dict) or not isinstance(obj.get("type"), str):
+        raise FrameError("bad-frame", 'Each line must be a JSON object with a "type".')
+    return obj

@@ -1,0 +1,211 @@
+"""Frames a client sends: the lanchat JSON requests and the raw clients' plain lines."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from lanchat.protocol.lines import (
+    PROTOCOL_VERSION,
+    STATUS_VERSION,
+    FrameError,
+    clean_text,
+    json_line,
+    parse_json_object,
+)
+
+
+@dataclass(frozen=True)
+class Hello:
+    """The first line of a lanchat client."""
+
+    version: int
+    name: str | None = None
+    exact: bool = False
+    client: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"type": "hello", "version": self.version, "exact": self.exact}
+        if self.name is not None:
+            d["name"] = self.name
+        if self.client:
+            d["client"] = self.client
+        return d
+
+
+@dataclass(frozen=True)
+class Say:
+    """A chat message, or an action (`/me`)."""
+
+    text: str
+    action: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": "action" if self.action else "message", "text": self.text}
+
+
+@dataclass(frozen=True)
+class SetName:
+    """Ask to be known by another name."""
+
+    name: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": "nick", "name": self.name}
+
+
+@dataclass(frozen=True)
+class AskWho:
+    """Ask who is here."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": "who"}
+
+
+@dataclass(frozen=True)
+class Ping:
+    """Ask for a pong (liveness, round-trip time)."""
+
+    token: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": "ping", "token": self.token}
+
+
+@dataclass(frozen=True)
+class Quit:
+    """Leave the room."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": "bye"}
+
+
+@dataclass(frozen=True)
+class AskHelp:
+    """A raw client typed /help."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": "help"}
+
+
+Request = Hello | Say | SetName | AskWho | Ping | Quit | AskHelp
+
+
+def encode_request(request: Request) -> bytes:
+    """One JSON line, as a lanchat client sends it."""
+    return json_line(request.to_dict())
+
+
+def _field(obj: dict[str, Any], key: str, kind: type, *, required: bool = True) -> Any:
+    value = obj.get(key)
+    if value is None and not required:
+        return None
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise FrameError("bad-frame", f"'{obj.get('type')}' needs a {kind.__name__} '{key}'.")
+    return value
+
+
+def parse_request(line: bytes) -> Request:
+    """Parse one JSON line from a lanchat client; FrameError says what is wrong with it."""
+    obj = parse_json_object(line)
+    kind = obj["type"]
+    if kind in ("message", "action"):
+        return Say(_field(obj, "text", str), action=kind == "action")
+    if kind == "nick":
+        return SetName(_field(obj, "name", str))
+    if kind == "who":
+        return AskWho()
+    if kind == "ping":
+        token = obj.get("token", "")
+        return Ping(token if isinstance(token, str) else json.dumps(token)[:64])
+    if kind == "bye":
+        return Quit()
+    if kind == "hello":
+        return _hello_from(obj)
+    raise FrameError("bad-frame", f"Unknown frame type {clean_text(kind)[:32]!r}.")
+
+
+def _hello_from(obj: dict[str, Any]) -> Hello:
+    version = _field(obj, "version", int)
+    if version < 1:
+        raise FrameError("unsupported-version", f"Protocol version {version} does not exist.")
+    name = _field(obj, "name", str, required=False)
+    exact = obj.get("exact", False)
+    client = obj.get("client", "")
+    return Hello(
+        version=version,
+        name=name,
+        exact=exact is True,
+        client=clean_text(client)[:64] if isinstance(client, str) else "",
+    )
+
+
+def parse_hello(line: bytes) -> Hello | None:
+    """The Hello if `line` opens a lanchat session, else None (the client is a raw one).
+
+    A JSON object with "type": "hello" is a hello even when its fields are wrong (FrameError then
+    explains), so a lanchat client with a bad name gets a refusal, not a raw-mode greeting.
+    """
+    if not line.lstrip().startswith(b"{"):
+        return None
+    try:
+        obj = parse_json_object(line)
+    except FrameError:
+        return None
+    if obj["type"] != "hello":
+        return None
+    return _hello_from(obj)
+
+
+def service_request(line: bytes) -> Literal["status", "probe"] | None:
+    """Whether a first line asks a question instead of chatting: the relay's status (only
+    answered on its own computer) or a probe (is a lanchat server here? the doctor asks it)."""
+    if not line.lstrip().startswith(b"{"):
+        return None
+    try:
+        kind = parse_json_object(line)["type"]
+    except FrameError:
+        return None
+    return "status" if kind == "status" else "probe" if kind == "probe" else None
+
+
+def encode_status_request() -> bytes:
+    return json_line({"type": "status", "version": STATUS_VERSION})
+
+
+def encode_probe_request() -> bytes:
+    return json_line({"type": "probe", "version": PROTOCOL_VERSION})
+
+
+RAW_HELP = (
+    "Commands: /nick NAME (change your name), /who (who is here), /me TEXT (an action), "
+    "/help (this), /quit (leave). Any other line is sent to everyone; start it with // "
+    "to send a line that begins with /."
+)
+
+
+def parse_raw_line(text: str) -> Request | None:
+    """What a line typed by a raw client asks for; None for a blank line (nothing to send)."""
+    if not text.strip():
+        return None
+    if not text.startswith("/"):
+        return Say(text)
+    if text.startswith("//"):
+        return Say(text[1:])
+    command, _, rest = text[1:].partition(" ")
+    command = command.lower()
+    rest = rest.strip()
+    if command == "me" and rest:
+        return Say(rest, action=True)
+    if command == "nick" and rest:
+        return SetName(rest)
+    if command == "who":
+        return AskWho()
+    if command == "help":
+        return AskHelp()
+    if command in ("quit", "exit", "bye"):
+        return Quit()
+    if command in ("me", "nick"):
+        raise FrameError("unknown-command", f"/{command} needs an argument. {RAW_HELP}")
+    raise FrameError("unknown-command", f"Unknown command /{clean_text(command)[:20]}. {RAW_HELP}")
