@@ -1,0 +1,91 @@
+"""`lanchat join`: chat, interactively or as a script."""
+
+from __future__ import annotations
+
+import getpass
+import sys
+from typing import Annotated
+
+import typer
+
+from lanchat.cli.app import JsonOption
+from lanchat.protocol import DEFAULT_PORT
+
+EPILOG = (  # the examples under --help
+    "Examples:\n\n"
+    "  lanchat join                       # the server on this network (mDNS)\n\n"
+    "  lanchat join --room physics        # when several servers answer\n\n"
+    "  lanchat join 192.168.1.20          # port 7420\n\n"
+    "  lanchat join 192.168.1.20:7420 --name ana\n\n"
+    "  echo 'hello all' | lanchat join 192.168.1.20   # scripted: send, print, leave\n\n"
+    "Environment: LANCHAT_NAME, LANCHAT_PORT, LANCHAT_ROOM."
+)
+
+
+def join(
+    address: Annotated[
+        str | None,
+        typer.Argument(help="HOST or HOST:PORT of the server (default: find it on the LAN)."),
+    ] = None,
+    name: Annotated[
+        str | None,
+        typer.Option(
+            "--name", "-n", envvar="LANCHAT_NAME", help="Your name (default: login name)."
+        ),
+    ] = None,
+    port: Annotated[
+        int | None,
+        typer.Option(
+            "--port",
+            "-p",
+            envvar="LANCHAT_PORT",
+            min=1,
+            max=65535,
+            help="Port, when ADDRESS has none.",
+        ),
+    ] = None,
+    timeout: Annotated[
+        float,
+        typer.Option(
+            "--timeout", min=0.1, help="Seconds to wait for servers (and the server) to answer."
+        ),
+    ] = 5.0,
+    room: Annotated[
+        str | None,
+        typer.Option(
+            "--room",
+            envvar="LANCHAT_ROOM",
+            help="Without ADDRESS: join the server of this room when several answer.",
+        ),
+    ] = None,
+    json_out: JsonOption = False,
+) -> None:
+    """Join a chat: type to talk. With stdin from a file or pipe, send each line and leave."""
+    from lanchat.client import Connection, parse_address
+    from lanchat.join import connect_discovered, run_interactive, run_scripted
+    from lanchat.protocol import suggest_name
+
+    exact = name is not None
+    wanted = name if name is not None else suggest_name(_login_name())
+    if address is None:
+        interactive = sys.stdin.isatty() and sys.stderr.isatty()
+        conn, open_connection = connect_discovered(
+            room=room, name=wanted, exact=exact, timeout=timeout, interactive=interactive
+        )
+    else:
+        host, parsed_port = parse_address(address, default_port=port or DEFAULT_PORT)
+
+        def open_connection() -> Connection:
+            return Connection.open(host, parsed_port, name=wanted, exact=exact, timeout=timeout)
+
+        conn = open_connection()
+    if sys.stdin.isatty() and sys.stdout.isatty() and not json_out:
+        raise typer.Exit(run_interactive(conn, open_connection))
+    raise typer.Exit(run_scripted(conn, sys.stdin, as_json=json_out, out=sys.stdout))
+
+
+def _login_name() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no login name in this environment (a container, a service)
+        return "guest"

@@ -1,0 +1,97 @@
+"""`lanchat serve`: the relay on this PC."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+
+from lanchat.cli.app import JsonOption, PortOption
+from lanchat.errors import UsageError
+from lanchat.protocol import DEFAULT_PORT
+
+EPILOG = (  # the examples under --help
+    "Examples:\n\n"
+    "  lanchat serve                      # port 7420, every network\n\n"
+    "  lanchat serve --room physics --max-clients 40\n\n"
+    "  lanchat serve --port 0 --json      # a free port; events as JSON lines\n\n"
+    "  lanchat serve --interface wlan0    # announce on the Wi-Fi only\n\n"
+    "Environment: LANCHAT_PORT, LANCHAT_ROOM."
+)
+
+
+def serve(
+    host: Annotated[
+        str,
+        typer.Option("--host", help="Address to listen on (default: every network, IPv4+IPv6)."),
+    ] = "",
+    port: PortOption = DEFAULT_PORT,
+    room: Annotated[
+        str, typer.Option("--room", envvar="LANCHAT_ROOM", help="Room name.")
+    ] = "lobby",
+    history: Annotated[
+        int, typer.Option("--history", min=0, max=10000, help="Messages replayed to newcomers.")
+    ] = 50,
+    max_clients: Annotated[
+        int,
+        typer.Option(
+            "--max-clients", min=0, help="Most people at once (0: as many as the OS allows)."
+        ),
+    ] = 0,
+    json_out: JsonOption = False,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="Log only start and stop, not every message.")
+    ] = False,
+    keepalive: Annotated[
+        float,
+        typer.Option(
+            "--keepalive",
+            min=3,
+            max=7200,
+            help="Seconds after which a PC that vanished without closing is dropped.",
+        ),
+    ] = 60.0,
+    no_mdns: Annotated[
+        bool,
+        typer.Option(
+            "--no-mdns",
+            envvar="LANCHAT_NO_MDNS",
+            help="Do not announce the server on the LAN (mDNS).",
+        ),
+    ] = False,
+    interfaces: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--interface",
+            help="Announce only on this address or interface (repeatable; default: every LAN "
+            "address, no VPN or container adapters).",
+        ),
+    ] = None,
+) -> None:
+    """Run the chat relay on this PC, for everyone on the network (announced over mDNS)."""
+    from lanchat.protocol import room_problem
+    from lanchat.serving import ServeOptions, run_server
+
+    problem = room_problem(room)
+    if problem:
+        raise UsageError(problem, "Example: --room physics-101")
+    if json_out:
+        from lanchat.output.serve import JsonServeLog
+
+        log: Any = JsonServeLog()
+    else:
+        from lanchat.output.serve import TextServeLog
+
+        log = TextServeLog()
+    options = ServeOptions(
+        host=host,
+        port=port,
+        room=room,
+        history=history,
+        max_clients=max_clients,
+        quiet=quiet,
+        keepalive=keepalive,
+        mdns=not no_mdns,
+        interfaces=tuple(interfaces or ()),
+    )
+    run_server(options, log)
