@@ -113,7 +113,9 @@ class Client:
         self.lines_in = self.bytes_in = self.frames_out = self.bytes_out = 0
         # Writer state: only the writer thread touches these after Fanout.add().
         self.cursor = 0
-        self.private: deque[tuple[int, bytes]] = deque()  # (log position it follows, bytes)
+        # (log position it follows, bytes); None when empty (a deque is ~600 bytes, times
+        # thousands of clients that have nothing private most of the time).
+        self.private: deque[tuple[int, bytes]] | None = None
         # The part of the last send the socket did not take: a view into the sent bytes, so
         # thousands of parked clients behind the same frames share one copy of them.
         self.pending: bytes | memoryview = b""
@@ -127,7 +129,7 @@ class Client:
 
     def backlog(self, end: int) -> int:
         """Frames the client has not been sent yet (for `lanchat status`)."""
-        return max(0, end - self.cursor) + len(self.private)
+        return max(0, end - self.cursor) + len(self.private or ())
 
     def shut(self, how: int) -> None:
         """shutdown() unless the reader thread already closed the socket."""
@@ -171,6 +173,7 @@ class Fanout:
         self._roster: list[Client] = []
         self._departed = 0  # clients in _roster no longer in _clients
         self._dirty: set[Client] = set()  # clients with private frames or a close to handle
+        self._drained: list[Client] = []  # sent all their private frames (token held)
         self._closing: set[Client] = set()
         self._parked: set[Client] = set()  # socket full; registered for EVENT_WRITE
         self._lingering: dict[Client, None] = {}  # hung up on our side, peer not gone yet
@@ -217,6 +220,8 @@ class Fanout:
 
     def send_private(self, client: Client, data: bytes) -> None:
         """Queue bytes for one client only, in order with the room frames (lock held)."""
+        if client.private is None:
+            client.private = deque()
         client.private.append((self.end, data))
         self._dirty.add(client)
         self._requested = True
@@ -271,6 +276,12 @@ class Fanout:
     def _pass(self) -> None:
         """Offer every client what it is owed (token held)."""
         with self.lock:
+            # Empty private queues are let go here, under the lock send_private() holds, so a
+            # frame queued meanwhile cannot land in a deque that is being dropped.
+            for client in self._drained:
+                if not client.private:
+                    client.private = None
+            self._drained.clear()
             end = self.end
             if end != self._processed:
                 targets: list[Client] | set[Client] = self._roster
@@ -423,14 +434,17 @@ class Fanout:
             client.pending = b""
         frames = 0
         private = client.private
-        while private and private[0][0] <= limit:
-            pos, frame = private.popleft()
-            if pos > client.cursor:
-                chunks.append(self._slice(client, client.cursor, pos, cache))
-                frames += pos - client.cursor
-                client.cursor = pos
-            chunks.append(frame)
-            frames += 1
+        if private:
+            while private and private[0][0] <= limit:
+                pos, frame = private.popleft()
+                if pos > client.cursor:
+                    chunks.append(self._slice(client, client.cursor, pos, cache))
+                    frames += pos - client.cursor
+                    client.cursor = pos
+                chunks.append(frame)
+                frames += 1
+            if not private:
+                self._drained.append(client)
         if client.cursor < limit:
             chunks.append(self._slice(client, client.cursor, limit, cache))
             frames += limit - client.cursor
@@ -481,7 +495,7 @@ class Fanout:
     def _give_up(self, client: Client, reason: str) -> None:
         """Stop sending to a client that is gone or too slow; the room tells the others."""
         self._unpark(client)
-        client.private.clear()
+        client.private = None  # given up on: nothing more is sent to it
         had_partial_line = bool(client.pending)
         pending = bytes(client.pending)
         self._on_failed(client, reason)  # takes the lock; sets stop_at, may queue a goodbye

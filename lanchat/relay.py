@@ -43,7 +43,10 @@ from lanchat.protocol import (
 )
 from lanchat.room import DEFAULT_HISTORY, DEFAULT_ROOM, Item, Refused, Room, refusal_frames
 
-RECV_BYTES = 1024  # small: thousands of blocked readers each hold a buffer this big
+# recv(n) holds an n-byte buffer while it waits, so thousands of idle readers wait with a small
+# one; a read that fills it means the sender has more to say, and the next read takes more.
+RECV_BYTES = 256
+RECV_BUSY_BYTES = 16384
 THREAD_STACK_BYTES = 1024 * 1024  # thousands of reader threads; json recursion needs room
 DEFAULT_KEEPALIVE_SECONDS = 60.0  # a silent, vanished peer is noticed within about this long
 FD_RESERVE = 32  # descriptors kept for the listener, the writer, logs and refusals
@@ -287,17 +290,19 @@ class Relay:
         if SEND_FLAGS == 0:  # no MSG_DONTWAIT (Windows): non-blocking socket, wait in select()
             sock.setblocking(False)
         recv = sock.recv
+        size = RECV_BYTES
         while True:
             try:
                 if SEND_FLAGS == 0:
                     select.select([sock], [], [])
-                data = recv(RECV_BYTES)
+                data = recv(size)
             except (BlockingIOError, InterruptedError):
                 continue
             except OSError:
                 return "lost"
             if not data:
                 return "closed"
+            size = RECV_BUSY_BYTES if len(data) == size else RECV_BYTES
             if client.close_reason is not None:
                 continue  # hanging up: drain what still arrives so the close stays graceful
             client.bytes_in += len(data)
