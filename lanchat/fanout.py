@@ -66,8 +66,9 @@ class Latch:
             pass
 
     def wait(self, timeout: float) -> bool:
-        """True once set, False if `timeout` seconds pass first."""
-        if not self._lock.acquire(timeout=timeout):
+        """True once set, False if `timeout` seconds pass first (a waiter only: another
+        waiter holding the lock for a moment can make wait(0) say False)."""
+        if not self._lock.acquire(timeout=max(0.0, timeout)):
             return False
         self.set()
         return True
@@ -220,9 +221,10 @@ class Fanout:
 
     def send_private(self, client: Client, data: bytes) -> None:
         """Queue bytes for one client only, in order with the room frames (lock held)."""
-        if client.private is None:
-            client.private = deque()
-        client.private.append((self.end, data))
+        queue = client.private  # read once: a pass may let an empty deque go (token held)
+        if queue is None:
+            queue = client.private = deque()
+        queue.append((self.end, data))
         self._dirty.add(client)
         self._requested = True
 

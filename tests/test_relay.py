@@ -14,7 +14,6 @@ import psutil
 import pytest
 
 from conftest import WAIT, LineClient
-from lanchat.fanout import Latch
 from lanchat.relay import Relay
 
 
@@ -401,18 +400,3 @@ def test_a_probe_answers_without_joining_the_room(connect: Any) -> None:
     member.send_json({"type": "who"})
     who = member.wait_json(lambda f: f["type"] in ("who", "join"))
     assert who["type"] == "who" and who["names"] == ["member"]  # nobody saw the probe
-
-
-def test_latch_opens_once_for_every_waiter() -> None:
-    latch = Latch()
-    assert latch.wait(0.01) is False  # not set: the wait runs out
-    woken: list[bool] = []
-    waiters = [threading.Thread(target=lambda: woken.append(latch.wait(WAIT))) for _ in range(3)]
-    for t in waiters:
-        t.start()
-    latch.set()
-    latch.set()  # again: harmless
-    for t in waiters:
-        t.join(WAIT)
-    assert woken == [True, True, True]
-    assert latch.wait(0) is True  # stays open

@@ -1,0 +1,84 @@
+"""The fan-out's own parts, over real socket pairs: the Latch, and private frames in order with
+room frames while their queue comes and goes."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from conftest import WAIT
+from lanchat.fanout import Client, Fanout, Latch
+
+
+def test_latch_opens_once_for_every_waiter() -> None:
+    latch = Latch()
+    assert latch.wait(0.01) is False  # not set: the wait runs out
+    assert latch.wait(-1) is False  # a negative timeout is no wait, not "forever"
+    woken: list[bool] = []
+    waiters = [threading.Thread(target=lambda: woken.append(latch.wait(WAIT))) for _ in range(3)]
+    for t in waiters:
+        t.start()
+    latch.set()
+    latch.set()  # again: harmless
+    for t in waiters:
+        t.join(WAIT)
+    assert woken == [True, True, True]
+    assert latch.wait(0) is True  # stays open
+
+
+@pytest.fixture
+def fanout() -> Iterator[tuple[Fanout, threading.Lock]]:
+    lock = threading.Lock()
+    failed: list[str] = []
+    fan = Fanout(lock, lambda client, reason: failed.append(reason))
+    fan.start()
+    yield fan, lock
+    fan.stop(WAIT)
+    assert failed == []
+
+
+def read_exactly(sock: socket.socket, size: int) -> bytes:
+    sock.settimeout(WAIT)
+    data = b""
+    while len(data) < size:
+        chunk = sock.recv(size - len(data))
+        assert chunk, f"closed after {data!r}"
+        data += chunk
+    return data
+
+
+def test_private_frames_keep_their_place_and_their_queue_is_let_go(
+    fanout: tuple[Fanout, threading.Lock],
+) -> None:
+    fan, lock = fanout
+    ours, theirs = socket.socketpair()
+    with ours, theirs:
+        client = Client(ours, ("127.0.0.1", 1))
+        with lock:
+            fan.add(client)
+            assert client.private is None  # nothing private yet: no deque either
+            fan.send_private(client, b"p1\n")
+            fan.publish(b"r1\n", b'{"r":1}\n')
+            fan.send_private(client, b"p2\n")
+            fan.publish(b"r2\n", b'{"r":2}\n')
+        fan.kick()
+        assert read_exactly(theirs, 12) == b"p1\nr1\np2\nr2\n"
+        # The pass after the one that emptied the queue lets it go (under the lock).
+        with lock:
+            fan.publish(b"r3\n", b'{"r":3}\n')
+        fan.kick()
+        assert read_exactly(theirs, 3) == b"r3\n"
+        assert client.private is None
+        with lock:  # and a later private frame gets a new queue, still in order
+            fan.send_private(client, b"p3\n")
+            fan.publish(b"r4\n", b'{"r":4}\n')
+        fan.kick()
+        assert read_exactly(theirs, 6) == b"p3\nr4\n"
+        with lock:
+            fan.close(client, linger=0.5)  # the writer hangs up; then it can stop
+        fan.kick()
+        assert theirs.recv(16) == b""  # our side was shut down: end of stream
+        assert client.done.wait(WAIT)
