@@ -103,10 +103,12 @@ def describe_connect_error(
             hint,
         )
     if error.errno == errno.EACCES:  # Linux's word for an ICMPv6 "administratively prohibited"
+        server = host.split("%", 1)[0]  # a link-local zone names an interface of this PC only
         return UnreachableError(
             f"A firewall rejected the connection to {where} as 'administratively prohibited' "
-            f"({error.strerror}): most likely the firewall on {host} does not let port {port} in.",
-            f"Run `lanchat doctor --port {port}` on {host}: it prints the rule to add.",
+            f"({error.strerror}): most likely the firewall on {server} does not let port {port} "
+            "in (a router's or this PC's rules can say the same).",
+            f"Run `lanchat doctor --port {port}` on {server}: it prints the rule to add.",
         )
     return UnreachableError(f"Cannot connect to {where}: {error.strerror or error}.", hint)
 

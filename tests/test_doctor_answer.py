@@ -159,7 +159,7 @@ def test_internet_lines_without_and_with_the_router_check() -> None:
         ("timeout", None, "No: the connection gets no answer", "Probably needed on the server PC"),
         ("refused", None, "No: the server PC refuses the connection", "Maybe: a reject rule"),
         ("connected", "fail", "The connection gets through, but", "Not the problem"),
-        ("prohibited", None, "No: a firewall rejects the connection", "Needed on the server PC"),
+        ("prohibited", None, "No: a firewall rejects the connection", "Probably needed on the"),
         ("host-unreachable", None, "No: ", "Maybe: a firewall that rejects"),
     ],
 )

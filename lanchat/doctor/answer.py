@@ -194,8 +194,8 @@ def client_answer(checks: Sequence[CheckResult], target: str, port: int) -> Answ
             "likely the one on the server PC)."
         )
         rule = (
-            "Needed on the server PC: run `lanchat doctor` there; its firewall.tcp check prints "
-            "the exact rule."
+            "Probably needed on the server PC: run `lanchat doctor` there; its firewall.tcp "
+            "check prints the exact rule."
         )
     elif outcome == "refused":
         verdict = (
