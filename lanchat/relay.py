@@ -202,9 +202,9 @@ class Relay:
     # --- one reader thread per connection ---------------------------------------------------
 
     def _start_reader(self, sock: socket.socket, address: Any) -> None:
-        # The Client is made here, on the accept thread: its constructor (a threading.Event
-        # inside) runs deep enough to cost each reader thread one more stack page, 4 KB times
-        # thousands of readers.
+        # The Client is made here, on the accept thread: building it on the reader thread (it
+        # held a threading.Event then) left each reader's stack one page deeper, 4 KB times
+        # thousands of readers. Keep deep work off the reader threads.
         client = Client(sock, address)
         thread = threading.Thread(
             target=self._reader, args=(client,), name=f"lanchat-{address[0]}", daemon=True

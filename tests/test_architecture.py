@@ -57,7 +57,9 @@ def imports_of(path: Path) -> set[str]:
             found.add(node.module)
             if node.module == "lanchat":  # `from lanchat import x` may name a module
                 found.update(
-                    f"lanchat.{a.name}" for a in node.names if (PACKAGE / f"{a.name}.py").exists()
+                    f"lanchat.{a.name}"
+                    for a in node.names
+                    if (PACKAGE / f"{a.name}.py").exists() or (PACKAGE / a.name).is_dir()
                 )
     return found
 

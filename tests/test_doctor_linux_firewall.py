@@ -331,7 +331,8 @@ def attempt(proto, src, dst, port):
         s.close()
 
 probes = json.loads(sys.argv[1])
-with ThreadPoolExecutor(len(probes)) as pool:  # side by side: a case takes one timeout at most
+# Side by side: a case takes one timeout at most.
+with ThreadPoolExecutor(max(1, len(probes))) as pool:
     print(json.dumps(list(pool.map(lambda p: attempt(*p), probes))))
 """
 

@@ -1,5 +1,5 @@
 """Turning results into what people and scripts read: rich text for terminals, JSON lines for
-`--json`. With cli.py, the only package that uses rich; colour goes through rich alone, so
+`--json`. With lanchat.cli, the only package that uses rich; colour goes through rich alone, so
 NO_COLOR and non-terminals just work. This module holds what every command shares (consoles,
 errors, JSON, chat lines); serve.py, status.py, discovery.py and doctor.py render their own."""
 

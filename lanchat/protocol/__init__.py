@@ -4,7 +4,8 @@ Two kinds of client share one port (docs/protocol.md): lanchat clients speak JSO
 clients (ncat, telnet, ...) type plain lines. This package parses both and renders every server
 frame for both, so the relay encodes each frame once per kind, never once per recipient:
 `lines` (limits, framing, cleaning, names), `requests` (what clients send), `events` (what the
-server sends). Everything is imported from here.
+server sends). Callers import from here; `lines.json_line` and
+`lines.parse_json_object` are shared by the two directions only.
 """
 
 from __future__ import annotations
