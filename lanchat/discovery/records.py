@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any, Literal, Protocol
 
+from lanchat.netinfo import host_port
 from lanchat.protocol import DEFAULT_PORT, PROTOCOL_VERSION, clean_text, room_problem
 
 SERVICE_TYPE = "_lanchat._tcp.local."
@@ -110,7 +111,7 @@ class Server:
 
     def endpoint(self, address: str) -> str:
         """'10.0.0.5:7420' or '[fe80::1%eth0]:7420'."""
-        return f"[{address}]:{self.port}" if ":" in address else f"{address}:{self.port}"
+        return host_port(address, self.port)
 
 
 def parse_service(record: ServiceRecord) -> Server | None:
