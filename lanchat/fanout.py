@@ -10,8 +10,9 @@ behind is disconnected. Nobody waits for anybody's socket.
 Passes hold a token, so one runs at a time. The thread that published a frame runs the pass
 itself when the token is free (no wake-up of another thread: the lowest latency); when a pass is
 already running, it just notes that more is waiting, and the running pass goes round again. A
-busy room hands the passes to the writer thread, which also waits for parked sockets to drain and
-for closing connections' deadlines.
+busy room (a pass found several new frames, or more came while it ran) hands the passes to the
+writer thread, at most one per COALESCE_SECONDS; the writer also waits for parked sockets to
+drain and for closing connections' deadlines.
 """
 
 from __future__ import annotations
@@ -33,9 +34,9 @@ LINGER_SECONDS = 2.0  # time a closing connection gets to take its last frames a
 SHUTDOWN_LINGER_SECONDS = 0.75  # the same when the whole server stops (exit within ~1 s)
 TRIM_EVERY = 1024  # every this many frames, forget the ones every client has been sent
 INLINE_PASSES = 2  # passes a publishing reader runs itself before the writer thread takes over
-# When frames arrive while a pass is running, the room is busy: the next pass waits this long so
-# that more frames share each send() (less CPU per delivery). A quiet room never waits.
-COALESCE_SECONDS = 0.001
+# In a busy room the next pass waits this long so that more frames share each send(): less CPU
+# per delivery (docs/performance.md has the measurements). A quiet room never waits.
+COALESCE_SECONDS = 0.002
 
 log = logging.getLogger(__name__)
 
@@ -182,6 +183,7 @@ class Fanout:
         self._next_trim = TRIM_EVERY
         self._requested = False  # frames or private work wait for a pass
         self._hold_until = 0.0  # busy room: passes wait until then (time.monotonic())
+        self._hold_armed = False  # the writer knows a frame waits for the end of the hold
         self._pass_token = threading.Lock()
         self._stopping = False
         self._selector = selectors.DefaultSelector()
@@ -252,7 +254,12 @@ class Fanout:
         passes = 0
         while self._requested:
             if time.monotonic() < self._hold_until:
-                return  # a busy room: the writer thread runs the next pass when the hold ends
+                # A busy room: the writer thread runs the next pass when the hold ends. The
+                # first frame of a hold tells it so (a racing second wake-up is harmless).
+                if not self._hold_armed:
+                    self._hold_armed = True
+                    self._wake_writer()
+                return
             if not self._pass_token.acquire(blocking=False):
                 return  # the holder sees _requested before it lets go of the token
             try:
@@ -332,9 +339,13 @@ class Fanout:
                 client.pending = memoryview(data)[sent:]
                 self._park(client)
         self._processed = end
-        if self._requested and end > start:  # more came while this pass ran: a busy room
+        if end - start > 1 or (self._requested and end > start):
+            # A busy room: several frames waited for this pass, or more came while it ran.
+            # (With one frame per pass and none meanwhile, nothing would share a send.)
             self._hold_until = time.monotonic() + COALESCE_SECONDS
-            self._wake_writer()  # it runs the pass when the hold ends
+            self._hold_armed = self._requested
+            if self._requested:
+                self._wake_writer()  # it runs the pass when the hold ends
         if self._parked:
             self._drop_laggards(end)
         if end >= self._next_trim:

@@ -82,3 +82,27 @@ def test_private_frames_keep_their_place_and_their_queue_is_let_go(
         fan.kick()
         assert theirs.recv(16) == b""  # our side was shut down: end of stream
         assert client.done.wait(WAIT)
+
+
+def test_a_frame_published_while_a_busy_room_holds_is_sent_when_the_hold_ends(
+    fanout: tuple[Fanout, threading.Lock],
+) -> None:
+    fan, lock = fanout
+    ours, theirs = socket.socketpair()
+    with ours, theirs:
+        client = Client(ours, ("127.0.0.1", 1))
+        with lock:
+            fan.add(client)
+            fan.publish(b"a1\n", b"")
+            fan.publish(b"a2\n", b"")
+        fan.kick()  # two frames in one pass: a busy room, the next pass waits for the hold
+        assert read_exactly(theirs, 6) == b"a1\na2\n"
+        assert fan._hold_until > 0  # the hold is on (the rule this test is about)
+        with lock:
+            fan.publish(b"b1\n", b"")
+        fan.kick()  # returns at once: the writer thread must be told to send it after the hold
+        assert read_exactly(theirs, 3) == b"b1\n"
+        with lock:
+            fan.close(client, linger=0.5)
+        fan.kick()
+        assert client.done.wait(WAIT)
