@@ -322,3 +322,33 @@ def test_scripted_join_reports_lines_it_could_not_send(lanchat_process: Any) -> 
 def test_serve_rejects_a_bad_room_name(room: str) -> None:
     result = run_lanchat("serve", "--port", "0", "--room", room, "--no-mdns")
     assert result.returncode == ExitCode.USAGE and "room name" in result.stderr
+
+
+def _thread_affinities(pid: int) -> list[set[int]]:
+    return [os.sched_getaffinity(thread.id) for thread in psutil.Process(pid).threads()]
+
+
+@pytest.mark.skipif(
+    not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2,
+    reason="needs Linux and at least two usable CPU cores",
+)
+def test_serve_keeps_every_thread_on_one_core_unless_told_all_cores(lanchat_process: Any) -> None:
+    allowed = os.sched_getaffinity(0)
+    for options, expect_one in (((), True), (("--all-cores",), False)):
+        serve = lanchat_process(
+            "serve", "--host", "127.0.0.1", "--port", "0", "--json", "--no-mdns", *options
+        )
+        port = serve.wait_json(lambda e: e.get("event") == "listening", timeout=10)["port"]
+        client = LineClient(port)  # a reader thread, started after the choice was made
+        client.send("hi\n")
+        serve.wait_json(lambda e: e.get("event") == "message")
+        affinities = _thread_affinities(serve.proc.pid)
+        assert len(affinities) >= 3  # main, accept, writer, and the reader at least
+        if expect_one:
+            (core,) = affinities[0]
+            assert core in allowed
+            assert all(a == {core} for a in affinities), affinities
+        else:
+            assert all(a == allowed for a in affinities), affinities
+        client.close()
+        assert serve.terminate() == 0
