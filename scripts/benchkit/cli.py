@@ -117,6 +117,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="before each run wait up to S s for the machine to be idle (shared machines)",
     )
     p.add_argument("--ncat", default="ncat", help="the ncat program (default: ncat on PATH)")
+    p.add_argument(
+        "--lanchat-option",
+        action="append",
+        default=[],
+        metavar="OPT",
+        help="one more option for `lanchat serve` (repeatable), e.g. --lanchat-option=--all-cores",
+    )
     p.add_argument("--json", action="store_true", help="print JSON only on stdout")
     return p
 
@@ -185,7 +192,7 @@ def _start(name: str, args: argparse.Namespace) -> Server:
     if name == "ncat":
         return start_ncat(args.ncat)
     if name == "lanchat":
-        return start_lanchat()
+        return start_lanchat(args.lanchat_option)
     return external_server(args.address, args.pid)
 
 

@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -157,12 +158,13 @@ def start_ncat(ncat: str = "ncat") -> Server:
     raise BenchError(f"ncat found no free port in {PORT_ATTEMPTS} attempts")
 
 
-def start_lanchat() -> Server:
-    """A fresh lanchat relay; its port is read from its first (JSON) line."""
+def start_lanchat(options: Sequence[str] = ()) -> Server:
+    """A fresh lanchat relay (with extra `lanchat serve` options); its port is read from its first
+    (JSON) line."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH")]))
     proc = subprocess.Popen(
-        LANCHAT_SERVE,
+        [*LANCHAT_SERVE, *options],
         cwd=PROJECT_ROOT,
         env=env,
         stdin=subprocess.DEVNULL,
