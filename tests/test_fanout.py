@@ -10,6 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from conftest import WAIT
+from lanchat import fanout as fanout_module
 from lanchat.fanout import Client, Fanout, Latch
 
 
@@ -84,9 +85,28 @@ def test_private_frames_keep_their_place_and_their_queue_is_let_go(
         assert client.done.wait(WAIT)
 
 
+def test_a_small_room_never_holds(fanout: tuple[Fanout, threading.Lock]) -> None:
+    fan, lock = fanout
+    ours, theirs = socket.socketpair()
+    with ours, theirs:
+        client = Client(ours, ("127.0.0.1", 1))
+        with lock:
+            fan.add(client)
+            fan.publish(b"a1\n", b"")
+            fan.publish(b"a2\n", b"")
+        fan.kick()
+        assert read_exactly(theirs, 6) == b"a1\na2\n"
+        assert fan._hold_until == 0  # one client: fewer than HOLD_MIN_CLIENTS
+        with lock:
+            fan.close(client, linger=0.5)
+        fan.kick()
+        assert client.done.wait(WAIT)
+
+
 def test_a_frame_published_while_a_busy_room_holds_is_sent_when_the_hold_ends(
-    fanout: tuple[Fanout, threading.Lock],
+    fanout: tuple[Fanout, threading.Lock], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(fanout_module, "HOLD_MIN_CLIENTS", 1)  # one client is a big room here
     fan, lock = fanout
     ours, theirs = socket.socketpair()
     with ours, theirs:
