@@ -188,6 +188,7 @@ class Fanout:
         self._requested = False  # frames or private work wait for a pass
         self._hold_until = 0.0  # busy room: passes wait until then (time.monotonic())
         self._hold_armed = False  # the writer knows a frame waits for the end of the hold
+        self.holds = 0  # busy-room holds so far (lanchat.cores watches it)
         self._pass_token = threading.Lock()
         self._stopping = False
         self._selector = selectors.DefaultSelector()
@@ -350,6 +351,7 @@ class Fanout:
             # (With one frame per pass and none meanwhile, nothing would share a send.)
             self._hold_until = time.monotonic() + COALESCE_SECONDS
             self._hold_armed = self._requested
+            self.holds += 1
             if self._requested:
                 self._wake_writer()  # it runs the pass when the hold ends
         if self._parked:
@@ -377,6 +379,11 @@ class Fanout:
             self._selector.close()
             self._wake_recv.close()
             self._wake_send.close()
+
+    @property
+    def writer_id(self) -> int | None:
+        """The writer thread's native id (busy rooms' passes run on it)."""
+        return self._thread.native_id
 
     @property
     def clients(self) -> tuple[Client, ...]:

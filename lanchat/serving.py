@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from lanchat import __version__, netinfo
+from lanchat.cores import CoreKeeper, cpu_of_thread
 from lanchat.errors import AddressInUseError
 from lanchat.netinfo import LocalAddress, endpoint_text
 from lanchat.protocol import Event
@@ -41,7 +42,7 @@ class ServeOptions:
     keepalive: float = DEFAULT_KEEPALIVE_SECONDS
     mdns: bool = True
     interfaces: tuple[str, ...] = ()
-    one_cpu: bool = True  # keep every thread on one CPU core (see keep_to_one_cpu)
+    one_cpu: bool = True  # a busy room's threads share one CPU core (lanchat.cores)
 
 
 @dataclass(frozen=True)
@@ -94,37 +95,9 @@ def capacity_notes(max_clients: int) -> tuple[int, list[str]]:
     return min(max_clients or capacity, capacity), notes
 
 
-def keep_to_one_cpu() -> int | None:
-    """Keep this process on the CPU core it runs on now; return the core, or None where that is
-    not possible (not Linux, or one core allowed anyway).
-
-    Every thread of the relay needs Python's GIL to run, so they never run Python in parallel.
-    Spread over several cores, each GIL hand-off wakes a thread on another core (futex calls, a
-    cross-core interrupt); on one core the threads simply take turns. Measured at 100 clients in
-    a busy room: futex calls fell 4x and CPU per delivered message ~25 % (docs/performance.md).
-    Threads inherit the setting, so this runs before the first thread starts."""
-    if not hasattr(os, "sched_setaffinity"):
-        return None  # macOS and Windows: not measured there, left to the OS
-    import psutil
-
-    try:
-        allowed = os.sched_getaffinity(0)
-        if len(allowed) < 2:
-            return None
-        cpu = int(psutil.Process().cpu_num())  # where the scheduler put us: a core it deems free
-        if cpu not in allowed:
-            cpu = min(allowed)
-        os.sched_setaffinity(0, {cpu})
-        return cpu
-    except (OSError, ValueError, psutil.Error):
-        return None  # only a tuning: the relay works the same without it
-
-
 def run_server(options: ServeOptions, log: ServeLog) -> Stopped:
     """Serve until Ctrl-C or SIGTERM, then tell everyone and stop; AddressInUseError names the
     program holding the port."""
-    if options.one_cpu:
-        keep_to_one_cpu()
     max_clients, notes = capacity_notes(options.max_clients)
     relay = Relay(
         options.host,
@@ -148,9 +121,14 @@ def run_server(options: ServeOptions, log: ServeLog) -> Stopped:
     # The handler is in place before anyone can learn the port, so a prompt SIGTERM is clean.
     previous = stop_on_sigterm()
     advertiser: Advertiser | None = None
+    keeper: CoreKeeper | None = None
     people = 0
     try:
         _start(relay, options.port)
+        if options.one_cpu:
+            fanout = relay.room.fanout
+            keeper = CoreKeeper(lambda: fanout.holds, lambda: cpu_of_thread(fanout.writer_id))
+            keeper.start()
         bound_host, bound_port = relay.address
         advertisement = _off()
         if options.mdns:
@@ -176,6 +154,8 @@ def run_server(options: ServeOptions, log: ServeLog) -> Stopped:
         if advertiser is not None:
             advertiser.withdraw()  # the mDNS goodbye goes out while the relay says its own
         people = relay.room.size
+        if keeper is not None:
+            keeper.stop()
         relay.stop()
         if advertiser is not None:
             advertiser.close()

@@ -17,6 +17,7 @@ LAYERS = {
     "lanchat.errors": 0,
     "lanchat.protocol": 1,
     "lanchat.stopping": 1,
+    "lanchat.cores": 1,
     "lanchat.fanout": 2,
     "lanchat.netinfo": 2,
     "lanchat.room": 3,
