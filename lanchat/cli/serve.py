@@ -71,8 +71,8 @@ def serve(
         bool,
         typer.Option(
             "--all-cores",
-            help="Let the relay's threads use every CPU core (default on Linux: they share one, "
-            "which costs less CPU per message).",
+            help="Never hold the relay's threads to one CPU core (default on Linux: a busy "
+            "room's threads share one, which costs less CPU per message).",
         ),
     ] = False,
 ) -> None:
