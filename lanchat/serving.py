@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from lanchat import __version__, netinfo
-from lanchat.cores import CoreKeeper, cpu_of_thread
+from lanchat.cores import CoreKeeper, core_of_thread
 from lanchat.errors import AddressInUseError
 from lanchat.netinfo import LocalAddress, endpoint_text
 from lanchat.protocol import Event
@@ -42,7 +42,7 @@ class ServeOptions:
     keepalive: float = DEFAULT_KEEPALIVE_SECONDS
     mdns: bool = True
     interfaces: tuple[str, ...] = ()
-    one_cpu: bool = True  # a busy room's threads share one CPU core (lanchat.cores)
+    one_core: bool = True  # a busy room's threads share one CPU core (lanchat.cores)
 
 
 @dataclass(frozen=True)
@@ -125,9 +125,9 @@ def run_server(options: ServeOptions, log: ServeLog) -> Stopped:
     people = 0
     try:
         _start(relay, options.port)
-        if options.one_cpu:
+        if options.one_core:
             fanout = relay.room.fanout
-            keeper = CoreKeeper(lambda: fanout.holds, lambda: cpu_of_thread(fanout.writer_id))
+            keeper = CoreKeeper(lambda: fanout.holds, lambda: core_of_thread(fanout.writer_id))
             keeper.start()
         bound_host, bound_port = relay.address
         advertisement = _off()

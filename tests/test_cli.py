@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import selectors
 import socket
 import subprocess
 import threading
@@ -361,8 +362,6 @@ class BusyRoom:
                 return
 
     def _drain(self) -> None:
-        import selectors
-
         with selectors.DefaultSelector() as selector:
             for sock in self.socks:
                 selector.register(sock, selectors.EVENT_READ)
@@ -409,7 +408,8 @@ def test_a_busy_room_shares_one_core_and_a_quiet_one_lets_go(lanchat_process: An
         assert held, affinities
         (core,) = affinities[0]
         assert core in allowed and all(a == {core} for a in affinities)
-        assert len(affinities) >= 43  # readers included: main, accept, writer, keeper, 40
+        # main, accept, writer, keeper and 40 readers: 44, less one reader that may be ending
+        assert len(affinities) >= 43
     finally:
         room.close()
     assert _until(lambda: all(a == allowed for a in _thread_affinities(pid)))  # quiet again

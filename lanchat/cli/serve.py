@@ -101,6 +101,6 @@ def serve(
         keepalive=keepalive,
         mdns=not no_mdns,
         interfaces=tuple(interfaces or ()),
-        one_cpu=not all_cores,
+        one_core=not all_cores,
     )
     run_server(options, log)
