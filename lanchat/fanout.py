@@ -10,9 +10,10 @@ behind is disconnected. Nobody waits for anybody's socket.
 Passes hold a token, so one runs at a time. The thread that published a frame runs the pass
 itself when the token is free (no wake-up of another thread: the lowest latency); when a pass is
 already running, it just notes that more is waiting, and the running pass goes round again. A
-busy room (a pass to many clients found several new frames, or more came while it ran) hands
-the passes to the writer thread, at most one per COALESCE_SECONDS; the writer also waits for
-parked sockets to drain and for closing connections' deadlines.
+busy room (a pass to many clients found several new frames, or more came while it ran) waits
+COALESCE_SECONDS before its next pass: the writer thread runs it when the hold ends, unless a
+reader publishing just then gets there first. The writer also waits for parked sockets to drain
+and for closing connections' deadlines.
 """
 
 from __future__ import annotations
@@ -349,6 +350,9 @@ class Fanout:
         ):
             # A busy room: several frames waited for this pass, or more came while it ran.
             # (With one frame per pass and none meanwhile, nothing would share a send.)
+            # Disarm before the new deadline is visible: a reader that sees the new hold must
+            # not also see the last hold's "armed" and skip waking the writer.
+            self._hold_armed = False
             self._hold_until = time.monotonic() + COALESCE_SECONDS
             self._hold_armed = self._requested
             self.holds += 1
