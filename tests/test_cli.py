@@ -380,6 +380,20 @@ class BusyRoom:
             sock.close()
 
 
+needs_two_cores = pytest.mark.skipif(
+    not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2,
+    reason="needs Linux and at least two usable CPU cores",
+)
+
+
+def _quiet_server(lanchat_process: Any, *options: str) -> tuple[Any, int]:
+    """`lanchat serve` on 127.0.0.1 that logs only start and stop; (process, port)."""
+    serve = lanchat_process(
+        "serve", "--host", "127.0.0.1", "--port", "0", "--json", "--quiet", "--no-mdns", *options
+    )
+    return serve, int(serve.wait_json(lambda e: e.get("event") == "listening", timeout=10)["port"])
+
+
 def _until(check: Any, timeout: float = WAIT) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -389,16 +403,10 @@ def _until(check: Any, timeout: float = WAIT) -> bool:
     return False
 
 
-@pytest.mark.skipif(
-    not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2,
-    reason="needs Linux and at least two usable CPU cores",
-)
+@needs_two_cores
 def test_a_busy_room_shares_one_core_and_a_quiet_one_lets_go(lanchat_process: Any) -> None:
     allowed = os.sched_getaffinity(0)
-    serve = lanchat_process(
-        "serve", "--host", "127.0.0.1", "--port", "0", "--json", "--quiet", "--no-mdns"
-    )
-    port = serve.wait_json(lambda e: e.get("event") == "listening", timeout=10)["port"]
+    serve, port = _quiet_server(lanchat_process)
     pid = serve.proc.pid
     assert all(a == allowed for a in _thread_affinities(pid))  # quiet: free
     room = BusyRoom(port)
@@ -416,24 +424,10 @@ def test_a_busy_room_shares_one_core_and_a_quiet_one_lets_go(lanchat_process: An
     assert serve.terminate() == 0
 
 
-@pytest.mark.skipif(
-    not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2,
-    reason="needs Linux and at least two usable CPU cores",
-)
+@needs_two_cores
 def test_all_cores_never_holds_a_busy_room_to_one(lanchat_process: Any) -> None:
     allowed = os.sched_getaffinity(0)
-    serve = lanchat_process(
-        "serve",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        "0",
-        "--json",
-        "--quiet",
-        "--no-mdns",
-        "--all-cores",
-    )
-    port = serve.wait_json(lambda e: e.get("event") == "listening", timeout=10)["port"]
+    serve, port = _quiet_server(lanchat_process, "--all-cores")
     room = BusyRoom(port)
     try:  # the keeper would have held it within ~1 s; watch three times that long
         held = _until(lambda: any(a != allowed for a in _thread_affinities(serve.proc.pid)), 3)

@@ -3,6 +3,7 @@ room frames while their queue comes and goes."""
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
@@ -52,15 +53,31 @@ def read_exactly(sock: socket.socket, size: int) -> bytes:
     return data
 
 
-def test_private_frames_keep_their_place_and_their_queue_is_let_go(
-    fanout: tuple[Fanout, threading.Lock],
-) -> None:
-    fan, lock = fanout
+@contextlib.contextmanager
+def member(fan: Fanout, lock: threading.Lock) -> Iterator[tuple[Client, socket.socket]]:
+    """A client on a socket pair, served by `fan`; yields it and the far end to read from."""
     ours, theirs = socket.socketpair()
     with ours, theirs:
         client = Client(ours, ("127.0.0.1", 1))
         with lock:
             fan.add(client)
+        yield client, theirs
+
+
+def hang_up(fan: Fanout, lock: threading.Lock, client: Client) -> None:
+    """Close the client as the room would, and wait until the writer is done with it."""
+    with lock:
+        fan.close(client, linger=0.5)  # the writer hangs up; then it can stop
+    fan.kick()
+    assert client.done.wait(WAIT)
+
+
+def test_private_frames_keep_their_place_and_their_queue_is_let_go(
+    fanout: tuple[Fanout, threading.Lock],
+) -> None:
+    fan, lock = fanout
+    with member(fan, lock) as (client, theirs):
+        with lock:
             assert client.private is None  # nothing private yet: no deque either
             fan.send_private(client, b"p1\n")
             fan.publish(b"r1\n", b'{"r":1}\n')
@@ -79,31 +96,22 @@ def test_private_frames_keep_their_place_and_their_queue_is_let_go(
             fan.publish(b"r4\n", b'{"r":4}\n')
         fan.kick()
         assert read_exactly(theirs, 6) == b"p3\nr4\n"
-        with lock:
-            fan.close(client, linger=0.5)  # the writer hangs up; then it can stop
-        fan.kick()
+        hang_up(fan, lock, client)
         assert theirs.recv(16) == b""  # our side was shut down: end of stream
-        assert client.done.wait(WAIT)
 
 
 def test_a_small_rooms_multi_frame_pass_does_not_hold(
     fanout: tuple[Fanout, threading.Lock],
 ) -> None:
     fan, lock = fanout
-    ours, theirs = socket.socketpair()
-    with ours, theirs:
-        client = Client(ours, ("127.0.0.1", 1))
+    with member(fan, lock) as (client, theirs):
         with lock:
-            fan.add(client)
             fan.publish(b"a1\n", b"")
             fan.publish(b"a2\n", b"")
         fan.kick()
         assert read_exactly(theirs, 6) == b"a1\na2\n"
         assert fan._hold_until == 0  # one client: fewer than HOLD_MIN_CLIENTS
-        with lock:
-            fan.close(client, linger=0.5)
-        fan.kick()
-        assert client.done.wait(WAIT)
+        hang_up(fan, lock, client)
 
 
 def test_a_frame_published_while_a_busy_room_holds_is_sent_when_the_hold_ends(
@@ -112,11 +120,8 @@ def test_a_frame_published_while_a_busy_room_holds_is_sent_when_the_hold_ends(
     monkeypatch.setattr(fanout_module, "HOLD_MIN_CLIENTS", 1)  # one client is a big room here
     monkeypatch.setattr(fanout_module, "COALESCE_SECONDS", 0.5)  # still on when b1 comes
     fan, lock = fanout
-    ours, theirs = socket.socketpair()
-    with ours, theirs:
-        client = Client(ours, ("127.0.0.1", 1))
+    with member(fan, lock) as (client, theirs):
         with lock:
-            fan.add(client)
             fan.publish(b"a1\n", b"")
             fan.publish(b"a2\n", b"")
         fan.kick()  # two frames in one pass: a busy room, the next pass waits for the hold
@@ -126,7 +131,4 @@ def test_a_frame_published_while_a_busy_room_holds_is_sent_when_the_hold_ends(
             assert time.monotonic() < fan._hold_until  # published during the hold
         fan.kick()  # returns at once: the writer thread must be told to send it after the hold
         assert read_exactly(theirs, 3) == b"b1\n"
-        with lock:
-            fan.close(client, linger=0.5)
-        fan.kick()
-        assert client.done.wait(WAIT)
+        hang_up(fan, lock, client)
