@@ -223,6 +223,7 @@ class Relay:
             self._serve_connection(client)
         except Exception as e:  # a bug must cost one connection and one log line, not more
             log.error("connection from %s ended by an internal error: %r", client.address, e)
+            client.close_socket()
         finally:
             self._reader_ended()
 
@@ -276,6 +277,10 @@ class Relay:
             self.room.drop(client, reason)
         except OSError as e:
             log.info("connection from %s failed: %s", address, e)
+            if joined:
+                self.room.drop(client, "lost")
+        except Exception as e:  # a bug: it costs this connection, never a ghost member
+            log.error("connection from %s ended by an internal error: %r", address, e)
             if joined:
                 self.room.drop(client, "lost")
         finally:

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lanchat.protocol import (
@@ -353,3 +353,57 @@ def test_the_direct_chat_encoding_is_the_same_json_as_to_dict(
     expected = chat.to_dict()
     assert decoded.pop("time") == pytest.approx(expected.pop("time"), abs=0.0006)
     assert decoded == expected
+
+
+# Any JSON value, with strings that may hold lone surrogates (json.dumps writes them as \udXXX).
+# (hypothesis merges character ranges by size: lone surrogates must be drawn on their own)
+_SURROGATES = st.sampled_from(["\ud800", "\udbff", "\udc00", "\udfff"])
+_ANY_TEXT = st.lists(st.characters(exclude_categories=()) | _SURROGATES, max_size=12).map("".join)
+_ANY_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | _ANY_TEXT,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_ANY_TEXT, inner, max_size=3),
+    max_leaves=8,
+)
+_FIELDS = ("text", "name", "token", "client", "version", "exact")
+
+
+@given(
+    st.sampled_from(["message", "action", "nick", "who", "ping", "bye", "hello", "status"]),
+    st.fixed_dictionaries({}, optional={f: _ANY_TEXT | _ANY_JSON for f in _FIELDS}),
+)
+@settings(max_examples=400)
+def test_every_parsed_string_can_be_encoded(kind: str, fields: dict[str, object]) -> None:
+    """Whatever JSON a client sends, what the parser lets through encodes as UTF-8: a lone
+    surrogate once took a seq number and then made every reader that encoded it raise."""
+    line = json.dumps({"type": kind, **fields}).encode()  # ASCII: surrogates as escapes
+    for parse in (parse_request, parse_hello):
+        try:
+            request = parse(line)
+        except FrameError:
+            continue
+        if request is None:
+            continue
+        for value in request.to_dict().values():
+            if isinstance(value, str):
+                value.encode("utf-8")  # strict: raises on a surrogate
+        if isinstance(request, Say):
+            encode_json(Chat(1, 0.0, "alice", request.text, request.action)).decode("utf-8")
+            encode_text(Chat(1, 0.0, "alice", request.text)).decode("utf-8")
+
+
+def test_a_lone_surrogate_becomes_a_replacement_character_and_pairs_stay() -> None:
+    line = b'{"type":"message","text":"x\\ud800y \\ud83d\\ude00 \\udfff"}'
+    assert parse_request(line) == Say("x\ufffdy \U0001f600 \ufffd")
+    assert parse_request(b'{"type":"ping","token":"\\udc00"}') == Ping("\ufffd")
+    hello = parse_hello(b'{"type":"hello","version":1,"client":"x\\ud800"}')
+    assert hello is not None and hello.client == "x\ufffd"
+
+
+def test_encoding_a_frame_never_raises() -> None:
+    """Belt and braces: even a surrogate that got past parsing is written, not raised."""
+    bad = Chat(1, 0.0, "a\ud800", "b\udfff")
+    assert encode_json(bad).count(b"\n") == 1
+    assert encode_json(Chat(1, 0.0, "a", "b", history=True)).endswith(b"\n")
+    assert encode_json(Pong(1, 0.0, "\ud800")).endswith(b"\n")
+    assert encode_text(bad).endswith(b"\n")
+    assert encode_history_text([bad]).endswith(b"* End of history.\n")

@@ -163,7 +163,7 @@ def encode_json(frame: Event) -> bytes:
         return (
             f'{{"type":"{kind}","seq":{frame.seq},"time":{frame.time:.3f},'
             f'"from":{_json_string(frame.sender)},"text":{_json_string(frame.text)}}}\n'
-        ).encode()
+        ).encode("utf-8", "replace")
     return json_line(frame.to_dict())
 
 
@@ -226,7 +226,7 @@ def render_line(frame: Event) -> str:
 
 def encode_text(frame: Event) -> bytes:
     """The frame as bytes for a raw client."""
-    return (render_line(frame) + "\n").encode()
+    return (render_line(frame) + "\n").encode("utf-8", "replace")
 
 
 def encode_history_text(frames: list[Chat]) -> bytes:
@@ -237,7 +237,7 @@ def encode_history_text(frames: list[Chat]) -> bytes:
     lines = [f"* Last {count} message{'s' if count != 1 else ''}:"]
     lines += [render_line(f) for f in frames]
     lines.append("* End of history.")
-    return ("\n".join(lines) + "\n").encode()
+    return ("\n".join(lines) + "\n").encode("utf-8", "replace")
 
 
 def parse_event(line: bytes) -> ServerFrame:

@@ -109,6 +109,27 @@ def clean_text(text: str) -> str:
     return _CONTROLS.sub("", text)
 
 
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+# A JSON escape that may denote a surrogate; json.loads pairs valid ones into one character.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def valid_text(text: str) -> str:
+    """`text` with every lone surrogate (which UTF-8 cannot encode) replaced by U+FFFD."""
+    return _LONE_SURROGATE.sub("\ufffd", text)
+
+
+def _valid_strings(value: Any) -> Any:
+    """Every string in a decoded JSON value made valid (keys included)."""
+    if isinstance(value, str):
+        return valid_text(value)
+    if isinstance(value, list):
+        return [_valid_strings(v) for v in value]
+    if isinstance(value, dict):
+        return {valid_text(k): _valid_strings(v) for k, v in value.items()}
+    return value
+
+
 def decode_line(line: bytes) -> str:
     """UTF-8 with replacement: a bad byte is shown as U+FFFD, never an error."""
     return line.decode("utf-8", "replace")
@@ -155,13 +176,20 @@ def suggest_name(wanted: str) -> str:
 
 def json_line(obj: dict[str, Any]) -> bytes:
     """One compact JSON line (UTF-8, not ASCII-escaped)."""
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
+    # "replace": a frame's encoding can never raise (parse_json_object keeps strings valid)
+    text = json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+    return text.encode("utf-8", "replace") + b"\n"
 
 
 def parse_json_object(line: bytes) -> dict[str, Any]:
     """One JSON object with a string "type", or FrameError."""
     try:
         obj = json.loads(decode_line(line))
+        # Raw bytes are decoded with replacement, but a "\ud800" escape makes a lone surrogate
+        # that would make every later encode() raise (the frame in history locked newcomers
+        # out). The scan runs only on lines with such an escape; valid pairs stay as they are.
+        if _SURROGATE_ESCAPE.search(line) is not None:
+            obj = _valid_strings(obj)
     except (ValueError, RecursionError):
         raise FrameError("bad-frame", "Not a JSON line; send one JSON object per line.") from None
     if not isinstance(obj, dict) or not isinstance(obj.get("type"), str):
