@@ -17,9 +17,15 @@ import os
 import threading
 from collections.abc import Callable
 
-CHECK_SECONDS = 0.5  # how often the keeper looks at the room
-BUSY_HOLDS = 10  # busy-room holds per check that mean "busy" (a busy room makes ~100)
-QUIET_CHECKS = 2  # checks in a row below that before the threads are let go
+from lanchat.tuning import (  # how often it looks, and what counts as busy and as quiet
+    KEEPER_BUSY_HOLDS as BUSY_HOLDS,
+)
+from lanchat.tuning import (
+    KEEPER_CHECK_SECONDS as CHECK_SECONDS,
+)
+from lanchat.tuning import (
+    KEEPER_QUIET_CHECKS as QUIET_CHECKS,
+)
 
 log = logging.getLogger(__name__)
 

@@ -14,6 +14,43 @@ busy room (a pass to many clients found several new frames, or more came while i
 COALESCE_SECONDS before its next pass: the writer thread runs it when the hold ends, unless a
 reader publishing just then gets there first. The writer also waits for parked sockets to drain
 and for closing connections' deadlines.
+
+Who owns what. Three guards: the hub lock (`lock`, hub.py; taken by the hub when it applies
+the room's outputs, and by a pass for short moments), the pass token (`_pass_token`: whoever
+runs a pass, a reader inline or the writer), and `Client.sock_lock`. Order: token, then lock,
+then sock_lock; nothing waits for the token while holding the lock (kick() only tries it).
+
+    field                                   written by / under        read by / under
+    end, _frames, _origins (append)         publish: lock             passes: token (slices)
+    _base, _frames/_origins (trim)          _trim: token and lock     passes: token
+    _clients, _kinds, _roster, _departed    lock                      passes iterate _roster
+                                                                      without the lock (below)
+    _dirty, _closing, _lingering            lock                      lock
+    _drained, _parked, _processed, holds    token                     token (holds: the keeper,
+                                                                      unlocked, a counter)
+    _requested, _hold_until, _hold_armed    no lock: flags (below)
+    Client.cursor, pending, blocked,        token
+      frames_out, bytes_out
+    Client.private (the deque)              send_private: lock        passes pop: token
+    Client.private = None                   token and lock            (a deque's append and
+                                                                      popleft are thread-safe)
+    Client.stop_at, deadline                close/hurry: lock         token
+    Client.kind                             token and lock            either
+    Client.done                             the writer sets it once   the reader waits on it
+    Client.closed, the socket's close       sock_lock                 sock_lock
+
+Not under a lock, on purpose:
+- `_roster` is append-only between rebuilds and a rebuild makes a new list, so a pass iterates
+  the one it started with. `_frames[kind][lo:hi]` is sliced by the token holder while readers
+  append under the lock: list slicing and appending are each atomic in CPython (with the GIL,
+  and with per-object locks in the free-threaded build).
+- `_requested`, `_hold_until`, `_hold_armed` are single attribute writes that readers check
+  without the lock to avoid taking it for every line. Each is written before the action that
+  depends on it is announced (a frame is in the log before `_requested` is set; a hold is
+  disarmed before its deadline is visible), so a stale read costs a wake-up or one more pass
+  round, never a stranded frame. This relies on attribute stores being seen in program order
+  by other threads, which CPython gives with the GIL; the free-threaded build makes each store
+  atomic but promises no order, and would need these three under the lock.
 """
 
 from __future__ import annotations
@@ -25,23 +62,19 @@ import socket
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
 
 from lanchat.protocol import ClientKind
+from lanchat.tuning import COALESCE_SECONDS, HOLD_MIN_CLIENTS, INLINE_PASSES, TRIM_EVERY
+
+if TYPE_CHECKING:
+    from lanchat.room import Member
 
 MAX_BACKLOG_FRAMES = 4096  # frames a client may lag behind the room before it is disconnected
 LINGER_SECONDS = 2.0  # time a closing connection gets to take its last frames and hang up
 SHUTDOWN_LINGER_SECONDS = 0.75  # the same when the whole server stops (exit within ~1 s)
-TRIM_EVERY = 1024  # every this many frames, forget the ones every client has been sent
-INLINE_PASSES = 2  # passes a publishing reader runs itself before the writer thread takes over
-# In a busy room the next pass waits this long so that more frames share each send(): less CPU
-# per delivery (docs/performance.md has the measurements). A quiet room never waits.
-COALESCE_SECONDS = 0.002
-# ... but only a room this big: a pass to a handful of clients costs less than the wake-up the
-# hold adds (10 clients, one sender: 2.96 against 1.68 µs of CPU per delivery, p50 latency
-# 2.25 against 0.15 ms).
-HOLD_MIN_CLIENTS = 32
 
 log = logging.getLogger(__name__)
 
@@ -81,14 +114,15 @@ class Latch:
 
 
 class Client:
-    """One connection: who it is (room fields) and what is still owed to it (writer fields)."""
+    """One connection as the fan-out and the reader see it: what is still owed to it (writer
+    fields, the table above) and counters for `lanchat status`. Who it is in the room is its
+    `member` (room.py), set by the hub at join."""
 
     __slots__ = (
         "address",
         "blocked",
         "bytes_in",
         "bytes_out",
-        "client",
         "close_reason",
         "closed",
         "connected_at",
@@ -100,7 +134,7 @@ class Client:
         "kind",
         "lines_in",
         "local",
-        "name",
+        "member",
         "pending",
         "private",
         "sock",
@@ -109,16 +143,19 @@ class Client:
     )
 
     def __init__(self, sock: socket.socket, address: Any, kind: ClientKind = "raw") -> None:
+        # Set before the reader starts, never changed after: id, sock, address, connected_at;
+        # `local` is set by the reader before join.
         self.id = next(_client_ids)
         self.sock = sock
         self.address = address
         self.local: Any = None  # our end of the connection (getsockname)
-        self.kind: ClientKind = kind
-        self.name = ""
-        self.client = ""  # the program, from a lanchat hello
         self.connected_at = time.time()
-        self.lines_in = self.bytes_in = self.frames_out = self.bytes_out = 0
-        # Writer state: only the writer thread touches these after Fanout.add().
+        self.member: Member | None = None  # set by the hub at join (hub lock)
+        self.kind: ClientKind = kind
+        # The reader thread's own counters; status reads them without a lock (a stale count).
+        self.lines_in = self.bytes_in = 0
+        # Delivery state (the table above): the token unless said otherwise.
+        self.frames_out = self.bytes_out = 0
         self.cursor = 0
         # (log position it follows, bytes); None when empty (a deque is ~600 bytes, times
         # thousands of clients that have nothing private most of the time).
@@ -129,10 +166,14 @@ class Client:
         self.blocked = False  # socket full: wait until writable
         self.stop_at: int | None = None  # closing: log position after which nothing is sent
         self.deadline = 0.0  # closing: when to stop waiting for the client
-        self.close_reason: str | None = None  # set once, under the room lock
+        self.close_reason: str | None = None  # set once, under the hub lock
         self.done = Latch()  # the writer has finished with this socket
         self.sock_lock = threading.Lock()  # serialises the final shutdown()/close()
         self.closed = False
+
+    @property
+    def name(self) -> str:
+        return self.member.name if self.member is not None else ""
 
     def backlog(self, end: int) -> int:
         """Frames the client has not been sent yet (for `lanchat status`)."""
@@ -157,19 +198,24 @@ class Client:
 
 class Fanout:
     """The shared frame log, the pass token and the writer thread. Methods marked 'lock held'
-    are called by the room with its lock held, which orders log positions and private frames;
-    the room calls kick() after releasing it."""
+    are called by the hub with its lock held, which orders log positions and private frames;
+    the hub calls kick() after releasing it."""
 
     def __init__(
         self,
         lock: threading.Lock,
         on_failed: Callable[[Client, str], None],
         max_backlog: int = MAX_BACKLOG_FRAMES,
+        *,
+        coalesce_seconds: float = COALESCE_SECONDS,
+        hold_min_clients: int = HOLD_MIN_CLIENTS,
     ) -> None:
         self.lock = lock
         self.max_backlog = max_backlog
+        self.coalesce_seconds = coalesce_seconds  # a busy room's hold (lanchat/tuning.py)
+        self.hold_min_clients = hold_min_clients
         self.end = 0  # log position after the newest frame
-        self._on_failed = on_failed  # the room drops a client a pass gave up on
+        self._on_failed = on_failed  # the hub drops a client a pass gave up on (token held)
         self._base = 0  # log position of _frames[kind][0]
         self._frames: dict[str, list[bytes]] = {"raw": [], "lanchat": []}
         self._origins: list[int] = []  # client id of a raw sender (raw clients skip their own)
@@ -209,7 +255,8 @@ class Fanout:
         self._roster.append(client)
 
     def change_kind(self, client: Client, kind: ClientKind) -> None:
-        """A raw client turned out to speak lanchat: from now on it reads that kind (lock held)."""
+        """A raw client turned out to speak lanchat: from now on it reads that kind (lock held,
+        and passes paused: the cursor and the kind are a pass's)."""
         self._kinds[client.kind] -= 1
         self._kinds[kind] += 1
         client.kind = kind
@@ -282,6 +329,14 @@ class Fanout:
                     self._wake_writer()  # a busy room: this reader goes back to reading
                 return
 
+    @contextmanager
+    def passes_paused(self) -> Iterator[None]:
+        """No pass runs inside this block (take it before the hub lock: the lock order)."""
+        with self._pass_token:
+            yield
+        if self._requested:
+            self._wake_writer()  # a reader that found the token taken left its work to us
+
     def _wake_writer(self) -> None:
         try:
             self._wake_send.send(b"\0")
@@ -345,7 +400,7 @@ class Fanout:
                 client.pending = memoryview(data)[sent:]
                 self._park(client)
         self._processed = end
-        if (end - start > 1 and len(self._clients) >= HOLD_MIN_CLIENTS) or (
+        if (end - start > 1 and len(self._clients) >= self.hold_min_clients) or (
             self._requested and end > start
         ):
             # A busy room: several frames waited for this pass, or more came while it ran.
@@ -353,7 +408,7 @@ class Fanout:
             # Disarm before the new deadline is visible: a reader that sees the new hold must
             # not also see the last hold's "armed" and skip waking the writer.
             self._hold_armed = False
-            self._hold_until = time.monotonic() + COALESCE_SECONDS
+            self._hold_until = time.monotonic() + self.coalesce_seconds
             self._hold_armed = self._requested
             self.holds += 1
             if self._requested:
@@ -385,6 +440,11 @@ class Fanout:
             self._wake_send.close()
 
     @property
+    def holding(self) -> bool:
+        """Whether a busy room's hold is on now (passes wait until it ends)."""
+        return time.monotonic() < self._hold_until
+
+    @property
     def writer_id(self) -> int | None:
         """The writer thread's native id (busy rooms' passes run on it)."""
         return self._thread.native_id
@@ -398,7 +458,7 @@ class Fanout:
         """Every client whose socket is still open: served, closing, or waiting for the peer."""
         with self.lock:
             served = list(self._clients.values())
-        lingering = [c for c in list(self._lingering) if not c.closed]
+            lingering = [c for c in self._lingering if not c.closed]
         return served + [c for c in lingering if c not in served]
 
     # --- the writer thread --------------------------------------------------------------
@@ -410,7 +470,9 @@ class Fanout:
             with self._pass_token:
                 for client in writable:
                     self._unpark(client)
-                    self._dirty.add(client)  # its pending bytes go out in the next pass
+                if writable:
+                    with self.lock:
+                        self._dirty.update(writable)  # their pending bytes go out next pass
                     self._requested = True
                 self._check_closing()
                 while self._requested and time.monotonic() >= self._hold_until:
@@ -422,7 +484,8 @@ class Fanout:
 
     def _wait(self) -> list[Client]:
         """Sleep until woken, a parked client can take more, or a closing deadline passes."""
-        deadlines = [c.deadline for c in self._closing] + [c.deadline for c in self._lingering]
+        with self.lock:
+            deadlines = [c.deadline for c in (*self._closing, *self._lingering)]
         if self._requested:
             deadlines.append(self._hold_until)
         timeout = max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
@@ -525,10 +588,11 @@ class Fanout:
     def _give_up(self, client: Client, reason: str) -> None:
         """Stop sending to a client that is gone or too slow; the room tells the others."""
         self._unpark(client)
-        client.private = None  # given up on: nothing more is sent to it
+        with self.lock:
+            client.private = None  # given up on: nothing more is sent to it
         had_partial_line = bool(client.pending)
         pending = bytes(client.pending)
-        self._on_failed(client, reason)  # takes the lock; sets stop_at, may queue a goodbye
+        self._on_failed(client, reason)  # the hub takes the lock, sets stop_at, queues a goodbye
         # Skip the backlog: only the goodbye still goes out, after the rest of a frame that was
         # half sent (a cut line would look like garbage to the client).
         client.pending = pending[: pending.find(b"\n") + 1] if had_partial_line else b""
@@ -549,10 +613,12 @@ class Fanout:
             )
             if flushed or now >= client.deadline:
                 self._finish(client)
-        gone = [c for c in self._lingering if c.closed or now >= c.deadline]
+        with self.lock:
+            gone = [c for c in self._lingering if c.closed or now >= c.deadline]
+            for client in gone:
+                del self._lingering[client]
         for client in gone:
             client.shut(socket.SHUT_RDWR)  # wakes a reader still blocked in recv()
-            del self._lingering[client]
 
     def _finish(self, client: Client) -> None:
         """Hang up our side (FIN after the last frame); the reader drains until the peer closes."""
@@ -566,7 +632,7 @@ class Fanout:
                 if self._departed > 64 and self._departed * 2 > len(self._roster):
                     self._roster = list(self._clients.values())  # a new list: passes under
                     self._departed = 0  # way keep iterating the old one
-        self._lingering[client] = None
+            self._lingering[client] = None
         client.done.set()
 
     def _trim(self) -> None:

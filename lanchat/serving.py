@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import queue
+import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -21,6 +22,7 @@ from lanchat.stopping import (
     restore_sigterm,
     stop_on_sigterm,
 )
+from lanchat.tuning import THREAD_STACK_BYTES
 
 if TYPE_CHECKING:
     from lanchat.discovery import Advertisement, Advertiser
@@ -99,6 +101,9 @@ def run_server(options: ServeOptions, log: ServeLog) -> Stopped:
     """Serve until Ctrl-C or SIGTERM, then tell everyone and stop; AddressInUseError names the
     program holding the port."""
     max_clients, notes = capacity_notes(options.max_clients)
+    # A process-wide setting, made here and not by Relay (tests run relays in-process): every
+    # thread started from now on, thousands of readers among them, gets this stack size.
+    threading.stack_size(THREAD_STACK_BYTES)
     relay = Relay(
         options.host,
         options.port,
@@ -117,7 +122,7 @@ def run_server(options: ServeOptions, log: ServeLog) -> Stopped:
             dropped[0] += 1
 
     if not options.quiet:
-        relay.room.listeners.append(enqueue)
+        relay.hub.listeners.append(enqueue)
     # The handler is in place before anyone can learn the port, so a prompt SIGTERM is clean.
     previous = stop_on_sigterm()
     advertiser: Advertiser | None = None
@@ -126,7 +131,7 @@ def run_server(options: ServeOptions, log: ServeLog) -> Stopped:
     try:
         _start(relay, options.port)
         if options.one_core:
-            fanout = relay.room.fanout
+            fanout = relay.hub.fanout
             keeper = CoreKeeper(lambda: fanout.holds, lambda: core_of_thread(fanout.writer_id))
             keeper.start()
         bound_host, bound_port = relay.address
@@ -153,7 +158,7 @@ def run_server(options: ServeOptions, log: ServeLog) -> Stopped:
         ignore_stop_signals()
         if advertiser is not None:
             advertiser.withdraw()  # the mDNS goodbye goes out while the relay says its own
-        people = relay.room.size
+        people = relay.hub.size
         if keeper is not None:
             keeper.stop()
         relay.stop()

@@ -15,22 +15,25 @@ PACKAGE = Path(__file__).resolve().parent.parent / "lanchat"
 LAYERS = {
     "lanchat": 0,
     "lanchat.errors": 0,
+    "lanchat.tuning": 0,
     "lanchat.protocol": 1,
     "lanchat.stopping": 1,
     "lanchat.cores": 1,
-    "lanchat.fanout": 2,
+    "lanchat.room": 2,  # the room's rules: protocol only, no sockets, no threads
     "lanchat.netinfo": 2,
-    "lanchat.room": 3,
-    "lanchat.relay": 4,
-    "lanchat.client": 4,
-    "lanchat.discovery": 4,
-    "lanchat.status": 5,
-    "lanchat.doctor": 5,
-    "lanchat.serving": 5,
-    "lanchat.output": 6,
-    "lanchat.join": 7,
-    "lanchat.cli": 8,
-    "lanchat.__main__": 9,
+    "lanchat.fanout": 3,  # delivery (knows the room's Member type only)
+    "lanchat.hub": 4,  # applies the room's outputs to the fan-out
+    "lanchat.connection": 5,
+    "lanchat.relay": 6,
+    "lanchat.client": 6,
+    "lanchat.discovery": 6,
+    "lanchat.status": 7,
+    "lanchat.doctor": 7,
+    "lanchat.serving": 7,
+    "lanchat.output": 8,
+    "lanchat.join": 9,
+    "lanchat.cli": 10,
+    "lanchat.__main__": 11,
 }
 # Third-party packages and the only modules allowed to use them.
 THIRD_PARTY = {
@@ -109,6 +112,15 @@ def test_protocol_and_errors_use_the_standard_library_only() -> None:
             top = imported.split(".")[0]
             inside = imported == "lanchat" or imported.startswith("lanchat.protocol")
             assert top in sys.stdlib_module_names or inside or top == "__future__", (path, imported)
+
+
+def test_the_room_does_no_io() -> None:
+    """The room decides; it neither sends, nor waits, nor locks (tests/test_room.py needs no
+    socket because of this)."""
+    imported = {name.split(".")[0] for name in imports_of(PACKAGE / "room.py")}
+    assert not imported & {"socket", "select", "selectors", "threading", "asyncio"}, imported
+    lanchat = {name for name in imports_of(PACKAGE / "room.py") if name.startswith("lanchat.")}
+    assert lanchat <= {"lanchat.protocol"}, lanchat
 
 
 def test_every_module_has_a_layer() -> None:

@@ -6,13 +6,11 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
-import time
 from collections.abc import Iterator
 
 import pytest
 
 from conftest import WAIT
-from lanchat import fanout as fanout_module
 from lanchat.fanout import Client, Fanout, Latch
 
 
@@ -32,12 +30,26 @@ def test_latch_opens_once_for_every_waiter() -> None:
     assert latch.wait(0) is True  # stays open
 
 
-@pytest.fixture
-def fanout() -> Iterator[tuple[Fanout, threading.Lock]]:
+def start_fanout(**options: float) -> tuple[Fanout, threading.Lock, list[str]]:
     lock = threading.Lock()
     failed: list[str] = []
-    fan = Fanout(lock, lambda client, reason: failed.append(reason))
+    fan = Fanout(lock, lambda client, reason: failed.append(reason), **options)  # type: ignore[arg-type]
     fan.start()
+    return fan, lock, failed
+
+
+@pytest.fixture
+def fanout() -> Iterator[tuple[Fanout, threading.Lock]]:
+    fan, lock, failed = start_fanout()
+    yield fan, lock
+    fan.stop(WAIT)
+    assert failed == []
+
+
+@pytest.fixture
+def big_room_fanout() -> Iterator[tuple[Fanout, threading.Lock]]:
+    """A fan-out for which one client is a big room, and whose hold lasts 0.5 s."""
+    fan, lock, failed = start_fanout(hold_min_clients=1, coalesce_seconds=0.5)
     yield fan, lock
     fan.stop(WAIT)
     assert failed == []
@@ -110,16 +122,28 @@ def test_a_small_rooms_multi_frame_pass_does_not_hold(
             fan.publish(b"a2\n", b"")
         fan.kick()
         assert read_exactly(theirs, 6) == b"a1\na2\n"
-        assert fan._hold_until == 0  # one client: fewer than HOLD_MIN_CLIENTS
+        assert fan.holds == 0  # one client: fewer than HOLD_MIN_CLIENTS
+        hang_up(fan, lock, client)
+
+
+def test_a_big_rooms_multi_frame_pass_holds(
+    big_room_fanout: tuple[Fanout, threading.Lock],
+) -> None:
+    fan, lock = big_room_fanout
+    with member(fan, lock) as (client, theirs):
+        with lock:
+            fan.publish(b"a1\n", b"")
+            fan.publish(b"a2\n", b"")
+        fan.kick()
+        assert read_exactly(theirs, 6) == b"a1\na2\n"
+        assert fan.holds == 1
         hang_up(fan, lock, client)
 
 
 def test_a_frame_published_while_a_busy_room_holds_is_sent_when_the_hold_ends(
-    fanout: tuple[Fanout, threading.Lock], monkeypatch: pytest.MonkeyPatch
+    big_room_fanout: tuple[Fanout, threading.Lock],
 ) -> None:
-    monkeypatch.setattr(fanout_module, "HOLD_MIN_CLIENTS", 1)  # one client is a big room here
-    monkeypatch.setattr(fanout_module, "COALESCE_SECONDS", 0.5)  # still on when b1 comes
-    fan, lock = fanout
+    fan, lock = big_room_fanout
     with member(fan, lock) as (client, theirs):
         with lock:
             fan.publish(b"a1\n", b"")
@@ -128,7 +152,7 @@ def test_a_frame_published_while_a_busy_room_holds_is_sent_when_the_hold_ends(
         assert read_exactly(theirs, 6) == b"a1\na2\n"
         with lock:
             fan.publish(b"b1\n", b"")
-            assert time.monotonic() < fan._hold_until  # published during the hold
+            assert fan.holding  # published during the hold
         fan.kick()  # returns at once: the writer thread must be told to send it after the hold
         assert read_exactly(theirs, 3) == b"b1\n"
         hang_up(fan, lock, client)

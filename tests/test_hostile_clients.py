@@ -72,7 +72,7 @@ def test_an_internal_error_costs_one_connection_and_leaves_no_ghost(
         if isinstance(event, Chat) and event.text == "trigger a bug":
             raise RuntimeError("a bug in a listener")
 
-    relay.room.listeners.append(faulty)
+    relay.hub.listeners.append(faulty)
     alice, bob = connect(), connect()
     alice.hello("alice")
     bob.hello("bob")

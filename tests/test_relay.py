@@ -353,7 +353,7 @@ def test_churn_leaves_no_thread_and_no_socket_behind(relay: Relay) -> None:
         {"type": "ping", "token": "sync"}
     )  # the writer has caught up once this returns
     keeper.wait_json(lambda f: f["type"] == "pong", timeout=2 * WAIT)
-    assert len(relay.room.fanout.clients) == 1
+    assert len(relay.hub.fanout.clients) == 1
     assert _settled(_os_threads, threads_before) == threads_before
     assert _settled(_fd_count, fds_before) == fds_before
     keeper.close()

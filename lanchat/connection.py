@@ -1,0 +1,304 @@
+"""One connection's life on its own reader thread: setup, handle, finish (socketserver's shape).
+
+setup: socket options, and the first line (or a short silence) tells what kind of client this
+is (lanchat/protocol/detect.py). handle: a question (status, probe) is answered and closed; a
+chat client joins the room through the hub and its lines are read and handed over in batches
+until it leaves. finish: the client leaves the room (once), the writer sends what is owed, and
+the socket closes. A misbehaving peer costs its own connection and one log line, never the
+server; an unexpected error likewise costs one connection and never leaves a ghost member.
+
+The reader owns its socket's receiving side, its LineDecoder and Client.lines_in/bytes_in;
+everything it sends goes through the hub and the fan-out, except the answers it gives before a
+client joins (nobody else writes to the socket then).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import select
+import socket
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from lanchat.fanout import SEND_FLAGS, Client
+from lanchat.hub import Hub, refusal_frames
+from lanchat.protocol import (
+    DETECT_SECONDS,
+    ClientKind,
+    FrameError,
+    Hello,
+    LineDecoder,
+    LineTooLong,
+    ProbeAnswer,
+    Problem,
+    decode_line,
+    encode_json,
+    parse_hello,
+    parse_raw_line,
+    parse_request,
+)
+from lanchat.protocol.detect import Opening, detect_client
+from lanchat.room import Item, Refused
+from lanchat.tuning import RECV_BUSY_BYTES, RECV_BYTES
+
+log = logging.getLogger(__name__)
+
+Lines = list[bytes | LineTooLong]
+ToItems = Callable[[Sequence[bytes | LineTooLong]], list[Item]]
+JOIN_WAIT_SECONDS = 10.0  # how long a leaving reader waits for the writer to hang up
+
+
+class Connection:
+    """Serves one client from its first byte to its last; `run()` is the reader thread."""
+
+    def __init__(
+        self,
+        client: Client,
+        hub: Hub,
+        *,
+        keepalive: float,
+        status: Callable[[], dict[str, Any]],
+        same_machine: Callable[[Any, Any], bool],
+    ) -> None:
+        self.client = client
+        self.hub = hub
+        self.keepalive = keepalive
+        self._status = status
+        self._same_machine = same_machine
+        self._decoder = LineDecoder()
+        self._joined = False
+
+    def run(self) -> None:
+        client = self.client
+        reason = "lost"
+        try:
+            reason = self.handle(self.setup())
+        except OSError as e:
+            log.info("connection from %s failed: %s", client.address, e)
+        except Exception as e:  # a bug: it costs this connection, never a ghost member
+            log.error("connection from %s ended by an internal error: %r", client.address, e)
+        finally:
+            self.finish(reason)
+
+    # --- setup: options and the first line --------------------------------------------------
+
+    def setup(self) -> tuple[Opening, Lines, bool]:
+        """Socket options, then (what the first line says, the lines read, peer closed)."""
+        sock = self.client.sock
+        configure(sock, self.keepalive)
+        self.client.local = sock.getsockname()
+        lines, eof = self._first_lines()
+        return detect_client(lines[0] if lines else None), lines, eof
+
+    def _first_lines(self) -> tuple[Lines, bool]:
+        """Wait up to DETECT_SECONDS for the first complete line; (lines, peer closed)."""
+        sock, client = self.client.sock, self.client
+        deadline = time.monotonic() + DETECT_SECONDS
+        try:
+            while True:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return [], False
+                sock.settimeout(remaining)
+                try:
+                    data = sock.recv(RECV_BYTES)
+                except TimeoutError:
+                    return [], False
+                if not data:
+                    rest: Lines = [*self._decoder.finish()]
+                    client.lines_in += len(rest)
+                    return rest, True
+                client.bytes_in += len(data)
+                lines = self._decoder.feed(data)
+                if lines:
+                    client.lines_in += len(lines)
+                    return lines, False
+        finally:
+            sock.settimeout(None)
+
+    # --- handle: answer, or join and read ---------------------------------------------------
+
+    def handle(self, start: tuple[Opening, Lines, bool]) -> str:
+        """Serve the client; returns why it left ("closed" or "lost")."""
+        opening, lines, eof = start
+        if opening.kind == "status":
+            self._answer_status()
+        elif opening.kind == "probe":  # `lanchat doctor HOST` asks without joining the room
+            answer = ProbeAnswer(self.hub.room.seq, time.time(), room=self.hub.room.name)
+            self._say_and_close(encode_json(answer), peer_closes=True)
+        elif opening.refusal is not None:  # a lanchat client with a bad hello: say why
+            refused = Refused(opening.refusal.code, opening.refusal.message)
+            self._say_and_close(refusal_frames("lanchat", refused, self.hub.room.seq))
+        else:
+            return self._chat(opening.hello, lines[1:] if opening.consumed else lines, eof)
+        return "closed"
+
+    def _chat(self, hello: Hello | None, lines: Lines, eof: bool) -> str:
+        client = self.client
+        try:
+            self.hub.join(client, hello)
+        except Refused as refused:
+            kind: ClientKind = "raw" if hello is None else "lanchat"
+            self._say_and_close(refusal_frames(kind, refused, self.hub.room.seq))
+            return "closed"
+        self._joined = True
+        to_items: ToItems = _raw_items if hello is None else _lanchat_items
+        if lines:
+            self._hand_over(to_items(lines))
+        # A lanchat hello that came after the raw greeting (a slow network) still counts, as
+        # long as it is the first line this client sends.
+        reason = "closed" if eof else self._read_loop(to_items, hello is None and not lines)
+        if client.close_reason is None:
+            self._hand_over(to_items(self._decoder.finish()))  # nothing typed is lost
+        return reason
+
+    def _read_loop(self, to_items: ToItems, upgradable: bool) -> str:
+        """Read until the peer closes; "closed", or "lost" on a socket error."""
+        client = self.client
+        sock = client.sock
+        if SEND_FLAGS == 0:  # no MSG_DONTWAIT (Windows): non-blocking socket, wait in select()
+            sock.setblocking(False)
+        recv = sock.recv
+        size = RECV_BYTES
+        while True:
+            try:
+                if SEND_FLAGS == 0:
+                    select.select([sock], [], [])
+                data = recv(size)
+            except (BlockingIOError, InterruptedError):
+                continue
+            except OSError:
+                return "lost"
+            if not data:
+                return "closed"
+            size = RECV_BUSY_BYTES if len(data) == size else RECV_BYTES
+            if client.close_reason is not None:
+                continue  # hanging up: drain what still arrives so the close stays graceful
+            client.bytes_in += len(data)
+            lines = self._decoder.feed(data)
+            if not lines:
+                continue
+            client.lines_in += len(lines)
+            if upgradable:
+                upgradable = False
+                hello = _hello_or_none(lines[0])
+                if hello is not None:
+                    to_items = _lanchat_items
+                    lines = lines[1:]
+                    self.hub.upgrade(client, hello)
+            self._hand_over(to_items(lines))
+
+    def _hand_over(self, items: list[Item]) -> None:
+        if items:
+            self.hub.handle(self.client, items)
+
+    # --- answers before (or instead of) joining ---------------------------------------------
+
+    def _answer_status(self) -> None:
+        """The status document, only to a program on this same computer."""
+        client = self.client
+        if self._same_machine(client.address, client.local):
+            answer = json.dumps(self._status(), ensure_ascii=False).encode() + b"\n"
+        else:
+            log.warning("refused a status query from %s", client.address[0])
+            answer = encode_json(
+                Problem(
+                    self.hub.room.seq,
+                    time.time(),
+                    "status-refused",
+                    "The status is only given to programs on the server's own computer.",
+                )
+            )
+        self._say_and_close(answer, peer_closes=True)
+
+    def _say_and_close(self, data: bytes, *, peer_closes: bool = False) -> None:
+        """Send, then close gracefully (drain first, so the words aren't lost to a reset).
+
+        `peer_closes`: the peer hangs up first (our own status tool does), so the TIME_WAIT
+        stays on its side instead of piling up on the relay's port for `lanchat status` to show.
+        """
+        sock = self.client.sock
+        try:
+            sock.settimeout(1.0)
+            sock.sendall(data)
+            if not peer_closes:
+                sock.shutdown(socket.SHUT_WR)
+            deadline = time.monotonic() + 1.0
+            while time.monotonic() < deadline and sock.recv(RECV_BYTES):
+                pass
+        except OSError:
+            pass  # the peer is gone already; nothing more to tell it
+
+    # --- finish ---------------------------------------------------------------------------
+
+    def finish(self, reason: str) -> None:
+        """Leave the room (if in it), let the writer send what is owed, close the socket."""
+        client = self.client
+        try:
+            if self._joined:
+                self.hub.drop(client, reason)  # nothing if the room let it go already
+                client.done.wait(JOIN_WAIT_SECONDS)  # the writer sends, then hangs up
+        finally:
+            client.close_socket()
+
+
+def configure(sock: socket.socket, keepalive: float) -> None:
+    """Per-connection options: no Nagle delay, and notice within about `keepalive` seconds a
+    peer that vanished without closing (a PC switched off, a cable pulled)."""
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    idle = max(1, int(keepalive / 2))
+    interval = max(1, int(keepalive / 6))
+    options = (
+        ("TCP_KEEPIDLE", idle),
+        ("TCP_KEEPINTVL", interval),
+        ("TCP_KEEPCNT", 3),
+        ("TCP_USER_TIMEOUT", int(keepalive * 1000)),  # unacknowledged data, too (Linux)
+    )
+    for option, value in options:
+        if hasattr(socket, option):
+            sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, option), value)
+
+
+def _hello_or_none(line: bytes | LineTooLong) -> Hello | None:
+    if isinstance(line, LineTooLong):
+        return None
+    try:
+        return parse_hello(line)
+    except FrameError:
+        return None
+
+
+def _raw_items(lines: Sequence[bytes | LineTooLong]) -> list[Item]:
+    items: list[Item] = []
+    for line in lines:
+        if isinstance(line, LineTooLong):
+            items.append(line)
+            continue
+        text = decode_line(line)
+        if text[:1] not in ("/", "") and not text.isspace():
+            items.append(text)  # the common case, a plain message: no request object needed
+            continue
+        try:
+            item = parse_raw_line(text)
+        except FrameError as e:
+            items.append(e)
+            continue
+        if item is not None:
+            items.append(item)
+    return items
+
+
+def _lanchat_items(lines: Sequence[bytes | LineTooLong]) -> list[Item]:
+    items: list[Item] = []
+    for line in lines:
+        if isinstance(line, LineTooLong):
+            items.append(line)
+        elif line.strip():
+            try:
+                items.append(parse_request(line))
+            except FrameError as e:
+                items.append(e)
+    return items

@@ -1,0 +1,182 @@
+"""The hub: the one owner that applies the room's decisions to the fan-out.
+
+A reader thread hands its client's lines to the hub; under the hub lock the room (room.py, pure)
+decides and returns outputs, and the hub encodes each published event once per client kind that
+someone reads, queues it in the fan-out log, and lets the lock go; then it asks the fan-out to
+send (kick). So a chat line walks reader -> room -> fan-out once, and the room's rules can be
+tested without a socket (tests/test_room.py).
+
+Threads and what they own (fanout.py has the table of the delivery state):
+
+    who                  runs                                       holds
+    reader (1 per conn)  Hub.join/upgrade/handle/drop, then kick()   the hub lock, then the token
+    writer (fanout)      passes, parked sockets, hang-ups            the pass token
+    a pass that gives up Hub._failed (through Fanout.on_failed)      the token, then the lock
+    status / keeper      Hub.snapshot(), Fanout.holds                the hub lock / nothing
+
+    field                     owner
+    Hub.room (all of Room)    the hub lock: the room is not thread-safe, the lock serialises it
+    Hub._clients              the hub lock (members' connections by member id)
+    Client.member             set once under the hub lock at join; its fields are the room's
+    Client.close_reason       written under the hub lock; readers may read it without the lock
+                              as a hint (a stale read costs one batch, which the room ignores)
+
+Lock order: the pass token before the hub lock, never the other way round. Nothing waits for
+the token while it holds the lock: kick() runs after the lock is released and only tries the
+token; Hub.upgrade takes the token first, then the lock.
+
+Re-entry: a pass that gives up on a client (gone, too slow) calls Hub._failed with the token
+held. _failed takes the lock, applies the leave, and does not kick: the pass in progress sees
+the new work (Fanout._requested) and goes round again.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+from lanchat.fanout import (
+    LINGER_SECONDS,
+    MAX_BACKLOG_FRAMES,
+    SHUTDOWN_LINGER_SECONDS,
+    Client,
+    Fanout,
+)
+from lanchat.protocol import (
+    ClientKind,
+    Event,
+    Goodbye,
+    Hello,
+    Problem,
+    encode_history_text,
+    encode_json,
+    encode_text,
+)
+from lanchat.room import Greet, Hangup, Item, Member, Output, Publish, Recode, Refused, Room, Send
+
+# Someone who wants to see every published event (the serve log): called under the hub lock
+# with the client whose action caused it (None for the server's own), so it must not block.
+Listener = Callable[[Event, Client | None], None]
+
+
+class Hub:
+    """The room, its lock and its fan-out; every change to the room goes through here."""
+
+    def __init__(self, room: Room, max_backlog: int = MAX_BACKLOG_FRAMES) -> None:
+        self.room = room
+        self.lock = threading.Lock()
+        self.fanout = Fanout(self.lock, on_failed=self._failed, max_backlog=max_backlog)
+        self.listeners: list[Listener] = []
+        self._clients: dict[int, Client] = {}
+
+    # --- what readers call (without the lock) ----------------------------------------------
+
+    def join(self, client: Client, hello: Hello | None) -> None:
+        """Make `client` a member; Refused says why not (nothing was sent to it then)."""
+        with self.lock:
+            outputs = self.room.join(client.id, hello)
+            client.member = self.room.member(client.id)
+            client.kind = "raw" if hello is None else "lanchat"
+            self._clients[client.id] = client
+            self.fanout.add(client)
+            self._apply(outputs, client)
+        self.fanout.kick()
+
+    def upgrade(self, client: Client, hello: Hello) -> None:
+        """A member greeted as raw sent a lanchat hello; a refusal is told and it leaves."""
+        # The token first (lock order): a kind changes while no pass reads it.
+        with self.fanout.passes_paused(), self.lock:
+            try:
+                outputs = self.room.upgrade(client.id, hello)
+            except Refused as refused:
+                outputs = self.room.refuse(client.id, refused)
+            self._apply(outputs, client)
+        self.fanout.kick()
+
+    def handle(self, client: Client, items: list[Item]) -> None:
+        """Carry out what one client sent, in order, under one lock acquisition."""
+        with self.lock:
+            self._apply(self.room.handle(client.id, items), client)
+        self.fanout.kick()  # in this thread, unless a pass is running already
+
+    def drop(self, client: Client, reason: str) -> None:
+        """The client is gone (or must go); safe to call more than once."""
+        with self.lock:
+            self._apply(self.room.leave(client.id, reason), client)
+        self.fanout.kick()
+
+    def shutdown(self) -> None:
+        """Tell everyone the server is going away, then hang up on all of them."""
+        with self.lock:
+            self._apply(self.room.shutdown(), None)
+            self.fanout.hurry(SHUTDOWN_LINGER_SECONDS)  # those already leaving, too
+        self.fanout.kick()
+
+    # --- questions -------------------------------------------------------------------------
+
+    def snapshot(self) -> tuple[list[Member], int, float]:
+        """The members, the messages relayed so far and the message rate, consistently."""
+        with self.lock:
+            return self.room.members, self.room.messages, self.room.rate()
+
+    @property
+    def size(self) -> int:
+        with self.lock:
+            return self.room.size
+
+    # --- applying the room's outputs (lock held) -------------------------------------------
+
+    def _failed(self, client: Client, reason: str) -> None:
+        """A pass gave up on `client` (token held): the room lets it go. No kick (see top)."""
+        with self.lock:
+            self._apply(self.room.leave(client.id, reason), client)
+
+    def _apply(self, outputs: list[Output], actor: Client | None) -> None:
+        fanout = self.fanout
+        for output in outputs:
+            if type(output) is Publish:
+                event = output.event
+                # Once per kind, and a kind nobody in the room reads is not encoded at all.
+                text = encode_text(event) if fanout.reads("raw") else b""
+                json = encode_json(event) if fanout.reads("lanchat") else b""
+                fanout.publish(text, json, output.origin)
+                for listener in self.listeners:
+                    listener(event, actor)
+            elif type(output) is Send:
+                client = self._clients[output.to]
+                fanout.send_private(client, encode_for(client.kind, output.event))
+            elif type(output) is Greet:
+                client = self._clients[output.to]
+                fanout.send_private(client, encode_greeting(client.kind, output))
+            elif type(output) is Recode:
+                fanout.change_kind(self._clients[output.to], output.kind)
+            elif type(output) is Hangup:
+                client = self._clients.pop(output.to)
+                client.close_reason = output.reason
+                linger = SHUTDOWN_LINGER_SECONDS if output.reason == "shutdown" else LINGER_SECONDS
+                fanout.close(client, linger)
+
+
+def encode_for(kind: ClientKind, event: Event) -> bytes:
+    return encode_text(event) if kind == "raw" else encode_json(event)
+
+
+def encode_greeting(kind: ClientKind, greet: Greet) -> bytes:
+    if kind == "raw":  # the replay between a header and a footer that mark it
+        return (
+            encode_text(greet.welcome)
+            + encode_text(greet.who)
+            + encode_history_text(list(greet.history))
+        )
+    return b"".join(encode_json(f) for f in (greet.welcome, greet.who, *greet.history))
+
+
+def refusal_frames(kind: ClientKind, refused: Refused, seq: int) -> bytes:
+    """What a client the room would not admit reads before the connection closes."""
+    now = time.time()
+    problem = Problem(seq, now, refused.code, refused.message)
+    if kind == "raw":
+        return encode_text(problem)
+    goodbye = Goodbye(seq, now, "refused", "Connection refused by the server.")
+    return encode_json(problem) + encode_json(goodbye)

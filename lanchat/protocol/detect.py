@@ -1,0 +1,48 @@
+"""Which kind of client opened a connection, from the first line it sent (pure).
+
+One port serves several kinds of client; the relay reads until the first complete line (or a
+short silence, DETECT_SECONDS) and asks `detect_client` what it was. New kinds (a browser's
+`GET`, a TLS ClientHello) are told apart here, by their first bytes, before anything else is
+read as chat.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from lanchat.protocol.lines import FrameError, LineTooLong
+from lanchat.protocol.requests import Hello, parse_hello, service_request
+
+OpeningKind = Literal["status", "probe", "lanchat", "raw"]
+
+
+@dataclass(frozen=True)
+class Opening:
+    """What the first line says: a question (status, probe), a lanchat hello, or a raw client.
+
+    `refusal` is set for a lanchat hello with a wrong field (a bad name, an unknown version):
+    such a client gets a clear refusal, not a raw-mode greeting. `consumed` says whether the
+    first line was the opening itself (not a chat line to relay)."""
+
+    kind: OpeningKind
+    hello: Hello | None = None
+    refusal: FrameError | None = None
+
+    @property
+    def consumed(self) -> bool:
+        return self.kind != "raw"
+
+
+def detect_client(first_line: bytes | LineTooLong | None) -> Opening:
+    """The kind of client whose first line is `first_line` (None: it said nothing yet)."""
+    if first_line is None or isinstance(first_line, LineTooLong):
+        return Opening("raw")
+    question = service_request(first_line)
+    if question is not None:
+        return Opening(question)
+    try:
+        hello = parse_hello(first_line)
+    except FrameError as e:
+        return Opening("lanchat", refusal=e)
+    return Opening("raw") if hello is None else Opening("lanchat", hello)

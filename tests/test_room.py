@@ -1,0 +1,272 @@
+"""The room's rules without a socket or a thread: what each thing a client does produces (names,
+sequence numbers, history, greetings, leaving), read from the room's outputs."""
+
+from __future__ import annotations
+
+import pytest
+
+from lanchat.protocol import (
+    AskHelp,
+    AskWho,
+    Chat,
+    FrameError,
+    Goodbye,
+    Hello,
+    HelpText,
+    Joined,
+    Left,
+    LineTooLong,
+    Ping,
+    Pong,
+    Problem,
+    Quit,
+    Renamed,
+    Say,
+    SetName,
+    WhoList,
+)
+from lanchat.room import (
+    GREETING_NAMES,
+    RATE_WINDOW_SECONDS,
+    Greet,
+    Hangup,
+    Output,
+    Publish,
+    Recode,
+    Refused,
+    Room,
+    Send,
+)
+
+
+class Clock:
+    """A clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def hello(name: str | None, *, exact: bool = False, client: str = "") -> Hello:
+    return Hello(1, name, exact, client)
+
+
+def published(outputs: list[Output]) -> list[object]:
+    return [o.event for o in outputs if isinstance(o, Publish)]
+
+
+def sent(outputs: list[Output], to: int) -> list[object]:
+    return [o.event for o in outputs if isinstance(o, Send) and o.to == to]
+
+
+@pytest.fixture
+def room() -> Room:
+    return Room("lobby", history=3, clock=Clock(), ticks=Clock())
+
+
+def test_a_join_greets_the_newcomer_and_tells_everyone(room: Room) -> None:
+    room.join(1, hello("alice"))
+    outputs = room.join(2, hello("bob", client="lanchat 1.0"))
+    greet, joined = outputs
+    assert isinstance(greet, Greet) and greet.to == 2
+    assert greet.welcome.name == "bob" and greet.welcome.room == "lobby"
+    assert greet.who.names == ("alice", "bob") and greet.who.count == 2
+    assert joined == Publish(Joined(2, 1000.0, "bob", "lanchat", 2))
+    member = room.member(2)
+    assert member is not None and member.kind == "lanchat" and member.program == "lanchat 1.0"
+    assert room.size == 2
+
+
+def test_raw_clients_are_guests_numbered_in_order(room: Room) -> None:
+    room.join(1, None)
+    room.join(2, None)
+    names = [m.name for m in room.members]
+    assert names == ["guest-1", "guest-2"]
+    assert [m.kind for m in room.members] == ["raw", "raw"]
+
+
+def test_a_taken_name_gets_a_suffix_or_is_refused_when_exact(room: Room) -> None:
+    room.join(1, hello("ana"))
+    room.join(2, hello("ANA"))  # names compare case-folded
+    assert [m.name for m in room.members] == ["ana", "ANA-2"]
+    with pytest.raises(Refused) as refused:
+        room.join(3, hello("Ana", exact=True))
+    assert refused.value.code == "name-taken"
+    assert room.size == 2  # a refused join leaves no trace
+
+
+@pytest.mark.parametrize(("name", "code"), [("server", "name-reserved"), ("a b", "bad-name")])
+def test_an_unusable_name_is_refused(room: Room, name: str, code: str) -> None:
+    with pytest.raises(Refused) as refused:
+        room.join(1, hello(name))
+    assert refused.value.code == code
+
+
+def test_a_full_room_and_a_closing_room_refuse(room: Room) -> None:
+    small = Room(max_clients=1, clock=Clock())
+    small.join(1, None)
+    with pytest.raises(Refused) as full:
+        small.join(2, None)
+    assert full.value.code == "server-full" and "1 person" in full.value.message
+    room.shutdown()
+    with pytest.raises(Refused) as closing:
+        room.join(3, None)
+    assert closing.value.code == "shutdown"
+
+
+def test_every_event_takes_the_next_sequence_number(room: Room) -> None:
+    room.join(1, hello("alice"))  # join: seq 1
+    outputs = room.handle(1, ["one", Say("two", action=True), SetName("al"), "three"])
+    events = published(outputs)
+    assert [e.seq for e in events] == [2, 3, 4, 5]  # type: ignore[attr-defined]
+    assert events[0] == Chat(2, 1000.0, "alice", "one")
+    assert events[1] == Chat(3, 1000.0, "alice", "two", action=True)
+    assert events[2] == Renamed(4, 1000.0, "alice", "al")
+    assert events[3] == Chat(5, 1000.0, "al", "three")
+    assert room.seq == 5 and room.messages == 3
+
+
+def test_history_keeps_the_last_messages_and_replays_them_marked(room: Room) -> None:
+    room.join(1, hello("alice"))
+    room.handle(1, [f"m{i}" for i in range(5)])  # history=3
+    greet = room.join(2, None)[0]
+    assert isinstance(greet, Greet)
+    assert [c.text for c in greet.history] == ["m2", "m3", "m4"]
+    assert all(c.history for c in greet.history)
+    assert greet.welcome.history == 3
+    assert not any(c.history for c in room.history)  # the room's own copies stay live
+
+
+def test_a_raw_senders_line_carries_its_origin_and_a_lanchat_ones_does_not(room: Room) -> None:
+    room.join(1, None)
+    room.join(2, hello("bob"))
+    raw_line = room.handle(1, ["hi"])[0]
+    json_line = room.handle(2, [Say("hey")])[0]
+    assert isinstance(raw_line, Publish) and raw_line.origin == 1  # raw senders skip their own
+    assert isinstance(json_line, Publish) and json_line.origin == 0
+
+
+def test_text_is_cleaned_and_an_empty_line_is_a_problem(room: Room) -> None:
+    room.join(1, hello("alice"))
+    outputs = room.handle(1, ["  \x1b[31mred\x1b[0m  ", "\x07\x1b[2J"])
+    assert published(outputs)[0].text == "red"  # type: ignore[attr-defined]
+    (problem,) = sent(outputs, 1)
+    assert isinstance(problem, Problem) and problem.code == "empty"
+    assert room.seq == 2  # the empty line took no sequence number
+
+
+def test_renames_follow_the_name_rules(room: Room) -> None:
+    room.join(1, hello("alice"))
+    room.join(2, hello("bob"))
+    taken = sent(room.handle(2, [SetName("ALICE")]), 2)
+    assert isinstance(taken[0], Problem) and taken[0].code == "name-taken"
+    bad = sent(room.handle(2, [SetName("no spaces")]), 2)
+    assert isinstance(bad[0], Problem) and bad[0].code == "bad-name"
+    assert room.handle(2, [SetName("bob")]) == []  # the same name: nothing happens
+    renamed = published(room.handle(2, [SetName("Bob")]))  # a change of case is a rename
+    assert renamed == [Renamed(3, 1000.0, "bob", "Bob")]
+    room.handle(2, [SetName("robert")])
+    assert room.join(3, hello("bob", exact=True))  # the old name is free again
+
+
+def test_questions_are_answered_to_the_asker_only(room: Room) -> None:
+    room.join(1, hello("alice"))
+    room.join(2, hello("bob"))
+    outputs = room.handle(2, [AskWho(), Ping("t1"), AskHelp()])
+    assert published(outputs) == []
+    who, pong, help_text = sent(outputs, 2)
+    assert who == WhoList(2, 1000.0, ("alice", "bob"), 2)
+    assert pong == Pong(2, 1000.0, "t1")
+    assert isinstance(help_text, HelpText)
+
+
+def test_bad_lines_become_problems_for_their_sender(room: Room) -> None:
+    room.join(1, hello("alice"))
+    outputs = room.handle(
+        1, [LineTooLong(4096), FrameError("bad-frame", "Not JSON."), hello("again")]
+    )
+    codes = [e.code for e in sent(outputs, 1)]  # type: ignore[attr-defined]
+    assert codes == ["line-too-long", "bad-frame", "bad-frame"]
+    assert room.seq == 1
+
+
+def test_a_quit_ends_the_batch_and_says_goodbye(room: Room) -> None:
+    room.join(1, hello("alice"))
+    room.join(2, hello("bob"))
+    outputs = room.handle(1, ["last words", Quit(), "never relayed"])
+    assert [type(e).__name__ for e in published(outputs)] == ["Chat", "Left"]
+    assert published(outputs)[1] == Left(4, 1000.0, "alice", "quit", 1)
+    (goodbye,) = sent(outputs, 1)
+    assert isinstance(goodbye, Goodbye) and goodbye.reason == "quit"
+    assert outputs[-1] == Hangup(1, "quit")
+    assert room.handle(1, ["after leaving"]) == []  # a leaving client's lines are drained
+    assert room.leave(1, "closed") == []  # leaving twice: nothing more
+
+
+@pytest.mark.parametrize(("reason", "goodbye"), [("closed", False), ("too-slow", True)])
+def test_a_leave_tells_the_room_and_hangs_up(room: Room, reason: str, goodbye: bool) -> None:
+    room.join(1, hello("alice"))
+    outputs = room.leave(1, reason)
+    assert published(outputs) == [Left(2, 1000.0, "alice", reason, 0)]
+    assert bool(sent(outputs, 1)) is goodbye
+    assert outputs[-1] == Hangup(1, reason)
+    assert room.size == 0
+
+
+def test_shutdown_says_goodbye_once_and_hangs_up_on_everyone(room: Room) -> None:
+    room.join(1, hello("alice"))
+    room.join(2, None)
+    outputs = room.shutdown()
+    assert published(outputs) == [Goodbye(3, 1000.0, "shutdown", "Server shutting down. Goodbye.")]
+    assert [o for o in outputs if isinstance(o, Hangup)] == [
+        Hangup(1, "shutdown"),
+        Hangup(2, "shutdown"),
+    ]
+    assert room.shutdown() == [] and room.size == 0
+
+
+def test_a_late_hello_upgrades_a_raw_member(room: Room) -> None:
+    room.join(1, hello("alice"))
+    room.join(2, None)  # guest-1, greeted as raw
+    outputs = room.upgrade(2, hello("alice", client="lanchat"))
+    assert outputs[0] == Recode(2, "lanchat")
+    assert published(outputs) == [Renamed(3, 1000.0, "guest-1", "alice-2")]
+    greet = outputs[-1]
+    assert isinstance(greet, Greet) and greet.welcome.name == "alice-2"
+    member = room.member(2)
+    assert member is not None and member.kind == "lanchat" and member.program == "lanchat"
+
+
+def test_a_late_hello_the_room_refuses_is_told_and_the_member_leaves(room: Room) -> None:
+    room.join(1, None)
+    with pytest.raises(Refused) as refused:
+        room.upgrade(1, hello("server"))
+    assert room.member(1) is not None and room.member(1).name == "guest-1"  # type: ignore[union-attr]
+    outputs = room.refuse(1, refused.value)
+    problem = sent(outputs, 1)[0]
+    assert isinstance(problem, Problem) and problem.code == "name-reserved"
+    assert published(outputs) == [Left(2, 1000.0, "guest-1", "refused", 0)]
+    assert outputs[-1] == Hangup(1, "refused")
+
+
+def test_a_big_rooms_greeting_lists_the_first_names_and_the_count() -> None:
+    room = Room(clock=Clock())
+    for i in range(GREETING_NAMES + 5):
+        room.join(i + 1, hello(f"p{i}"))
+    greet = room.join(999, None)[0]
+    assert isinstance(greet, Greet)
+    assert len(greet.who.names) == GREETING_NAMES and greet.who.count == GREETING_NAMES + 6
+
+
+def test_the_rate_counts_whole_seconds_of_the_last_window() -> None:
+    ticks = Clock()
+    room = Room(clock=Clock(), ticks=ticks)
+    room.join(1, None)
+    room.handle(1, ["a", "b", "c"])  # in second 1000
+    assert room.rate() == 0  # the current second is not whole yet
+    ticks.now += 1
+    assert room.rate() == 3 / RATE_WINDOW_SECONDS
+    ticks.now += RATE_WINDOW_SECONDS + 1
+    assert room.rate() == 0
