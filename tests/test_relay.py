@@ -135,6 +135,8 @@ def test_names_are_unique_case_insensitively(connect: Any) -> None:
         ({"name": "bad\x1bname"}, "bad-name"),
         ({"name": "x" * 30}, "bad-name"),
         ({"version": 0}, "unsupported-version"),
+        ({"version": 2}, "unsupported-version"),  # a newer client: refused, not welcomed
+        ({"version": 10**4000}, "unsupported-version"),
         ({"version": "one"}, "bad-frame"),
     ],
 )

@@ -129,7 +129,15 @@ def parse_request(line: bytes) -> Request:
 def _hello_from(obj: dict[str, Any]) -> Hello:
     version = _field(obj, "version", int)
     if version < 1:
-        raise FrameError("unsupported-version", f"Protocol version {version} does not exist.")
+        raise FrameError("unsupported-version", "Protocol versions start at 1.")
+    if version > PROTOCOL_VERSION:  # a newer client: say so rather than speak past each other
+        shown = str(version) if version < 10**6 else "a newer one"
+        raise FrameError(
+            "unsupported-version",
+            f"This server speaks lanchat protocol version {PROTOCOL_VERSION}; your client "
+            f"asked for {shown}. Use a lanchat client of the server's version, or update the "
+            "server.",
+        )
     name = _field(obj, "name", str, required=False)
     exact = obj.get("exact", False)
     client = obj.get("client", "")
