@@ -21,8 +21,8 @@ runs a pass, a reader inline or the writer), and `Client.sock_lock`. Order: toke
 then sock_lock; nothing waits for the token while holding the lock (kick() only tries it).
 
     field                                   written by / under        read by / under
-    end, _frames, _origins (append)         publish: lock             passes: token (slices)
-    _base, _frames/_origins (trim)          _trim: token and lock     passes: token
+    end, _frames, _origins, _ends (append)  publish: lock             passes: token (slices)
+    _base, _base_bytes, the lists (trim)    _trim: token and lock     passes: token
     _clients, _kinds, _roster, _departed    lock                      passes iterate _roster
                                                                       without the lock (below)
     _dirty, _closing, _lingering            lock                      lock
@@ -32,6 +32,8 @@ then sock_lock; nothing waits for the token while holding the lock (kick() only 
     Client.cursor, pending, blocked,        token
       frames_out, bytes_out
     Client.private (the deque)              send_private: lock        passes pop: token
+    Client.private_bytes, overflow          lock                      token (after popping,
+                                                                      the pass takes the lock)
     Client.private = None                   token and lock            (a deque's append and
                                                                       popleft are thread-safe)
     Client.stop_at, deadline                close/hurry: lock         token
@@ -72,7 +74,10 @@ from lanchat.tuning import COALESCE_SECONDS, HOLD_MIN_CLIENTS, INLINE_PASSES, TR
 if TYPE_CHECKING:
     from lanchat.room import Member
 
-MAX_BACKLOG_FRAMES = 4096  # frames a client may lag behind the room before it is disconnected
+# What a client may be owed (room frames behind it, private replies and a half-sent tail) before
+# it is disconnected as too slow: one that does not read cannot make the server grow without end.
+MAX_BACKLOG_FRAMES = 4096
+MAX_BACKLOG_BYTES = 4 * 1024 * 1024
 LINGER_SECONDS = 2.0  # time a closing connection gets to take its last frames and hang up
 SHUTDOWN_LINGER_SECONDS = 0.75  # the same when the whole server stops (exit within ~1 s)
 
@@ -135,8 +140,10 @@ class Client:
         "lines_in",
         "local",
         "member",
+        "overflow",
         "pending",
         "private",
+        "private_bytes",
         "sock",
         "sock_lock",
         "stop_at",
@@ -160,6 +167,8 @@ class Client:
         # (log position it follows, bytes); None when empty (a deque is ~600 bytes, times
         # thousands of clients that have nothing private most of the time).
         self.private: deque[tuple[int, bytes]] | None = None
+        self.private_bytes = 0  # bytes in `private` (hub lock)
+        self.overflow = False  # owed more than the limits: the next pass drops it (hub lock)
         # The part of the last send the socket did not take: a view into the sent bytes, so
         # thousands of parked clients behind the same frames share one copy of them.
         self.pending: bytes | memoryview = b""
@@ -207,11 +216,13 @@ class Fanout:
         on_failed: Callable[[Client, str], None],
         max_backlog: int = MAX_BACKLOG_FRAMES,
         *,
+        max_backlog_bytes: int = MAX_BACKLOG_BYTES,
         coalesce_seconds: float = COALESCE_SECONDS,
         hold_min_clients: int = HOLD_MIN_CLIENTS,
     ) -> None:
         self.lock = lock
         self.max_backlog = max_backlog
+        self.max_backlog_bytes = max_backlog_bytes
         self.coalesce_seconds = coalesce_seconds  # a busy room's hold (lanchat/tuning.py)
         self.hold_min_clients = hold_min_clients
         self.end = 0  # log position after the newest frame
@@ -219,6 +230,10 @@ class Fanout:
         self._base = 0  # log position of _frames[kind][0]
         self._frames: dict[str, list[bytes]] = {"raw": [], "lanchat": []}
         self._origins: list[int] = []  # client id of a raw sender (raw clients skip their own)
+        # Bytes of the log per kind up to the end of each frame, from the first frame ever, so
+        # that what a client is owed in bytes is one subtraction (for the backlog limit).
+        self._ends: dict[str, list[int]] = {"raw": [], "lanchat": []}
+        self._base_bytes: dict[str, int] = {"raw": 0, "lanchat": 0}  # ... up to _base
         self._clients: dict[int, Client] = {}
         self._kinds: dict[str, int] = {"raw": 0, "lanchat": 0}  # clients served, per kind
         # Everyone a pass visits, append-only between rebuilds: a pass iterates it without a copy
@@ -271,15 +286,31 @@ class Fanout:
         self._frames["raw"].append(text)
         self._frames["lanchat"].append(json)
         self._origins.append(origin)
+        ends = self._ends["raw"]
+        ends.append((ends[-1] if ends else self._base_bytes["raw"]) + len(text))
+        ends = self._ends["lanchat"]
+        ends.append((ends[-1] if ends else self._base_bytes["lanchat"]) + len(json))
         self.end += 1
         self._requested = True
 
     def send_private(self, client: Client, data: bytes) -> None:
-        """Queue bytes for one client only, in order with the room frames (lock held)."""
+        """Queue bytes for one client only, in order with the room frames (lock held). A client
+        owed more than the limits is dropped by the next pass instead (it does not read)."""
+        if client.overflow:
+            return
         queue = client.private  # read once: a pass may let an empty deque go (token held)
         if queue is None:
             queue = client.private = deque()
+        elif (
+            len(queue) >= self.max_backlog
+            or client.private_bytes + len(data) > self.max_backlog_bytes
+        ):
+            client.overflow = True  # `private` stays non-empty, so passes take the slow path
+            self._dirty.add(client)
+            self._requested = True
+            return
         queue.append((self.end, data))
+        client.private_bytes += len(data)
         self._dirty.add(client)
         self._requested = True
 
@@ -419,10 +450,28 @@ class Fanout:
             self._trim()
 
     def _drop_laggards(self, end: int) -> None:
-        """Disconnect parked clients that fell more than max_backlog frames behind."""
+        """Disconnect parked clients owed more than the backlog limits (frames or bytes)."""
         for client in list(self._parked):
-            if client.stop_at is None and end - client.cursor > self.max_backlog:
+            if client.stop_at is None and self._owes_too_much(client, end):
                 self._give_up(client, "too-slow")
+
+    def _owes_too_much(self, client: Client, end: int) -> bool:
+        if client.overflow:
+            return True
+        private = client.private
+        frames = end - client.cursor + (len(private) if private else 0)
+        if frames > self.max_backlog:
+            return True
+        owed = self._bytes_behind(client, end) + client.private_bytes + len(client.pending)
+        return owed > self.max_backlog_bytes
+
+    def _bytes_behind(self, client: Client, end: int) -> int:
+        """Bytes of room frames [cursor, end) of the client's kind (token held)."""
+        ends, base = self._ends[client.kind], self._base
+        start = self._base_bytes[client.kind]
+        upto = ends[end - 1 - base] if end > base else start
+        frm = ends[client.cursor - 1 - base] if client.cursor > base else start
+        return upto - frm
 
     # --- lifecycle ----------------------------------------------------------------------
 
@@ -520,6 +569,9 @@ class Fanout:
 
     def _serve(self, client: Client, end: int, cache: dict[Any, Any]) -> None:
         """Send the client everything it is owed up to `end`, in one send()."""
+        if client.overflow and client.stop_at is None:
+            self._give_up(client, "too-slow")  # asked for more replies than it reads
+            return
         limit = end if client.stop_at is None else min(end, client.stop_at)
         chunks: list[bytes | memoryview] = []
         if client.pending:
@@ -528,6 +580,7 @@ class Fanout:
         frames = 0
         private = client.private
         if private:
+            popped = 0
             while private and private[0][0] <= limit:
                 pos, frame = private.popleft()
                 if pos > client.cursor:
@@ -536,6 +589,10 @@ class Fanout:
                     client.cursor = pos
                 chunks.append(frame)
                 frames += 1
+                popped += len(frame)
+            if popped:
+                with self.lock:
+                    client.private_bytes -= popped
             if not private:
                 self._drained.append(client)
         if client.cursor < limit:
@@ -589,7 +646,9 @@ class Fanout:
         """Stop sending to a client that is gone or too slow; the room tells the others."""
         self._unpark(client)
         with self.lock:
-            client.private = None  # given up on: nothing more is sent to it
+            client.private = None  # given up on: nothing more is sent to it ...
+            client.private_bytes = 0
+            client.overflow = False  # ... but the goodbye the hub queues next
         had_partial_line = bool(client.pending)
         pending = bytes(client.pending)
         self._on_failed(client, reason)  # the hub takes the lock, sets stop_at, queues a goodbye
@@ -645,5 +704,8 @@ class Fanout:
                 return
             for frames in self._frames.values():
                 del frames[:drop]
+            for kind, ends in self._ends.items():
+                self._base_bytes[kind] = ends[drop - 1]
+                del ends[:drop]
             del self._origins[:drop]
             self._base = lowest

@@ -38,6 +38,7 @@ from collections.abc import Callable
 
 from lanchat.fanout import (
     LINGER_SECONDS,
+    MAX_BACKLOG_BYTES,
     MAX_BACKLOG_FRAMES,
     SHUTDOWN_LINGER_SECONDS,
     Client,
@@ -63,10 +64,20 @@ Listener = Callable[[Event, Client | None], None]
 class Hub:
     """The room, its lock and its fan-out; every change to the room goes through here."""
 
-    def __init__(self, room: Room, max_backlog: int = MAX_BACKLOG_FRAMES) -> None:
+    def __init__(
+        self,
+        room: Room,
+        max_backlog: int = MAX_BACKLOG_FRAMES,
+        max_backlog_bytes: int = MAX_BACKLOG_BYTES,
+    ) -> None:
         self.room = room
         self.lock = threading.Lock()
-        self.fanout = Fanout(self.lock, on_failed=self._failed, max_backlog=max_backlog)
+        self.fanout = Fanout(
+            self.lock,
+            on_failed=self._failed,
+            max_backlog=max_backlog,
+            max_backlog_bytes=max_backlog_bytes,
+        )
         self.listeners: list[Listener] = []
         self._clients: dict[int, Client] = {}
 

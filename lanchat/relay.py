@@ -23,7 +23,7 @@ from typing import Any
 from lanchat import __version__
 from lanchat.connection import Connection
 from lanchat.errors import AddressInUseError, LanchatError
-from lanchat.fanout import MAX_BACKLOG_FRAMES, Client
+from lanchat.fanout import MAX_BACKLOG_BYTES, MAX_BACKLOG_FRAMES, Client
 from lanchat.hub import Hub
 from lanchat.netinfo import endpoint_text
 from lanchat.protocol import DEFAULT_PORT, STATUS_VERSION
@@ -66,12 +66,15 @@ class Relay:
         history: int = DEFAULT_HISTORY,
         max_clients: int = 0,
         max_backlog: int = MAX_BACKLOG_FRAMES,
+        max_backlog_bytes: int = MAX_BACKLOG_BYTES,
         keepalive: float = DEFAULT_KEEPALIVE_SECONDS,
     ) -> None:
         self.host = host
         self.port = port
         self.keepalive = keepalive
-        self.hub = Hub(Room(room, history=history, max_clients=max_clients), max_backlog)
+        self.hub = Hub(
+            Room(room, history=history, max_clients=max_clients), max_backlog, max_backlog_bytes
+        )
         self._listener: socket.socket | None = None
         self._accept_thread: threading.Thread | None = None
         self._wake_recv, self._wake_send = socket.socketpair()  # ends the accept loop

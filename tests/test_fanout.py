@@ -30,10 +30,22 @@ def test_latch_opens_once_for_every_waiter() -> None:
     assert latch.wait(0) is True  # stays open
 
 
-def start_fanout(**options: float) -> tuple[Fanout, threading.Lock, list[str]]:
+class Failures(list[str]):
+    """The reasons the fan-out gave up on clients; `dropped` is set at the first."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.dropped = threading.Event()
+
+    def __call__(self, client: Client, reason: str) -> None:
+        self.append(reason)
+        self.dropped.set()
+
+
+def start_fanout(**options: float) -> tuple[Fanout, threading.Lock, Failures]:
     lock = threading.Lock()
-    failed: list[str] = []
-    fan = Fanout(lock, lambda client, reason: failed.append(reason), **options)  # type: ignore[arg-type]
+    failed = Failures()
+    fan = Fanout(lock, failed, **options)  # type: ignore[arg-type]
     fan.start()
     return fan, lock, failed
 
@@ -156,3 +168,52 @@ def test_a_frame_published_while_a_busy_room_holds_is_sent_when_the_hold_ends(
         fan.kick()  # returns at once: the writer thread must be told to send it after the hold
         assert read_exactly(theirs, 3) == b"b1\n"
         hang_up(fan, lock, client)
+
+
+def test_a_client_that_asks_more_than_it_reads_is_dropped_with_a_bounded_queue() -> None:
+    """Private replies count against the backlog limits too: a client that never reads but
+    keeps asking (a ping with a 4 KB token, /who) cannot make its queue grow without end."""
+    fan, lock, failed = start_fanout(max_backlog_bytes=64 * 1024)
+    try:
+        with member(fan, lock) as (client, theirs):
+            theirs.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # and never reads
+            reply = b"p" * 4095 + b"\n"
+            for _ in range(10_000):  # 40 MB if nothing stopped it
+                with lock:
+                    fan.send_private(client, reply)
+                    owed = client.private_bytes
+                fan.kick()
+                assert owed <= 64 * 1024
+                if failed:
+                    break
+            # (a loop that never blocks can keep the writer from the lock until it ends)
+            assert failed.dropped.wait(WAIT)
+            assert failed == ["too-slow"]
+            with lock:
+                fan.close(client, linger=0.1)  # as the hub does when the pass gives up
+            fan.kick()
+            assert client.done.wait(WAIT)
+    finally:
+        fan.stop(WAIT)
+
+
+def test_the_backlog_limit_in_bytes_drops_a_parked_client_behind_big_frames() -> None:
+    fan, lock, failed = start_fanout(max_backlog_bytes=256 * 1024)
+    try:
+        with member(fan, lock) as (client, theirs):
+            theirs.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            frame = b"f" * 4095 + b"\n"
+            for _ in range(2000):  # far fewer frames than MAX_BACKLOG_FRAMES, 8 MB of them
+                with lock:
+                    fan.publish(frame, frame)
+                fan.kick()
+                if failed:
+                    break
+            assert failed.dropped.wait(WAIT)
+            assert failed == ["too-slow"]
+            with lock:
+                fan.close(client, linger=0.1)
+            fan.kick()
+            assert client.done.wait(WAIT)
+    finally:
+        fan.stop(WAIT)

@@ -4,9 +4,12 @@ connection, a slot or a message (docs/reliability.md lists the promises)."""
 from __future__ import annotations
 
 import json
+import socket
 from typing import Any
 
-from conftest import LineClient
+import psutil
+
+from conftest import WAIT, LineClient
 from lanchat.protocol import Chat, Event
 from lanchat.relay import Relay
 
@@ -82,3 +85,34 @@ def test_an_internal_error_costs_one_connection_and_leaves_no_ghost(
     assert [c.name for c in relay.room.members] == ["bob"]
     again = connect()
     assert again.hello("alice")["name"] == "alice"  # the name is free again
+
+
+def test_a_client_that_never_reads_but_keeps_asking_is_dropped_and_memory_stays_bounded(
+    relay: Relay, connect: Any
+) -> None:
+    """Replies to one client were unbounded: pings with 4 KB tokens and /who from a client
+    that never reads grew the server by ~37 MB/s, and it was never dropped."""
+    process = psutil.Process()
+    watcher = connect()
+    watcher.hello("watcher")
+    spammer = LineClient(relay.address[1])
+    spammer.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # and it never reads
+    spammer.hello("spammer")
+    rss_before = process.memory_info().rss
+    ping = json.dumps({"type": "ping", "token": "t" * 4000}).encode() + b"\n"
+    burst = (ping + b'{"type":"who"}\n') * 64
+    sent = 0
+    spammer.sock.settimeout(WAIT)
+    try:
+        while sent < 200 * 1024 * 1024:  # 200 MB of requests at most
+            spammer.sock.sendall(burst)
+            sent += len(burst)
+    except OSError:
+        pass  # the relay hung up on it: what should happen
+    left = watcher.wait_json(lambda f: f["type"] == "leave", timeout=2 * WAIT)
+    assert left["name"] == "spammer" and left["reason"] == "too-slow"
+    grown = process.memory_info().rss - rss_before
+    assert grown < 64 * 1024 * 1024, f"the relay grew by {grown / 1e6:.0f} MB"
+    watcher.send_json({"type": "message", "text": "still fine"})
+    assert watcher.wait_json(lambda f: f["type"] == "message")["text"] == "still fine"
+    spammer.close()
