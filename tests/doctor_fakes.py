@@ -1,4 +1,4 @@
-"""Fakes for the doctor's probes (lanchat.doctor.probes): recorded command output, files,
+"""Fakes for the doctor's probes (lanchat.doctor.probe.interface): recorded command output, files,
 addresses and socket outcomes, so every check runs on Linux CI for every OS."""
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ from typing import Any
 
 from linux_fixtures import command
 
-from lanchat.doctor.linux_firewall import CommandOutput
 from lanchat.doctor.macos import SOCKETFILTERFW
-from lanchat.doctor.probes import (
+from lanchat.doctor.probe.interface import (
+    CommandOutput,
     ConnectResult,
     HandshakeResult,
     Listener,

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lanchat.doctor.linux_firewall import CommandOutput, LinuxFirewallOutputs
+from lanchat.doctor.linux_firewall import LinuxFirewallOutputs
 from lanchat.doctor.packet import Packet
+from lanchat.doctor.probe.interface import CommandOutput
 
 CASES = Path(__file__).parent / "fixtures" / "linux" / "cases"
 SERVER_V4 = "10.213.0.1"  # the lab addresses: server h1, client h2 (multihost-lab-notes.md)

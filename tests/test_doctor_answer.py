@@ -25,7 +25,7 @@ from lanchat.doctor.internet import (
     parse_natpmp,
     parse_proc_net_route,
 )
-from lanchat.doctor.probes import (
+from lanchat.doctor.probe.interface import (
     ConnectResult,
     HandshakeResult,
     Listener,
@@ -270,7 +270,7 @@ def test_proc_net_route_default_gateway() -> None:
 
 
 def test_gateway_per_os() -> None:
-    from lanchat.doctor.linux_firewall import CommandOutput
+    from lanchat.doctor.probe.interface import CommandOutput
 
     mac = FakeProbe(
         "darwin", commands={"route": CommandOutput("   route to: default\ngateway: 192.168.1.1\n")}

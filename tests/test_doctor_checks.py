@@ -26,7 +26,7 @@ from lanchat.doctor.checks_server import check_server_bind
 from lanchat.doctor.env import check_env_virtualized
 from lanchat.doctor.lan import check_lan_address, choose_lan
 from lanchat.doctor.mdns import check_mdns_neighbours, check_mdns_self, check_peer_mdns
-from lanchat.doctor.probes import (
+from lanchat.doctor.probe.interface import (
     NOT_AVAILABLE,
     ConnectOutcome,
     ConnectResult,

@@ -19,7 +19,7 @@ from doctor_fakes import (
 from lanchat.doctor.context import ServerContext
 from lanchat.doctor.firewall import firewall_checks
 from lanchat.doctor.lan import choose_lan
-from lanchat.doctor.linux_firewall import CommandOutput
+from lanchat.doctor.probe.interface import CommandOutput
 from lanchat.doctor.result import CheckResult
 
 PORT = 7000

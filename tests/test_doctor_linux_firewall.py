@@ -19,12 +19,12 @@ from hypothesis import strategies as st
 from linux_fixtures import CASES, command, outputs, v4, v6
 
 from lanchat.doctor.linux_firewall import (
-    CommandOutput,
     LinuxFirewallOutputs,
     LinuxFirewallReport,
     assess_linux_firewall,
 )
 from lanchat.doctor.packet import Packet
+from lanchat.doctor.probe.interface import CommandOutput
 
 MDNS4 = v4("udp", 5353, daddr="224.0.0.251")
 MDNS6 = v6("udp", 5353, saddr="fe80::2", daddr="ff02::fb")

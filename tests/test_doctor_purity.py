@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 DOCTOR = Path(__file__).parent.parent / "lanchat" / "doctor"
-PROBE = "system.py"  # the real probe: commands, sockets, psutil, lanchat.client
+PROBE = "probe/system.py"  # the real probe: commands, sockets, psutil, lanchat.client
 # The real probes: the OS one, and mDNS over lanchat.discovery.
-PROBES = {PROBE, "mdns_probe.py"}
-MODULES = sorted(p for p in DOCTOR.glob("*.py") if p.name not in PROBES)
+PROBES = {PROBE, "probe/mdns.py"}
+MODULES = sorted(p for p in DOCTOR.rglob("*.py") if p.relative_to(DOCTOR).as_posix() not in PROBES)
 FORBIDDEN = {"subprocess", "socket", "rich", "typer", "zeroconf", "psutil", "lanchat.cli"}
 # What the checks may take from outside the doctor: a data type and one pure text helper.
 SHARED_TYPES = {"lanchat.netinfo": {"LocalAddress", "host_port"}}
@@ -71,7 +71,7 @@ def test_every_module_is_checked() -> None:
         "windows.py",
         "macos.py",
         "result.py",
-        "probes.py",
+        "interface.py",
         "checks_server.py",
         "checks_peer.py",
         "firewall_linux.py",

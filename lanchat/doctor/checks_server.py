@@ -7,7 +7,7 @@ import ipaddress
 from typing import Any
 
 from lanchat.doctor.lan import LanFacts
-from lanchat.doctor.probes import Listener, Probe
+from lanchat.doctor.probe.interface import Listener, Probe
 from lanchat.doctor.result import CheckResult, Fix
 from lanchat.netinfo import host_port
 

@@ -8,7 +8,7 @@ import lanchat.doctor.firewall_linux as linux
 import lanchat.doctor.firewall_macos as macos
 import lanchat.doctor.firewall_windows as windows
 from lanchat.doctor.context import ServerContext
-from lanchat.doctor.probes import Probe
+from lanchat.doctor.probe.interface import Probe
 from lanchat.doctor.result import CheckResult, skipped
 
 TITLES = {

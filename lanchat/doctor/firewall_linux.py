@@ -17,14 +17,13 @@ from lanchat.doctor.fixes import (
     ufw_allow,
 )
 from lanchat.doctor.linux_firewall import (
-    CommandOutput,
     FamilyReport,
     LinuxFirewallOutputs,
     LinuxFirewallReport,
     assess_linux_firewall,
 )
 from lanchat.doctor.packet import Packet
-from lanchat.doctor.probes import Probe
+from lanchat.doctor.probe.interface import CommandOutput, Probe
 from lanchat.doctor.result import Fix
 
 SERVICES = ("ufw", "firewalld", "nftables")

@@ -17,7 +17,7 @@ from lanchat.doctor.macos import (
     parse_pf_info,
     parse_socketfilterfw,
 )
-from lanchat.doctor.probes import Probe
+from lanchat.doctor.probe.interface import Probe
 from lanchat.doctor.result import CheckResult, Fix
 
 FIREWALL = "macOS Application Firewall"

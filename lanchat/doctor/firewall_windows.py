@@ -14,7 +14,7 @@ from lanchat.doctor.fixes import (
     windows_make_private,
     windows_remove_program_block,
 )
-from lanchat.doctor.probes import TIMED_OUT_RC, Probe
+from lanchat.doctor.probe.interface import TIMED_OUT_RC, Probe
 from lanchat.doctor.result import CheckResult, Fix
 from lanchat.doctor.windows import (
     WINDOWS_FIREWALL_COMMAND,

@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 from lanchat.doctor.context import POWERSHELL_TIMEOUT
-from lanchat.doctor.probes import Probe
+from lanchat.doctor.probe.interface import Probe
 from lanchat.doctor.result import CheckResult, Fix
 
 NATPMP_PORT = 5351

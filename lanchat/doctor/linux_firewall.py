@@ -21,6 +21,7 @@ from lanchat.doctor.iptables_save import IptablesRuleset, iptables_tables, parse
 from lanchat.doctor.nft import evaluate_nft
 from lanchat.doctor.nft_ruleset import NftRuleset, parse_nft_ruleset
 from lanchat.doctor.packet import Packet, Verdict, unknown
+from lanchat.doctor.probe.interface import CommandOutput
 
 Status = Literal["read", "no-firewall", "cannot-read", "error"]
 
@@ -45,19 +46,6 @@ IPTABLES_PRIORITY = {
 FIREWALLD_ZONE_CHAIN = re.compile(
     r"^(?:filter_)?IN_(?!policy_)(.+?)(?:_(?:pre|log|deny|allow|post))?$"
 )
-
-
-@dataclass(frozen=True)
-class CommandOutput:
-    """What one command printed: stdout, stderr and its exit code."""
-
-    stdout: str = ""
-    stderr: str = ""
-    returncode: int = 0
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain data for JSON output."""
-        return {"stdout": self.stdout, "stderr": self.stderr, "returncode": self.returncode}
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ from lanchat.doctor.mdns import (
     check_mdns_self,
     check_peer_mdns,
 )
-from lanchat.doctor.probes import MdnsProbe, Probe
+from lanchat.doctor.probe.interface import MdnsProbe, Probe
 from lanchat.doctor.result import CheckResult, DoctorReport
 from lanchat.netinfo import LocalAddress, host_port
 
@@ -55,7 +55,7 @@ class DoctorOptions:
 
 def default_mdns_probe() -> MdnsProbe:
     """The real mDNS probe, over lanchat.discovery (imported here: it loads zeroconf)."""
-    from lanchat.doctor.mdns_probe import DiscoveryMdnsProbe
+    from lanchat.doctor.probe.mdns import DiscoveryMdnsProbe
 
     return DiscoveryMdnsProbe()
 
@@ -65,7 +65,7 @@ def run_doctor(
 ) -> DoctorReport:
     """Every check of the mode, in order, and the answer block; never raises for findings."""
     if probe is None:
-        from lanchat.doctor.system import SystemProbe
+        from lanchat.doctor.probe.system import SystemProbe
 
         probe = SystemProbe()
     mdns = mdns or default_mdns_probe()

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from lanchat.discovery import discover
 from lanchat.discovery.selftest import hear_neighbours, see_own_advertisement
-from lanchat.doctor.probes import MdnsBrowse, MdnsNeighbours, MdnsSelf, MdnsService
+from lanchat.doctor.probe.interface import MdnsBrowse, MdnsNeighbours, MdnsSelf, MdnsService
 from lanchat.errors import LanchatError
 
 

@@ -1,8 +1,9 @@
 """The doctor's window on the machine, as interfaces: checks call these, tests pass fakes.
 
 `Probe` runs commands (always with a timeout), reads files, lists addresses and listening
-sockets, and opens sockets; `MdnsProbe` advertises and browses mDNS. The real ones are in
-system.py (and discovery, for mDNS); a check never touches the OS except through them.
+sockets, and opens sockets; `MdnsProbe` advertises and browses mDNS. The real ones are
+probe/system.py and probe/mdns.py; a check never touches the OS except through them.
+`CommandOutput` is what one command printed, as every OS's firewall parser takes it.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Literal, Protocol
 
-from lanchat.doctor.linux_firewall import CommandOutput
 from lanchat.netinfo import LocalAddress
 
 ConnectOutcome = Literal[
@@ -26,6 +26,19 @@ ConnectOutcome = Literal[
 HandshakeOutcome = Literal["lanchat", "rejected", "foreign", "silent", "dropped", "error"]
 TIMED_OUT_RC = 124  # what a command that ran out of time reports (as GNU timeout does)
 NOT_AVAILABLE = "mDNS probe not available in this build"
+
+
+@dataclass(frozen=True)
+class CommandOutput:
+    """What one command printed: stdout, stderr and its exit code."""
+
+    stdout: str = ""
+    stderr: str = ""
+    returncode: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data for JSON output."""
+        return {"stdout": self.stdout, "stderr": self.stderr, "returncode": self.returncode}
 
 
 @dataclass(frozen=True)

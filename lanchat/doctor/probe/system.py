@@ -1,5 +1,6 @@
-"""The real probe: commands with timeouts, files, psutil, sockets. The only doctor module that
-touches the operating system; tests replace it with a fake (lanchat.doctor.probes.Probe)."""
+"""The real probe: commands with timeouts, files, psutil, sockets. With probe/mdns.py, the only
+doctor code that touches the operating system; tests replace it with a fake of probe.interface's
+Probe."""
 
 from __future__ import annotations
 
@@ -14,9 +15,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from lanchat.client import HandshakeFailed, describe_connect_error, probe_server, query_relay
-from lanchat.doctor.linux_firewall import CommandOutput
-from lanchat.doctor.probes import (
+from lanchat.doctor.probe.interface import (
     TIMED_OUT_RC,
+    CommandOutput,
     ConnectOutcome,
     ConnectResult,
     HandshakeResult,
@@ -41,7 +42,7 @@ def platform_name() -> str:
 
 
 class SystemProbe:
-    """The doctor's access to this machine (see lanchat.doctor.probes.Probe)."""
+    """The doctor's access to this machine (see lanchat.doctor.probe.interface.Probe)."""
 
     def __init__(self) -> None:
         self.platform = platform_name()
