@@ -16,7 +16,7 @@ from rich.console import Console
 
 from lanchat.doctor import fixes
 from lanchat.doctor.answer import client_answer, server_answer
-from lanchat.doctor.internet import (
+from lanchat.doctor.checks.nat import (
     NATPMP_REQUEST,
     check_router,
     check_wan,

@@ -15,17 +15,17 @@ from doctor_fakes import (
     relay_document,
 )
 
-from lanchat.doctor.checks_peer import (
+from lanchat.doctor.checks.lan import check_lan_address, choose_lan
+from lanchat.doctor.checks.mdns import check_mdns_neighbours, check_mdns_self, check_peer_mdns
+from lanchat.doctor.checks.peer import (
     check_peer_lanchat,
     check_peer_network,
     check_peer_resolve,
     check_peer_tcp,
     same_network,
 )
-from lanchat.doctor.checks_server import check_server_bind
-from lanchat.doctor.env import check_env_virtualized
-from lanchat.doctor.lan import check_lan_address, choose_lan
-from lanchat.doctor.mdns import check_mdns_neighbours, check_mdns_self, check_peer_mdns
+from lanchat.doctor.checks.server import check_server_bind
+from lanchat.doctor.checks.virtual import check_env_virtualized
 from lanchat.doctor.probe.interface import (
     NOT_AVAILABLE,
     ConnectOutcome,

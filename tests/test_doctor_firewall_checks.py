@@ -16,9 +16,9 @@ from doctor_fakes import (
     windows_commands,
 )
 
+from lanchat.doctor.checks.firewall import firewall_checks
+from lanchat.doctor.checks.lan import choose_lan
 from lanchat.doctor.context import ServerContext
-from lanchat.doctor.firewall import firewall_checks
-from lanchat.doctor.lan import choose_lan
 from lanchat.doctor.probe.interface import CommandOutput
 from lanchat.doctor.result import CheckResult
 

@@ -5,37 +5,13 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
 
+from lanchat.doctor.context import LanFacts
 from lanchat.doctor.result import CheckResult, Fix
 from lanchat.netinfo import LocalAddress
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 LINK_LOCAL_V6 = ipaddress.ip_network("fe80::/10")
-
-
-@dataclass(frozen=True)
-class LanFacts:
-    """The address to tell others, its interface and network, and a stand-in peer per family."""
-
-    address: str
-    interface: str
-    network: str  # e.g. "10.213.0.0/24"
-    family: int
-    address6: str | None  # an IPv6 address on the same interface (for the IPv6 rule check)
-    network6: str | None
-    peer: str  # an address of another PC in the network (the firewall question's source)
-    peer6: str | None
-    default_route: bool  # whether the address came from the default route
-
-    def join_host(self) -> str:
-        """The address as `lanchat join` takes it."""
-        return f"[{self.address}]" if ":" in self.address else self.address
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain data for JSON output."""
-        return dict(self.__dict__)
 
 
 def network_of(address: LocalAddress) -> IPNetwork | None:

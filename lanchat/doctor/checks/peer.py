@@ -7,7 +7,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Sequence
 
-from lanchat.doctor.lan import network_of
+from lanchat.doctor.checks.lan import network_of
 from lanchat.doctor.probe.interface import ConnectResult, HandshakeResult, Resolved
 from lanchat.doctor.result import CheckResult, Fix
 from lanchat.netinfo import LocalAddress, host_port

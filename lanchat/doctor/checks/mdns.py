@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from lanchat.doctor.lan import LanFacts
+from lanchat.doctor.context import LanFacts
 from lanchat.doctor.probe.interface import MdnsBrowse, MdnsProbe
 from lanchat.doctor.result import CheckResult, Fix
 

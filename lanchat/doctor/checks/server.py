@@ -6,7 +6,7 @@ from __future__ import annotations
 import ipaddress
 from typing import Any
 
-from lanchat.doctor.lan import LanFacts
+from lanchat.doctor.context import LanFacts
 from lanchat.doctor.probe.interface import Listener, Probe
 from lanchat.doctor.result import CheckResult, Fix
 from lanchat.netinfo import host_port

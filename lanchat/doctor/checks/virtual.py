@@ -8,7 +8,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from lanchat.doctor.lan import choose_lan
+from lanchat.doctor.checks.lan import choose_lan
 from lanchat.doctor.probe.interface import Probe
 from lanchat.doctor.result import CheckResult, Fix
 from lanchat.netinfo import LocalAddress
