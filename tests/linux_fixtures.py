@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lanchat.doctor.linux_firewall import LinuxFirewallOutputs
-from lanchat.doctor.packet import Packet
+from lanchat.doctor.firewall.linux.decide import LinuxFirewallOutputs
+from lanchat.doctor.firewall.verdict import Packet
 from lanchat.doctor.probe.interface import CommandOutput
 
 CASES = Path(__file__).parent / "fixtures" / "linux" / "cases"

@@ -14,7 +14,6 @@ import pytest
 from doctor_fakes import WIFI, FakeMdns, FakeProbe, linux_commands, relay_document
 from rich.console import Console
 
-from lanchat.doctor import fixes
 from lanchat.doctor.answer import client_answer, server_answer
 from lanchat.doctor.checks.nat import (
     NATPMP_REQUEST,
@@ -25,6 +24,7 @@ from lanchat.doctor.checks.nat import (
     parse_natpmp,
     parse_proc_net_route,
 )
+from lanchat.doctor.firewall import fixes
 from lanchat.doctor.probe.interface import (
     ConnectResult,
     HandshakeResult,

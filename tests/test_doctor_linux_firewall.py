@@ -18,12 +18,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from linux_fixtures import CASES, command, outputs, v4, v6
 
-from lanchat.doctor.linux_firewall import (
+from lanchat.doctor.firewall.linux.decide import (
     LinuxFirewallOutputs,
     LinuxFirewallReport,
     assess_linux_firewall,
 )
-from lanchat.doctor.packet import Packet
+from lanchat.doctor.firewall.verdict import Packet
 from lanchat.doctor.probe.interface import CommandOutput
 
 MDNS4 = v4("udp", 5353, daddr="224.0.0.251")

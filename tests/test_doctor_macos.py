@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lanchat.doctor.macos import (
+from lanchat.doctor.firewall.macos.decide import (
     SOCKETFILTERFW_GETTERS,
     AlfState,
     decide_macos_inbound,

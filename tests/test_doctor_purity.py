@@ -60,21 +60,21 @@ def test_only_the_probe_touches_the_system() -> None:
 
 
 def test_every_module_is_checked() -> None:
-    assert {p.name for p in MODULES} >= {
+    assert {p.relative_to(DOCTOR).as_posix() for p in MODULES} >= {
         "__init__.py",
-        "packet.py",
-        "chainwalk.py",
-        "netmatch.py",
-        "nft.py",
-        "iptables.py",
-        "linux_firewall.py",
-        "windows.py",
-        "macos.py",
+        "firewall/verdict.py",
+        "firewall/linux/chainwalk.py",
+        "firewall/linux/netmatch.py",
+        "firewall/linux/nft/decide.py",
+        "firewall/linux/iptables/decide.py",
+        "firewall/linux/decide.py",
+        "firewall/windows/decide.py",
+        "firewall/macos/decide.py",
         "result.py",
-        "interface.py",
-        "server.py",
-        "peer.py",
-        "firewall_linux.py",
+        "probe/interface.py",
+        "checks/server.py",
+        "checks/peer.py",
+        "firewall/linux/collect.py",
         "answer.py",
         "run.py",
     }

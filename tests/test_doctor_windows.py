@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lanchat.doctor.windows import (
+from lanchat.doctor.firewall.windows.decide import (
     WINDOWS_FIREWALL_COMMAND,
     WINDOWS_FIREWALL_SCRIPT,
     decide_windows_inbound,

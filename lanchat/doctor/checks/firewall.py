@@ -3,10 +3,10 @@ firewall.detect, firewall.tcp, firewall.app-block, windows.profile, firewall.mdn
 
 from __future__ import annotations
 
-import lanchat.doctor.checks_firewall_linux as linux_checks
-import lanchat.doctor.firewall_linux as linux
-import lanchat.doctor.firewall_macos as macos
-import lanchat.doctor.firewall_windows as windows
+import lanchat.doctor.firewall.linux.checks as linux_checks
+import lanchat.doctor.firewall.linux.collect as linux
+import lanchat.doctor.firewall.macos.checks as macos
+import lanchat.doctor.firewall.windows.checks as windows
 from lanchat.doctor.context import ServerContext
 from lanchat.doctor.probe.interface import Probe
 from lanchat.doctor.result import CheckResult, skipped

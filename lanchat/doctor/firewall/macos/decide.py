@@ -15,7 +15,7 @@ import re
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
-from lanchat.doctor.packet import Verdict, unknown
+from lanchat.doctor.firewall.verdict import Verdict, unknown
 
 SOCKETFILTERFW = "/usr/libexec/ApplicationFirewall/socketfilterfw"
 # The getters, one call each (the caller runs them; some need sudo on some macOS versions).

@@ -7,7 +7,7 @@ import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from lanchat.doctor.packet import Family
+from lanchat.doctor.firewall.verdict import Family
 
 _COUNTERS = re.compile(r"^\[\d+:\d+\]\s+")
 

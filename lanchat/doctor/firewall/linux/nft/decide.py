@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 
-from lanchat.doctor.chainwalk import (
+from lanchat.doctor.firewall.linux.chainwalk import (
     BaseChain,
     ChainResult,
     Evaluation,
@@ -20,10 +20,10 @@ from lanchat.doctor.chainwalk import (
     combine_chains,
     walk_base_chain,
 )
-from lanchat.doctor.nft_match import RuleMatcher
-from lanchat.doctor.nft_ruleset import NftChain, NftRuleset, parse_nft_ruleset
-from lanchat.doctor.nft_text import render_rule
-from lanchat.doctor.packet import Packet, Verdict, unknown
+from lanchat.doctor.firewall.linux.nft.match import RuleMatcher
+from lanchat.doctor.firewall.linux.nft.parse import NftChain, NftRuleset, parse_nft_ruleset
+from lanchat.doctor.firewall.linux.nft.render import render_rule
+from lanchat.doctor.firewall.verdict import Packet, Verdict, unknown
 
 FAMILIES_FOR = {"ip": ("inet", "ip"), "ip6": ("inet", "ip6")}
 ACTION_WORDS = {"accept": "accept", "drop": "drop"}

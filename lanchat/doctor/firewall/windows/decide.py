@@ -15,8 +15,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from lanchat.doctor.packet import Verdict, unknown
-from lanchat.doctor.windows_json import (
+from lanchat.doctor.firewall.verdict import Verdict, unknown
+from lanchat.doctor.firewall.windows.parse import (
     ALL_PROFILES,
     ConnectionProfile,
     FirewallRule,

@@ -6,8 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from lanchat.doctor.context import COMMAND_TIMEOUT, ServerContext
-from lanchat.doctor.fixes import macos_allow_app, macos_block_all, rerun_as_admin
-from lanchat.doctor.macos import (
+from lanchat.doctor.firewall.fixes import macos_allow_app, macos_block_all, rerun_as_admin
+from lanchat.doctor.firewall.macos.decide import (
     PF_INFO_COMMAND,
     SOCKETFILTERFW,
     SOCKETFILTERFW_GETTERS,

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from lanchat.doctor.packet import Action, Verdict, unknown
+from lanchat.doctor.firewall.verdict import Action, Verdict, unknown
 
 JumpKind = Literal["accept", "drop", "reject", "return", "jump", "goto", "continue", "unknown"]
 EndKind = Literal["accept", "drop", "reject", "unknown", "return"]

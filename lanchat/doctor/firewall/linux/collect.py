@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from lanchat.doctor.context import COMMAND_TIMEOUT, MDNS_PORT, ServerContext
-from lanchat.doctor.fixes import (
+from lanchat.doctor.firewall.fixes import (
     chains_fix,
     firewalld_mdns,
     firewalld_open,
@@ -16,13 +16,13 @@ from lanchat.doctor.fixes import (
     raw_rules_fix,
     ufw_allow,
 )
-from lanchat.doctor.linux_firewall import (
+from lanchat.doctor.firewall.linux.decide import (
     FamilyReport,
     LinuxFirewallOutputs,
     LinuxFirewallReport,
     assess_linux_firewall,
 )
-from lanchat.doctor.packet import Packet
+from lanchat.doctor.firewall.verdict import Packet
 from lanchat.doctor.probe.interface import CommandOutput, Probe
 from lanchat.doctor.result import Fix
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Collection
 
-from lanchat.doctor.chainwalk import (
+from lanchat.doctor.firewall.linux.chainwalk import (
     BaseChain,
     ChainResult,
     Evaluation,
@@ -22,7 +22,7 @@ from lanchat.doctor.chainwalk import (
     combine_chains,
     walk_base_chain,
 )
-from lanchat.doctor.iptables_save import (
+from lanchat.doctor.firewall.linux.iptables.parse import (
     Condition,
     IptablesRuleset,
     IptRule,
@@ -30,14 +30,14 @@ from lanchat.doctor.iptables_save import (
     iptables_tables,
     parse_iptables_save,
 )
-from lanchat.doctor.netmatch import (
+from lanchat.doctor.firewall.linux.netmatch import (
     address_in_range,
     address_in_spec,
     iface_matches,
     port_number,
     proto_number,
 )
-from lanchat.doctor.packet import Packet, Verdict, unknown
+from lanchat.doctor.firewall.verdict import Packet, Verdict, unknown
 
 # The hooks a packet to this host passes, and the tables with a chain there, in kernel order.
 HOOK_ORDER: tuple[tuple[str, str], ...] = (

@@ -6,11 +6,16 @@ import ipaddress
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from lanchat.doctor.chainwalk import Jump, Step
-from lanchat.doctor.netmatch import address_in_range, iface_matches, port_number, proto_number
-from lanchat.doctor.nft_ruleset import NftRule, NftRuleset
-from lanchat.doctor.nft_text import compact_json, render_expr, render_rule
-from lanchat.doctor.packet import Packet
+from lanchat.doctor.firewall.linux.chainwalk import Jump, Step
+from lanchat.doctor.firewall.linux.netmatch import (
+    address_in_range,
+    iface_matches,
+    port_number,
+    proto_number,
+)
+from lanchat.doctor.firewall.linux.nft.parse import NftRule, NftRuleset
+from lanchat.doctor.firewall.linux.nft.render import compact_json, render_expr, render_rule
+from lanchat.doctor.firewall.verdict import Packet
 
 NFPROTO = {"ip": "ipv4", "ip6": "ipv6"}
 

@@ -4,15 +4,15 @@ words (drop means a timeout for the others, reject a refusal) and with the fix c
 from __future__ import annotations
 
 from lanchat.doctor.context import MDNS_PORT, ServerContext
-from lanchat.doctor.firewall_linux import (
+from lanchat.doctor.firewall.fixes import discovery_is_optional, rerun_as_admin
+from lanchat.doctor.firewall.linux.collect import (
     LinuxFindings,
     active_services,
     blocked_families,
     frontend_of,
     linux_fixes,
 )
-from lanchat.doctor.fixes import discovery_is_optional, rerun_as_admin
-from lanchat.doctor.linux_firewall import FamilyReport, LinuxFirewallReport
+from lanchat.doctor.firewall.linux.decide import FamilyReport, LinuxFirewallReport
 from lanchat.doctor.result import CheckResult, Fix
 
 FAMILY_WORDS = {"ip": "IPv4", "ip6": "IPv6"}

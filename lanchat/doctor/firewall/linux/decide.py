@@ -15,12 +15,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from lanchat.doctor.chainwalk import ChainResult, Evaluation
-from lanchat.doctor.iptables import evaluate_iptables
-from lanchat.doctor.iptables_save import IptablesRuleset, iptables_tables, parse_iptables_save
-from lanchat.doctor.nft import evaluate_nft
-from lanchat.doctor.nft_ruleset import NftRuleset, parse_nft_ruleset
-from lanchat.doctor.packet import Packet, Verdict, unknown
+from lanchat.doctor.firewall.linux.chainwalk import ChainResult, Evaluation
+from lanchat.doctor.firewall.linux.iptables.decide import evaluate_iptables
+from lanchat.doctor.firewall.linux.iptables.parse import (
+    IptablesRuleset,
+    iptables_tables,
+    parse_iptables_save,
+)
+from lanchat.doctor.firewall.linux.nft.decide import evaluate_nft
+from lanchat.doctor.firewall.linux.nft.parse import NftRuleset, parse_nft_ruleset
+from lanchat.doctor.firewall.verdict import Packet, Verdict, unknown
 from lanchat.doctor.probe.interface import CommandOutput
 
 Status = Literal["read", "no-firewall", "cannot-read", "error"]
