@@ -25,6 +25,8 @@ from lanchat.doctor.checks.nat import (
     parse_proc_net_route,
 )
 from lanchat.doctor.firewall import fixes
+from lanchat.doctor.firewall.linux import fixes as linux_fixes
+from lanchat.doctor.firewall.windows import fixes as windows_fixes
 from lanchat.doctor.probe.interface import (
     ConnectResult,
     HandshakeResult,
@@ -90,7 +92,7 @@ def test_a_blocking_firewall_makes_the_rule_needed_with_its_command() -> None:
         "t",
         "fail",
         "The firewall (ufw) blocks new TCP connections to port 7000: it drops IPv4",
-        fixes=(fixes.ufw_allow(PORT, "tcp", ["10.213.0.0/24"]),),
+        fixes=(linux_fixes.ufw_allow(PORT, "tcp", ["10.213.0.0/24"]),),
     )
     answer = server_answer(server_checks(tcp), PORT)
     assert answer.verdict.startswith("Not yet: firewall.tcp (The firewall (ufw) blocks")
@@ -108,7 +110,7 @@ def test_an_app_block_rule_is_the_rule_to_fix_first() -> None:
         "a",
         "fail",
         "blocked",
-        fixes=(fixes.windows_remove_program_block("C:\\Python312\\python.exe"),),
+        fixes=(windows_fixes.windows_remove_program_block("C:\\Python312\\python.exe"),),
     )
     tcp = check("firewall.tcp", "fail", "blocked")
     answer = server_answer(server_checks(tcp, **{"firewall.app-block": app}), PORT)
@@ -190,36 +192,41 @@ def test_client_off_link_forwarding_explained() -> None:
 
 
 def test_fix_commands_have_the_real_values_filled_in() -> None:
-    assert fixes.firewalld_open(7000, "tcp", "home").commands == (
+    assert linux_fixes.firewalld_open(7000, "tcp", "home").commands == (
         "sudo firewall-cmd --zone=home --add-port=7000/tcp",
         "sudo firewall-cmd --permanent --zone=home --add-port=7000/tcp",
     )
-    assert fixes.firewalld_mdns("public").commands[1] == (
+    assert linux_fixes.firewalld_mdns("public").commands[1] == (
         "sudo firewall-cmd --permanent --zone=public --add-service=mdns"
     )
-    assert fixes.nft_accept(
+    assert linux_fixes.nft_accept(
         "nft table ip filter chain INPUT", "ip", "wlan0", "192.168.1.0/24", 7420, "tcp"
     ) == (
         "sudo nft insert rule ip filter INPUT iifname wlan0 ip saddr 192.168.1.0/24 "
         "tcp dport 7420 accept"
     )
-    assert fixes.iptables_accept("ip6tables mangle/INPUT", "eth0", "fe80::/64", 7420, "tcp") == (
-        "sudo ip6tables -t mangle -I INPUT -i eth0 -p tcp -s fe80::/64 --dport 7420 -j ACCEPT"
-    )
-    assert fixes.nft_accept("iptables filter/INPUT", "ip", "eth0", None, 1, "tcp") is None
-    windows = fixes.windows_allow_port(7420, "tcp", "Private").commands
+    assert linux_fixes.iptables_accept(
+        "ip6tables mangle/INPUT", "eth0", "fe80::/64", 7420, "tcp"
+    ) == ("sudo ip6tables -t mangle -I INPUT -i eth0 -p tcp -s fe80::/64 --dport 7420 -j ACCEPT")
+    assert linux_fixes.nft_accept("iptables filter/INPUT", "ip", "eth0", None, 1, "tcp") is None
+    windows = windows_fixes.windows_allow_port(7420, "tcp", "Private").commands
     assert windows[1] == (
         'netsh advfirewall firewall add rule name="lanchat 7420" dir=in action=allow '
         "protocol=TCP localport=7420 profile=private remoteip=localsubnet"
     )
-    assert fixes.windows_make_private("Home", "Wi-Fi", 12).commands == (
+    assert windows_fixes.windows_make_private("Home", "Wi-Fi", 12).commands == (
         "Set-NetConnectionProfile -InterfaceIndex 12 -NetworkCategory Private",
     )
-    assert "Do not do this on cafe or hotel Wi-Fi" in fixes.windows_make_private("x", "y", 1).text
+    assert (
+        "Do not do this on cafe or hotel Wi-Fi"
+        in windows_fixes.windows_make_private("x", "y", 1).text
+    )
 
 
 def test_odd_interface_names_are_quoted_for_the_shell() -> None:
-    command = fixes.nft_accept("nft table inet filter chain input", "ip", "Wi Fi", None, 7, "tcp")
+    command = linux_fixes.nft_accept(
+        "nft table inet filter chain input", "ip", "Wi Fi", None, 7, "tcp"
+    )
     assert command is not None
     assert shlex.split(command)[7:9] == ["iifname", "Wi Fi"]
 

@@ -1,4 +1,4 @@
-"""Linux: firewall.detect, firewall.tcp and firewall.mdns from what firewall_linux.py read, in
+"""Linux: firewall.detect, firewall.tcp and firewall.mdns from what collect.py read, in
 words (drop means a timeout for the others, reject a refusal) and with the fix commands."""
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ from lanchat.doctor.firewall.linux.collect import (
     active_services,
     blocked_families,
     frontend_of,
-    linux_fixes,
 )
 from lanchat.doctor.firewall.linux.decide import FamilyReport, LinuxFirewallReport
+from lanchat.doctor.firewall.linux.fixes import linux_fixes
 from lanchat.doctor.result import CheckResult, Fix
 
 FAMILY_WORDS = {"ip": "IPv4", "ip6": "IPv6"}

@@ -1,21 +1,12 @@
 """Linux: read every rule store (nft, iptables-nft, iptables-legacy) and the no-root facts
 (systemctl, iptables -V), evaluate a new TCP packet to the port and an mDNS packet from the LAN
-(assess_linux_firewall), and write the rule that would let a blocked packet in."""
+(assess_linux_firewall); fixes.py writes the rule that would let a blocked packet in."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from lanchat.doctor.context import COMMAND_TIMEOUT, MDNS_PORT, ServerContext
-from lanchat.doctor.firewall.fixes import (
-    chains_fix,
-    firewalld_mdns,
-    firewalld_open,
-    iptables_accept,
-    nft_accept,
-    raw_rules_fix,
-    ufw_allow,
-)
 from lanchat.doctor.firewall.linux.decide import (
     FamilyReport,
     LinuxFirewallOutputs,
@@ -24,7 +15,6 @@ from lanchat.doctor.firewall.linux.decide import (
 )
 from lanchat.doctor.firewall.verdict import Packet
 from lanchat.doctor.probe.interface import CommandOutput, Probe
-from lanchat.doctor.result import Fix
 
 SERVICES = ("ufw", "firewalld", "nftables")
 
@@ -105,42 +95,3 @@ def frontend_of(findings: LinuxFindings) -> str:
 
 def blocked_families(report: LinuxFirewallReport) -> list[FamilyReport]:
     return [f for f in report.families if f.verdict.outcome == "blocked"]
-
-
-def linux_fixes(findings: LinuxFindings, ctx: ServerContext, proto: str, port: int) -> list[Fix]:
-    """The commands that let the packet in, for the front-end in charge."""
-    report = findings.tcp if proto == "tcp" else findings.mdns
-    lan = ctx.lan
-    assert lan is not None  # noqa: S101 - findings exist only with a LAN
-    blocked = blocked_families(report)
-    frontends = (*report.frontends, *active_services(findings.services))
-    sources = {"ip": lan.network, "ip6": lan.network6}
-    mdns = (proto, port) == ("udp", MDNS_PORT)
-    if "ufw" in frontends:
-        wanted = [sources[f.packet.family] for f in blocked] or [lan.network]
-        return [ufw_allow(port, proto, [s for s in wanted if s], mdns=mdns)]
-    if "firewalld" in frontends:
-        # Unknown zone: let the shell ask firewalld for the interface's zone.
-        zone = findings.zone or f"$(firewall-cmd --get-zone-of-interface={lan.interface})"
-        return [firewalld_mdns(zone) if mdns else firewalld_open(port, proto, zone)]
-    commands: list[str] = []
-    nft_only = True
-    for family in blocked:
-        for source in family.sources:
-            for chain in source.evaluation.chains:
-                if chain.verdict.outcome != "blocked":
-                    continue
-                packet_family = family.packet.family
-                src = sources[packet_family]
-                if chain.chain.startswith("nft "):
-                    command = nft_accept(
-                        chain.chain, packet_family, lan.interface, src, port, proto
-                    )
-                else:
-                    nft_only = False
-                    command = iptables_accept(chain.chain, lan.interface, src, port, proto)
-                if command and command not in commands:
-                    commands.append(command)
-    if not commands:
-        return [chains_fix(port, proto)]
-    return [raw_rules_fix(commands, port, proto, nft=nft_only)]

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from lanchat.doctor.context import COMMAND_TIMEOUT, ServerContext
-from lanchat.doctor.firewall.fixes import macos_allow_app, macos_block_all, rerun_as_admin
+from lanchat.doctor.firewall.fixes import rerun_as_admin
 from lanchat.doctor.firewall.macos.decide import (
     PF_INFO_COMMAND,
     SOCKETFILTERFW,
@@ -17,6 +17,7 @@ from lanchat.doctor.firewall.macos.decide import (
     parse_pf_info,
     parse_socketfilterfw,
 )
+from lanchat.doctor.firewall.macos.fixes import macos_allow_app, macos_block_all
 from lanchat.doctor.probe.interface import Probe
 from lanchat.doctor.result import CheckResult, Fix
 
