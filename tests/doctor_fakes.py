@@ -9,7 +9,7 @@ from typing import Any
 
 from linux_fixtures import command
 
-from lanchat.doctor.firewall.macos.decide import SOCKETFILTERFW
+from lanchat.doctor.firewall.macos.parse import SOCKETFILTERFW
 from lanchat.doctor.probe.interface import (
     CommandOutput,
     ConnectResult,

@@ -7,17 +7,16 @@ from dataclasses import dataclass
 
 from lanchat.doctor.context import COMMAND_TIMEOUT, ServerContext
 from lanchat.doctor.firewall.fixes import rerun_as_admin
-from lanchat.doctor.firewall.macos.decide import (
+from lanchat.doctor.firewall.macos.decide import MacDecision, decide_macos_inbound
+from lanchat.doctor.firewall.macos.fixes import macos_allow_app, macos_block_all
+from lanchat.doctor.firewall.macos.parse import (
     PF_INFO_COMMAND,
     SOCKETFILTERFW,
     SOCKETFILTERFW_GETTERS,
     AlfState,
-    MacDecision,
-    decide_macos_inbound,
     parse_pf_info,
     parse_socketfilterfw,
 )
-from lanchat.doctor.firewall.macos.fixes import macos_allow_app, macos_block_all
 from lanchat.doctor.probe.interface import Probe
 from lanchat.doctor.result import CheckResult, Fix
 

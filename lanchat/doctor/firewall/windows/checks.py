@@ -8,18 +8,17 @@ from dataclasses import dataclass
 
 from lanchat.doctor.context import MDNS_PORT, POWERSHELL_TIMEOUT, ServerContext
 from lanchat.doctor.firewall.fixes import discovery_is_optional
-from lanchat.doctor.firewall.windows.decide import (
-    WINDOWS_FIREWALL_COMMAND,
-    WindowsDecision,
-    WindowsFirewallState,
-    decide_windows_inbound,
-    parse_windows_firewall,
-)
+from lanchat.doctor.firewall.windows.decide import WindowsDecision, decide_windows_inbound
 from lanchat.doctor.firewall.windows.fixes import (
     windows_allow_port,
     windows_block_all,
     windows_make_private,
     windows_remove_program_block,
+)
+from lanchat.doctor.firewall.windows.parse import (
+    WINDOWS_FIREWALL_COMMAND,
+    WindowsFirewallState,
+    parse_windows_firewall,
 )
 from lanchat.doctor.probe.interface import TIMED_OUT_RC, Probe
 from lanchat.doctor.result import CheckResult, Fix

@@ -1,4 +1,5 @@
-"""Reading the Windows firewall JSON document (ConvertTo-Json output) into profiles and rules."""
+"""The Windows firewall document: the PowerShell that prints it (WINDOWS_FIREWALL_COMMAND) and
+its reader (ConvertTo-Json output -> connection profiles, firewall profiles, inbound rules)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,45 @@ import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
+
+# One PowerShell run for everything (PowerShell starts slowly). No double quotes inside, so
+# the script survives Windows command-line quoting when passed as a single -Command argument.
+# Filters are fetched once with -All and joined on InstanceID: piping every rule into
+# Get-NetFirewallPortFilter is slow on PCs with hundreds of rules.
+WINDOWS_FIREWALL_SCRIPT = (
+    "$ErrorActionPreference = 'Stop'; $out = [ordered]@{}; "
+    "try { $out.ConnectionProfiles = @(Get-NetConnectionProfile | ForEach-Object { [ordered]@{ "
+    "Name = $_.Name; InterfaceAlias = $_.InterfaceAlias; InterfaceIndex = $_.InterfaceIndex; "
+    "NetworkCategory = [string]$_.NetworkCategory } }) } "
+    "catch { $out.ConnectionProfilesError = [string]$_ }; "
+    "try { $out.FirewallProfiles = @(Get-NetFirewallProfile -PolicyStore ActiveStore | "
+    "ForEach-Object { [ordered]@{ Name = [string]$_.Name; Enabled = [string]$_.Enabled; "
+    "DefaultInboundAction = [string]$_.DefaultInboundAction; "
+    "AllowInboundRules = [string]$_.AllowInboundRules } }) } "
+    "catch { $out.FirewallProfilesError = [string]$_ }; "
+    "try { $ports = @{}; Get-NetFirewallPortFilter -All -PolicyStore ActiveStore | "
+    "ForEach-Object { $ports[$_.InstanceID] = $_ }; "
+    "$apps = @{}; Get-NetFirewallApplicationFilter -All -PolicyStore ActiveStore | "
+    "ForEach-Object { $apps[$_.InstanceID] = $_ }; "
+    "$addrs = @{}; Get-NetFirewallAddressFilter -All -PolicyStore ActiveStore | "
+    "ForEach-Object { $addrs[$_.InstanceID] = $_ }; "
+    "$out.InboundRules = @(Get-NetFirewallRule -Direction Inbound -Enabled True "
+    "-PolicyStore ActiveStore | ForEach-Object { $p = $ports[$_.InstanceID]; "
+    "$a = $apps[$_.InstanceID]; $r = $addrs[$_.InstanceID]; [ordered]@{ Name = $_.Name; "
+    "DisplayName = $_.DisplayName; Enabled = [string]$_.Enabled; "
+    "Direction = [string]$_.Direction; Action = [string]$_.Action; Profile = [string]$_.Profile; "
+    "Protocol = [string]$p.Protocol; LocalPort = @($p.LocalPort); Program = [string]$a.Program; "
+    "RemoteAddress = @($r.RemoteAddress) } }) } "
+    "catch { $out.InboundRulesError = [string]$_ }; "
+    "$out | ConvertTo-Json -Depth 4 -Compress"
+)
+WINDOWS_FIREWALL_COMMAND: tuple[str, ...] = (
+    "powershell",
+    "-NoProfile",
+    "-NonInteractive",
+    "-Command",
+    WINDOWS_FIREWALL_SCRIPT,
+)
 
 # Enum numbers as ConvertTo-Json writes them without string conversion (NetSecurity/NetConnection).
 NETWORK_CATEGORY = {0: "Public", 1: "Private", 2: "DomainAuthenticated"}
