@@ -9,11 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from linux_fixtures import read, v4, v6
 
-from lanchat.doctor.firewall.linux.iptables.decide import (
-    evaluate_iptables,
-    iptables_tables,
-    parse_iptables_save,
-)
+from lanchat.doctor.firewall.linux.iptables.decide import evaluate_iptables
+from lanchat.doctor.firewall.linux.iptables.parse import iptables_tables, parse_iptables_save
 from lanchat.doctor.firewall.verdict import Packet, Verdict
 
 OUTSIDE = "10.9.9.9"

@@ -6,6 +6,10 @@ the tables iptables-nft made (`nft` shows them too, but hides most iptables matc
 `iptables-legacy-save` shows it). A packet is allowed only if every input chain of every store
 accepts it, and blocked as soon as one drops or rejects it. The caller runs the commands (as
 root) and passes their output in; this module runs nothing.
+
+Longer than the others (about 390 lines) because the three stores interlock: which store's
+verdict counts, the iptables-nft tables that nft also lists, and the legacy warning are one set
+of rules, and the report types they fill belong with them.
 """
 
 from __future__ import annotations

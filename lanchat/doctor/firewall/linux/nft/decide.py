@@ -22,7 +22,6 @@ from lanchat.doctor.firewall.linux.chainwalk import (
 )
 from lanchat.doctor.firewall.linux.nft.match import RuleMatcher
 from lanchat.doctor.firewall.linux.nft.parse import NftChain, NftRuleset, parse_nft_ruleset
-from lanchat.doctor.firewall.linux.nft.render import render_rule
 from lanchat.doctor.firewall.verdict import Packet, Verdict, unknown
 
 FAMILIES_FOR = {"ip": ("inet", "ip"), "ip6": ("inet", "ip6")}
@@ -122,13 +121,3 @@ def _steps_for_table(
                 ctx.step(rule) for rule in ruleset.chain_rules(family, table, chain.name)
             ]
     return steps
-
-
-__all__ = [  # the public API, including what is read by the sibling modules
-    "NftEvaluation",
-    "NftRuleset",
-    "evaluate_nft",
-    "input_base_chains",
-    "parse_nft_ruleset",
-    "render_rule",
-]

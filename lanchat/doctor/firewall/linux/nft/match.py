@@ -1,4 +1,9 @@
-"""Matching one nft rule's JSON expressions against one packet: does it match, and what then."""
+"""Matching one nft rule's JSON expressions against one packet: does it match, and what then.
+
+Longer than the others (about 480 lines) on purpose: RuleMatcher is one class over the whole of
+libnftables-json's expression language (payload, meta, ct, sets, maps, ranges, prefixes, flags);
+cut in two, each half would need the other's private helpers.
+"""
 
 from __future__ import annotations
 
