@@ -25,7 +25,7 @@ def ipt(case: str, packet: Packet) -> Verdict:
 @pytest.mark.parametrize(
     ("case", "packet", "outcome", "action", "source"),
     [
-        # the lab notes' ufw-like ruleset: v4 policy DROP, v6 policy left ACCEPT
+        # the ufw-like ruleset: v4 policy DROP, v6 policy left ACCEPT
         ("ufw-like", v4("tcp", 7000), "allowed", "accept", "iptables filter/INPUT rule 5"),
         ("ufw-like", v4("tcp", 22), "allowed", "accept", "iptables filter/INPUT rule 3"),
         ("ufw-like", v4("udp", 5353, daddr="224.0.0.251"), "allowed", "accept", "rule 4"),

@@ -1,6 +1,7 @@
 """Client mode, `lanchat doctor HOST[:PORT]`: resolve, same network or not, connect with a
 timeout and classify (refused, timeout, unreachable), then whether lanchat answered the
-handshake. The causes and next steps follow doctor-facts.md section 2.1."""
+handshake. The causes and next steps follow docs/doctor-rules.md, "What a connect() result
+means"."""
 
 from __future__ import annotations
 
