@@ -131,8 +131,8 @@ def test_a_server_on_another_port_is_pointed_at() -> None:
 
 
 def test_unreadable_socket_table_still_asks_the_relay() -> None:
-    probe = FakeProbe(listeners=None, relay={"127.0.0.1": relay_document("0.0.0.0", PORT)})
-    probe._listeners = None  # type: ignore[assignment]  # macOS without root
+    relay = {"127.0.0.1": relay_document("0.0.0.0", PORT)}
+    probe = FakeProbe(socket_table=False, relay=relay)  # macOS without root
     status, _, _, _ = bind(probe)
     assert status == "pass"
     assert probe.asked[0] == ("127.0.0.1", PORT)

@@ -8,7 +8,6 @@ import select
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -560,9 +559,7 @@ def test_verdicts_match_real_packets(lab: Lab, case: str) -> None:
         for proto, port, who in probes
     ]
     report = assess_linux_firewall(collected, packets)
-    started = time.monotonic()
-    real = lab.probe(probes)
-    assert time.monotonic() - started < 1.5 * len(probes) + 5
+    real = lab.probe(probes)  # in parallel; the test's timeout bounds it
     compared = []
     for family, seen in zip(report.families, real, strict=True):
         verdict = family.verdict
