@@ -1,17 +1,18 @@
-"""Fakes for the doctor's probes (lanchat.doctor.probes): recorded command output, files,
+"""Fakes for the doctor's probes (lanchat.doctor.probe.interface): recorded command output, files,
 addresses and socket outcomes, so every check runs on Linux CI for every OS."""
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from linux_fixtures import command
 
-from lanchat.doctor.linux_firewall import CommandOutput
-from lanchat.doctor.macos import SOCKETFILTERFW
-from lanchat.doctor.probes import (
+from lanchat.doctor.firewall.macos.parse import SOCKETFILTERFW
+from lanchat.doctor.probe.interface import (
+    CommandOutput,
     ConnectResult,
     HandshakeResult,
     Listener,
@@ -46,6 +47,7 @@ class FakeProbe:
         files: dict[str, str] | None = None,
         addresses: Sequence[LocalAddress] = LAB_ADDRESSES,
         listeners: list[Listener] | None = None,
+        socket_table: bool = True,  # False: the listening sockets cannot be read (macOS, no root)
         relay: dict[str, dict[str, Any] | str] | None = None,
         bind_error: str | None = None,
         exes: dict[int, str] | None = None,
@@ -59,7 +61,7 @@ class FakeProbe:
         self.commands = commands or {}
         self.files = files or {}
         self._addresses = list(addresses)
-        self._listeners = listeners if listeners is not None else []
+        self._listeners = (listeners or []) if socket_table else None
         self.relay = relay or {}
         self.bind_error = bind_error
         self.exes = exes or {}
@@ -210,3 +212,10 @@ def macos_commands(scenario: str) -> dict[Any, CommandOutput | None]:
     commands[(SOCKETFILTERFW, "--getappblocked", MAC_EXE)] = out("appblocked.txt") or OK
     commands[("pfctl", "-s", "info")] = out("pfctl-info.txt")
     return commands
+
+
+def natpmp(result: int, address: str, version: int = 0, opcode: int = 128) -> bytes:
+    """A NAT-PMP answer to "what is your external address" (RFC 6886, opcode 128)."""
+    return struct.pack("!BBHI", version, opcode, result, 4242) + bytes(
+        int(x) for x in address.split(".")
+    )

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lanchat.doctor.linux_firewall import CommandOutput, LinuxFirewallOutputs
-from lanchat.doctor.packet import Packet
+from lanchat.doctor.firewall.linux.decide import LinuxFirewallOutputs
+from lanchat.doctor.firewall.verdict import Packet
+from lanchat.doctor.probe.interface import CommandOutput
 
 CASES = Path(__file__).parent / "fixtures" / "linux" / "cases"
-SERVER_V4 = "10.213.0.1"  # the lab addresses: server h1, client h2 (multihost-lab-notes.md)
+SERVER_V4 = "10.213.0.1"  # the lab addresses: server h1, client h2 (tests/netlab.py)
 CLIENT_V4 = "10.213.0.2"
 SERVER_V6 = "fd00:213::1"
 CLIENT_V6 = "fd00:213::2"

@@ -1,15 +1,14 @@
 """The dependency direction of house-style.md, checked by parsing every import (ast), including
-the ones inside functions."""
+the ones inside functions and relative ones, in every package and subpackage; the doctor's
+subpackages have layers of their own (DOCTOR_LAYERS)."""
 
 from __future__ import annotations
 
-import ast
 import sys
 from pathlib import Path
 
 import pytest
-
-PACKAGE = Path(__file__).resolve().parent.parent / "lanchat"
+from import_graph import PACKAGE, imports_of, module_name
 
 # A module may import lanchat modules of a lower layer only.
 LAYERS = {
@@ -35,6 +34,32 @@ LAYERS = {
     "lanchat.cli": 10,
     "lanchat.__main__": 11,
 }
+# Inside the doctor, the same rule one level down: data, then the parsers and deciders, then the
+# faces that collect through the probe, then the checks that call them, then the run. The longest
+# matching prefix gives a module's layer.
+DOCTOR_LAYERS = {
+    "lanchat.doctor": 0,
+    "lanchat.doctor.result": 0,  # what every check returns
+    "lanchat.doctor.probe": 0,  # probe.interface: the Probe, MdnsProbe and their data types
+    "lanchat.doctor.firewall": 0,  # the package's docstring; firewall.verdict: the verdict model
+    "lanchat.doctor.context": 1,  # what the server-side checks are asked about
+    "lanchat.doctor.answer": 1,
+    "lanchat.doctor.probe.system": 1,  # the real probes: above the interface they implement
+    "lanchat.doctor.probe.mdns": 1,
+    "lanchat.doctor.firewall.linux": 2,  # parse, match, decide: text and packets in, verdicts out
+    "lanchat.doctor.firewall.windows": 2,
+    "lanchat.doctor.firewall.macos": 2,
+    "lanchat.doctor.firewall.fixes": 3,  # fix texts and the collection through the probe
+    "lanchat.doctor.firewall.linux.fixes": 3,
+    "lanchat.doctor.firewall.linux.collect": 3,
+    "lanchat.doctor.firewall.windows.fixes": 3,
+    "lanchat.doctor.firewall.macos.fixes": 3,
+    "lanchat.doctor.firewall.linux.checks": 4,  # each OS's face: check results
+    "lanchat.doctor.firewall.windows.checks": 4,
+    "lanchat.doctor.firewall.macos.checks": 4,
+    "lanchat.doctor.checks": 5,  # one module per concern; checks.firewall picks the OS's face
+    "lanchat.doctor.run": 6,
+}
 # Third-party packages and the only modules allowed to use them.
 THIRD_PARTY = {
     "typer": {"lanchat.cli"},
@@ -46,28 +71,6 @@ THIRD_PARTY = {
 }
 
 
-def module_name(path: Path) -> str:
-    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
-    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
-
-
-def imports_of(path: Path) -> set[str]:
-    tree = ast.parse(path.read_text(), filename=str(path))
-    found: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            found.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            found.add(node.module)
-            if node.module == "lanchat":  # `from lanchat import x` may name a module
-                found.update(
-                    f"lanchat.{a.name}"
-                    for a in node.names
-                    if (PACKAGE / f"{a.name}.py").exists() or (PACKAGE / a.name).is_dir()
-                )
-    return found
-
-
 def layer_of(module: str) -> int:
     """The layer of a lanchat module; a module of a subpackage sits in its package's layer."""
     while module not in LAYERS and module.count(".") > 1:
@@ -77,19 +80,29 @@ def layer_of(module: str) -> int:
     return LAYERS[module]
 
 
+def doctor_layer(module: str) -> int:
+    """The layer of a doctor module: its longest prefix in DOCTOR_LAYERS."""
+    while module not in DOCTOR_LAYERS:
+        module = module.rpartition(".")[0]
+        if not module:
+            raise KeyError("not a doctor module")
+    return DOCTOR_LAYERS[module]
+
+
 MODULES = sorted(PACKAGE.rglob("*.py"))
+DOCTOR_MODULES = [p for p in MODULES if module_name(p).startswith("lanchat.doctor")]
 
 
 @pytest.mark.parametrize("path", MODULES, ids=module_name)
 def test_imports_point_down_the_layers(path: Path) -> None:
     me = module_name(path)
-    package = me if path.name == "__init__.py" else me.rsplit(".", 1)[0]
+    package = ".".join(me.split(".")[:2])  # the feature package: lanchat.doctor, lanchat.output...
     for imported in imports_of(path):
         top = imported.split(".")[0]
         if top == "lanchat":
             inside = imported == package or imported.startswith(package + ".")
             if inside and package != "lanchat":
-                continue  # modules of one subpackage (doctor) may use each other
+                continue  # inside a feature package, its own layers apply (doctor: below)
             assert layer_of(imported) < layer_of(me) or imported == "lanchat", (
                 f"{me} imports {imported}: dependencies must point down the layers"
             )
@@ -128,3 +141,40 @@ def test_every_module_has_a_layer() -> None:
         layer_of(module_name(path))  # raises KeyError for a module the table does not know
     with pytest.raises(KeyError):
         layer_of("lanchat.not_a_module")
+
+
+@pytest.mark.parametrize("path", DOCTOR_MODULES, ids=module_name)
+def test_doctor_subpackages_point_down_their_layers(path: Path) -> None:
+    me = module_name(path)
+    for imported in imports_of(path):
+        if imported.startswith("lanchat.doctor.") and not me.startswith(imported + "."):
+            assert doctor_layer(imported) <= doctor_layer(me), (
+                f"{me} imports {imported}: inside the doctor, dependencies point down "
+                "(data, parse/decide, fixes/collect, OS faces, checks, run)"
+            )
+
+
+def test_the_firewall_never_imports_the_checks_and_the_doctor_never_renders() -> None:
+    for path in DOCTOR_MODULES:
+        me, imported = module_name(path), imports_of(path)
+        rendering = {
+            i for i in imported if i.split(".")[:2] in (["lanchat", "output"], ["lanchat", "cli"])
+        }
+        assert not rendering, (
+            f"{me} imports {rendering}: the doctor returns data, output renders it"
+        )
+        if me.startswith("lanchat.doctor.firewall"):
+            assert not {i for i in imported if i.startswith("lanchat.doctor.checks")}, me
+
+
+def test_every_doctor_subpackage_has_a_layer() -> None:
+    packages = {module_name(p) for p in DOCTOR_MODULES if p.name == "__init__.py"}
+    assert {
+        "lanchat.doctor.probe",
+        "lanchat.doctor.checks",
+        "lanchat.doctor.firewall.linux.nft",
+    } <= packages
+    for package in packages:
+        doctor_layer(package)
+    assert doctor_layer("lanchat.doctor.firewall.linux.nft.match") == 2
+    assert doctor_layer("lanchat.doctor.firewall.windows.checks") == 4

@@ -7,7 +7,7 @@ import errno
 import pytest
 
 from lanchat.client import describe_connect_error
-from lanchat.doctor.system import SystemProbe
+from lanchat.doctor.probe.system import SystemProbe
 from lanchat.netinfo import host_port
 
 

@@ -15,18 +15,18 @@ from doctor_fakes import (
     relay_document,
 )
 
-from lanchat.doctor.checks_peer import (
+from lanchat.doctor.checks.lan import check_lan_address, choose_lan
+from lanchat.doctor.checks.mdns import check_mdns_neighbours, check_mdns_self, check_peer_mdns
+from lanchat.doctor.checks.peer import (
     check_peer_lanchat,
     check_peer_network,
     check_peer_resolve,
     check_peer_tcp,
     same_network,
 )
-from lanchat.doctor.checks_server import check_server_bind
-from lanchat.doctor.env import check_env_virtualized
-from lanchat.doctor.lan import check_lan_address, choose_lan
-from lanchat.doctor.mdns import check_mdns_neighbours, check_mdns_self, check_peer_mdns
-from lanchat.doctor.probes import (
+from lanchat.doctor.checks.server import check_server_bind
+from lanchat.doctor.checks.virtual import check_env_virtualized
+from lanchat.doctor.probe.interface import (
     NOT_AVAILABLE,
     ConnectOutcome,
     ConnectResult,
@@ -131,8 +131,8 @@ def test_a_server_on_another_port_is_pointed_at() -> None:
 
 
 def test_unreadable_socket_table_still_asks_the_relay() -> None:
-    probe = FakeProbe(listeners=None, relay={"127.0.0.1": relay_document("0.0.0.0", PORT)})
-    probe._listeners = None  # type: ignore[assignment]  # macOS without root
+    relay = {"127.0.0.1": relay_document("0.0.0.0", PORT)}
+    probe = FakeProbe(socket_table=False, relay=relay)  # macOS without root
     status, _, _, _ = bind(probe)
     assert status == "pass"
     assert probe.asked[0] == ("127.0.0.1", PORT)

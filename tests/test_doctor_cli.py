@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import socket
-import time
 from typing import Any
 
 from conftest import run_lanchat
@@ -26,9 +25,7 @@ def by_id(document: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 def test_a_loopback_server_fails_server_bind_with_exit_code_3(relay: Relay) -> None:
     port = relay.address[1]
-    started = time.monotonic()
     result = run_lanchat("doctor", "--no-mdns", "--port", str(port), "--json")
-    assert time.monotonic() - started < 5
     assert result.returncode == ExitCode.CHECK_FAILED, result.stderr
     document = json.loads(result.stdout)
     assert document["mode"] == "server" and document["failed"] is True
@@ -36,7 +33,7 @@ def test_a_loopback_server_fails_server_bind_with_exit_code_3(relay: Relay) -> N
     assert bind["status"] == "fail" and bind["facts"]["scope"] == "loopback"
     assert bind["fixes"][0]["commands"] == [f"lanchat serve --port {port}"]
     assert document["answer"]["verdict"].startswith("Not yet: server.bind")
-    assert document["seconds"] < 5
+    assert isinstance(document["seconds"], float)  # how long it took, for people; not a bound
 
 
 def test_client_mode_against_a_relay_passes_and_the_room_does_not_see_the_probe(

@@ -16,10 +16,10 @@ from doctor_fakes import (
     windows_commands,
 )
 
+from lanchat.doctor.checks.firewall import firewall_checks
+from lanchat.doctor.checks.lan import choose_lan
 from lanchat.doctor.context import ServerContext
-from lanchat.doctor.firewall import firewall_checks
-from lanchat.doctor.lan import choose_lan
-from lanchat.doctor.linux_firewall import CommandOutput
+from lanchat.doctor.probe.interface import CommandOutput
 from lanchat.doctor.result import CheckResult
 
 PORT = 7000

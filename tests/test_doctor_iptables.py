@@ -9,8 +9,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from linux_fixtures import read, v4, v6
 
-from lanchat.doctor.iptables import evaluate_iptables, iptables_tables, parse_iptables_save
-from lanchat.doctor.packet import Packet, Verdict
+from lanchat.doctor.firewall.linux.iptables.decide import evaluate_iptables
+from lanchat.doctor.firewall.linux.iptables.parse import iptables_tables, parse_iptables_save
+from lanchat.doctor.firewall.verdict import Packet, Verdict
 
 OUTSIDE = "10.9.9.9"
 
@@ -24,7 +25,7 @@ def ipt(case: str, packet: Packet) -> Verdict:
 @pytest.mark.parametrize(
     ("case", "packet", "outcome", "action", "source"),
     [
-        # the lab notes' ufw-like ruleset: v4 policy DROP, v6 policy left ACCEPT
+        # the ufw-like ruleset: v4 policy DROP, v6 policy left ACCEPT
         ("ufw-like", v4("tcp", 7000), "allowed", "accept", "iptables filter/INPUT rule 5"),
         ("ufw-like", v4("tcp", 22), "allowed", "accept", "iptables filter/INPUT rule 3"),
         ("ufw-like", v4("udp", 5353, daddr="224.0.0.251"), "allowed", "accept", "rule 4"),

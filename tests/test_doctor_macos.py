@@ -9,10 +9,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lanchat.doctor.macos import (
+from lanchat.doctor.firewall.macos.decide import decide_macos_inbound
+from lanchat.doctor.firewall.macos.parse import (
     SOCKETFILTERFW_GETTERS,
     AlfState,
-    decide_macos_inbound,
     parse_pf_info,
     parse_socketfilterfw,
 )

@@ -10,8 +10,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from linux_fixtures import read, v4, v6
 
-from lanchat.doctor.nft import evaluate_nft, parse_nft_ruleset, render_rule
-from lanchat.doctor.packet import Packet, Verdict
+from lanchat.doctor.firewall.linux.nft.decide import evaluate_nft
+from lanchat.doctor.firewall.linux.nft.parse import parse_nft_ruleset
+from lanchat.doctor.firewall.linux.nft.render import render_rule
+from lanchat.doctor.firewall.verdict import Packet, Verdict
 
 MDNS4 = {"daddr": "224.0.0.251"}
 OUTSIDE = "10.9.9.9"

@@ -10,10 +10,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lanchat.doctor.windows import (
+from lanchat.doctor.firewall.windows.decide import decide_windows_inbound
+from lanchat.doctor.firewall.windows.parse import (
     WINDOWS_FIREWALL_COMMAND,
     WINDOWS_FIREWALL_SCRIPT,
-    decide_windows_inbound,
     parse_windows_firewall,
 )
 

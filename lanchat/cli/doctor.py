@@ -75,7 +75,7 @@ def doctor(
     rerun += " --internet" if internet else ""
     mdns = None
     if no_mdns:
-        from lanchat.doctor.probes import UnavailableMdnsProbe
+        from lanchat.doctor.probe.interface import UnavailableMdnsProbe
 
         mdns = UnavailableMdnsProbe("skipped (--no-mdns or LANCHAT_NO_MDNS)")
     report = run_doctor(DoctorOptions(port, host, internet, timeout, rerun), mdns=mdns)

@@ -10,7 +10,16 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from lanchat.doctor.answer import client_answer, server_answer
-from lanchat.doctor.checks_peer import (
+from lanchat.doctor.checks.firewall import firewall_checks
+from lanchat.doctor.checks.lan import check_lan_address, choose_lan
+from lanchat.doctor.checks.mdns import (
+    BROWSE_TIMEOUT,
+    check_mdns_neighbours,
+    check_mdns_self,
+    check_peer_mdns,
+)
+from lanchat.doctor.checks.nat import check_gateway, check_router, check_wan, default_gateway
+from lanchat.doctor.checks.peer import (
     CONNECT_TIMEOUT,
     check_peer_lanchat,
     check_peer_network,
@@ -18,19 +27,10 @@ from lanchat.doctor.checks_peer import (
     check_peer_tcp,
     same_network,
 )
-from lanchat.doctor.checks_server import check_server_bind
-from lanchat.doctor.context import ServerContext
-from lanchat.doctor.env import check_env_virtualized
-from lanchat.doctor.firewall import firewall_checks
-from lanchat.doctor.internet import check_gateway, check_router, check_wan, default_gateway
-from lanchat.doctor.lan import LanFacts, check_lan_address, choose_lan
-from lanchat.doctor.mdns import (
-    BROWSE_TIMEOUT,
-    check_mdns_neighbours,
-    check_mdns_self,
-    check_peer_mdns,
-)
-from lanchat.doctor.probes import MdnsProbe, Probe
+from lanchat.doctor.checks.server import check_server_bind
+from lanchat.doctor.checks.virtual import check_env_virtualized
+from lanchat.doctor.context import LanFacts, ServerContext
+from lanchat.doctor.probe.interface import MdnsProbe, Probe
 from lanchat.doctor.result import CheckResult, DoctorReport
 from lanchat.netinfo import LocalAddress, host_port
 
@@ -55,7 +55,7 @@ class DoctorOptions:
 
 def default_mdns_probe() -> MdnsProbe:
     """The real mDNS probe, over lanchat.discovery (imported here: it loads zeroconf)."""
-    from lanchat.doctor.mdns_probe import DiscoveryMdnsProbe
+    from lanchat.doctor.probe.mdns import DiscoveryMdnsProbe
 
     return DiscoveryMdnsProbe()
 
@@ -65,7 +65,7 @@ def run_doctor(
 ) -> DoctorReport:
     """Every check of the mode, in order, and the answer block; never raises for findings."""
     if probe is None:
-        from lanchat.doctor.system import SystemProbe
+        from lanchat.doctor.probe.system import SystemProbe
 
         probe = SystemProbe()
     mdns = mdns or default_mdns_probe()
