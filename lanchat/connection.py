@@ -137,13 +137,14 @@ class Connection:
 
     def _chat(self, hello: Hello | None, lines: Lines, eof: bool) -> str:
         client = self.client
+        self._joined = True  # from here on, whatever happens, finish() makes it leave
         try:
             self.hub.join(client, hello)
         except Refused as refused:
+            self._joined = False
             kind: ClientKind = "raw" if hello is None else "lanchat"
             self._say_and_close(refusal_frames(kind, refused, self.hub.room.seq))
             return "closed"
-        self._joined = True
         to_items: ToItems = _raw_items if hello is None else _lanchat_items
         if lines:
             self._hand_over(to_items(lines))
@@ -239,7 +240,8 @@ class Connection:
         try:
             if self._joined:
                 self.hub.drop(client, reason)  # nothing if the room let it go already
-                client.done.wait(JOIN_WAIT_SECONDS)  # the writer sends, then hangs up
+                if client.member is not None:  # the fan-out serves it: wait for its hang-up
+                    client.done.wait(JOIN_WAIT_SECONDS)
         finally:
             client.close_socket()
 

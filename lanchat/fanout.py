@@ -24,10 +24,16 @@ then sock_lock; nothing waits for the token while holding the lock (kick() only 
     end, _frames, _origins, _ends (append)  publish: lock             passes: token (slices)
     _base, _base_bytes, the lists (trim)    _trim: token and lock     passes: token
     _clients, _kinds, _roster, _departed    lock                      passes iterate _roster
-                                                                      without the lock (below)
+                                                                      without the lock (below);
+                                                                      len(_clients) in the hold
+                                                                      rule and the writer's exit
+                                                                      test read without it
     _dirty, _closing, _lingering            lock                      lock
-    _drained, _parked, _processed, holds    token                     token (holds: the keeper,
-                                                                      unlocked, a counter)
+    _drained, _parked, _processed, holds,   token                     token (holds: the keeper,
+      _next_trim, _selector registrations                             unlocked, a counter)
+    _selector.select()                      the writer, without the token (epoll allows
+                                            registering from another thread meanwhile)
+    _stopping                               set once by stop()        the writer
     _requested, _hold_until, _hold_armed    no lock: flags (below)
     Client.cursor, pending, blocked,        token
       frames_out, bytes_out
@@ -37,9 +43,12 @@ then sock_lock; nothing waits for the token while holding the lock (kick() only 
     Client.private = None                   token and lock            (a deque's append and
                                                                       popleft are thread-safe)
     Client.stop_at, deadline                close/hurry: lock         token
-    Client.kind                             token and lock            either
+    Client.kind, cursor (at add())          lock, before the client   -
+                                            is on the roster
+    Client.kind (a late hello)              token and lock            either
     Client.done                             the writer sets it once   the reader waits on it
-    Client.closed, the socket's close       sock_lock                 sock_lock
+    Client.closed, the socket's close       sock_lock                 sock_lock; the writer
+                                                                      reads `closed` as a hint
 
 Not under a lock, on purpose:
 - `_roster` is append-only between rebuilds and a rebuild makes a new list, so a pass iterates

@@ -9,17 +9,24 @@ tested without a socket (tests/test_room.py).
 Threads and what they own (fanout.py has the table of the delivery state):
 
     who                  runs                                       holds
-    reader (1 per conn)  Hub.join/upgrade/handle/drop, then kick()   the hub lock, then the token
+    reader (1 per conn)  Hub.join/handle/drop, then kick()           the lock; then tries the token
+                         Hub.upgrade (a late hello)                 the token, then the lock
     writer (fanout)      passes, parked sockets, hang-ups            the pass token
     a pass that gives up Hub._failed (through Fanout.on_failed)      the token, then the lock
+    the stopping thread  Hub.shutdown (Relay.stop)                   the lock, then tries the token
     status / keeper      Hub.snapshot(), Fanout.holds                the hub lock / nothing
 
     field                     owner
-    Hub.room (all of Room)    the hub lock: the room is not thread-safe, the lock serialises it
+    Hub.room (all of Room)    the hub lock: the room is not thread-safe, the lock serialises it.
+                              Read without it, as a snapshot: room.name and max_clients (never
+                              change), room.seq in a probe or refusal (an int), room.started
     Hub._clients              the hub lock (members' connections by member id)
+    Hub.listeners             filled before the relay starts, then only read
     Client.member             set once under the hub lock at join; its fields are the room's
     Client.close_reason       written under the hub lock; readers may read it without the lock
                               as a hint (a stale read costs one batch, which the room ignores)
+    Client counters, cursor,  read by Relay.status() without a guard: each an int, a stale
+      kind (for status)       value shows in one status document
 
 Lock order: the pass token before the hub lock, never the other way round. Nothing waits for
 the token while it holds the lock: kick() runs after the lock is released and only tries the
@@ -32,6 +39,7 @@ the new work (Fanout._requested) and goes round again.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -55,6 +63,8 @@ from lanchat.protocol import (
     encode_text,
 )
 from lanchat.room import Greet, Hangup, Item, Member, Output, Publish, Recode, Refused, Room, Send
+
+log = logging.getLogger(__name__)
 
 # Someone who wants to see every published event (the serve log): called under the hub lock
 # with the client whose action caused it (None for the server's own), so it must not block.
@@ -144,7 +154,10 @@ class Hub:
             self._apply(self.room.leave(client.id, reason), client)
 
     def _apply(self, outputs: list[Output], actor: Client | None) -> None:
+        """Carry out every output, then tell the listeners: a listener that fails cannot leave
+        an output half applied (a member gone from the room but never hung up on)."""
         fanout = self.fanout
+        told: list[Event] = []
         for output in outputs:
             if type(output) is Publish:
                 event = output.event
@@ -152,8 +165,7 @@ class Hub:
                 text = encode_text(event) if fanout.reads("raw") else b""
                 json = encode_json(event) if fanout.reads("lanchat") else b""
                 fanout.publish(text, json, output.origin)
-                for listener in self.listeners:
-                    listener(event, actor)
+                told.append(event)
             elif type(output) is Send:
                 client = self._clients[output.to]
                 fanout.send_private(client, encode_for(client.kind, output.event))
@@ -167,6 +179,12 @@ class Hub:
                 client.close_reason = output.reason
                 linger = SHUTDOWN_LINGER_SECONDS if output.reason == "shutdown" else LINGER_SECONDS
                 fanout.close(client, linger)
+        for event in told:
+            for listener in self.listeners:
+                try:
+                    listener(event, actor)
+                except Exception as e:  # the log's problem, not the room's
+                    log.error("an event listener failed on %s: %r", type(event).__name__, e)
 
 
 def encode_for(kind: ClientKind, event: Event) -> bytes:

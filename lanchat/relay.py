@@ -76,6 +76,7 @@ class Relay:
             Room(room, history=history, max_clients=max_clients), max_backlog, max_backlog_bytes
         )
         self._listener: socket.socket | None = None
+        self._address: tuple[str, int] | None = None  # kept: it is asked for after stop(), too
         self._accept_thread: threading.Thread | None = None
         self._wake_recv, self._wake_send = socket.socketpair()  # ends the accept loop
         self._readers = 0  # reader threads running
@@ -90,10 +91,9 @@ class Relay:
     @property
     def address(self) -> tuple[str, int]:
         """The address actually bound (the real port when 0 was asked for)."""
-        if self._listener is None:
+        if self._address is None:
             raise RuntimeError("relay not started")
-        host, port = self._listener.getsockname()[:2]
-        return str(host), int(port)
+        return self._address
 
     @property
     def readers(self) -> int:
@@ -109,6 +109,8 @@ class Relay:
     def start(self) -> None:
         """Bind, listen and start serving; AddressInUseError if the port is taken."""
         self._listener = self._listen()
+        host, port = self._listener.getsockname()[:2]
+        self._address = (str(host), int(port))
         self.hub.fanout.start()
         self._accept_thread = threading.Thread(
             target=self._accept_loop, args=(self._listener,), name="lanchat-accept", daemon=True

@@ -10,8 +10,9 @@ from typing import Any
 import psutil
 
 from conftest import WAIT, LineClient
-from lanchat.protocol import Chat, Event
+from lanchat.protocol import Event
 from lanchat.relay import Relay
+from lanchat.room import Item, Output, Room
 
 LONE_SURROGATE_MESSAGE = b'{"type":"message","text":"x\\ud800y"}\n'
 
@@ -65,26 +66,57 @@ def test_a_lone_surrogate_in_the_hello_client_field_keeps_status_working(
     assert programs["alice"] == "evil\ufffd"
 
 
-def test_an_internal_error_costs_one_connection_and_leaves_no_ghost(
-    relay: Relay, connect: Any
-) -> None:
+class FaultyRoom(Room):
+    """The room with a bug: a line "trigger a bug" makes it raise (a fault to inject)."""
+
+    def handle(self, member_id: int, items: list[Item]) -> list[Output]:
+        if "trigger a bug" in items:
+            raise RuntimeError("a bug in the room")
+        return super().handle(member_id, items)
+
+
+def test_an_internal_error_costs_one_connection_and_leaves_no_ghost() -> None:
     """A bug while handling one client's line ends that connection, tells the room it left,
     and frees its name and slot; the others go on."""
+    relay = Relay("127.0.0.1", 0)
+    relay.hub.room = FaultyRoom(history=5)
+    relay.start()
+    try:
+        alice, bob = LineClient(relay.address[1]), LineClient(relay.address[1])
+        alice.hello("alice")
+        bob.hello("bob")
+        raw = LineClient(relay.address[1])
+        raw.send("trigger a bug\n")  # a raw client's first line is a message: the bug
+        left = bob.wait_json(lambda f: f["type"] == "leave")
+        assert left["name"].startswith("guest-") and left["reason"] == "lost"
+        assert sorted(m.name for m in relay.room.members) == ["alice", "bob"]
+        again = LineClient(relay.address[1])
+        again.send("hello again\n")
+        assert bob.wait_json(lambda f: f["type"] == "join")["name"].startswith("guest-")
+        for client in (alice, bob, raw, again):
+            client.close()
+    finally:
+        relay.stop()
+    assert relay.readers == 0
 
-    def faulty(event: Event, _client: object) -> None:
-        if isinstance(event, Chat) and event.text == "trigger a bug":
-            raise RuntimeError("a bug in a listener")
 
-    relay.hub.listeners.append(faulty)
+def test_a_failing_event_listener_costs_nobody_anything(relay: Relay, connect: Any) -> None:
+    """A listener (the serve log) that raises on every event: before, a raise on a leave left
+    the member gone from the room but never hung up on (a ghost connection)."""
+
+    def broken(event: Event, _client: object) -> None:
+        raise RuntimeError("a broken log")
+
+    relay.hub.listeners.append(broken)
     alice, bob = connect(), connect()
     alice.hello("alice")
     bob.hello("bob")
-    alice.send_json({"type": "message", "text": "trigger a bug"})
-    left = bob.wait_json(lambda f: f["type"] == "leave")
-    assert left["name"] == "alice" and left["count"] == 1
-    assert [c.name for c in relay.room.members] == ["bob"]
-    again = connect()
-    assert again.hello("alice")["name"] == "alice"  # the name is free again
+    alice.send_json({"type": "message", "text": "hi"})
+    assert bob.wait_json(lambda f: f["type"] == "message")["text"] == "hi"
+    alice.send_json({"type": "bye"})
+    assert alice.read_all()  # its goodbye, then the end of the stream
+    assert bob.wait_json(lambda f: f["type"] == "leave")["name"] == "alice"
+    assert [m.name for m in relay.room.members] == ["bob"]
 
 
 def test_a_client_that_never_reads_but_keeps_asking_is_dropped_and_memory_stays_bounded(

@@ -402,3 +402,11 @@ def test_a_probe_answers_without_joining_the_room(connect: Any) -> None:
     member.send_json({"type": "who"})
     who = member.wait_json(lambda f: f["type"] in ("who", "join"))
     assert who["type"] == "who" and who["names"] == ["member"]  # nobody saw the probe
+
+
+def test_the_address_is_known_after_stop() -> None:
+    relay = Relay("127.0.0.1", 0)
+    relay.start()
+    address = relay.address
+    relay.stop()
+    assert relay.address == address  # a status query racing stop() still has an answer
