@@ -10,6 +10,12 @@ server; an unexpected error likewise costs one connection and never leaves a gho
 The reader owns its socket's receiving side, its LineDecoder and Client.lines_in/bytes_in;
 everything it sends goes through the hub and the fan-out, except the answers it gives before a
 client joins (nobody else writes to the socket then).
+
+Flow control: each client may send `max_rate` lines per second, with bursts of up to
+`burst_seconds` times that. Beyond it the reader hands over no more lines and reads nothing
+until the client is within its rate again, so the kernel's buffers fill and TCP slows the
+sender down: a flooder slows itself, and nobody else falls behind because of it
+(docs/reliability.md).
 """
 
 from __future__ import annotations
@@ -18,8 +24,10 @@ import json
 import logging
 import select
 import socket
+import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from lanchat.fanout import SEND_FLAGS, Client
@@ -45,9 +53,26 @@ from lanchat.tuning import RECV_BUSY_BYTES, RECV_BYTES
 
 log = logging.getLogger(__name__)
 
+DEFAULT_MAX_RATE = 200.0  # lines per second per client; a person types a few, a paste is a burst
+BURST_SECONDS = 2.0  # a burst may be this many seconds' worth of lines (400 by default)
+
 Lines = list[bytes | LineTooLong]
 ToItems = Callable[[Sequence[bytes | LineTooLong]], list[Item]]
 JOIN_WAIT_SECONDS = 10.0  # how long a leaving reader waits for the writer to hang up
+
+
+@dataclass(frozen=True)
+class ConnectionPolicy:
+    """What every connection of one relay is allowed, and what it is told about."""
+
+    keepalive: float  # notice a vanished peer within about this many seconds
+    max_rate: float = DEFAULT_MAX_RATE  # lines/s a client may send; 0: no limit
+    burst_seconds: float = BURST_SECONDS
+    stopping: threading.Event = field(default_factory=threading.Event)  # the relay stops
+
+    @property
+    def burst(self) -> float:
+        return max(1.0, self.max_rate * self.burst_seconds)
 
 
 class Connection:
@@ -57,16 +82,18 @@ class Connection:
         self,
         client: Client,
         hub: Hub,
+        policy: ConnectionPolicy,
         *,
-        keepalive: float,
         status: Callable[[], dict[str, Any]],
         same_machine: Callable[[Any, Any], bool],
     ) -> None:
         self.client = client
         self.hub = hub
-        self.keepalive = keepalive
+        self.policy = policy
         self._status = status
         self._same_machine = same_machine
+        self._tokens = policy.burst  # lines the client may send now (flow control)
+        self._refilled = time.monotonic()
         self._decoder = LineDecoder()
         self._joined = False
 
@@ -87,7 +114,7 @@ class Connection:
     def setup(self) -> tuple[Opening, Lines, bool]:
         """Socket options, then (what the first line says, the lines read, peer closed)."""
         sock = self.client.sock
-        configure(sock, self.keepalive)
+        configure(sock, self.policy.keepalive)
         self.client.local = sock.getsockname()
         lines, eof = self._first_lines()
         return detect_client(lines[0] if lines else None), lines, eof
@@ -189,11 +216,32 @@ class Connection:
                     to_items = _lanchat_items
                     lines = lines[1:]
                     self.hub.upgrade(client, hello)
-            self._hand_over(to_items(lines))
+            if self.policy.max_rate:
+                self._hand_over_paced(lines, to_items)
+            else:
+                self._hand_over(to_items(lines))
 
     def _hand_over(self, items: list[Item]) -> None:
         if items:
             self.hub.handle(self.client, items)
+
+    def _hand_over_paced(self, lines: Lines, to_items: ToItems) -> None:
+        """Hand lines over at most a burst at a time, waiting (and so not reading) while the
+        client is over its rate: TCP back-pressure does the rest."""
+        rate, burst = self.policy.max_rate, self.policy.burst
+        done = 0
+        while done < len(lines):
+            now = time.monotonic()
+            self._tokens = min(burst, self._tokens + (now - self._refilled) * rate)
+            self._refilled = now
+            if self._tokens < 1:
+                if self.policy.stopping.wait((1 - self._tokens) / rate):
+                    return  # the relay is stopping: what is left is not relayed
+                continue
+            count = min(len(lines) - done, int(self._tokens))
+            self._tokens -= count
+            self._hand_over(to_items(lines[done : done + count]))
+            done += count
 
     # --- answers before (or instead of) joining ---------------------------------------------
 

@@ -21,7 +21,7 @@ import time
 from typing import Any
 
 from lanchat import __version__
-from lanchat.connection import Connection
+from lanchat.connection import DEFAULT_MAX_RATE, Connection, ConnectionPolicy
 from lanchat.errors import AddressInUseError, LanchatError
 from lanchat.fanout import MAX_BACKLOG_BYTES, MAX_BACKLOG_FRAMES, Client
 from lanchat.hub import Hub
@@ -68,10 +68,12 @@ class Relay:
         max_backlog: int = MAX_BACKLOG_FRAMES,
         max_backlog_bytes: int = MAX_BACKLOG_BYTES,
         keepalive: float = DEFAULT_KEEPALIVE_SECONDS,
+        max_rate: float = DEFAULT_MAX_RATE,
     ) -> None:
         self.host = host
         self.port = port
-        self.keepalive = keepalive
+        self._stopped = threading.Event()
+        self.policy = ConnectionPolicy(keepalive, max_rate, stopping=self._stopped)
         self.hub = Hub(
             Room(room, history=history, max_clients=max_clients), max_backlog, max_backlog_bytes
         )
@@ -81,7 +83,6 @@ class Relay:
         self._wake_recv, self._wake_send = socket.socketpair()  # ends the accept loop
         self._readers = 0  # reader threads running
         self._readers_changed = threading.Condition()
-        self._stopped = threading.Event()
 
     @property
     def room(self) -> Room:
@@ -189,7 +190,7 @@ class Relay:
         connection = Connection(
             client,
             self.hub,
-            keepalive=self.keepalive,
+            self.policy,
             status=self.status,
             same_machine=same_machine,
         )

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import json
 import socket
+import subprocess
+import threading
+import time
 from typing import Any
 
 import psutil
@@ -148,3 +151,126 @@ def test_a_client_that_never_reads_but_keeps_asking_is_dropped_and_memory_stays_
     watcher.send_json({"type": "message", "text": "still fine"})
     assert watcher.wait_json(lambda f: f["type"] == "message")["text"] == "still fine"
     spammer.close()
+
+
+class Collector:
+    """Reads every line a client receives, on its own thread, as a real client does."""
+
+    def __init__(self, client: LineClient) -> None:
+        self.client = client
+        self.lines: list[str] = []
+        self.ended = threading.Event()
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        try:
+            while (line := self.client.read_line(timeout=4 * WAIT)) is not None:
+                self.lines.append(line)
+        except (OSError, TimeoutError):
+            pass
+        self.ended.set()
+
+    def close(self) -> None:
+        self.client.sock.shutdown(socket.SHUT_RDWR)
+        self._thread.join(WAIT)
+        self.client.close()
+
+
+def chat_texts(lines: list[str]) -> list[str]:
+    """The texts of the chat messages among JSON and raw lines."""
+    texts = []
+    for line in lines:
+        if line.startswith("{"):
+            frame = json.loads(line)
+            if frame["type"] == "message":
+                texts.append(frame["text"])
+        elif line.startswith("[") and "> " in line:
+            texts.append(line.split("> ", 1)[1])
+    return texts
+
+
+def test_a_flooder_slows_itself_and_nobody_else_is_disconnected(
+    server: Any, lanchat_process: Any
+) -> None:
+    """A raw client writing as fast as it can (`yes | ncat`) got every `lanchat join` dropped
+    as "could not keep up" within a second. Now the relay reads less from the flooder (its
+    rate and burst, lanchat/connection.py) and the others chat on, all of them, losing nothing."""
+    _, port = server
+    watcher = lanchat_process(
+        "join", f"127.0.0.1:{port}", "--name", "watcher", stdin=subprocess.PIPE
+    )
+    watcher.wait_line("* Welcome")
+    flooder = LineClient(port)
+    flooder.send("flood starts\n")
+    flood_stop = threading.Event()
+
+    def flood() -> None:
+        chunk = b"flood flood flood flood flood flood\n" * 2000  # 72 KB per write
+        flooder.sock.settimeout(WAIT)
+        while not flood_stop.is_set():
+            try:
+                flooder.sock.sendall(chunk)
+            except OSError:
+                return  # blocked by back-pressure until the test closed the socket
+
+    flooding = threading.Thread(target=flood)
+    flooding.start()
+    chatters = []
+    for i in range(20):
+        client = LineClient(port)
+        if i % 2:
+            client.hello(f"json{i}")
+        else:
+            client.send(f"raw{i} is here\n")  # a raw client's first line is a message
+        chatters.append(Collector(client))
+    sent = []
+    for round_number in range(5):
+        for i, collector in enumerate(chatters):
+            text = f"c{i} r{round_number}"
+            if i % 2:
+                collector.client.send_json({"type": "message", "text": text})
+            else:
+                collector.client.send(text + "\n")
+            sent.append(text)
+    watcher.proc.stdin.write("watcher is reading\n")
+    watcher.proc.stdin.flush()
+    last = "watcher is reading"
+    for collector in chatters:  # everyone gets every line, in time, flood or not
+        deadline_hit = not wait_for(lambda c=collector: last in chat_texts(c.lines))
+        assert not deadline_hit, f"{collector.client} never got the last line"
+    printed: set[str] = set()
+    while not set(sent) <= printed:  # the join prints them all (each wait has a deadline)
+        line = watcher.wait_line(lambda text: "> c" in text)
+        printed.add(line.split("> ", 1)[1])
+    flood_stop.set()
+    # One order for everyone: each collector's chat lines are the same sequence (a raw client
+    # does not get its own lines back), and each sender's lines keep the order it sent them.
+    wanted = set(sent)
+    reference = [t for t in chat_texts(chatters[1].lines) if t in wanted]
+    assert sorted(reference) == sorted(sent)
+    for i in range(20):
+        mine = [t for t in reference if t.startswith(f"c{i} ")]
+        assert mine == [f"c{i} r{n}" for n in range(5)]
+    for i, collector in enumerate(chatters):
+        got = [t for t in chat_texts(collector.lines) if t in wanted]
+        own = f"c{i} "
+        assert got == [t for t in reference if not (i % 2 == 0 and t.startswith(own))]
+        assert not collector.ended.is_set(), "a chatting client was disconnected"
+        assert not any("could not keep up" in line for line in collector.lines)
+    assert watcher.proc.poll() is None, "the lanchat join was disconnected"
+    assert not any("could not keep up" in line for line in watcher.seen)
+    flooder.close()
+    flooding.join(WAIT)
+    for collector in chatters:
+        collector.close()
+
+
+def wait_for(condition: Any, timeout: float = 4 * WAIT) -> bool:
+    """Poll a condition that a reader thread makes true, with a deadline."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)  # the readers append on their own threads; this only looks
+    return True
