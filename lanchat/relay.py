@@ -25,7 +25,10 @@ from lanchat.errors import AddressInUseError, LanchatError
 from lanchat.fanout import MAX_BACKLOG_FRAMES, SEND_FLAGS, Client
 from lanchat.netinfo import endpoint_text
 from lanchat.protocol import (
+    DEFAULT_HISTORY,
+    DEFAULT_KEEPALIVE_SECONDS,
     DEFAULT_PORT,
+    DEFAULT_ROOM,
     DETECT_SECONDS,
     STATUS_VERSION,
     FrameError,
@@ -41,7 +44,7 @@ from lanchat.protocol import (
     parse_request,
     service_request,
 )
-from lanchat.room import DEFAULT_HISTORY, DEFAULT_ROOM, Item, Refused, Room, refusal_frames
+from lanchat.room import Item, Refused, Room, refusal_frames
 
 # recv(n) holds an n-byte buffer while it waits, so thousands of idle readers wait with a small
 # one; a read that fills it means the sender has more to say, and the next read takes more.
@@ -49,7 +52,6 @@ from lanchat.room import DEFAULT_HISTORY, DEFAULT_ROOM, Item, Refused, Room, ref
 RECV_BYTES = 512
 RECV_BUSY_BYTES = 16384
 THREAD_STACK_BYTES = 1024 * 1024  # thousands of reader threads; json recursion needs room
-DEFAULT_KEEPALIVE_SECONDS = 60.0  # a silent, vanished peer is noticed within about this long
 FD_RESERVE = 32  # descriptors kept for the listener, the writer, logs and refusals
 log = logging.getLogger(__name__)
 
