@@ -30,13 +30,15 @@ from lanchat.protocol import (
     DEFAULT_PORT,
     DEFAULT_ROOM,
     DETECT_SECONDS,
-    STATUS_VERSION,
     FrameError,
     Hello,
     LineDecoder,
     LineTooLong,
     ProbeAnswer,
     Problem,
+    RelayConnection,
+    RelayServer,
+    RelayStatus,
     decode_line,
     encode_json,
     parse_hello,
@@ -359,43 +361,39 @@ class Relay:
         room = self.room
         members = {c.id for c in room.members}
         end = room.fanout.end
-        connections = [
-            {
-                "id": c.id,
-                "name": c.name,
-                "kind": c.kind,
-                "program": c.client,
-                "remote": endpoint_text(c.address),
-                "local": endpoint_text(c.local),
-                "connected_at": round(c.connected_at, 3),
-                "lines_in": c.lines_in,
-                "bytes_in": c.bytes_in,
-                "frames_out": c.frames_out,
-                "bytes_out": c.bytes_out,
-                "queue": c.backlog(end),
-                "state": "in room" if c.id in members else "leaving",
-            }
+        connections = tuple(
+            RelayConnection(
+                id=c.id,
+                name=c.name,
+                kind=c.kind,
+                program=c.client,
+                remote=endpoint_text(c.address),
+                local=endpoint_text(c.local),
+                connected_at=round(c.connected_at, 3),
+                lines_in=c.lines_in,
+                bytes_in=c.bytes_in,
+                frames_out=c.frames_out,
+                bytes_out=c.bytes_out,
+                queue=c.backlog(end),
+                state="in room" if c.id in members else "leaving",
+            )
             for c in room.fanout.open_clients()
-        ]
+        )
         host, port = self.address
-        return {
-            "type": "status",
-            "version": STATUS_VERSION,
-            "server": {
-                "pid": os.getpid(),
-                "lanchat": __version__,
-                "room": room.name,
-                "host": host,
-                "port": port,
-                "started": round(room.started, 3),
-                "uptime": round(time.time() - room.started, 3),
-                "clients": room.size,
-                "max_clients": room.max_clients,
-                "messages": room.messages,
-                "rate": room.rate(),
-            },
-            "connections": connections,
-        }
+        server = RelayServer(
+            pid=os.getpid(),
+            lanchat=__version__,
+            room=room.name,
+            host=host,
+            port=port,
+            started=round(room.started, 3),
+            uptime=round(time.time() - room.started, 3),
+            clients=room.size,
+            max_clients=room.max_clients,
+            messages=room.messages,
+            rate=room.rate(),
+        )
+        return RelayStatus(server, connections).to_dict()
 
     def _say_and_close(self, client: Client, data: bytes, *, peer_closes: bool = False) -> None:
         """Send, then close gracefully (drain first, so the words aren't lost to a reset).

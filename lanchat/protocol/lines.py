@@ -17,7 +17,6 @@ RESERVED_NAMES = frozenset(
     {"server", "lanchat", "system", "admin", "root", "everyone", "all", "nobody", "me"}
 )
 SOFTWARE = f"lanchat {__version__}"
-STATUS_VERSION = 1  # of the status document (docs/status.md)
 
 ClientKind = Literal["lanchat", "raw"]
 
