@@ -1,13 +1,13 @@
 """Decisions of discovery, pure: which of this PC's addresses a server advertises (and on which
-interfaces), what to do when they change, which servers match a join, and in which order a
-client tries a server's addresses. Unit-tested without sockets."""
+interfaces), what to do when they change, which server a join goes to and in which order it tries
+that server's addresses (reach_server). Unit-tested without sockets."""
 
 from __future__ import annotations
 
 import ipaddress
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 from lanchat.discovery.records import Server
 from lanchat.errors import LanchatError, UnreachableError, UsageError
@@ -203,6 +203,38 @@ def try_in_turn(
         f"The server answered discovery, but none of its addresses could be reached ({tried}).",
         "A firewall on the server may block its TCP port; run `lanchat doctor` there.",
     )
+
+
+@dataclass(frozen=True)
+class Reached(Generic[T]):
+    """Where a `join` without an address went: the server, the connection, the address that
+    worked, and the (address, error) of those tried before it."""
+
+    server: Server
+    connection: T
+    address: str
+    failed: tuple[tuple[str, LanchatError], ...]
+
+
+def reach_server(
+    servers: Sequence[Server],
+    room: str | None,
+    *,
+    seconds: float,
+    networks: Sequence[IPNetwork],
+    pick: Callable[[list[Server]], Server | None] | None,
+    connect: Callable[[Server, str, bool], T],
+) -> Reached[T]:
+    """The whole choice of a `join` without an address, given what discovery found: the server
+    (choose_server; `pick` asks the user among several), then its addresses in order
+    (order_addresses over this PC's `networks`), each given to connect(server, address, is_last)
+    until one works (try_in_turn). Prints nothing; the errors say what to try."""
+    server = choose_server(servers, room, seconds=seconds, pick=pick)
+    order = order_addresses(server.addresses, networks)
+    connection, address, failed = try_in_turn(
+        order, lambda address, last: connect(server, address, last)
+    )
+    return Reached(server, connection, address, tuple(failed))
 
 
 def local_networks(local: Sequence[LocalAddress]) -> list[IPNetwork]:
