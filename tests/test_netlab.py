@@ -313,7 +313,7 @@ zc.close()
 """
 
 BROWSE = r"""
-import json, sys, threading, time
+import json, sys, threading
 from zeroconf import ServiceBrowser, ServiceStateChange, Zeroconf
 seen, found = [], threading.Event()
 def on_change(zeroconf, service_type, name, state_change):
@@ -321,12 +321,10 @@ def on_change(zeroconf, service_type, name, state_change):
         seen.append(name)
         found.set()
 zc = Zeroconf()
-start = time.monotonic()
 browser = ServiceBrowser(zc, "_lanchat._tcp.local.", handlers=[on_change])
-found.wait(float(sys.argv[1]))
-elapsed = time.monotonic() - start
+found.wait(float(sys.argv[1]))  # the deadline: seen stays empty if nothing answers by then
 info = zc.get_service_info("_lanchat._tcp.local.", seen[0], timeout=1000) if seen else None
-print(json.dumps({"seen": seen, "elapsed": elapsed,
+print(json.dumps({"seen": seen,
                   "addresses": info.parsed_addresses() if info else [],
                   "port": info.port if info else None}))
 browser.cancel()
@@ -348,7 +346,6 @@ def test_mdns_service_in_h1_is_found_from_h2(lab_factory: MakeLab) -> None:
 
     found = json.loads(h2.run([sys.executable, "-c", BROWSE, "3"], timeout=10).stdout)
     assert found["seen"] == ["h1._lanchat._tcp.local."]
-    assert found["elapsed"] < 3
     assert (found["addresses"], found["port"]) == (["10.213.0.1"], 7000)
 
     # The same browse with h2 dropping mDNS finds nothing: the check above can fail.
