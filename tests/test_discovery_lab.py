@@ -263,7 +263,8 @@ def test_blocking_udp_5353_on_h1_makes_discovery_fail_but_join_with_the_address_
     code, servers, _ = discover_json(h2)
     assert (code, len(servers)) == (0, 1)  # the control: the same check can succeed
     # Blocked after h1's announcements, before the next browser starts: an inbound block does
-    # not stop h1's own announcements reaching browsers already listening (pitfall 16).
+    # not stop h1's own announcements reaching browsers already listening (docs/discovery.md,
+    # "An inbound block does not silence a server").
     h1.block("udp", 5353, "drop")
     code, servers, stderr = discover_json(h2, "--timeout", "2")
     assert (code, servers) == (ExitCode.UNREACHABLE, [])

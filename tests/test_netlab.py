@@ -175,7 +175,8 @@ def test_block_drop_times_out_reject_refuses_unblock_restores(
     assert probe(h2, h1.ip) == "timeout"
     assert probe(h2, v6) == "timeout"
     assert probe(h2, h1.ip, proto="udp") == "timeout"
-    assert probe(h1, h1.ip) == "ok echo:hi"  # over lo, which an eth0 rule exempts (pitfall 12)
+    # Over lo, which an eth0 rule exempts (docs/netlab.md, "Loopback is exempt").
+    assert probe(h1, h1.ip) == "ok echo:hi"
 
     h1.unblock()
     assert probe(h2, h1.ip) == "ok echo:hi"
@@ -209,7 +210,8 @@ def test_apply_firewall_loads_rulesets_per_family(lab_factory: MakeLab) -> None:
     h1, h2 = lab.host(1), lab.host(2)
     v6 = f"{h1.ip6_link_local}%eth0"
     start_server(h1)
-    # IPv4-only iptables rules leave IPv6 open, as on a real PC (pitfall 15).
+    # IPv4-only iptables rules leave IPv6 open, as on a real PC (docs/netlab.md, "IPv4 and IPv6
+    # rules are separate").
     h1.apply_firewall(
         iptables="*filter\n-A INPUT -p tcp --dport 7000 -j REJECT --reject-with tcp-reset\nCOMMIT\n"
     )

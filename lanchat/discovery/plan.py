@@ -276,7 +276,8 @@ def order_addresses(addresses: Sequence[str], networks: Sequence[IPNetwork]) -> 
 
 def browse_interfaces(local: Sequence[LocalAddress]) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """Where a client listens for answers: every IPv4 address and every interface with IPv6,
-    loopback excepted (zeroconf on ::1 only logs 'Network is unreachable': pitfall 4)."""
+    loopback excepted (zeroconf on ::1 only logs 'Network is unreachable': docs/discovery.md,
+    "Not on loopback")."""
     lan = [a for a in local if "loopback" not in a.tags]
     ipv4 = tuple(dict.fromkeys(a.address for a in lan if a.family == 4))
     ipv6 = tuple(dict.fromkeys(a.interface for a in lan if a.family == 6))
