@@ -36,9 +36,6 @@ from lanchat.protocol import (
     LineTooLong,
     ProbeAnswer,
     Problem,
-    RelayConnection,
-    RelayServer,
-    RelayStatus,
     decode_line,
     encode_json,
     parse_hello,
@@ -46,6 +43,7 @@ from lanchat.protocol import (
     parse_request,
     service_request,
 )
+from lanchat.protocol.status import RelayConnection, RelayServer, RelayStatus
 from lanchat.room import Item, Refused, Room, refusal_frames
 
 # recv(n) holds an n-byte buffer while it waits, so thousands of idle readers wait with a small

@@ -11,13 +11,8 @@ from typing import Any
 
 from lanchat.client import query_relay
 from lanchat.netinfo import endpoint_text
-from lanchat.protocol import (
-    DEFAULT_PORT,
-    STATUS_VERSION,
-    RelayConnection,
-    RelayServer,
-    RelayStatus,
-)
+from lanchat.protocol import DEFAULT_PORT, STATUS_VERSION
+from lanchat.protocol.status import RelayConnection, RelayServer, RelayStatus
 
 _STATE_NOTES = {
     "TIME_WAIT": "closed; the OS keeps the port pair reserved for a minute or two",

@@ -17,7 +17,7 @@ import pytest
 
 from conftest import ROOT, WAIT, Terminal, run_lanchat
 from lanchat.errors import ExitCode
-from lanchat.protocol import RelayConnection, RelayServer, RelayStatus
+from lanchat.protocol.status import RelayConnection, RelayServer, RelayStatus
 from lanchat.relay import Relay, same_machine
 from lanchat.status import ServerSummary, SocketRow, StatusReport
 from netlab import LineReader

@@ -4,10 +4,10 @@ Two kinds of client share one port (docs/protocol.md): lanchat clients speak JSO
 clients (ncat, telnet, ...) type plain lines. This package parses both and renders every server
 frame for both, so the relay encodes each frame once per kind, never once per recipient:
 `lines` (limits, framing, cleaning, names), `requests` (what clients send), `events` (what the
-server sends), `status` (the relay's status document), `defaults` (every default a user can
-change, cheap enough for `--help`). Callers
+server sends), `defaults` (every default a user can change, cheap enough for `--help`). Callers
 import from here; `lines.json_line` and `lines.parse_json_object` are shared by the two
-directions only.
+directions only. `status` (the relay's status document) is imported from itself, by the relay
+and `lanchat status` only, so that `--help` does not pay for its classes.
 """
 
 from __future__ import annotations
@@ -48,6 +48,7 @@ from lanchat.protocol.lines import (
     PROTOCOL_VERSION,
     RESERVED_NAMES,
     SOFTWARE,
+    STATUS_VERSION,
     ClientKind,
     FrameError,
     LineDecoder,
@@ -76,7 +77,6 @@ from lanchat.protocol.requests import (
     parse_request,
     service_request,
 )
-from lanchat.protocol.status import STATUS_VERSION, RelayConnection, RelayServer, RelayStatus
 
 __all__ = [
     "DEFAULT_HISTORY",
@@ -111,9 +111,6 @@ __all__ = [
     "ProbeAnswer",
     "Problem",
     "Quit",
-    "RelayConnection",
-    "RelayServer",
-    "RelayStatus",
     "Renamed",
     "Request",
     "Say",

@@ -17,6 +17,7 @@ RESERVED_NAMES = frozenset(
     {"server", "lanchat", "system", "admin", "root", "everyone", "all", "nobody", "me"}
 )
 SOFTWARE = f"lanchat {__version__}"
+STATUS_VERSION = 1  # of the status documents (lanchat/protocol/status.py, docs/status.md)
 
 ClientKind = Literal["lanchat", "raw"]
 

@@ -8,12 +8,12 @@ from typing import Any, Literal
 
 from lanchat.protocol.lines import (
     PROTOCOL_VERSION,
+    STATUS_VERSION,
     FrameError,
     clean_text,
     json_line,
     parse_json_object,
 )
-from lanchat.protocol.status import STATUS_VERSION
 
 
 @dataclass(frozen=True)

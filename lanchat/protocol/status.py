@@ -3,7 +3,8 @@
 The relay builds it (`Relay.status()`), `lanchat status` reads it back (`RelayStatus.from_dict`)
 and docs/status.md ("The relay's answer") lists its fields; tests/test_status.py checks that the
 doc and these classes agree. Fields are only ever added within a version, so a reader ignores
-fields it does not know.
+fields it does not know. Imported as `lanchat.protocol.status` (not re-exported by the package),
+so that `lanchat --help` does not load it.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any, TypeVar
 
-STATUS_VERSION = 1  # of the status documents (docs/status.md)
+from lanchat.protocol.lines import STATUS_VERSION
 
 _T = TypeVar("_T")
 
