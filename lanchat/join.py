@@ -1,13 +1,15 @@
 """The two front ends of `lanchat join`: scripted (stdin is not a terminal: each line is sent, every
 frame is printed) and interactive (a prompt_toolkit input line that incoming messages do not
-garble, names in colour, reconnecting when the server goes away)."""
+garble, names in colour, reconnecting when the server goes away). Without an address, which
+server and address to use is decided by lanchat.discovery (reach_server); this module asks the
+user to pick among several and prints what happened."""
 
 from __future__ import annotations
 
 import sys
 import threading
-from collections.abc import Callable, Iterable
-from typing import TextIO
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
 from lanchat.client import Connection, ConnectionLost, goodbye_reason, reconnect
 from lanchat.errors import ExitCode, UnreachableError
@@ -24,6 +26,9 @@ from lanchat.protocol import (
     ServerFrame,
     parse_raw_line,
 )
+
+if TYPE_CHECKING:
+    from lanchat.discovery import Server
 
 QUIT_WAIT_SECONDS = 10.0  # how long to wait for the server to confirm our last lines
 CANDIDATE_TIMEOUT = 2.0  # per address of a discovered server, while others remain to try
@@ -232,45 +237,68 @@ def run_interactive(first: Connection, open_again: Callable[[], Connection]) -> 
     return ExitCode.OK
 
 
+MAX_PICK_TRIES = 5
+
+
+class Printer(Protocol):
+    """Where the question goes: a rich Console (lanchat.output.stderr_console)."""
+
+    def print(self, *objects: Any, end: str = "\n") -> None: ...
+
+
+def ask_server(
+    servers: Sequence[Server], console: Printer, stream: TextIO | None = None
+) -> Server | None:
+    """Ask which of several servers to join, by number; None at end of input or after
+    MAX_PICK_TRIES answers that are not a number on the list (Ctrl-C leaves, as anywhere)."""
+    from lanchat.output.discovery import pick_list, pick_question, pick_retry
+
+    source = stream if stream is not None else sys.stdin
+    console.print(pick_list(servers))
+    for _ in range(MAX_PICK_TRIES):
+        console.print(pick_question(len(servers)), end="")
+        line = source.readline()
+        if not line:
+            return None
+        answer = line.strip()
+        if answer.isdigit() and 1 <= int(answer) <= len(servers):
+            return servers[int(answer) - 1]
+        console.print(pick_retry(len(servers)))
+    return None
+
+
 def connect_discovered(
     *, room: str | None, name: str | None, exact: bool, timeout: float, interactive: bool
 ) -> tuple[Connection, Callable[[], Connection]]:
-    """`join` without an address: look for servers, take the only one (of `room`) or let the
-    user pick, then try its addresses, own subnet first; say on stderr which one worked.
-    Returns the connection and how to open it again (same address) for reconnecting."""
+    """`join` without an address: look for servers, then reach_server (lanchat.discovery) takes
+    the only one (of `room`) or the one the user picks and tries its addresses, own subnet
+    first; say on stderr which one worked. Returns the connection and how to open it again
+    (same address) for reconnecting."""
     from lanchat import netinfo
-    from lanchat.discovery import (
-        choose_server,
-        discover,
-        local_networks,
-        order_addresses,
-        try_in_turn,
-    )
-    from lanchat.output.discovery import pick_server, searching
+    from lanchat.discovery import discover, local_networks, reach_server
+    from lanchat.output.discovery import reach_report, searching
 
     err = stderr_console()
     with searching(err, timeout) as progress:
         servers = discover(timeout, on_progress=progress)
-    pick = (lambda found: pick_server(found, err)) if interactive else None
-    server = choose_server(servers, room, seconds=timeout, pick=pick)
-    order = order_addresses(server.addresses, local_networks(netinfo.local_addresses()))
 
-    def connect(address: str, last: bool) -> Connection:
+    def connect(server: Server, address: str, last: bool) -> Connection:
         wait = timeout if last else min(timeout, CANDIDATE_TIMEOUT)
         return Connection.open(address, server.port, name=name, exact=exact, timeout=wait)
 
-    conn, address, failed = try_in_turn(order, connect)
-    for bad, error in failed:
-        err.print(notice(f"* {server.endpoint(bad)} did not work: {error.message}", "dim"))
-    err.print(
-        notice(
-            f"* Found {server.name!r} (room {server.room!r}); connected via "
-            f"{server.endpoint(address)}.",
-            "dim",
-        )
+    reached = reach_server(
+        servers,
+        room,
+        seconds=timeout,
+        networks=local_networks(netinfo.local_addresses()),
+        pick=(lambda found: ask_server(found, err)) if interactive else None,
+        connect=connect,
     )
+    for line in reach_report(reached):
+        err.print(line)
+    server, address = reached.server, reached.address
 
     def open_again() -> Connection:
         return Connection.open(address, server.port, name=name, exact=exact, timeout=timeout)
 
-    return conn, open_again
+    return reached.connection, open_again

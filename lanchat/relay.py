@@ -26,10 +26,10 @@ from lanchat.errors import AddressInUseError, LanchatError
 from lanchat.fanout import MAX_BACKLOG_BYTES, MAX_BACKLOG_FRAMES, Client
 from lanchat.hub import Hub
 from lanchat.netinfo import endpoint_text
-from lanchat.protocol import DEFAULT_PORT, STATUS_VERSION
-from lanchat.room import DEFAULT_HISTORY, DEFAULT_ROOM, Room
+from lanchat.protocol import DEFAULT_HISTORY, DEFAULT_KEEPALIVE_SECONDS, DEFAULT_PORT, DEFAULT_ROOM
+from lanchat.protocol.status import RelayConnection, RelayServer, RelayStatus
+from lanchat.room import Room
 
-DEFAULT_KEEPALIVE_SECONDS = 60.0  # a silent, vanished peer is noticed within about this long
 FD_RESERVE = 32  # descriptors kept for the listener, the writer, logs and refusals
 LISTEN_BACKLOG = min(socket.SOMAXCONN, 4096)  # connections the OS queues before accept()
 ACCEPT_RETRY_SECONDS = 0.1  # out of descriptors: wait this long before accepting again
@@ -224,43 +224,39 @@ class Relay:
         in_room = {m.id for m in members}
         fanout = self.hub.fanout
         end = fanout.end
-        connections = [
-            {
-                "id": c.id,
-                "name": c.name,
-                "kind": c.kind,
-                "program": c.member.program if c.member is not None else "",
-                "remote": endpoint_text(c.address),
-                "local": endpoint_text(c.local),
-                "connected_at": round(c.connected_at, 3),
-                "lines_in": c.lines_in,
-                "bytes_in": c.bytes_in,
-                "frames_out": c.frames_out,
-                "bytes_out": c.bytes_out,
-                "queue": c.backlog(end),
-                "state": "in room" if c.id in in_room else "leaving",
-            }
+        connections = tuple(
+            RelayConnection(
+                id=c.id,
+                name=c.name,
+                kind=c.kind,
+                program=c.member.program if c.member is not None else "",
+                remote=endpoint_text(c.address),
+                local=endpoint_text(c.local),
+                connected_at=round(c.connected_at, 3),
+                lines_in=c.lines_in,
+                bytes_in=c.bytes_in,
+                frames_out=c.frames_out,
+                bytes_out=c.bytes_out,
+                queue=c.backlog(end),
+                state="in room" if c.id in in_room else "leaving",
+            )
             for c in fanout.open_clients()
-        ]
+        )
         host, port = self.address
-        return {
-            "type": "status",
-            "version": STATUS_VERSION,
-            "server": {
-                "pid": os.getpid(),
-                "lanchat": __version__,
-                "room": room.name,
-                "host": host,
-                "port": port,
-                "started": round(room.started, 3),
-                "uptime": round(time.time() - room.started, 3),
-                "clients": len(members),
-                "max_clients": room.max_clients,
-                "messages": messages,
-                "rate": rate,
-            },
-            "connections": connections,
-        }
+        server = RelayServer(
+            pid=os.getpid(),
+            lanchat=__version__,
+            room=room.name,
+            host=host,
+            port=port,
+            started=round(room.started, 3),
+            uptime=round(time.time() - room.started, 3),
+            clients=len(members),
+            max_clients=room.max_clients,
+            messages=messages,
+            rate=rate,
+        )
+        return RelayStatus(server, connections).to_dict()
 
 
 def same_machine(peer: Any, local: Any) -> bool:

@@ -16,6 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from lanchat.protocol import (
+    DEFAULT_HISTORY,
+    DEFAULT_ROOM,
     MAX_NAME_CHARS,
     AskHelp,
     AskWho,
@@ -43,8 +45,6 @@ from lanchat.protocol import (
     name_problem,
 )
 
-DEFAULT_ROOM = "lobby"
-DEFAULT_HISTORY = 50
 MAX_NAME_SUFFIX = 999  # alice-2 ... alice-999, then the name counts as taken
 GREETING_NAMES = 100  # names in the who-list of the greeting (the count is always there)
 RATE_WINDOW_SECONDS = 10  # `lanchat status` reports messages per second over this window

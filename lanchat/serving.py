@@ -14,8 +14,15 @@ from lanchat import __version__, netinfo
 from lanchat.cores import CoreKeeper, core_of_thread
 from lanchat.errors import AddressInUseError
 from lanchat.netinfo import LocalAddress, endpoint_text
-from lanchat.protocol import Event
-from lanchat.relay import DEFAULT_KEEPALIVE_SECONDS, FD_RESERVE, Relay, raise_fd_limit
+from lanchat.protocol import (
+    DEFAULT_HISTORY,
+    DEFAULT_KEEPALIVE_SECONDS,
+    DEFAULT_MAX_CLIENTS,
+    DEFAULT_PORT,
+    DEFAULT_ROOM,
+    Event,
+)
+from lanchat.relay import FD_RESERVE, Relay, raise_fd_limit
 from lanchat.stopping import (
     StopRequested,
     ignore_stop_signals,
@@ -36,10 +43,10 @@ class ServeOptions:
     """What `lanchat serve` was asked for."""
 
     host: str = ""
-    port: int = 7420
-    room: str = "lobby"
-    history: int = 50
-    max_clients: int = 0
+    port: int = DEFAULT_PORT
+    room: str = DEFAULT_ROOM
+    history: int = DEFAULT_HISTORY
+    max_clients: int = DEFAULT_MAX_CLIENTS
     quiet: bool = False
     keepalive: float = DEFAULT_KEEPALIVE_SECONDS
     mdns: bool = True

@@ -12,6 +12,7 @@ from typing import Any
 from lanchat.client import query_relay
 from lanchat.netinfo import endpoint_text
 from lanchat.protocol import DEFAULT_PORT, STATUS_VERSION
+from lanchat.protocol.status import RelayConnection, RelayServer, RelayStatus
 
 _STATE_NOTES = {
     "TIME_WAIT": "closed; the OS keeps the port pair reserved for a minute or two",
@@ -65,6 +66,22 @@ class ServerSummary:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @classmethod
+    def of(cls, relay: RelayServer) -> ServerSummary:
+        """The summary of the relay's own figures."""
+        return cls(
+            pid=relay.pid,
+            lanchat=relay.lanchat,
+            room=relay.room,
+            port=relay.port,
+            clients=relay.clients,
+            max_clients=relay.max_clients,
+            messages=relay.messages,
+            rate=relay.rate,
+            started=relay.started,
+            uptime=relay.uptime,
+        )
 
 
 @dataclass(frozen=True)
@@ -165,12 +182,12 @@ def _query_targets(port: int, listening: list[Any]) -> list[tuple[str, int]]:
 def collect_status(port: int = DEFAULT_PORT) -> StatusReport:
     """The relay on `port` of this computer, seen by itself and by the OS."""
     os_view = _os_sockets(port)
-    document: dict[str, Any] | None = None
+    document: RelayStatus | None = None
     problem = None
     failures: list[str] = []
     for host, target_port in _query_targets(port, os_view.listening):
         try:
-            document = query_relay(host, target_port)
+            document = RelayStatus.from_dict(query_relay(host, target_port))
             break
         except (OSError, ValueError) as e:
             failures.append(f"{host}: {e}")
@@ -198,44 +215,33 @@ def collect_status(port: int = DEFAULT_PORT) -> StatusReport:
     connections = _merge(document, os_view.others)
     server = None
     if document is not None:
-        s = document["server"]
-        server = ServerSummary(
-            pid=s["pid"],
-            lanchat=s["lanchat"],
-            room=s["room"],
-            port=s["port"],
-            clients=s["clients"],
-            max_clients=s["max_clients"],
-            messages=s["messages"],
-            rate=s["rate"],
-            started=s["started"],
-            uptime=s["uptime"],
-        )
+        server = ServerSummary.of(document.server)
         if not listening:  # the OS table was unreadable: the relay's word is all we have
             listening = (
                 SocketRow(
                     proto="tcp",
-                    local=f"{s['host']}:{s['port']}",
+                    local=f"{document.server.host}:{document.server.port}",
                     remote=None,
                     state="LISTEN",
-                    pid=s["pid"],
+                    pid=document.server.pid,
                     program="lanchat",
                 ),
             )
     return StatusReport(port, server, listening, connections, problem, tuple(os_view.notes))
 
 
-def _merge(document: dict[str, Any] | None, os_rows: list[Any]) -> tuple[SocketRow, ...]:
+def _merge(document: RelayStatus | None, os_rows: list[Any]) -> tuple[SocketRow, ...]:
     """One row per connection: the relay's facts joined to the OS's by (local, remote)."""
-    known = {(c["local"], c["remote"]): c for c in (document or {}).get("connections", [])}
+    relayed = document.connections if document is not None else ()
+    known = {(c.local, c.remote): c for c in relayed}
     rows: list[SocketRow] = []
     for conn in os_rows:
         local = _at(conn.laddr)
         remote = _at(conn.raddr) if conn.raddr else None
         facts = known.pop((local, remote), None)
         rows.append(_row(_proto(conn), local, remote, conn.status, conn.pid, facts))
-    for (local, remote), facts in known.items():  # the OS did not list it (unreadable table)
-        rows.append(_row("tcp", local, remote, "?", None, facts))
+    for facts in known.values():  # the OS did not list it (unreadable table)
+        rows.append(_row("tcp", facts.local or "", facts.remote, "?", None, facts))
     order = {"ESTABLISHED": 0, "CLOSE_WAIT": 1}
     rows.sort(key=lambda r: (order.get(r.state, 2), r.since or 0.0, r.remote or ""))
     return tuple(rows)
@@ -247,14 +253,12 @@ def _row(
     remote: str | None,
     state: str,
     pid: int | None,
-    facts: dict[str, Any] | None,
+    facts: RelayConnection | None,
 ) -> SocketRow:
     if facts is None:
         untracked = _STATE_NOTES.get(state, "not a chat connection the relay tracks")
         return SocketRow(proto, local, remote, state, pid, _program(pid), note=untracked)
-    note: str | None = (
-        "leaving: the relay is saying goodbye" if facts["state"] == "leaving" else None
-    )
+    note: str | None = "leaving: the relay is saying goodbye" if facts.state == "leaving" else None
     if note is None and state != "ESTABLISHED":
         note = _STATE_NOTES.get(state)
     return SocketRow(
@@ -264,14 +268,14 @@ def _row(
         state,
         pid,
         _program(pid),
-        name=facts["name"],
-        kind=facts["kind"],
-        client=facts["program"] or None,
-        since=facts["connected_at"],
-        lines_in=facts["lines_in"],
-        bytes_in=facts["bytes_in"],
-        frames_out=facts["frames_out"],
-        bytes_out=facts["bytes_out"],
-        queue=facts["queue"],
+        name=facts.name,
+        kind=facts.kind,
+        client=facts.program or None,
+        since=facts.connected_at,
+        lines_in=facts.lines_in,
+        bytes_in=facts.bytes_in,
+        frames_out=facts.frames_out,
+        bytes_out=facts.bytes_out,
+        queue=facts.queue,
         note=note,
     )

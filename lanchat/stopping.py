@@ -14,7 +14,8 @@ class StopRequested(Exception):
 
 def _raise_stop(signum: int, frame: FrameType | None) -> None:
     # Raising, not setting an Event: a second signal arriving inside Event.set() would deadlock
-    # on the Event's own lock (GNU timeout sends SIGTERM twice; lab notes, pitfall 20).
+    # on the Event's own lock (GNU timeout sends SIGTERM twice; docs/netlab.md, "Signal handlers
+    # and locks").
     raise StopRequested
 
 

@@ -42,6 +42,13 @@ def no_threads_left_behind() -> Iterator[None]:
     assert not left, f"threads left running: {left}"
 
 
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 class LineClient:
     """A plain TCP client that reads whole lines, waiting with a deadline (like ncat, in code)."""
 

@@ -2,7 +2,7 @@
 
 Stdlib only, because scripts/netlab imports this file by path; the pytest fixture at the end is
 defined only when pytest has been imported (the test suite). docs/netlab.md explains the topology
-and the pitfalls behind it.
+and, under "Pitfalls", what shaped it.
 """
 
 from __future__ import annotations
@@ -351,8 +351,9 @@ class Lab:
             "creating namespaces",
             input="".join(f"netns add {n}\n" for n in names),
         )
-        # Before any interface exists (docs/netlab.md pitfalls 5-7): no IPv6 and no bridge
-        # netfilter on the switch; hosts skip DAD so link-local works at once, no rp_filter.
+        # Before any interface exists (docs/netlab.md, "br_netfilter", "IPv4 sysctls are
+        # inherited", "IPv6 duplicate address detection"): no IPv6 and no bridge netfilter on the
+        # switch; hosts skip DAD so link-local works at once, no rp_filter.
         switch = ["net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1"]
         switch += [f"net.bridge.bridge-nf-call-{x}tables=0" for x in ("ip", "ip6", "arp")]
         host = [f"net.ipv6.conf.{c}.accept_dad=0" for c in ("all", "default")]

@@ -4,6 +4,7 @@ subpackages have layers of their own (DOCTOR_LAYERS)."""
 
 from __future__ import annotations
 
+import ast
 import sys
 from pathlib import Path
 
@@ -178,3 +179,72 @@ def test_every_doctor_subpackage_has_a_layer() -> None:
         doctor_layer(package)
     assert doctor_layer("lanchat.doctor.firewall.linux.nft.match") == 2
     assert doctor_layer("lanchat.doctor.firewall.windows.checks") == 4
+
+
+# The front ends: the only modules that read the terminal and the only users of lanchat.output.
+FRONT_ENDS = ("lanchat.cli", "lanchat.join", "lanchat.__main__")
+TERMINAL_INPUT = ("prompt_toolkit", "getpass", "readline", "termios", "tty", "msvcrt")
+PROMPTERS = ("typer", "click", "Prompt", "Confirm", "IntPrompt", "FloatPrompt")
+PROMPTS = ("confirm", "ask", "getchar", "edit")
+
+
+def reads_input(path: Path) -> list[str]:
+    """Where a module reads the terminal: input(), sys.stdin, a prompt (typer/click/rich), or
+    an input library; each as 'line: what'."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    found: list[str] = []
+    for node in ast.walk(tree):
+        what = None
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+            what = node.func.id if node.func.id in ("input", "getpass") else None
+        elif isinstance(node, ast.Attribute):
+            owner = node.value.id if isinstance(node.value, ast.Name) else "?"
+            stdin = node.attr in ("stdin", "__stdin__") and owner == "sys"
+            prompt = node.attr == "prompt" or (owner in PROMPTERS and node.attr in PROMPTS)
+            if stdin or prompt:  # `session.prompt` (prompt_toolkit), `typer.confirm`, ...
+                what = f"{owner}.{node.attr}"
+        elif isinstance(node, ast.Name) and node.id == "stdin":
+            what = "stdin"
+        if what is not None:
+            found.append(f"{node.lineno}: {what}")
+    for imported in imports_of(path):
+        if imported.split(".")[0] in TERMINAL_INPUT or imported.startswith("rich.prompt"):
+            found.append(f"imports {imported}")
+    return found
+
+
+def is_front_end(module: str) -> bool:
+    return any(module == f or module.startswith(f + ".") for f in FRONT_ENDS)
+
+
+@pytest.mark.parametrize("path", MODULES, ids=module_name)
+def test_only_the_front_ends_read_input(path: Path) -> None:
+    if not is_front_end(module_name(path)):
+        assert reads_input(path) == [], "terminal input belongs in cli/ or join.py, not here"
+
+
+@pytest.mark.parametrize("path", MODULES, ids=module_name)
+def test_features_never_import_output(path: Path) -> None:
+    me = module_name(path)
+    if is_front_end(me) or me.startswith("lanchat.output"):
+        return
+    used = {i for i in imports_of(path) if i == "lanchat.output" or i.startswith("lanchat.output.")}
+    assert not used, f"{me} imports {used}: rendering is for the front ends (cli, join)"
+
+
+def test_the_input_check_finds_input(tmp_path: Path) -> None:
+    cases = {
+        "import sys\nline = sys.stdin.readline()\n": "sys.stdin",
+        "answer = input('which? ')\n": "input",
+        "import typer\nname = typer.prompt('name')\n": "typer.prompt",
+        "from prompt_toolkit import PromptSession\n": "prompt_toolkit",
+        "from rich.prompt import Prompt\n": "rich.prompt",
+        "import click\nok = click.confirm('sure?')\n": "click.confirm",
+        "def ask(stream=None):\n    from sys import stdin\n    return stdin\n": "stdin",
+    }
+    for source, expected in cases.items():
+        module = tmp_path / "module.py"
+        module.write_text(source)
+        assert any(expected in found for found in reads_input(module)), source
+    module.write_text("def render(text: str) -> str:\n    return text.upper()\n")
+    assert reads_input(module) == []

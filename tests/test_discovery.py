@@ -23,6 +23,7 @@ from lanchat.discovery import (
     Advertisement,
     AdvertPlan,
     Change,
+    Reached,
     Server,
     choose_server,
     instance_name,
@@ -31,6 +32,7 @@ from lanchat.discovery import (
     order_addresses,
     parse_service,
     plan_advertisement,
+    reach_server,
     refresh_action,
     try_in_turn,
     txt_properties,
@@ -44,7 +46,7 @@ from lanchat.discovery.records import (
 from lanchat.errors import ExitCode, LanchatError, RejectedError, UnreachableError, UsageError
 from lanchat.netinfo import LocalAddress, interface_tags
 from lanchat.output import stdout_console
-from lanchat.output.discovery import WatchView, pick_server, print_servers
+from lanchat.output.discovery import WatchView, print_servers, reach_report
 from lanchat.output.serve import advertisement_text
 from lanchat.protocol import room_problem
 
@@ -404,17 +406,50 @@ def test_try_in_turn_moves_on_only_when_unreachable() -> None:
     assert e.value.exit_code == ExitCode.UNREACHABLE
 
 
+def test_reach_server_picks_then_tries_own_subnet_first() -> None:
+    lobby = srv("lobby", "h1", "203.0.113.9", "192.168.1.40")
+    physics = srv("physics", "h3")
+    tried: list[tuple[str, str, bool]] = []
+
+    def connect(server: Server, address: str, last: bool) -> str:
+        tried.append((server.host, address, last))
+        if address == "192.168.1.40":
+            raise UnreachableError("No answer within 2 s")
+        return f"connection to {address}"
+
+    asked: list[list[Server]] = []
+
+    def pick(found: list[Server]) -> Server | None:
+        asked.append(found)
+        return found[0]
+
+    reached = reach_server(
+        [lobby, physics], None, seconds=3, networks=local_networks(PC), pick=pick, connect=connect
+    )
+    assert asked == [[lobby, physics]]
+    assert tried == [("h1", "192.168.1.40", False), ("h1", "203.0.113.9", True)]
+    assert (reached.server, reached.connection, reached.address) == (
+        lobby,
+        "connection to 203.0.113.9",
+        "203.0.113.9",
+    )
+    assert [a for a, _ in reached.failed] == ["192.168.1.40"]
+    with pytest.raises(UsageError):  # several, and nobody to ask
+        reach_server([lobby, physics], None, seconds=3, networks=[], pick=None, connect=connect)
+
+
 # --- rendering ---------------------------------------------------------------------------------
 
 
-def test_pick_server_asks_until_a_number_on_the_list() -> None:
-    servers = [srv("lobby", "h1"), srv("lobby", "h3", "10.0.0.6")]
-    out = io.StringIO()
-    console = stdout_console(out)
-    assert pick_server(servers, console, io.StringIO("x\n9\n2\n")) is servers[1]
-    assert "Type a number from 1 to 2" in out.getvalue() and "lobby on h3" in out.getvalue()
-    assert pick_server(servers, console, io.StringIO("")) is None  # end of input
-    assert pick_server(servers, console, io.StringIO("0\n" * 10)) is None  # gives up, bounded
+def test_reach_report_names_the_failed_addresses_then_the_one_used() -> None:
+    server = srv("lobby", "h1", "10.0.0.9", "192.168.1.40")
+    dead = UnreachableError("No answer within 2 s")
+    reached = Reached(server, "conn", "192.168.1.40", (("10.0.0.9", dead),))
+    lines = [line.plain for line in reach_report(reached)]
+    assert lines == [
+        "* 10.0.0.9:7420 did not work: No answer within 2 s",
+        "* Found 'lobby on h1' (room 'lobby'); connected via 192.168.1.40:7420.",
+    ]
 
 
 @pytest.mark.parametrize(

@@ -16,8 +16,9 @@ from typing import Any
 
 import pytest
 
-from conftest import ROOT, LanchatProcess, lanchat_env, run_lanchat
+from conftest import ROOT, WAIT, LanchatProcess, lanchat_env, run_lanchat
 from lanchat import __version__
+from lanchat.discovery import DISCOVER_TIMEOUT
 from lanchat.errors import ExitCode
 from netlab import Host, Lab, LineReader, find_tool
 
@@ -37,13 +38,12 @@ def serve(
     return process, listening
 
 
-def discover_json(host: Host, *args: str) -> tuple[int, list[dict[str, Any]], str, float]:
-    """`lanchat discover --json` in host: exit code, servers, stderr, seconds taken."""
-    started = time.monotonic()
-    result = run_lanchat("discover", "--json", *args, host=host, timeout=20)
-    elapsed = time.monotonic() - started
+def discover_json(host: Host, *args: str) -> tuple[int, list[dict[str, Any]], str]:
+    """`lanchat discover --json` in host: exit code, servers, stderr. It must end by itself: the
+    deadline is its longest --timeout, with WAIT to start and stop."""
+    result = run_lanchat("discover", "--json", *args, host=host, timeout=DISCOVER_TIMEOUT + WAIT)
     servers: list[dict[str, Any]] = json.loads(result.stdout) if result.stdout else []
-    return result.returncode, servers, result.stderr, elapsed
+    return result.returncode, servers, result.stderr
 
 
 # Records other devices might send under our service type: all must be ignored, quietly.
@@ -103,7 +103,7 @@ def test_discover_on_h2_finds_the_server_on_h1_and_ignores_foreign_records(
     names = h2.run([sys.executable, "-c", BROWSE_NAMES, "5", "5"], timeout=15)
     assert len(json.loads(names.stdout)) == 5, names.stderr
 
-    code, servers, stderr, elapsed = discover_json(h2)
+    code, servers, stderr = discover_json(h2)
     assert code == 0, stderr
     assert servers == [
         {
@@ -117,7 +117,6 @@ def test_discover_on_h2_finds_the_server_on_h1_and_ignores_foreign_records(
             "password": False,
         }
     ]
-    assert elapsed < 4.0  # answers settle after ~1 s; the process itself starts in ~0.4 s
     assert "Traceback" not in stderr
     assert junk.stdin is not None
     junk.stdin.close()
@@ -204,15 +203,10 @@ def test_a_stopped_server_is_gone_from_discover_watch_within_3_s(
     server, _ = serve(lanchat_process, h1)
     added = watch.wait_json(lambda e: e["event"] == "added", timeout=START)
     assert added["server"]["name"] == "lobby on h1"
-    stopped = time.monotonic()
     server.proc.terminate()  # SIGTERM, as a service manager stops it
-    removed = watch.wait_json(lambda e: e["event"] == "removed", timeout=3.0)
-    gone = time.monotonic() - stopped
+    removed = watch.wait_json(lambda e: e["event"] == "removed", timeout=3.0)  # the promise
     assert removed["server"]["name"] == "lobby on h1"
-    assert gone < 3.0
-    assert server.proc.wait(5) == 0
-    exited = time.monotonic() - stopped
-    assert exited < 2.5, f"serve took {exited:.2f} s to exit"
+    assert server.proc.wait(WAIT) == 0
     assert json.loads(server.rest()[-1])["event"] == "shutdown"
     watch.proc.terminate()
     assert watch.proc.wait(5) == 0  # SIGTERM ends a watch normally
@@ -241,7 +235,7 @@ def test_two_servers_with_the_same_room_are_listed_distinctly(
     listening = other_port.wait_json(lambda e: e.get("event") == "listening", timeout=START)
     assert listening["mdns"]["name"] == "lobby on h1:7421"
 
-    code, servers, stderr, _ = discover_json(h2)
+    code, servers, stderr = discover_json(h2)
     assert code == 0, stderr
     found = {
         (s["name"], s["host"], tuple(a for a in s["addresses"] if "." in a), s["port"])
@@ -266,12 +260,13 @@ def test_blocking_udp_5353_on_h1_makes_discovery_fail_but_join_with_the_address_
     lab = lab_factory(2)
     h1, h2 = lab.host(1), lab.host(2)
     serve(lanchat_process, h1)  # returns once registered and announced
-    code, servers, _, _ = discover_json(h2)
+    code, servers, _ = discover_json(h2)
     assert (code, len(servers)) == (0, 1)  # the control: the same check can succeed
     # Blocked after h1's announcements, before the next browser starts: an inbound block does
-    # not stop h1's own announcements reaching browsers already listening (pitfall 16).
+    # not stop h1's own announcements reaching browsers already listening (docs/discovery.md,
+    # "An inbound block does not silence a server").
     h1.block("udp", 5353, "drop")
-    code, servers, stderr, _ = discover_json(h2, "--timeout", "2")
+    code, servers, stderr = discover_json(h2, "--timeout", "2")
     assert (code, servers) == (ExitCode.UNREACHABLE, [])
     assert "No lanchat server answered on this network within 2 s" in stderr
     assert "lanchat doctor" in stderr and "lanchat join 192.168.1.23" in stderr
@@ -351,5 +346,5 @@ def test_serve_no_mdns_is_not_found(lab_factory: MakeLab, lanchat_process: Any) 
     h1, h2 = lab.host(1), lab.host(2)
     _, listening = serve(lanchat_process, h1, "--no-mdns")
     assert listening["mdns"]["advertised"] is False
-    code, servers, _, _ = discover_json(h2, "--timeout", "1.5")
+    code, servers, _ = discover_json(h2, "--timeout", "1.5")
     assert (code, servers) == (ExitCode.UNREACHABLE, [])

@@ -175,7 +175,8 @@ def test_block_drop_times_out_reject_refuses_unblock_restores(
     assert probe(h2, h1.ip) == "timeout"
     assert probe(h2, v6) == "timeout"
     assert probe(h2, h1.ip, proto="udp") == "timeout"
-    assert probe(h1, h1.ip) == "ok echo:hi"  # over lo, which an eth0 rule exempts (pitfall 12)
+    # Over lo, which an eth0 rule exempts (docs/netlab.md, "Loopback is exempt").
+    assert probe(h1, h1.ip) == "ok echo:hi"
 
     h1.unblock()
     assert probe(h2, h1.ip) == "ok echo:hi"
@@ -209,7 +210,8 @@ def test_apply_firewall_loads_rulesets_per_family(lab_factory: MakeLab) -> None:
     h1, h2 = lab.host(1), lab.host(2)
     v6 = f"{h1.ip6_link_local}%eth0"
     start_server(h1)
-    # IPv4-only iptables rules leave IPv6 open, as on a real PC (pitfall 15).
+    # IPv4-only iptables rules leave IPv6 open, as on a real PC (docs/netlab.md, "IPv4 and IPv6
+    # rules are separate").
     h1.apply_firewall(
         iptables="*filter\n-A INPUT -p tcp --dport 7000 -j REJECT --reject-with tcp-reset\nCOMMIT\n"
     )
@@ -313,7 +315,7 @@ zc.close()
 """
 
 BROWSE = r"""
-import json, sys, threading, time
+import json, sys, threading
 from zeroconf import ServiceBrowser, ServiceStateChange, Zeroconf
 seen, found = [], threading.Event()
 def on_change(zeroconf, service_type, name, state_change):
@@ -321,12 +323,10 @@ def on_change(zeroconf, service_type, name, state_change):
         seen.append(name)
         found.set()
 zc = Zeroconf()
-start = time.monotonic()
 browser = ServiceBrowser(zc, "_lanchat._tcp.local.", handlers=[on_change])
-found.wait(float(sys.argv[1]))
-elapsed = time.monotonic() - start
+found.wait(float(sys.argv[1]))  # the deadline: seen stays empty if nothing answers by then
 info = zc.get_service_info("_lanchat._tcp.local.", seen[0], timeout=1000) if seen else None
-print(json.dumps({"seen": seen, "elapsed": elapsed,
+print(json.dumps({"seen": seen,
                   "addresses": info.parsed_addresses() if info else [],
                   "port": info.port if info else None}))
 browser.cancel()
@@ -348,7 +348,6 @@ def test_mdns_service_in_h1_is_found_from_h2(lab_factory: MakeLab) -> None:
 
     found = json.loads(h2.run([sys.executable, "-c", BROWSE, "3"], timeout=10).stdout)
     assert found["seen"] == ["h1._lanchat._tcp.local."]
-    assert found["elapsed"] < 3
     assert (found["addresses"], found["port"]) == (["10.213.0.1"], 7000)
 
     # The same browse with h2 dropping mDNS finds nothing: the check above can fail.

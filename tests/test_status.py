@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
+from dataclasses import fields
 from typing import Any
 
 import psutil
@@ -15,7 +17,9 @@ import pytest
 
 from conftest import ROOT, WAIT, Terminal, run_lanchat
 from lanchat.errors import ExitCode
+from lanchat.protocol.status import RelayConnection, RelayServer, RelayStatus
 from lanchat.relay import Relay, same_machine
+from lanchat.status import ServerSummary, SocketRow, StatusReport
 from netlab import LineReader
 
 
@@ -208,3 +212,42 @@ def test_watch_table_on_a_terminal(relay: Relay, connect: Any) -> None:
         assert term.proc.wait(WAIT) == 0
     finally:
         term.close()
+
+
+def _doc_tables() -> dict[str, set[str]]:
+    """docs/status.md's field tables: the line that introduces each, and the fields it lists."""
+    tables: dict[str, set[str]] = {}
+    intro = ""
+    for line in (ROOT / "docs" / "status.md").read_text().splitlines():
+        if line.startswith("| `"):
+            first_cell = line.split("|")[1]
+            tables.setdefault(intro, set()).update(re.findall(r"`([a-z_]+)`", first_cell))
+        elif line.startswith("#") or line.endswith(":"):  # a heading, or "Each ROW:"
+            intro = line.strip()
+    return tables
+
+
+def test_the_doc_lists_exactly_the_fields_of_each_document() -> None:
+    tables = _doc_tables()
+    empty = StatusReport(7420, None, (), ())
+    assert tables["## The JSON document (version 1)"] == set(empty.to_dict())
+    assert tables["SERVER:"] == {f.name for f in fields(ServerSummary)}
+    assert tables["Each ROW:"] == {f.name for f in fields(SocketRow)}
+    assert tables["`server`:"] == {f.name for f in fields(RelayServer)}
+    assert tables["Each of `connections`, one per connection the relay still holds:"] == {
+        f.name for f in fields(RelayConnection)
+    }
+
+
+def test_the_relay_answer_reads_back_as_it_was_built(relay: Relay, connect: Any) -> None:
+    ana = connect()
+    ana.hello("ana")
+    document = relay.status()
+    answer = RelayStatus.from_dict(json.loads(json.dumps(document)))
+    assert answer.to_dict() == document
+    assert [c.name for c in answer.connections] == ["ana"]
+    assert answer.server.port == relay.address[1]
+    with pytest.raises(ValueError, match="has no 'pid'"):
+        RelayStatus.from_dict({**document, "server": {"room": "lobby"}})
+    with pytest.raises(ValueError, match="not a status document"):
+        RelayStatus.from_dict({"type": "error"})

@@ -8,11 +8,17 @@ import typer
 
 from lanchat.cli.app import JsonOption, PortOption
 from lanchat.errors import UsageError
-from lanchat.protocol import DEFAULT_PORT
+from lanchat.protocol import (
+    DEFAULT_HISTORY,
+    DEFAULT_KEEPALIVE_SECONDS,
+    DEFAULT_MAX_CLIENTS,
+    DEFAULT_PORT,
+    DEFAULT_ROOM,
+)
 
 EPILOG = (  # the examples under --help
     "Examples:\n\n"
-    "  lanchat serve                      # port 7420, every network\n\n"
+    f"  lanchat serve                      # port {DEFAULT_PORT}, every network\n\n"
     "  lanchat serve --room physics --max-clients 40\n\n"
     "  lanchat serve --port 0 --json      # a free port; events as JSON lines\n\n"
     "  lanchat serve --interface wlan0    # announce on the Wi-Fi only\n\n"
@@ -28,16 +34,16 @@ def serve(
     port: PortOption = DEFAULT_PORT,
     room: Annotated[
         str, typer.Option("--room", envvar="LANCHAT_ROOM", help="Room name.")
-    ] = "lobby",
+    ] = DEFAULT_ROOM,
     history: Annotated[
         int, typer.Option("--history", min=0, max=10000, help="Messages replayed to newcomers.")
-    ] = 50,
+    ] = DEFAULT_HISTORY,
     max_clients: Annotated[
         int,
         typer.Option(
             "--max-clients", min=0, help="Most people at once (0: as many as the OS allows)."
         ),
-    ] = 0,
+    ] = DEFAULT_MAX_CLIENTS,
     json_out: JsonOption = False,
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="Log only start and stop, not every message.")
@@ -50,7 +56,7 @@ def serve(
             max=7200,
             help="Seconds after which a PC that vanished without closing is dropped.",
         ),
-    ] = 60.0,
+    ] = DEFAULT_KEEPALIVE_SECONDS,
     no_mdns: Annotated[
         bool,
         typer.Option(

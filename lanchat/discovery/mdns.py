@@ -44,9 +44,10 @@ def mdns_errors() -> tuple[type[BaseException], ...]:
 def open_zeroconf(ipv4: Sequence[str], ipv6_interfaces: Sequence[str]) -> Zeroconf:
     """A Zeroconf on exactly these IPv4 addresses and IPv6 interfaces (never loopback).
 
-    An explicit list needs no multicast route (InterfaceChoice.Default does: pitfall 2), speaks
-    IPv4 and IPv6 (the default is IPv4 only: pitfall 3) and avoids ::1 (pitfall 4). Where IPv6
-    cannot be used it falls back to IPv4.
+    An explicit list needs no multicast route (InterfaceChoice.Default does), speaks IPv4 and
+    IPv6 (the default is IPv4 only) and avoids ::1; docs/discovery.md, "zeroconf and mDNS
+    pitfalls": "A multicast route for the default interface", "IPv4 only unless asked", "Not on
+    loopback". Where IPv6 cannot be used it falls back to IPv4.
     """
     from zeroconf import IPVersion, Zeroconf
 

@@ -1,13 +1,13 @@
 """Decisions of discovery, pure: which of this PC's addresses a server advertises (and on which
-interfaces), what to do when they change, which servers match a join, and in which order a
-client tries a server's addresses. Unit-tested without sockets."""
+interfaces), what to do when they change, which server a join goes to and in which order it tries
+that server's addresses (reach_server). Unit-tested without sockets."""
 
 from __future__ import annotations
 
 import ipaddress
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 from lanchat.discovery.records import Server
 from lanchat.errors import LanchatError, UnreachableError, UsageError
@@ -205,6 +205,38 @@ def try_in_turn(
     )
 
 
+@dataclass(frozen=True)
+class Reached(Generic[T]):
+    """Where a `join` without an address went: the server, the connection, the address that
+    worked, and the (address, error) of those tried before it."""
+
+    server: Server
+    connection: T
+    address: str
+    failed: tuple[tuple[str, LanchatError], ...]
+
+
+def reach_server(
+    servers: Sequence[Server],
+    room: str | None,
+    *,
+    seconds: float,
+    networks: Sequence[IPNetwork],
+    pick: Callable[[list[Server]], Server | None] | None,
+    connect: Callable[[Server, str, bool], T],
+) -> Reached[T]:
+    """The whole choice of a `join` without an address, given what discovery found: the server
+    (choose_server; `pick` asks the user among several), then its addresses in order
+    (order_addresses over this PC's `networks`), each given to connect(server, address, is_last)
+    until one works (try_in_turn). Prints nothing; the errors say what to try."""
+    server = choose_server(servers, room, seconds=seconds, pick=pick)
+    order = order_addresses(server.addresses, networks)
+    connection, address, failed = try_in_turn(
+        order, lambda address, last: connect(server, address, last)
+    )
+    return Reached(server, connection, address, tuple(failed))
+
+
 def local_networks(local: Sequence[LocalAddress]) -> list[IPNetwork]:
     """The LAN networks this PC is directly on, from its addresses and netmasks (not its
     loopback, VPN or container networks: a server's address there is rarely the way in)."""
@@ -244,7 +276,8 @@ def order_addresses(addresses: Sequence[str], networks: Sequence[IPNetwork]) -> 
 
 def browse_interfaces(local: Sequence[LocalAddress]) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """Where a client listens for answers: every IPv4 address and every interface with IPv6,
-    loopback excepted (zeroconf on ::1 only logs 'Network is unreachable': pitfall 4)."""
+    loopback excepted (zeroconf on ::1 only logs 'Network is unreachable': docs/discovery.md,
+    "Not on loopback")."""
     lan = [a for a in local if "loopback" not in a.tags]
     ipv4 = tuple(dict.fromkeys(a.address for a in lan if a.family == 4))
     ipv6 = tuple(dict.fromkeys(a.interface for a in lan if a.family == 6))

@@ -176,7 +176,8 @@ def _host_of(server: str | None, instance: str) -> str:
 
 def usable_addresses(addresses: list[str]) -> tuple[str, ...]:
     """Addresses a client can connect to: no loopback, multicast, unspecified, or unscoped
-    link-local IPv6 (learned over IPv4, it has no interface: pitfall 5); duplicates dropped."""
+    link-local IPv6 (learned over IPv4, it has no interface: docs/discovery.md, "IPv6 link-local
+    answers"); duplicates dropped."""
     seen: dict[str, None] = {}
     for text in addresses:
         bare, _, scope = text.partition("%")

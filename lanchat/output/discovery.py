@@ -1,19 +1,21 @@
 """Discovery for people: the table of servers `lanchat discover` found, the progress spinner,
-the live `--watch` view (rich Live) and the numbered pick of `join` without an address."""
+the live `--watch` view (rich Live), and what `join` without an address shows: the numbered list
+to pick from (the question itself is asked by the front end, lanchat/join.py) and which address
+worked. Rendering only: nothing here reads input."""
 
 from __future__ import annotations
 
 import shlex
-import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, TextIO
+from typing import Any
 
 from rich.console import Console
 from rich.text import Text
 
-from lanchat.discovery import Change, Server
+from lanchat.discovery import Change, Reached, Server
+from lanchat.output import notice
 
 
 def servers_table(servers: Sequence[Server]) -> Any:
@@ -123,26 +125,37 @@ class WatchView:
         return Group(head, servers_table(servers)) if servers else head
 
 
-MAX_PICK_TRIES = 5
-
-
-def pick_server(
-    servers: Sequence[Server], console: Console, stream: TextIO | None = None
-) -> Server | None:
-    """Ask which of several servers to join, by number; None at end of input or after
-    MAX_PICK_TRIES answers that are not a number on the list (Ctrl-C leaves, as anywhere)."""
-    source = stream if stream is not None else sys.stdin
-    console.print(Text("Several lanchat servers answered:"))
+def pick_list(servers: Sequence[Server]) -> Text:
+    """The numbered servers `join` asks the user to choose from (join.py asks)."""
+    lines = [Text("Several lanchat servers answered:")]
     for i, s in enumerate(servers, 1):
         where = ", ".join(s.endpoint(a) for a in s.addresses[:2])
-        console.print(Text.assemble(f"  {i}. ", (s.room, "bold"), f" on {s.host}   ({where})"))
-    for _ in range(MAX_PICK_TRIES):
-        console.print(Text(f"Join which one? [1-{len(servers)}]: ", style="bold"), end="")
-        line = source.readline()
-        if not line:
-            return None
-        answer = line.strip()
-        if answer.isdigit() and 1 <= int(answer) <= len(servers):
-            return servers[int(answer) - 1]
-        console.print(Text(f"Type a number from 1 to {len(servers)}.", style="yellow"))
-    return None
+        lines.append(Text.assemble(f"  {i}. ", (s.room, "bold"), f" on {s.host}   ({where})"))
+    return Text("\n").join(lines)
+
+
+def pick_question(count: int) -> Text:
+    """The prompt for a number, printed without a line end."""
+    return Text(f"Join which one? [1-{count}]: ", style="bold")
+
+
+def pick_retry(count: int) -> Text:
+    """What to say after an answer that is not a number on the list."""
+    return Text(f"Type a number from 1 to {count}.", style="yellow")
+
+
+def reach_report(reached: Reached[Any]) -> list[Text]:
+    """The stderr lines of `join` without an address: addresses that failed, and the one used."""
+    server = reached.server
+    lines = [
+        notice(f"* {server.endpoint(bad)} did not work: {error.message}", "dim")
+        for bad, error in reached.failed
+    ]
+    lines.append(
+        notice(
+            f"* Found {server.name!r} (room {server.room!r}); connected via "
+            f"{server.endpoint(reached.address)}.",
+            "dim",
+        )
+    )
+    return lines

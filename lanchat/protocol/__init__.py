@@ -4,12 +4,21 @@ Two kinds of client share one port (docs/protocol.md): lanchat clients speak JSO
 clients (ncat, telnet, ...) type plain lines. This package parses both and renders every server
 frame for both, so the relay encodes each frame once per kind, never once per recipient:
 `lines` (limits, framing, cleaning, names), `requests` (what clients send), `events` (what the
-server sends). Callers import from here; `lines.json_line` and
-`lines.parse_json_object` are shared by the two directions only.
+server sends), `defaults` (every default a user can change, cheap enough for `--help`). Callers
+import from here; `lines.json_line` and `lines.parse_json_object` are shared by the two
+directions only. `status` (the relay's status document) is imported from itself, by the relay
+and `lanchat status` only, so that `--help` does not pay for its classes.
 """
 
 from __future__ import annotations
 
+from lanchat.protocol.defaults import (
+    DEFAULT_HISTORY,
+    DEFAULT_KEEPALIVE_SECONDS,
+    DEFAULT_MAX_CLIENTS,
+    DEFAULT_PORT,
+    DEFAULT_ROOM,
+)
 from lanchat.protocol.events import (
     Chat,
     Event,
@@ -32,7 +41,6 @@ from lanchat.protocol.events import (
     render_line,
 )
 from lanchat.protocol.lines import (
-    DEFAULT_PORT,
     DETECT_SECONDS,
     MAX_LINE_BYTES,
     MAX_NAME_CHARS,
@@ -71,7 +79,11 @@ from lanchat.protocol.requests import (
 )
 
 __all__ = [
+    "DEFAULT_HISTORY",
+    "DEFAULT_KEEPALIVE_SECONDS",
+    "DEFAULT_MAX_CLIENTS",
     "DEFAULT_PORT",
+    "DEFAULT_ROOM",
     "DETECT_SECONDS",
     "MAX_LINE_BYTES",
     "MAX_NAME_CHARS",

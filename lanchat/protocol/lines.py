@@ -10,7 +10,6 @@ from typing import Any, Literal
 from lanchat import __version__
 
 PROTOCOL_VERSION = 1
-DEFAULT_PORT = 7420
 MAX_LINE_BYTES = 4096  # longest line before its "\n"; like h11's named buffer limit
 MAX_NAME_CHARS = 24
 DETECT_SECONDS = 0.25  # how long a silent new client may take before it is greeted as raw
@@ -18,7 +17,7 @@ RESERVED_NAMES = frozenset(
     {"server", "lanchat", "system", "admin", "root", "everyone", "all", "nobody", "me"}
 )
 SOFTWARE = f"lanchat {__version__}"
-STATUS_VERSION = 1  # of the status document (docs/status.md)
+STATUS_VERSION = 1  # of the status documents (lanchat/protocol/status.py, docs/status.md)
 
 ClientKind = Literal["lanchat", "raw"]
 

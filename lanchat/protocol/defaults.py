@@ -1,0 +1,14 @@
+"""The defaults a user can change on the command line, each defined once.
+
+Standard library only and imported by `lanchat --help`, which shows them, so it must stay cheap:
+constants, no imports. The relay, the room, `lanchat serve` and the docs use these names
+(tests/test_defaults.py checks that the docs agree).
+"""
+
+from __future__ import annotations
+
+DEFAULT_PORT = 7420  # TCP, for the relay, `join`, `status` and `doctor`
+DEFAULT_ROOM = "lobby"
+DEFAULT_HISTORY = 50  # chat messages replayed to a newcomer
+DEFAULT_MAX_CLIENTS = 0  # people at once; 0: as many as the open-files limit allows
+DEFAULT_KEEPALIVE_SECONDS = 60.0  # a silent, vanished peer is noticed within about this long

@@ -1,0 +1,111 @@
+"""The relay's status document: what a relay answers a status query with, defined once.
+
+The relay builds it (`Relay.status()`), `lanchat status` reads it back (`RelayStatus.from_dict`)
+and docs/status.md ("The relay's answer") lists its fields; tests/test_status.py checks that the
+doc and these classes agree. Fields are only ever added within a version, so a reader ignores
+fields it does not know. Imported as `lanchat.protocol.status` (not re-exported by the package),
+so that `lanchat --help` does not load it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any, TypeVar
+
+from lanchat.protocol.lines import STATUS_VERSION
+
+_T = TypeVar("_T")
+
+
+def _flat_dict(record: Any) -> dict[str, Any]:
+    """The fields of a dataclass of plain values, in order (asdict's deep copy is not needed)."""
+    return {f.name: getattr(record, f.name) for f in fields(record)}
+
+
+def _known_fields(cls: type[_T], document: Any) -> _T:
+    """cls from the fields of `document` that cls defines; ValueError when one is missing."""
+    if not isinstance(document, dict):
+        raise ValueError(f"not a status document: {cls.__name__} is not an object")
+    try:
+        return cls(**{f.name: document[f.name] for f in fields(cls)})  # type: ignore[arg-type]
+    except KeyError as e:
+        raise ValueError(f"not a status document: {cls.__name__} has no {e}") from None
+
+
+@dataclass(frozen=True)
+class RelayServer:
+    """The relay's own figures."""
+
+    pid: int
+    lanchat: str  # its version
+    room: str
+    host: str  # as bound
+    port: int
+    started: float  # Unix time, rounded to ms
+    uptime: float  # seconds, rounded to ms
+    clients: int  # in the room now
+    max_clients: int
+    messages: int  # relayed since start
+    rate: float  # messages per second over the last few seconds
+
+    def to_dict(self) -> dict[str, Any]:
+        return _flat_dict(self)
+
+    @classmethod
+    def from_dict(cls, document: Any) -> RelayServer:
+        return _known_fields(cls, document)
+
+
+@dataclass(frozen=True)
+class RelayConnection:
+    """One connection the relay still holds."""
+
+    id: int
+    name: str
+    kind: str  # "lanchat" or "raw"
+    program: str  # what a lanchat client named in its hello; "" for raw clients
+    remote: str | None  # ip:port
+    local: str | None
+    connected_at: float  # Unix time, rounded to ms
+    lines_in: int
+    bytes_in: int
+    frames_out: int
+    bytes_out: int
+    queue: int  # frames waiting to be sent to it
+    state: str  # "in room" or "leaving"
+
+    def to_dict(self) -> dict[str, Any]:
+        return _flat_dict(self)
+
+    @classmethod
+    def from_dict(cls, document: Any) -> RelayConnection:
+        return _known_fields(cls, document)
+
+
+@dataclass(frozen=True)
+class RelayStatus:
+    """The whole answer: `{"type": "status", "version": 1, "server": ..., "connections": [...]}`."""
+
+    server: RelayServer
+    connections: tuple[RelayConnection, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "type": "status",
+            "version": STATUS_VERSION,
+            "server": self.server.to_dict(),
+            "connections": [c.to_dict() for c in self.connections],
+        }
+
+    @classmethod
+    def from_dict(cls, document: Any) -> RelayStatus:
+        """ValueError when `document` is not a status document."""
+        if not isinstance(document, dict) or document.get("type") != "status":
+            raise ValueError("not a status document")
+        connections = document.get("connections")
+        if not isinstance(connections, list):
+            raise ValueError("not a status document: no list of connections")
+        return cls(
+            RelayServer.from_dict(document.get("server")),
+            tuple(RelayConnection.from_dict(c) for c in connections),
+        )
