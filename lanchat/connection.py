@@ -33,6 +33,7 @@ from typing import Any
 from lanchat.fanout import SEND_FLAGS, Client
 from lanchat.hub import Hub, refusal_frames
 from lanchat.protocol import (
+    DEFAULT_MAX_RATE,
     DETECT_SECONDS,
     ClientKind,
     FrameError,
@@ -53,7 +54,6 @@ from lanchat.tuning import RECV_BUSY_BYTES, RECV_BYTES
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MAX_RATE = 200.0  # lines per second per client; a person types a few, a paste is a burst
 BURST_SECONDS = 2.0  # a burst may be this many seconds' worth of lines (400 by default)
 
 Lines = list[bytes | LineTooLong]

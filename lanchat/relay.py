@@ -21,12 +21,18 @@ import time
 from typing import Any
 
 from lanchat import __version__
-from lanchat.connection import DEFAULT_MAX_RATE, Connection, ConnectionPolicy
+from lanchat.connection import Connection, ConnectionPolicy
 from lanchat.errors import AddressInUseError, LanchatError
 from lanchat.fanout import MAX_BACKLOG_BYTES, MAX_BACKLOG_FRAMES, Client
 from lanchat.hub import Hub
 from lanchat.netinfo import endpoint_text
-from lanchat.protocol import DEFAULT_HISTORY, DEFAULT_KEEPALIVE_SECONDS, DEFAULT_PORT, DEFAULT_ROOM
+from lanchat.protocol import (
+    DEFAULT_HISTORY,
+    DEFAULT_KEEPALIVE_SECONDS,
+    DEFAULT_MAX_RATE,
+    DEFAULT_PORT,
+    DEFAULT_ROOM,
+)
 from lanchat.protocol.status import RelayConnection, RelayServer, RelayStatus
 from lanchat.room import Room
 

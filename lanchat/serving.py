@@ -18,6 +18,7 @@ from lanchat.protocol import (
     DEFAULT_HISTORY,
     DEFAULT_KEEPALIVE_SECONDS,
     DEFAULT_MAX_CLIENTS,
+    DEFAULT_MAX_RATE,
     DEFAULT_PORT,
     DEFAULT_ROOM,
     Event,
@@ -49,6 +50,7 @@ class ServeOptions:
     max_clients: int = DEFAULT_MAX_CLIENTS
     quiet: bool = False
     keepalive: float = DEFAULT_KEEPALIVE_SECONDS
+    max_rate: float = DEFAULT_MAX_RATE  # lines/s per client before the relay reads less
     mdns: bool = True
     interfaces: tuple[str, ...] = ()
     one_core: bool = True  # a busy room's threads share one CPU core (lanchat.cores)
@@ -118,6 +120,7 @@ def run_server(options: ServeOptions, log: ServeLog) -> Stopped:
         history=options.history,
         max_clients=max_clients,
         keepalive=options.keepalive,
+        max_rate=options.max_rate,
     )
     events: queue.Queue[tuple[Any, Any]] = queue.Queue(maxsize=LOG_QUEUE)
     dropped = [0]

@@ -9,6 +9,7 @@ from lanchat.protocol import (
     DEFAULT_HISTORY,
     DEFAULT_KEEPALIVE_SECONDS,
     DEFAULT_MAX_CLIENTS,
+    DEFAULT_MAX_RATE,
     DEFAULT_PORT,
     DEFAULT_ROOM,
 )
@@ -24,6 +25,7 @@ def test_the_relay_and_serve_use_the_defaults() -> None:
     assert relay["history"].default == DEFAULT_HISTORY
     assert relay["max_clients"].default == DEFAULT_MAX_CLIENTS
     assert relay["keepalive"].default == DEFAULT_KEEPALIVE_SECONDS
+    assert relay["max_rate"].default == DEFAULT_MAX_RATE
     room = inspect.signature(Room).parameters
     assert (room["name"].default, room["history"].default) == (DEFAULT_ROOM, DEFAULT_HISTORY)
     options = ServeOptions()
@@ -32,9 +34,10 @@ def test_the_relay_and_serve_use_the_defaults() -> None:
         DEFAULT_ROOM,
         DEFAULT_HISTORY,
     )
-    assert (options.max_clients, options.keepalive) == (
+    assert (options.max_clients, options.keepalive, options.max_rate) == (
         DEFAULT_MAX_CLIENTS,
         DEFAULT_KEEPALIVE_SECONDS,
+        DEFAULT_MAX_RATE,
     )
 
 
@@ -46,6 +49,7 @@ def test_serve_help_shows_the_defaults() -> None:
         f"default: {DEFAULT_HISTORY};",
         f"default: {DEFAULT_MAX_CLIENTS};",
         f"default: {DEFAULT_KEEPALIVE_SECONDS};",
+        f"default: {DEFAULT_MAX_RATE};",
     ):
         assert default in shown
 
@@ -57,5 +61,6 @@ def test_the_docs_state_the_defaults() -> None:
     assert f"(`--history`, default {DEFAULT_HISTORY})" in doc("protocol.md")
     assert f"`ncat HOST {DEFAULT_PORT}`" in doc("protocol.md")
     assert f"(default {DEFAULT_KEEPALIVE_SECONDS:g})" in doc("status.md")
+    assert f"(`--max-rate`, default {DEFAULT_MAX_RATE:g} lines per second)" in doc("protocol.md")
     assert f"a port other than {DEFAULT_PORT}" in doc("discovery.md")
     assert f"({DEFAULT_PORT} by default)" in doc("troubleshooting.md")

@@ -12,6 +12,7 @@ from lanchat.protocol import (
     DEFAULT_HISTORY,
     DEFAULT_KEEPALIVE_SECONDS,
     DEFAULT_MAX_CLIENTS,
+    DEFAULT_MAX_RATE,
     DEFAULT_PORT,
     DEFAULT_ROOM,
 )
@@ -57,6 +58,15 @@ def serve(
             help="Seconds after which a PC that vanished without closing is dropped.",
         ),
     ] = DEFAULT_KEEPALIVE_SECONDS,
+    max_rate: Annotated[
+        float,
+        typer.Option(
+            "--max-rate",
+            min=0,
+            help="Lines per second one person may send; beyond it (after a burst of twice "
+            "that) the relay reads less from them, so a flood slows itself (0: no limit).",
+        ),
+    ] = DEFAULT_MAX_RATE,
     no_mdns: Annotated[
         bool,
         typer.Option(
@@ -105,6 +115,7 @@ def serve(
         max_clients=max_clients,
         quiet=quiet,
         keepalive=keepalive,
+        max_rate=max_rate,
         mdns=not no_mdns,
         interfaces=tuple(interfaces or ()),
         one_core=not all_cores,
