@@ -7,16 +7,9 @@ import json
 import socket
 from typing import Any
 
-from conftest import run_lanchat
+from conftest import free_port, run_lanchat
 from lanchat.errors import ExitCode
 from lanchat.relay import Relay
-
-
-def free_port() -> int:
-    holder = socket.create_server(("127.0.0.1", 0))
-    port = int(holder.getsockname()[1])
-    holder.close()
-    return port
 
 
 def by_id(document: dict[str, Any]) -> dict[str, dict[str, Any]]:
