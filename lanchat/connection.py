@@ -165,8 +165,8 @@ class Connection:
     def _chat(self, hello: Hello | None, lines: Lines, eof: bool) -> str:
         client = self.client
         self._joined = True  # from here on, whatever happens, finish() makes it leave
-        try:
-            self.hub.join(client, hello)
+        try:  # a raw client that has said nothing yet is greeted, but not announced
+            self.hub.join(client, hello, announce=hello is not None or bool(lines))
         except Refused as refused:
             self._joined = False
             kind: ClientKind = "raw" if hello is None else "lanchat"

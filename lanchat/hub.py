@@ -93,10 +93,11 @@ class Hub:
 
     # --- what readers call (without the lock) ----------------------------------------------
 
-    def join(self, client: Client, hello: Hello | None) -> None:
-        """Make `client` a member; Refused says why not (nothing was sent to it then)."""
+    def join(self, client: Client, hello: Hello | None, *, announce: bool = True) -> None:
+        """Make `client` a member (announced to the room unless it has said nothing yet);
+        Refused says why not (nothing was sent to it then)."""
         with self.lock:
-            outputs = self.room.join(client.id, hello)
+            outputs = self.room.join(client.id, hello, announce=announce)
             client.member = self.room.member(client.id)
             client.kind = "raw" if hello is None else "lanchat"
             self._clients[client.id] = client

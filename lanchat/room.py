@@ -48,6 +48,9 @@ from lanchat.protocol import (
 MAX_NAME_SUFFIX = 999  # alice-2 ... alice-999, then the name counts as taken
 GREETING_NAMES = 100  # names in the who-list of the greeting (the count is always there)
 RATE_WINDOW_SECONDS = 10  # `lanchat status` reports messages per second over this window
+# A full room makes room for a newcomer by letting go of a connection that has not said a word
+# for this long (a forgotten terminal, an idle socket), never of anyone who has spoken.
+SILENT_GRACE_SECONDS = 60.0
 
 # What a reader hands to the room per line; a str is a raw client's plain message (the common
 # case, so it needs no request object).
@@ -58,6 +61,8 @@ GOODBYES = {
     "too-slow": "You were disconnected: you could not keep up with the room "
     "(the server could not send to you fast enough).",
     "shutdown": "Server shutting down. Goodbye.",
+    "idle": "You were disconnected to make room for someone else: the room is full and you "
+    "had not said anything since you connected. Connect again to go on.",
 }
 
 
@@ -78,6 +83,11 @@ class Member:
     name: str
     kind: ClientKind
     program: str = ""  # the client program, from a lanchat hello
+    # Announced to the room: it has said something or identified itself (a lanchat hello). A
+    # silent connection is greeted but not announced, listed or counted as present, so a port
+    # scan or an idle socket costs nobody a notice.
+    announced: bool = True
+    since: float = 0.0  # when it joined (the room's ticks)
 
 
 # --- outputs: what must happen ------------------------------------------------------------
@@ -152,6 +162,7 @@ class Room:
         self._ticks = ticks  # for the message rate (monotonic)
         self._per_second: deque[list[int]] = deque(maxlen=RATE_WINDOW_SECONDS + 1)
         self._members: dict[int, Member] = {}  # by id, in joining order
+        self._present = 0  # announced members
         self._names: dict[str, Member] = {}  # by casefolded name
         self._guest_numbers = itertools.count(1)
 
@@ -159,6 +170,12 @@ class Room:
 
     @property
     def size(self) -> int:
+        """People present: announced members (a silent connection is not counted)."""
+        return self._present
+
+    @property
+    def connections(self) -> int:
+        """Members, silent ones included: what --max-clients counts."""
         return len(self._members)
 
     @property
@@ -178,28 +195,51 @@ class Room:
 
     # --- what clients do -------------------------------------------------------------------
 
-    def join(self, member_id: int, hello: Hello | None) -> list[Output]:
-        """Admit a client (raw when `hello` is None); Refused says why not."""
+    def join(self, member_id: int, hello: Hello | None, *, announce: bool = True) -> list[Output]:
+        """Admit a client (raw when `hello` is None); Refused says why not. A raw client that
+        has not said anything yet joins unannounced (`announce=False`)."""
         if self.closed:
             raise Refused("shutdown", "The server is shutting down.")
+        outputs: list[Output] = []
         if self.max_clients and len(self._members) >= self.max_clients:
-            people = "person" if self.max_clients == 1 else "people"
-            raise Refused(
-                "server-full",
-                f"The server is full ({self.max_clients} {people}). Try again later.",
-            )
+            silent = self._longest_silent()
+            if silent is None:
+                people = "person" if self.max_clients == 1 else "people"
+                raise Refused(
+                    "server-full",
+                    f"The server is full ({self.max_clients} {people}). Try again later.",
+                )
+            outputs += self.leave(silent.id, "idle")
         member = Member(
             member_id,
             self._choose_name(hello),
             "raw" if hello is None else "lanchat",
             hello.client if hello else "",
+            announced=False,
+            since=self._ticks(),
         )
         self._members[member_id] = member
         self._names[member.name.casefold()] = member
-        return [
-            self._greeting(member),
-            Publish(Joined(self._next(), self._clock(), member.name, member.kind, self.size)),
-        ]
+        if announce or hello is not None:
+            self._mark_present(member)  # first, so its greeting lists it
+            outputs += [self._greeting(member), self._joined(member)]
+        else:
+            outputs.append(self._greeting(member))
+        return outputs
+
+    def _mark_present(self, member: Member) -> None:
+        member.announced = True
+        self._present += 1
+
+    def _joined(self, member: Member) -> Publish:
+        """The event that tells everyone `member` is here (after its greeting: a higher seq)."""
+        return Publish(Joined(self._next(), self._clock(), member.name, member.kind, self._present))
+
+    def _longest_silent(self) -> Member | None:
+        """The connection silent the longest, if longer than SILENT_GRACE_SECONDS."""
+        cutoff = self._ticks() - SILENT_GRACE_SECONDS
+        silent = [m for m in self._members.values() if not m.announced and m.since <= cutoff]
+        return min(silent, key=lambda m: m.since, default=None)
 
     def upgrade(self, member_id: int, hello: Hello) -> list[Output]:
         """A member greeted as raw turned out to be a lanchat client (its hello came late)."""
@@ -214,6 +254,12 @@ class Room:
         member.kind = "lanchat"
         member.program = hello.client
         outputs: list[Output] = [Recode(member_id, "lanchat")]
+        if not member.announced:  # greeted in silence: it now identified itself
+            self._names.pop(member.name.casefold())
+            member.name = name
+            self._names[name.casefold()] = member
+            self._mark_present(member)
+            return [*outputs, self._greeting(member), self._joined(member)]
         if name != member.name:
             self._rename(member, name, outputs)
         outputs.append(self._greeting(member))
@@ -243,6 +289,9 @@ class Room:
         if member is None:
             return []  # leaving: whatever it still sends is drained, not relayed
         outputs: list[Output] = []
+        if not member.announced and items and not isinstance(items[0], Quit):
+            self._mark_present(member)  # its first words: now it is here
+            outputs.append(self._joined(member))
         for item in items:
             if type(item) is str:
                 self._say(member, item, False, outputs)
@@ -256,7 +305,7 @@ class Room:
             elif isinstance(item, SetName):
                 self._rename(member, item.name, outputs)
             elif isinstance(item, AskWho):
-                names = tuple(m.name for m in self._members.values())
+                names = tuple(m.name for m in self._members.values() if m.announced)
                 outputs.append(Send(member_id, WhoList(self.seq, self._clock(), names)))
             elif isinstance(item, Ping):
                 outputs.append(Send(member_id, Pong(self.seq, self._clock(), item.token)))
@@ -274,9 +323,11 @@ class Room:
         if member is None:
             return []
         del self._names[member.name.casefold()]
-        outputs: list[Output] = [
-            Publish(Left(self._next(), self._clock(), member.name, reason, self.size))
-        ]
+        outputs: list[Output] = []
+        if member.announced:  # a silent connection leaves as it came: unannounced
+            self._present -= 1
+            left = Left(self._next(), self._clock(), member.name, reason, self._present)
+            outputs.append(Publish(left))
         goodbye = GOODBYES.get(reason)
         if goodbye:
             outputs.append(Send(member_id, Goodbye(self.seq, self._clock(), reason, goodbye)))
@@ -292,6 +343,7 @@ class Room:
         outputs: list[Output] = [Publish(goodbye)]
         outputs += [Hangup(member_id, "shutdown") for member_id in self._members]
         self._members.clear()
+        self._present = 0
         self._names.clear()
         return outputs
 
@@ -327,7 +379,8 @@ class Room:
         welcome = Welcome(self.seq, now, member.name, self.name, history=len(replay))
         # A newcomer to a big room gets the first names and the count, not thousands of names
         # (that was O(room) bytes per join); /who lists everyone on request.
-        names = tuple(m.name for m in itertools.islice(self._members.values(), GREETING_NAMES))
+        present = (m.name for m in self._members.values() if m.announced)
+        names = tuple(itertools.islice(present, GREETING_NAMES))
         return Greet(member.id, welcome, WhoList(self.seq, now, names, self.size), replay)
 
     def _say(self, member: Member, text: str, action: bool, outputs: list[Output]) -> None:

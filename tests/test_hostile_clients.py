@@ -274,3 +274,21 @@ def wait_for(condition: Any, timeout: float = 4 * WAIT) -> bool:
             return False
         time.sleep(0.01)  # the readers append on their own threads; this only looks
     return True
+
+
+def test_a_port_scan_costs_the_room_no_notices(relay: Relay, connect: Any) -> None:
+    """Every connect-and-close sent a join and a leave to everyone: a scan of the port was
+    hundreds of notices. A connection that never says anything is never announced."""
+    watcher = connect()
+    watcher.hello("watcher")
+    watcher.wait_json(lambda f: f["type"] == "join")  # its own
+    for _ in range(50):
+        probe = socket.create_connection(relay.address, timeout=WAIT)
+        probe.close()
+    lurker = connect()
+    lurker.wait_line("here:")  # greeted after its silence: it counts as a connection only
+    watcher.send_json({"type": "ping", "token": "after the scan"})
+    frames = []
+    while (frame := watcher.wait_json(lambda f: True))["type"] != "pong":
+        frames.append(frame)
+    assert [f["type"] for f in frames if f["type"] in ("join", "leave")] == []

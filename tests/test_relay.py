@@ -83,7 +83,7 @@ def test_silent_raw_client_is_greeted_and_sees_history_marked(relay: Relay, conn
     chat_frames(talker, 7)
     lurker = connect()  # sends nothing at all
     assert "Welcome to lobby" in lurker.wait_line("* Welcome")
-    assert lurker.wait_line("here:").endswith("talker, guest-1.")
+    assert lurker.wait_line("here:") == "* 1 here: talker."  # it has not said a word yet
     assert lurker.read_line() == "* Last 5 messages:"  # the relay keeps history=5
     assert [lurker.read_line().split("> ")[1] for _ in range(5)] == [
         f"old {i}" for i in range(2, 7)
@@ -405,3 +405,21 @@ def test_the_address_is_known_after_stop() -> None:
     address = relay.address
     relay.stop()
     assert relay.address == address  # a status query racing stop() still has an answer
+
+
+def test_a_silent_client_is_announced_when_it_first_speaks(relay: Relay, connect: Any) -> None:
+    watcher = connect()
+    watcher.hello("watcher")
+    lurker = connect()  # says nothing: greeted, but the room is not told
+    lurker.wait_line("here:")
+    watcher.send_json({"type": "who"})
+    assert watcher.wait_json(lambda f: f["type"] == "who")["names"] == ["watcher"]
+    lurker.send("hello at last\n")
+    joined = watcher.wait_json(
+        lambda f: f["type"] == "message" or (f["type"] == "join" and f["name"] != "watcher")
+    )
+    assert joined["type"] == "join" and joined["name"].startswith("guest-") and joined["count"] == 2
+    message = watcher.wait_json(lambda f: f["type"] == "message")
+    assert message["text"] == "hello at last" and message["from"] == joined["name"]
+    lurker.send("/quit\n")
+    assert watcher.wait_json(lambda f: f["type"] == "leave")["name"] == joined["name"]

@@ -270,3 +270,53 @@ def test_the_rate_counts_whole_seconds_of_the_last_window() -> None:
     assert room.rate() == 3 / RATE_WINDOW_SECONDS
     ticks.now += RATE_WINDOW_SECONDS + 1
     assert room.rate() == 0
+
+
+def test_a_silent_raw_client_is_greeted_but_not_announced_until_it_speaks() -> None:
+    room = Room(clock=Clock(), ticks=Clock())
+    room.join(1, hello("ana"))
+    outputs = room.join(2, None, announce=False)
+    assert [type(o) for o in outputs] == [Greet]  # no Joined for the others
+    greet = outputs[0]
+    assert isinstance(greet, Greet) and greet.who.names == ("ana",) and greet.who.count == 1
+    assert room.size == 1 and room.connections == 2
+    assert sent(room.handle(1, [AskWho()]), 1)[0].names == ("ana",)  # type: ignore[attr-defined]
+    spoken = room.handle(2, ["hi"])
+    assert [type(e).__name__ for e in published(spoken)] == ["Joined", "Chat"]
+    assert published(spoken)[0].count == 2  # type: ignore[attr-defined]
+
+
+def test_a_silent_client_leaves_unannounced() -> None:
+    room = Room(clock=Clock(), ticks=Clock())
+    room.join(1, None, announce=False)
+    outputs = room.leave(1, "closed")
+    assert outputs == [Hangup(1, "closed")]
+    assert room.join(2, None, announce=False)  # and a quit as its first line says nothing
+    assert published(room.handle(2, [Quit()])) == []
+
+
+def test_a_full_room_lets_the_longest_silent_connection_go_for_a_newcomer() -> None:
+    ticks = Clock()
+    room = Room(max_clients=2, clock=Clock(), ticks=ticks)
+    room.join(1, hello("ana"))
+    room.join(2, None, announce=False)
+    with pytest.raises(Refused):  # silent, but not for long yet
+        room.join(3, hello("ben"))
+    ticks.now += 61
+    outputs = room.join(3, hello("ben"))
+    goodbye = sent(outputs, 2)
+    assert isinstance(goodbye[0], Goodbye) and goodbye[0].reason == "idle"
+    assert Hangup(2, "idle") in outputs
+    assert [m.name for m in room.members] == ["ana", "ben"]
+    ticks.now += 1000
+    with pytest.raises(Refused):  # someone who has spoken is never let go for a newcomer
+        room.join(4, hello("cy"))
+
+
+def test_a_silent_client_that_identifies_late_is_announced_under_its_name() -> None:
+    room = Room(clock=Clock(), ticks=Clock())
+    room.join(1, None, announce=False)
+    outputs = room.upgrade(1, hello("dana"))
+    assert outputs[0] == Recode(1, "lanchat")
+    assert [type(e).__name__ for e in published(outputs)] == ["Joined"]  # no rename from guest
+    assert published(outputs)[0].name == "dana"  # type: ignore[attr-defined]
