@@ -160,6 +160,21 @@ class TestNames:
         assert problem.message  # a sentence the user can act on
 
     @pytest.mark.parametrize(
+        ("name", "shown"),
+        [
+            ("ev\x1b[31mil", r"'ev\x1b[31mil'"),  # not 'evil': that one would be valid
+            ("a\u202eb", r"'a\u202eb'"),  # a bidi override, visible instead of applied
+        ],
+    )
+    def test_an_invalid_name_is_shown_as_typed_with_its_controls_escaped(
+        self, name: str, shown: str
+    ) -> None:
+        problem = name_problem(name)
+        assert problem is not None
+        assert problem.message.startswith(f"{shown} is not a valid name")
+        assert clean_text(problem.message) == problem.message  # nothing reaches a terminal raw
+
+    @pytest.mark.parametrize(
         ("login", "name"),
         [
             ("John Doe", "John-Doe"),
