@@ -7,6 +7,7 @@ it. Every failure to connect becomes an UnreachableError or RejectedError that n
 from __future__ import annotations
 
 import errno
+import ipaddress
 import json
 import socket
 import threading
@@ -50,9 +51,15 @@ MAX_STATUS_LINE = 64 << 20  # thousands of connections make one long line
 def parse_address(
     text: str | None, *, default_host: str = "127.0.0.1", default_port: int = DEFAULT_PORT
 ) -> tuple[str, int]:
-    """'host', 'host:port', '[v6]:port', 'v6', ':port' -> (host, port)."""
-    if not text:
+    """'host', 'host:port', '[v6]:port', 'v6', ':port' -> (host, port); None: the defaults."""
+    if text is None:
         return default_host, default_port
+    if not text.strip():  # `join ''` (an unset shell variable) must not join 127.0.0.1
+        raise UsageError(
+            "An empty address was given.",
+            "Give HOST or HOST:PORT, for example 192.168.1.20:7420, or leave the address out "
+            "to find the server on this network.",
+        )
     host, port_text = text, ""
     if text.startswith("["):
         host, sep, rest = text[1:].partition("]")
@@ -61,12 +68,27 @@ def parse_address(
         port_text = rest[1:]
     elif text.count(":") == 1:
         host, _, port_text = text.partition(":")
+    elif not _is_ipv6(text):
+        head, _, tail = text.rpartition(":")
+        if tail.isdigit() and _is_ipv6(head):  # '::1:17635': a port written after an IPv6 address
+            raise UsageError(
+                f"{text!r} is not an address: an IPv6 address with a port needs brackets.",
+                f"Write [{head}]:{tail}.",
+            )
     host = host or default_host
     if not port_text:
         return host, default_port
     if not port_text.isdigit() or not 0 < int(port_text) < 65536:
         raise _bad_address(text)
     return host, int(port_text)
+
+
+def _is_ipv6(text: str) -> bool:
+    try:
+        ipaddress.IPv6Address(text.split("%", 1)[0])
+    except ValueError:
+        return False
+    return True
 
 
 def _bad_address(text: str) -> UsageError:
