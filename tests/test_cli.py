@@ -227,10 +227,66 @@ def test_serve_port_in_use_names_the_holder() -> None:
     assert "Traceback" not in result.stderr
 
 
-def test_serve_bad_host_is_explained() -> None:
-    result = run_lanchat("serve", "--host", "192.0.2.250", "--port", "0", "--no-mdns")
-    assert result.returncode == ExitCode.ERROR
-    assert "Cannot listen on 192.0.2.250" in result.stderr and "--host" in result.stderr
+@pytest.mark.parametrize("host", ["203.0.113.9", "192.0.2.250"])
+def test_serve_bad_host_is_a_usage_error_as_the_readme_says(host: str) -> None:
+    result = run_lanchat("serve", "--host", host, "--port", "0", "--no-mdns")
+    assert result.returncode == ExitCode.USAGE  # README: 2 for an unusable address
+    assert f"error: Cannot listen on {host}: it is not an address of this computer" in (
+        result.stderr
+    )
+    assert "hint: Leave out --host" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("host", "said"),
+    [
+        ("fe80::1%lo", "Cannot listen on fe80::1%lo alone: it is a link-local address, lanchat"),
+        ("fe80::1", "it needs its interface (fe80::1%eth0, say)"),
+    ],
+)
+def test_serve_on_a_link_local_address_says_why_not_invalid_argument(host: str, said: str) -> None:
+    result = run_lanchat("serve", "--host", host, "--port", "0", "--no-mdns")
+    assert result.returncode == ExitCode.USAGE
+    assert said in result.stderr
+    assert "Invalid argument" not in result.stderr
+    assert "hint: Leave out --host" in result.stderr
+
+
+def test_join_with_an_empty_address_is_a_usage_error_not_this_pc() -> None:
+    result = run_lanchat("join", "")
+    assert result.returncode == ExitCode.USAGE
+    assert result.stderr.startswith("error: An empty address was given.\nhint: ")
+
+
+def test_join_ipv6_with_an_unbracketed_port_asks_for_brackets() -> None:
+    result = run_lanchat("join", "::1:17635")
+    assert result.returncode == ExitCode.USAGE
+    assert "hint: Write [::1]:17635." in result.stderr
+    assert "[::1:17635]" not in result.stderr  # the old, wrong, doctor suggestion
+
+
+def test_serve_banner_lists_ipv6_addresses_bracketed() -> None:
+    from io import StringIO
+
+    from rich.console import Console
+
+    from lanchat.netinfo import LocalAddress
+    from lanchat.output.serve import serve_banner
+    from lanchat.serving import Listening, _off
+
+    addresses = (
+        LocalAddress("192.168.1.23", "wlan0", 4, "255.255.255.0", True, ()),
+        LocalAddress("2001:db8::23", "wlan0", 6, None, False, ()),
+        LocalAddress("fe80::23", "wlan0", 6, None, False, ("link-local",)),
+    )
+    info = Listening("", "::", 7420, "lobby", addresses, 10, (), _off())
+    out = StringIO()
+    serve_banner(Console(file=out, width=200, no_color=True), info)
+    text = out.getvalue()
+    assert "lanchat join 192.168.1.23:7420" in text
+    assert "lanchat join [2001:db8::23]:7420" in text
+    assert "ncat 2001:db8::23 7420" in text
+    assert "fe80::23" not in text  # link-local: not an address to tell the room
 
 
 def test_serve_banner_says_what_to_type(lanchat_process: Any) -> None:
