@@ -9,14 +9,16 @@ import re
 import selectors
 import socket
 import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import psutil
 import pytest
 
-from conftest import WAIT, LineClient, lanchat_env, ncat_path, run_lanchat
+from conftest import ROOT, WAIT, LineClient, lanchat_env, ncat_path, run_lanchat
 from lanchat import __version__
 from lanchat.errors import ExitCode
 from lanchat.relay import Relay
@@ -39,6 +41,58 @@ def test_help_lists_commands_with_examples() -> None:
     assert all(c in run_lanchat("--help").stdout for c in ("serve", "join"))
     assert "Examples" in run_lanchat("serve", "--help").stdout
     assert "LANCHAT_NAME" in run_lanchat("join", "--help").stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "said", "hint"),
+    [
+        (["join", "--nmae", "x"], "error: No such option: --nmae", "`lanchat join --help`"),
+        (
+            ["serve", "--no-mdns", "--port", "abc"],
+            "error: Invalid value for '--port'",
+            "`lanchat serve --help`",
+        ),
+        (["frobnicate"], "error: No such command 'frobnicate'.", "`lanchat --help` lists"),
+        (["join", "a", "b"], "error: Got unexpected extra argument", "`lanchat join --help`"),
+    ],
+)
+def test_option_parser_errors_say_error_and_hint_like_every_other(
+    args: list[str], said: str, hint: str
+) -> None:
+    result = run_lanchat(*args)
+    assert result.returncode == ExitCode.USAGE
+    lines = result.stderr.splitlines()
+    assert len(lines) == 2, result.stderr  # no "Usage:" block, no "Try ..." line
+    assert lines[0].startswith(said)
+    assert lines[1].startswith("hint: ") and hint in lines[1]
+
+
+def test_install_completion_as_typer_documents(tmp_path: Path) -> None:
+    env = {**lanchat_env(), "HOME": str(tmp_path)}
+    result = run_lanchat("--install-completion", "bash", env=env)
+    assert result.returncode == 0, result.stderr
+    script = tmp_path / ".bash_completions" / "lanchat.sh"
+    assert f"source '{script}'" in (tmp_path / ".bashrc").read_text()
+    assert "complete -o default -F _lanchat_completion lanchat" in script.read_text()
+    # What bash asks when Tab is pressed after `lanchat jo`:
+    asked = {**env, "_LANCHAT_COMPLETE": "complete_bash", "COMP_WORDS": "lanchat jo"}
+    answer = run_lanchat(env={**asked, "COMP_CWORD": "1"})
+    assert answer.stdout.split() == ["join"]
+
+
+def test_man_pages_are_the_current_help() -> None:
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "manpages"), "--check"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    page = (ROOT / "docs" / "man" / "lanchat-join.1").read_text()
+    assert page.startswith(".TH LANCHAT-JOIN 1")
+    assert "Usage: lanchat join [OPTIONS] [address]" in page
+    assert "\\-\\-name" in page  # options as troff writes a hyphen
 
 
 def test_two_joins_and_ncat_chat_through_serve_in_one_order(
