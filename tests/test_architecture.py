@@ -29,6 +29,7 @@ LAYERS = {
     "lanchat.serving": 5,
     "lanchat.output": 6,
     "lanchat.join": 7,
+    "lanchat.line_client": 7,
     "lanchat.cli": 8,
     "lanchat.__main__": 9,
 }
@@ -38,7 +39,7 @@ THIRD_PARTY = {
     "click": set(),
     "rich": {"lanchat.cli", "lanchat.output"},
     "zeroconf": {"lanchat.discovery"},
-    "prompt_toolkit": {"lanchat.join"},
+    "prompt_toolkit": {"lanchat.join", "lanchat.line_client"},
     "psutil": {"lanchat.netinfo", "lanchat.status", "lanchat.doctor"},
 }
 

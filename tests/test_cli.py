@@ -18,7 +18,7 @@ from typing import Any
 import psutil
 import pytest
 
-from conftest import ROOT, WAIT, LineClient, lanchat_env, ncat_path, run_lanchat
+from conftest import ROOT, WAIT, LineClient, Terminal, lanchat_env, ncat_path, run_lanchat
 from lanchat import __version__
 from lanchat.errors import ExitCode
 from lanchat.relay import Relay
@@ -231,33 +231,70 @@ def test_join_refused_names_the_cause_and_suggests_doctor() -> None:
     assert "Traceback" not in result.stderr
 
 
-@pytest.mark.parametrize(
-    ("greeting", "expected"),
-    [
-        (b"SSH-2.0-OpenSSH_9.2\r\n", "not a lanchat server"),
-        (b"", "did not answer the lanchat handshake"),
-    ],
-)
-def test_join_to_something_else(greeting: bytes, expected: str) -> None:
+def test_join_to_a_port_that_hangs_up_at_once_is_unreachable() -> None:
+    # (A server that answers with something else is chatted with: tests/test_line_servers.py.)
     listener = socket.create_server(("127.0.0.1", 0))
     listener.settimeout(WAIT)
     port = listener.getsockname()[1]
-    accepted: list[socket.socket] = []
 
-    def answer() -> None:
+    def hang_up() -> None:
         conn, _ = listener.accept()
-        accepted.append(conn)
-        conn.sendall(greeting)
+        conn.close()
 
-    thread = threading.Thread(target=answer)
+    thread = threading.Thread(target=hang_up)
     thread.start()
     result = run_lanchat("join", f"127.0.0.1:{port}", "--timeout", "0.5")
     thread.join(WAIT)
-    for conn in accepted:
-        conn.close()
     listener.close()
     assert result.returncode == ExitCode.UNREACHABLE
-    assert expected in result.stderr
+    assert "closed it without a word" in result.stderr
+
+
+def test_scripted_join_piped_into_head_ends_quietly_and_still_delivers(
+    relay: Relay, connect: Any
+) -> None:
+    watcher = connect()
+    join = subprocess.Popen(
+        [sys.executable, "-m", "lanchat", "join", f"127.0.0.1:{relay.address[1]}"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=lanchat_env(),
+        cwd=ROOT,
+    )
+    assert join.stdin is not None and join.stdout is not None and join.stderr is not None
+    assert join.stdout.readline().startswith(b"* Welcome to")  # what `head -1` takes
+    join.stdout.close()  # ... and then it is gone
+    join.stdin.write(b"still delivered\n")
+    join.stdin.close()
+    watcher.wait_line(lambda line: line.endswith("still delivered"))
+    assert join.wait(WAIT) == ExitCode.OK
+    assert join.stderr.read() == b""  # no "connection was lost", no traceback
+    join.stderr.close()
+
+
+def test_join_shows_progress_on_a_terminal_while_a_connect_hangs() -> None:
+    # A listener whose accept queue is full drops further SYNs, as a DROP rule does.
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = listener.getsockname()[1]
+    fillers = []
+    for _ in range(3):  # the kernel queues backlog + 1; then SYNs are dropped
+        filler = socket.socket()
+        filler.setblocking(False)
+        filler.connect_ex(("127.0.0.1", port))
+        fillers.append(filler)
+    terminal = Terminal("join", f"127.0.0.1:{port}", "--timeout", "3")
+    try:
+        terminal.wait_for(f"Connecting to 127.0.0.1:{port} (up to 3 s)".encode())
+    finally:
+        terminal.close()
+        for filler in fillers:
+            filler.close()
+        listener.close()
+    piped = run_lanchat("join", f"127.0.0.1:{free_port()}")  # not a terminal: no spinner
+    assert "Connecting to" not in piped.stderr
 
 
 @pytest.mark.parametrize("address", ["127.0.0.1:99999", "host:port", "[::1", "[::1]x"])

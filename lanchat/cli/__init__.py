@@ -9,7 +9,6 @@ it. Errors reach the user once, in words (`error:` and `hint:` on stderr); a tra
 from __future__ import annotations
 
 import importlib
-import os
 import sys
 from typing import Any, NoReturn
 
@@ -45,7 +44,9 @@ def main() -> None:
     except KeyboardInterrupt:
         sys.exit(int(ExitCode.INTERRUPTED))
     except BrokenPipeError:  # `lanchat discover | head -1`: the reader has what it wanted
-        _quiet_stdout()
+        from lanchat.output import quiet_output
+
+        quiet_output(sys.stdout)
         sys.exit(int(ExitCode.ERROR))
     except Exception as e:  # a bug: say so in one line, never a traceback without --debug
         if _is_parser_error(e):
@@ -89,12 +90,3 @@ def _parser_error(e: Exception) -> NoReturn:
     hint = f"`{command} --help` lists the {listed}."
     print_error(UsageError(message[:1].upper() + message[1:], hint))
     sys.exit(int(getattr(e, "exit_code", ExitCode.USAGE)))
-
-
-def _quiet_stdout() -> None:
-    """Point stdout at the null device, so that the exit's flush does not fail again."""
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-    except (OSError, ValueError):
-        pass
