@@ -39,7 +39,10 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     report = outcome.get_result()
     if call.excinfo is not None and call.excinfo.errisinstance(LabUnavailable):
         report.outcome = "skipped"
-        report.longrepr = (str(item.path), item.location[1] or 0, f"Skipped: {call.excinfo.value}")
+        reason = str(call.excinfo.value)
+        if "not installed" in reason:
+            reason += " (scripts/install-system-packages installs the tools)"
+        report.longrepr = (str(item.path), item.location[1] or 0, f"Skipped: {reason}")
 
 
 @pytest.fixture(autouse=True)
