@@ -7,7 +7,9 @@ it. Every failure to connect becomes an UnreachableError or RejectedError that n
 from __future__ import annotations
 
 import errno
+import ipaddress
 import json
+import re
 import socket
 import threading
 import time
@@ -44,15 +46,28 @@ CONNECT_TIMEOUT = 5.0
 MAX_SERVER_LINE = 1 << 20  # a who-list of thousands of names is one long line
 RECONNECT_DELAYS = (1.0, 2.0, 4.0, 8.0, 15.0, 30.0)  # then every 30 s
 QUERY_TIMEOUT = 2.0
+# `join HOST` listens before it speaks: a server that talks first (ncat --chat announces every
+# newcomer) is not a lanchat relay, which waits DETECT_SECONDS (0.25 s) for a client's first
+# line. Short enough that the hello still reaches a relay within that wait, long enough for a
+# LAN's round trip. A silent server then gets the hello and this long to answer it.
+LISTEN_FIRST_SECONDS = 0.1
+HELLO_ANSWER_SECONDS = 2.0
+_RAW_WELCOME = re.compile(rb"\* Welcome to .*, guest-[0-9]+\.\r?")
 MAX_STATUS_LINE = 64 << 20  # thousands of connections make one long line
 
 
 def parse_address(
     text: str | None, *, default_host: str = "127.0.0.1", default_port: int = DEFAULT_PORT
 ) -> tuple[str, int]:
-    """'host', 'host:port', '[v6]:port', 'v6', ':port' -> (host, port)."""
-    if not text:
+    """'host', 'host:port', '[v6]:port', 'v6', ':port' -> (host, port); None: the defaults."""
+    if text is None:
         return default_host, default_port
+    if not text.strip():  # `join ''` (an unset shell variable) must not join 127.0.0.1
+        raise UsageError(
+            "An empty address was given.",
+            "Give HOST or HOST:PORT, for example 192.168.1.20:7420, or leave the address out "
+            "to find the server on this network.",
+        )
     host, port_text = text, ""
     if text.startswith("["):
         host, sep, rest = text[1:].partition("]")
@@ -61,12 +76,27 @@ def parse_address(
         port_text = rest[1:]
     elif text.count(":") == 1:
         host, _, port_text = text.partition(":")
+    elif not _is_ipv6(text):
+        head, _, tail = text.rpartition(":")
+        if tail.isdigit() and _is_ipv6(head):  # '::1:17635': a port written after an IPv6 address
+            raise UsageError(
+                f"{text!r} is not an address: an IPv6 address with a port needs brackets.",
+                f"Write [{head}]:{tail}.",
+            )
     host = host or default_host
     if not port_text:
         return host, default_port
     if not port_text.isdigit() or not 0 < int(port_text) < 65536:
         raise _bad_address(text)
     return host, int(port_text)
+
+
+def _is_ipv6(text: str) -> bool:
+    try:
+        ipaddress.IPv6Address(text.split("%", 1)[0])
+    except ValueError:
+        return False
+    return True
 
 
 def _bad_address(text: str) -> UsageError:
@@ -117,6 +147,24 @@ class ConnectionLost(Exception):
     """The connection ended while we still used it."""
 
 
+class LineServer(Exception):  # not an error: `join` goes on as a line client
+    """The other end is not a lanchat relay but a plain line server (ncat -l, ncat --chat).
+
+    ``sock`` is connected and now the caller's; ``first`` holds what the server said so far;
+    ``hello_sent``: the server was silent, so it got our hello line (one line of JSON).
+    """
+
+    def __init__(
+        self, sock: socket.socket, host: str, port: int, first: bytes, *, hello_sent: bool
+    ) -> None:
+        super().__init__(f"{host_port(host, port)} is not a lanchat relay")
+        self.sock = sock
+        self.host = host
+        self.port = port
+        self.first = first
+        self.hello_sent = hello_sent
+
+
 class HandshakeFailed(UnreachableError):
     """The port accepted the connection but no lanchat greeting came back.
 
@@ -124,9 +172,12 @@ class HandshakeFailed(UnreachableError):
     (the connection was closed or reset). The doctor tells these apart.
     """
 
-    def __init__(self, message: str, hint: str | None = None, *, kind: str) -> None:
+    def __init__(
+        self, message: str, hint: str | None = None, *, kind: str, said: bytes = b""
+    ) -> None:
         super().__init__(message, hint)
         self.kind = kind
+        self.said = said  # the lines a foreign server sent
 
 
 @dataclass(frozen=True)
@@ -160,17 +211,34 @@ class Connection:
         name: str | None,
         exact: bool = False,
         timeout: float = CONNECT_TIMEOUT,
+        listen_first: bool = False,
     ) -> Connection:
-        """Connect and say hello; UnreachableError or RejectedError explain a failure."""
+        """Connect and say hello; UnreachableError or RejectedError explain a failure.
+
+        `listen_first` (a typed address, which may be any line server): LineServer when the
+        server talks before our hello (a relay never does) or does not answer it as a relay."""
         try:
             sock = socket.create_connection((host, port), timeout=timeout)
         except OSError as e:
             raise describe_connect_error(host, port, e, timeout) from None
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            said = None
+            if listen_first:
+                said = _listen_first(sock, host, port, min(timeout, LISTEN_FIRST_SECONDS))
+                if said is not None and not _RAW_WELCOME.fullmatch(said.split(b"\n", 1)[0]):
+                    raise LineServer(sock, host, port, said, hello_sent=False)
             hello = Hello(PROTOCOL_VERSION, name, exact, f"lanchat {__version__}")
             sock.sendall(encode_request(hello))
-            conn = cls._handshake(sock, host, port, timeout)
+            wait = min(timeout, HELLO_ANSWER_SECONDS) if listen_first else timeout
+            try:
+                conn = cls._handshake(sock, host, port, wait, greeted_as_raw=said is not None)
+            except HandshakeFailed as e:
+                if listen_first and e.kind in ("foreign", "silent"):
+                    raise LineServer(sock, host, port, e.said, hello_sent=True) from None
+                raise
+        except LineServer:
+            raise
         except BaseException:
             sock.close()
             raise
@@ -178,7 +246,9 @@ class Connection:
         return conn
 
     @classmethod
-    def _handshake(cls, sock: socket.socket, host: str, port: int, timeout: float) -> Connection:
+    def _handshake(
+        cls, sock: socket.socket, host: str, port: int, timeout: float, *, greeted_as_raw: bool
+    ) -> Connection:
         decoder = LineDecoder(MAX_SERVER_LINE)
 
         def greeted(frames: list[ServerFrame]) -> Connection | None:
@@ -187,10 +257,14 @@ class Connection:
                 return None
             conn = cls(sock, host, port, greeting)
             conn._decoder = decoder
-            conn._ready = frames[_greeting_length(greeting) :]
+            # After a raw greeting the relay's rename of the guest may come before the welcome.
+            start = next(i for i, f in enumerate(frames) if isinstance(f, Welcome))
+            conn._ready = frames[start + _greeting_length(greeting) :]
             return conn
 
-        return _await_answer(sock, f"{host}:{port}", timeout, decoder, greeted)
+        return _await_answer(
+            sock, f"{host}:{port}", timeout, decoder, greeted, refused_as_raw=greeted_as_raw
+        )
 
     def send(self, request: Request) -> None:
         """Send one request; ConnectionLost if the connection is gone."""
@@ -233,8 +307,11 @@ def _await_answer(
     timeout: float,
     decoder: LineDecoder,
     answered: Callable[[list[ServerFrame]], T | None],
+    *,
+    refused_as_raw: bool = False,
 ) -> T:
-    """Read frames until `answered` accepts them; HandshakeFailed says what came instead."""
+    """Read frames until `answered` accepts them; HandshakeFailed says what came instead.
+    `refused_as_raw`: we were greeted as a raw client, so a refusal comes as a '! ' line."""
     deadline = time.monotonic() + timeout
     frames: list[ServerFrame] = []
     foreign: list[bytes] = []
@@ -272,12 +349,18 @@ def _await_answer(
                 raise RejectedError(
                     f"{where} refused to let us in: {frame.message}", _refusal_hint(frame.code)
                 )
+    refusal = next((line for line in foreign if line.startswith(b"! ")), None)
+    if refused_as_raw and closed and refusal is not None:
+        said = refusal[2:].decode("utf-8", "replace")
+        code = "name-taken" if "taken" in said else "server-full" if "full" in said else ""
+        raise RejectedError(f"{where} refused to let us in: {said}", _refusal_hint(code))
     if foreign and not frames:
         sample = foreign[0].decode("utf-8", "replace")[:60]
         raise HandshakeFailed(
             f"{where} answered, but it is not a lanchat server (it said: {sample!r}).",
             "Check the port number: lanchat's default is 7420.",
             kind="foreign",
+            said=b"".join(line + b"\n" for line in foreign),
         )
     if closed:
         raise HandshakeFailed(
@@ -291,6 +374,40 @@ def _await_answer(
         f"Something else may be using that port. Run `lanchat doctor {where}`.",
         kind="silent",
     )
+
+
+def _listen_first(sock: socket.socket, host: str, port: int, seconds: float) -> bytes | None:
+    """What the server says before we do, up to its first line, within `seconds`; None when
+    it says nothing (a relay waits for us; so does a plain `ncat -l`)."""
+    deadline = time.monotonic() + seconds
+    data = b""
+    while b"\n" not in data:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            break
+        sock.settimeout(remaining)
+        try:
+            chunk = sock.recv(65536)
+        except TimeoutError:
+            break
+        except OSError as e:
+            raise HandshakeFailed(
+                f"{host_port(host, port)} accepted the connection, then dropped it "
+                f"({e.strerror or e}).",
+                f"Run `lanchat doctor {host_port(host, port)}`.",
+                kind="dropped",
+            ) from None
+        if not chunk:
+            if data:
+                break
+            raise HandshakeFailed(
+                f"{host_port(host, port)} accepted the connection, then closed it without a word.",
+                f"Something else may be using that port. Run `lanchat doctor "
+                f"{host_port(host, port)}`.",
+                kind="dropped",
+            )
+        data += chunk
+    return data or None
 
 
 def probe_server(sock: socket.socket, host: str, port: int, timeout: float) -> ProbeAnswer:

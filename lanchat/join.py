@@ -13,7 +13,14 @@ from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
 from lanchat.client import Connection, ConnectionLost, goodbye_reason, reconnect
 from lanchat.errors import ExitCode, UnreachableError
-from lanchat.output import chat_text, notice, print_json, stderr_console, stdout_console
+from lanchat.output import (
+    chat_text,
+    notice,
+    print_json,
+    quiet_output,
+    stderr_console,
+    stdout_console,
+)
 from lanchat.protocol import (
     RAW_HELP,
     AskHelp,
@@ -67,10 +74,15 @@ def run_scripted(conn: Connection, lines: Iterable[str], *, as_json: bool, out: 
     ending: list[str | None] = [None]  # the goodbye reason, if one came
 
     def show(frame: ServerFrame) -> None:
-        if as_json:
-            print_json(frame.to_dict(), out)
-        else:
-            console.print(chat_text(frame, tally.name))
+        try:
+            if as_json:
+                print_json(frame.to_dict(), out)
+            else:
+                console.print(chat_text(frame, tally.name))
+        # `| head -1`: the reader has what it wanted; we go on sending. (rich's Console says a
+        # broken pipe as SystemExit, after pointing stdout at the null device.)
+        except (BrokenPipeError, SystemExit):
+            quiet_output(out)
 
     def receive() -> None:
         try:

@@ -4,15 +4,18 @@ this module prints nothing."""
 
 from __future__ import annotations
 
+import errno
+import ipaddress
 import os
 import queue
+import socket
 import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from lanchat import __version__, netinfo
 from lanchat.cores import CoreKeeper, core_of_thread
-from lanchat.errors import AddressInUseError
+from lanchat.errors import AddressInUseError, UsageError
 from lanchat.netinfo import LocalAddress, endpoint_text
 from lanchat.protocol import (
     DEFAULT_HISTORY,
@@ -109,6 +112,7 @@ def capacity_notes(max_clients: int) -> tuple[int, list[str]]:
 def run_server(options: ServeOptions, log: ServeLog) -> Stopped:
     """Serve until Ctrl-C or SIGTERM, then tell everyone and stop; AddressInUseError names the
     program holding the port."""
+    check_listen_host(options.host)
     max_clients, notes = capacity_notes(options.max_clients)
     # A process-wide setting, made here and not by Relay (tests run relays in-process): every
     # thread started from now on, thousands of readers among them, gets this stack size.
@@ -178,6 +182,43 @@ def run_server(options: ServeOptions, log: ServeLog) -> Stopped:
     summary = Stopped(people, relay.room.messages, dropped[0])
     log.stopped(summary)
     return summary
+
+
+def check_listen_host(host: str) -> None:
+    """UsageError when `--host` cannot be listened on: not an address of this PC, a name that
+    does not resolve, a link-local IPv6 address. Binding port 0 asks the OS without using the
+    real port (whose conflicts AddressInUseError explains)."""
+    if host in ("", "::", "*", "0.0.0.0"):
+        return
+    every = "Leave out --host: the server then listens on every address of this PC."
+    plain = host.split("%", 1)[0]
+    try:
+        ip = ipaddress.ip_address(plain)
+    except ValueError:
+        ip = None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.is_link_local:
+        # The relay binds (host, port), which drops the %zone; a link-local address without
+        # its interface is ambiguous anyway (every interface has one).
+        scope = "" if "%" in host else f" it needs its interface ({plain}%eth0, say), and"
+        raise UsageError(
+            f"Cannot listen on {host} alone: it is a link-local address,{scope} lanchat cannot "
+            "listen on a single link-local address.",
+            f"{every} Others then join with `lanchat join [{plain}%INTERFACE]:PORT`, naming "
+            "their own interface.",
+        )
+    family = socket.AF_INET6 if ":" in plain else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.bind((host, 0))
+    except socket.gaierror as e:
+        raise UsageError(f"--host {host}: cannot find that name ({e.strerror}).", every) from None
+    except OSError as e:
+        if e.errno == errno.EADDRNOTAVAIL:
+            raise UsageError(
+                f"Cannot listen on {host}: it is not an address of this computer.",
+                f"{every} Or give one of this PC's own addresses (see `ip addr` or `ipconfig`).",
+            ) from None
+        # anything else: the relay's own bind says it, with the port
 
 
 def _start(relay: Relay, port: int) -> None:

@@ -50,10 +50,23 @@ class LabUnavailable(LabError):
 
 def find_tool(name: str) -> str:
     """Absolute path of a system tool, or LabUnavailable naming the missing one."""
-    found = shutil.which(name, path=os.pathsep.join([os.environ.get("PATH", ""), *_SYSTEM_PATH]))
+    found = _which(name)
     if found is None:
         raise LabUnavailable(f"the {name!r} command is not installed")
     return found
+
+
+def missing_tools(*names: str) -> str | None:
+    """Why a test that needs these system tools cannot run here (None: all are installed)."""
+    missing = [name for name in names if _which(name) is None]
+    if not missing:
+        return None
+    listed = ", ".join(repr(name) for name in missing)
+    return f"needs {listed} (not installed; scripts/install-system-packages installs the tools)"
+
+
+def _which(name: str) -> str | None:
+    return shutil.which(name, path=os.pathsep.join([os.environ.get("PATH", ""), *_SYSTEM_PATH]))
 
 
 @functools.cache

@@ -32,6 +32,7 @@ LAYERS = {
     "lanchat.serving": 7,
     "lanchat.output": 8,
     "lanchat.join": 9,
+    "lanchat.line_client": 9,
     "lanchat.cli": 10,
     "lanchat.__main__": 11,
 }
@@ -67,7 +68,7 @@ THIRD_PARTY = {
     "click": set(),
     "rich": {"lanchat.cli", "lanchat.output"},
     "zeroconf": {"lanchat.discovery"},
-    "prompt_toolkit": {"lanchat.join"},
+    "prompt_toolkit": {"lanchat.join", "lanchat.line_client"},
     "psutil": {"lanchat.netinfo", "lanchat.status", "lanchat.doctor"},
 }
 
@@ -182,7 +183,7 @@ def test_every_doctor_subpackage_has_a_layer() -> None:
 
 
 # The front ends: the only modules that read the terminal and the only users of lanchat.output.
-FRONT_ENDS = ("lanchat.cli", "lanchat.join", "lanchat.__main__")
+FRONT_ENDS = ("lanchat.cli", "lanchat.join", "lanchat.line_client", "lanchat.__main__")
 TERMINAL_INPUT = ("prompt_toolkit", "getpass", "readline", "termios", "tty", "msvcrt")
 PROMPTERS = ("typer", "click", "Prompt", "Confirm", "IntPrompt", "FloatPrompt")
 PROMPTS = ("confirm", "ask", "getchar", "edit")

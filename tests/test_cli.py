@@ -8,13 +8,24 @@ import os
 import re
 import socket
 import subprocess
+import sys
 import threading
+from pathlib import Path
 from typing import Any
 
 import psutil
 import pytest
 
-from conftest import WAIT, LineClient, free_port, lanchat_env, ncat_path, run_lanchat
+from conftest import (
+    ROOT,
+    WAIT,
+    LineClient,
+    Terminal,
+    free_port,
+    lanchat_env,
+    ncat_path,
+    run_lanchat,
+)
 from lanchat import __version__
 from lanchat.errors import ExitCode
 from lanchat.relay import Relay
@@ -31,6 +42,58 @@ def test_help_lists_commands_with_examples() -> None:
     assert all(c in run_lanchat("--help").stdout for c in ("serve", "join"))
     assert "Examples" in run_lanchat("serve", "--help").stdout
     assert "LANCHAT_NAME" in run_lanchat("join", "--help").stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "said", "hint"),
+    [
+        (["join", "--nmae", "x"], "error: No such option: --nmae", "`lanchat join --help`"),
+        (
+            ["serve", "--no-mdns", "--port", "abc"],
+            "error: Invalid value for '--port'",
+            "`lanchat serve --help`",
+        ),
+        (["frobnicate"], "error: No such command 'frobnicate'.", "`lanchat --help` lists"),
+        (["join", "a", "b"], "error: Got unexpected extra argument", "`lanchat join --help`"),
+    ],
+)
+def test_option_parser_errors_say_error_and_hint_like_every_other(
+    args: list[str], said: str, hint: str
+) -> None:
+    result = run_lanchat(*args)
+    assert result.returncode == ExitCode.USAGE
+    lines = result.stderr.splitlines()
+    assert len(lines) == 2, result.stderr  # no "Usage:" block, no "Try ..." line
+    assert lines[0].startswith(said)
+    assert lines[1].startswith("hint: ") and hint in lines[1]
+
+
+def test_install_completion_as_typer_documents(tmp_path: Path) -> None:
+    env = {**lanchat_env(), "HOME": str(tmp_path)}
+    result = run_lanchat("--install-completion", "bash", env=env)
+    assert result.returncode == 0, result.stderr
+    script = tmp_path / ".bash_completions" / "lanchat.sh"
+    assert f"source '{script}'" in (tmp_path / ".bashrc").read_text()
+    assert "complete -o default -F _lanchat_completion lanchat" in script.read_text()
+    # What bash asks when Tab is pressed after `lanchat jo`:
+    asked = {**env, "_LANCHAT_COMPLETE": "complete_bash", "COMP_WORDS": "lanchat jo"}
+    answer = run_lanchat(env={**asked, "COMP_CWORD": "1"})
+    assert answer.stdout.split() == ["join"]
+
+
+def test_man_pages_are_the_current_help() -> None:
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "manpages"), "--check"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    page = (ROOT / "docs" / "man" / "lanchat-join.1").read_text()
+    assert page.startswith(".TH LANCHAT-JOIN 1")
+    assert "Usage: lanchat join [OPTIONS] [address]" in page
+    assert "\\-\\-name" in page  # options as troff writes a hyphen
 
 
 def test_two_joins_and_ncat_chat_through_serve_in_one_order(
@@ -169,33 +232,70 @@ def test_join_refused_names_the_cause_and_suggests_doctor() -> None:
     assert "Traceback" not in result.stderr
 
 
-@pytest.mark.parametrize(
-    ("greeting", "expected"),
-    [
-        (b"SSH-2.0-OpenSSH_9.2\r\n", "not a lanchat server"),
-        (b"", "did not answer the lanchat handshake"),
-    ],
-)
-def test_join_to_something_else(greeting: bytes, expected: str) -> None:
+def test_join_to_a_port_that_hangs_up_at_once_is_unreachable() -> None:
+    # (A server that answers with something else is chatted with: tests/test_line_servers.py.)
     listener = socket.create_server(("127.0.0.1", 0))
     listener.settimeout(WAIT)
     port = listener.getsockname()[1]
-    accepted: list[socket.socket] = []
 
-    def answer() -> None:
+    def hang_up() -> None:
         conn, _ = listener.accept()
-        accepted.append(conn)
-        conn.sendall(greeting)
+        conn.close()
 
-    thread = threading.Thread(target=answer)
+    thread = threading.Thread(target=hang_up)
     thread.start()
     result = run_lanchat("join", f"127.0.0.1:{port}", "--timeout", "0.5")
     thread.join(WAIT)
-    for conn in accepted:
-        conn.close()
     listener.close()
     assert result.returncode == ExitCode.UNREACHABLE
-    assert expected in result.stderr
+    assert "closed it without a word" in result.stderr
+
+
+def test_scripted_join_piped_into_head_ends_quietly_and_still_delivers(
+    relay: Relay, connect: Any
+) -> None:
+    watcher = connect()
+    join = subprocess.Popen(
+        [sys.executable, "-m", "lanchat", "join", f"127.0.0.1:{relay.address[1]}"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=lanchat_env(),
+        cwd=ROOT,
+    )
+    assert join.stdin is not None and join.stdout is not None and join.stderr is not None
+    assert join.stdout.readline().startswith(b"* Welcome to")  # what `head -1` takes
+    join.stdout.close()  # ... and then it is gone
+    join.stdin.write(b"still delivered\n")
+    join.stdin.close()
+    watcher.wait_line(lambda line: line.endswith("still delivered"))
+    assert join.wait(WAIT) == ExitCode.OK
+    assert join.stderr.read() == b""  # no "connection was lost", no traceback
+    join.stderr.close()
+
+
+def test_join_shows_progress_on_a_terminal_while_a_connect_hangs() -> None:
+    # A listener whose accept queue is full drops further SYNs, as a DROP rule does.
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = listener.getsockname()[1]
+    fillers = []
+    for _ in range(3):  # the kernel queues backlog + 1; then SYNs are dropped
+        filler = socket.socket()
+        filler.setblocking(False)
+        filler.connect_ex(("127.0.0.1", port))
+        fillers.append(filler)
+    terminal = Terminal("join", f"127.0.0.1:{port}", "--timeout", "3")
+    try:
+        terminal.wait_for(f"Connecting to 127.0.0.1:{port} (up to 3 s)".encode())
+    finally:
+        terminal.close()
+        for filler in fillers:
+            filler.close()
+        listener.close()
+    piped = run_lanchat("join", f"127.0.0.1:{free_port()}")  # not a terminal: no spinner
+    assert "Connecting to" not in piped.stderr
 
 
 @pytest.mark.parametrize("address", ["127.0.0.1:99999", "host:port", "[::1", "[::1]x"])
@@ -219,10 +319,66 @@ def test_serve_port_in_use_names_the_holder() -> None:
     assert "Traceback" not in result.stderr
 
 
-def test_serve_bad_host_is_explained() -> None:
-    result = run_lanchat("serve", "--host", "192.0.2.250", "--port", "0", "--no-mdns")
-    assert result.returncode == ExitCode.ERROR
-    assert "Cannot listen on 192.0.2.250" in result.stderr and "--host" in result.stderr
+@pytest.mark.parametrize("host", ["203.0.113.9", "192.0.2.250"])
+def test_serve_bad_host_is_a_usage_error_as_the_readme_says(host: str) -> None:
+    result = run_lanchat("serve", "--host", host, "--port", "0", "--no-mdns")
+    assert result.returncode == ExitCode.USAGE  # README: 2 for an unusable address
+    assert f"error: Cannot listen on {host}: it is not an address of this computer" in (
+        result.stderr
+    )
+    assert "hint: Leave out --host" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("host", "said"),
+    [
+        ("fe80::1%lo", "Cannot listen on fe80::1%lo alone: it is a link-local address, lanchat"),
+        ("fe80::1", "it needs its interface (fe80::1%eth0, say)"),
+    ],
+)
+def test_serve_on_a_link_local_address_says_why_not_invalid_argument(host: str, said: str) -> None:
+    result = run_lanchat("serve", "--host", host, "--port", "0", "--no-mdns")
+    assert result.returncode == ExitCode.USAGE
+    assert said in result.stderr
+    assert "Invalid argument" not in result.stderr
+    assert "hint: Leave out --host" in result.stderr
+
+
+def test_join_with_an_empty_address_is_a_usage_error_not_this_pc() -> None:
+    result = run_lanchat("join", "")
+    assert result.returncode == ExitCode.USAGE
+    assert result.stderr.startswith("error: An empty address was given.\nhint: ")
+
+
+def test_join_ipv6_with_an_unbracketed_port_asks_for_brackets() -> None:
+    result = run_lanchat("join", "::1:17635")
+    assert result.returncode == ExitCode.USAGE
+    assert "hint: Write [::1]:17635." in result.stderr
+    assert "[::1:17635]" not in result.stderr  # the old, wrong, doctor suggestion
+
+
+def test_serve_banner_lists_ipv6_addresses_bracketed() -> None:
+    from io import StringIO
+
+    from rich.console import Console
+
+    from lanchat.netinfo import LocalAddress
+    from lanchat.output.serve import serve_banner
+    from lanchat.serving import Listening, _off
+
+    addresses = (
+        LocalAddress("192.168.1.23", "wlan0", 4, "255.255.255.0", True, ()),
+        LocalAddress("2001:db8::23", "wlan0", 6, None, False, ()),
+        LocalAddress("fe80::23", "wlan0", 6, None, False, ("link-local",)),
+    )
+    info = Listening("", "::", 7420, "lobby", addresses, 10, (), _off())
+    out = StringIO()
+    serve_banner(Console(file=out, width=200, no_color=True), info)
+    text = out.getvalue()
+    assert "lanchat join 192.168.1.23:7420" in text
+    assert "lanchat join [2001:db8::23]:7420" in text
+    assert "ncat 2001:db8::23 7420" in text
+    assert "fe80::23" not in text  # link-local: not an address to tell the room
 
 
 def test_serve_banner_says_what_to_type(lanchat_process: Any) -> None:

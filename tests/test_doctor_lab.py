@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from conftest import ROOT
-from netlab import Host, LineReader
+from netlab import Host, LineReader, missing_tools
 
 LAB_ENV = {"PYTHONPATH": str(ROOT), "NO_COLOR": "1", "LANCHAT_PORT": ""}
 BUDGET = 5.0  # a whole doctor run, from process start to exit (the limit)
@@ -70,6 +70,7 @@ def commands(check: dict[str, Any]) -> list[str]:
 SERVER_CHECKS = ("server.bind", "lan.address", "firewall.detect", "firewall.tcp", "firewall.mdns")
 
 
+@pytest.mark.skipif(missing_tools("nft") is not None, reason=str(missing_tools("nft")))
 def test_no_firewall_passes_on_both_hosts(lab_factory: Any) -> None:
     lab = lab_factory(2, default_route=True)
     h1, h2 = lab.host(1), lab.host(2)

@@ -12,7 +12,16 @@ from pathlib import Path
 
 import pytest
 
-from netlab import Host, Lab, LabError, LineReader, find_tool, is_real_root, lab_support
+from netlab import (
+    Host,
+    Lab,
+    LabError,
+    LineReader,
+    find_tool,
+    is_real_root,
+    lab_support,
+    missing_tools,
+)
 
 MakeLab = Callable[..., Lab]
 SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "netlab"
@@ -372,7 +381,7 @@ def run_script(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[s
 
 @pytest.mark.lab
 def test_script_up_exec_block_status_down(tmp_path: Path) -> None:
-    reason = lab_support()
+    reason = lab_support() or missing_tools("nft")
     if reason is not None:
         pytest.skip(reason)
     env = {"NETLAB_NAME": f"nlscript{os.getpid()}", "NETLAB_STATE_DIR": str(tmp_path)}

@@ -42,6 +42,7 @@ from lanchat.protocol import (
     parse_hello,
     parse_raw_line,
     parse_request,
+    render_line,
     service_request,
     suggest_name,
 )
@@ -158,6 +159,21 @@ class TestNames:
         problem = name_problem(name)
         assert problem is not None and problem.code == code
         assert problem.message  # a sentence the user can act on
+
+    @pytest.mark.parametrize(
+        ("name", "shown"),
+        [
+            ("ev\x1b[31mil", r"'ev\x1b[31mil'"),  # not 'evil': that one would be valid
+            ("a\u202eb", r"'a\u202eb'"),  # a bidi override, visible instead of applied
+        ],
+    )
+    def test_an_invalid_name_is_shown_as_typed_with_its_controls_escaped(
+        self, name: str, shown: str
+    ) -> None:
+        problem = name_problem(name)
+        assert problem is not None
+        assert problem.message.startswith(f"{shown} is not a valid name")
+        assert clean_text(problem.message) == problem.message  # nothing reaches a terminal raw
 
     @pytest.mark.parametrize(
         ("login", "name"),
@@ -410,3 +426,7 @@ def test_encoding_a_frame_never_raises() -> None:
     assert encode_json(Pong(1, 0.0, "\ud800")).endswith(b"\n")
     assert encode_text(bad).endswith(b"\n")
     assert encode_history_text([bad]).endswith(b"* End of history.\n")
+
+
+def test_an_empty_who_list_reads_as_a_sentence() -> None:
+    assert render_line(WhoList(1, 0.0, (), 0)) == "* Nobody else is here yet."

@@ -73,12 +73,26 @@ def join(
             room=room, name=wanted, exact=exact, timeout=timeout, interactive=interactive
         )
     else:
+        from lanchat.client import LineServer
+        from lanchat.line_client import run_line_client
+        from lanchat.netinfo import host_port
+        from lanchat.output import connecting, stderr_console
+
         host, parsed_port = parse_address(address, default_port=port or DEFAULT_PORT)
 
-        def open_connection() -> Connection:
+        def open_connection() -> Connection:  # reconnecting: a relay answered before
             return Connection.open(host, parsed_port, name=wanted, exact=exact, timeout=timeout)
 
-        conn = open_connection()
+        try:
+            with connecting(stderr_console(), host_port(host, parsed_port), timeout):
+                conn = Connection.open(
+                    host, parsed_port, name=wanted, exact=exact, timeout=timeout, listen_first=True
+                )
+        except LineServer as server:  # ncat -l, ncat --chat: chat with it line by line
+            at_terminal = sys.stdin.isatty() and sys.stdout.isatty() and not json_out
+            lines = None if at_terminal else sys.stdin
+            code = run_line_client(server, lines, as_json=json_out, out=sys.stdout)
+            raise typer.Exit(code) from None
     if sys.stdin.isatty() and sys.stdout.isatty() and not json_out:
         raise typer.Exit(run_interactive(conn, open_connection))
     raise typer.Exit(run_scripted(conn, sys.stdin, as_json=json_out, out=sys.stdout))

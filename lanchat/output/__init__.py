@@ -6,8 +6,11 @@ errors, JSON, chat lines); serve.py, status.py, discovery.py and doctor.py rende
 from __future__ import annotations
 
 import json
+import os
 import sys
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, TextIO
 
 from rich.console import Console
@@ -63,6 +66,28 @@ def notice(text: str, style: str = "") -> Text:
 
 def stderr_console() -> Console:
     return Console(file=sys.stderr, highlight=False, soft_wrap=True)
+
+
+@contextmanager
+def connecting(console: Console, where: str, seconds: float) -> Iterator[None]:
+    """A spinner on a terminal while a connection is made (a DROP rule is otherwise seconds of
+    silence); nothing elsewhere, so scripts and pipes read only what they asked for."""
+    if not console.is_terminal:
+        yield
+        return
+    with console.status(f"Connecting to {where} (up to {seconds:g} s)..."):
+        yield
+
+
+def quiet_output(out: TextIO) -> None:
+    """After a broken pipe: point `out` at the null device, so that the rest of the session
+    (and the flush at exit) writes nowhere instead of failing again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, out.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # no file descriptor (a test's StringIO)
+        pass
 
 
 def print_error(error: LanchatError) -> None:

@@ -33,13 +33,14 @@ def serve_banner(console: Console, info: Listening) -> None:
         )
         commands = [(host, "this PC")]
     else:
-        commands = [(a.address, a.interface) for a in usable if a.family == 4]
-        commands = commands or [(a.address, a.interface) for a in usable]
+        # IPv4 first (what people are used to typing), then IPv6: a network may have only that.
+        commands = [(a.address, a.interface) for a in usable if a.family == 4][:3]
+        commands += [(a.address, a.interface) for a in usable if a.family == 6][:2]
     if commands:
         console.print(
             "Others on this network can join with:" if not loopback_only else "Join with:"
         )
-        for address, interface in commands[:3]:
+        for address, interface in commands:
             shown = f"[{address}]" if ":" in address else address
             console.print(
                 Text.assemble(

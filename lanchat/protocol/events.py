@@ -201,6 +201,8 @@ def render_line(frame: Event) -> str:
     if isinstance(frame, Renamed):
         return f"* {frame.old} is now known as {frame.new}"
     if isinstance(frame, WhoList):
+        if frame.count == 0:  # a newcomer who has not said anything yet is not counted
+            return "* Nobody else is here yet."
         more = frame.count - len(frame.names)
         rest = f", and {more} more (/who lists everyone)" if more > 0 else ""
         return f"* {frame.count} here: {', '.join(frame.names)}{rest}."

@@ -143,7 +143,9 @@ def name_problem(name: str) -> FrameError | None:
     if not name[0].isalnum() or not all(ch.isalnum() or ch in "-_." for ch in name):
         return FrameError(
             "bad-name",
-            f"{clean_text(name)!r} is not a valid name: use letters, digits, '-', '_' and '.', "
+            # repr() shows control characters escaped ('ev\x1b[31mil'), never applied, and
+            # never dropped: without the escape the name shown would look valid ('evil').
+            f"{name!r} is not a valid name: use letters, digits, '-', '_' and '.', "
             "starting with a letter or digit.",
         )
     if name.casefold() in RESERVED_NAMES:
