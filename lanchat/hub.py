@@ -198,7 +198,8 @@ def encode_greeting(kind: ClientKind, greet: Greet) -> bytes:
             + encode_text(greet.who)
             + encode_history_text(list(greet.history))
         )
-    return b"".join(encode_json(f) for f in (greet.welcome, greet.who, *greet.history))
+    gap = (greet.gap,) if greet.gap is not None else ()
+    return b"".join(encode_json(f) for f in (greet.welcome, greet.who, *gap, *greet.history))
 
 
 def refusal_frames(kind: ClientKind, refused: Refused, seq: int) -> bytes:
