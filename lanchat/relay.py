@@ -27,7 +27,8 @@ from lanchat.fanout import MAX_BACKLOG_BYTES, MAX_BACKLOG_FRAMES, Client
 from lanchat.hub import Hub
 from lanchat.netinfo import endpoint_text
 from lanchat.protocol import DEFAULT_PORT, STATUS_VERSION
-from lanchat.room import DEFAULT_HISTORY, DEFAULT_ROOM, Room
+from lanchat.room import DEFAULT_HISTORY, DEFAULT_ROOM, Past, Room
+from lanchat.store import Store
 
 DEFAULT_KEEPALIVE_SECONDS = 60.0  # a silent, vanished peer is noticed within about this long
 FD_RESERVE = 32  # descriptors kept for the listener, the writer, logs and refusals
@@ -68,13 +69,22 @@ class Relay:
         max_backlog: int = MAX_BACKLOG_FRAMES,
         max_backlog_bytes: int = MAX_BACKLOG_BYTES,
         keepalive: float = DEFAULT_KEEPALIVE_SECONDS,
+        store: Store | None = None,
     ) -> None:
         self.host = host
         self.port = port
         self.keepalive = keepalive
+        # With a store the room carries on from its history on disk (epoch, seq, chats), and
+        # every pass commits its frames there before it sends them; without, history is in
+        # memory only and a restart starts a new epoch.
+        past: Past | None = store.load(history) if store is not None else None
         self.hub = Hub(
-            Room(room, history=history, max_clients=max_clients), max_backlog, max_backlog_bytes
+            Room(room, history=history, max_clients=max_clients, past=past),
+            max_backlog,
+            max_backlog_bytes,
+            save=store.save if store is not None else None,
         )
+        self.store = store
         self._listener: socket.socket | None = None
         self._address: tuple[str, int] | None = None  # kept: it is asked for after stop(), too
         self._accept_thread: threading.Thread | None = None
@@ -157,6 +167,9 @@ class Relay:
         self.hub.shutdown()
         self.wait_readers(0, max(0.0, deadline - time.monotonic()))
         self.hub.fanout.stop(max(0.1, deadline - time.monotonic()))
+        if self.store is not None:
+            with self.hub.fanout.passes_paused():  # the store is the pass token holder's
+                self.store.close()
         self._wake_recv.close()
         self._wake_send.close()
 
