@@ -360,7 +360,13 @@ class Room:
         now = self._clock()
         replay, gap = self._replay(resume, now)
         welcome = Welcome(
-            self.seq, now, member.name, self.name, history=len(replay), epoch=self.epoch
+            self.seq,
+            now,
+            member.name,
+            self.name,
+            history=len(replay),
+            epoch=self.epoch,
+            resumed=resume is not None and gap is None,
         )
         # A newcomer to a big room gets the first names and the count, not thousands of names
         # (that was O(room) bytes per join); /who lists everyone on request.

@@ -28,6 +28,7 @@ LAYERS = {
     "lanchat.client": 6,
     "lanchat.discovery": 6,
     "lanchat.status": 7,
+    "lanchat.session": 7,  # a chat across reconnects: resume and the outbox (client)
     "lanchat.doctor": 7,
     "lanchat.serving": 7,
     "lanchat.output": 8,

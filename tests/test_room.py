@@ -294,6 +294,7 @@ def test_a_resuming_client_gets_exactly_the_chats_it_missed(room: Room) -> None:
     ]
     assert greet.gap is None
     assert greet.welcome.history == 2 and greet.welcome.epoch == room.epoch
+    assert greet.welcome.resumed
 
 
 def test_a_resume_up_to_date_replays_nothing(room: Room) -> None:
@@ -318,6 +319,7 @@ def test_a_resume_from_another_epoch_is_told_the_history_was_lost(room: Room) ->
     room.handle(1, ["a", "b"])
     greet = greeting_of(room.join(2, Hello(1, "bob", resume=Resume("an-old-epoch", 40))))
     assert greet.gap is not None and greet.gap.reason == "history-lost"
+    assert not greet.welcome.resumed
     assert "lost its history" in greet.gap.message
     assert [c.text for c in greet.history] == ["a", "b"]  # all of this history is new to it
 

@@ -44,6 +44,7 @@ class Welcome(Event):
     max_line: int = MAX_LINE_BYTES
     history: int = 0
     epoch: str = ""  # the server's id for its history; a resuming client sends it back
+    resumed: bool = False  # the replay that follows is exactly what the client missed
 
 
 @dataclass(frozen=True)
