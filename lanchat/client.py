@@ -25,6 +25,7 @@ from lanchat.protocol import (
     PROTOCOL_VERSION,
     Chat,
     FrameError,
+    Gap,
     Goodbye,
     Hello,
     LineDecoder,
@@ -32,6 +33,7 @@ from lanchat.protocol import (
     ProbeAnswer,
     Problem,
     Request,
+    Resume,
     ServerFrame,
     Welcome,
     WhoList,
@@ -182,11 +184,13 @@ class HandshakeFailed(UnreachableError):
 
 @dataclass(frozen=True)
 class Greeting:
-    """What the server said right after the hello: who we are now, who is here, the history."""
+    """What the server said right after the hello: who we are now, who is here, the history
+    (after a resume: what we missed, and a gap when some of it is gone)."""
 
     welcome: Welcome
     who: WhoList | None
     history: tuple[Chat, ...]
+    gap: Gap | None = None
 
 
 class Connection:
@@ -198,6 +202,9 @@ class Connection:
         self.port = port
         self.greeting = greeting
         self.name = greeting.welcome.name
+        # The highest seq read (the greeting covers everything up to the welcome's): where a
+        # reconnect resumes. Written by the one thread that iterates frames().
+        self.last_seq = greeting.welcome.seq
         self._decoder = LineDecoder(MAX_SERVER_LINE)
         self._ready: list[ServerFrame] = []
         self._send_lock = threading.Lock()
@@ -212,8 +219,10 @@ class Connection:
         exact: bool = False,
         timeout: float = CONNECT_TIMEOUT,
         listen_first: bool = False,
+        resume: Resume | None = None,
     ) -> Connection:
-        """Connect and say hello; UnreachableError or RejectedError explain a failure.
+        """Connect and say hello (resuming where `resume` says, if given); UnreachableError or
+        RejectedError explain a failure.
 
         `listen_first` (a typed address, which may be any line server): LineServer when the
         server talks before our hello (a relay never does) or does not answer it as a relay."""
@@ -228,7 +237,7 @@ class Connection:
                 said = _listen_first(sock, host, port, min(timeout, LISTEN_FIRST_SECONDS))
                 if said is not None and not _RAW_WELCOME.fullmatch(said.split(b"\n", 1)[0]):
                     raise LineServer(sock, host, port, said, hello_sent=False)
-            hello = Hello(PROTOCOL_VERSION, name, exact, f"lanchat {__version__}")
+            hello = Hello(PROTOCOL_VERSION, name, exact, f"lanchat {__version__}", resume)
             sock.sendall(encode_request(hello))
             wait = min(timeout, HELLO_ANSWER_SECONDS) if listen_first else timeout
             try:
@@ -266,6 +275,13 @@ class Connection:
             sock, f"{host}:{port}", timeout, decoder, greeted, refused_as_raw=greeted_as_raw
         )
 
+    @property
+    def resume(self) -> Resume | None:
+        """What a reconnect sends to get exactly what this connection missed (None: the server
+        does not resume)."""
+        epoch = self.greeting.welcome.epoch
+        return Resume(epoch, self.last_seq) if epoch else None
+
     def send(self, request: Request) -> None:
         """Send one request; ConnectionLost if the connection is gone."""
         try:
@@ -278,7 +294,9 @@ class Connection:
         """Frames as they arrive; ends when the server closes the connection."""
         while True:
             while self._ready:
-                yield self._ready.pop(0)
+                frame = self._ready.pop(0)
+                self.last_seq = max(self.last_seq, frame.seq)
+                yield frame
             try:
                 data = self.sock.recv(65536)
             except OSError:
@@ -432,15 +450,17 @@ def _greeting_from(frames: list[ServerFrame]) -> Greeting | None:
             if not rest:
                 return None
             who = rest[0] if isinstance(rest[0], WhoList) else None
-            history = [f for f in rest[1 if who else 0 :] if isinstance(f, Chat) and f.history]
+            rest = rest[1 if who else 0 :]
+            gap = rest[0] if rest and isinstance(rest[0], Gap) else None
+            history = [f for f in rest if isinstance(f, Chat) and f.history]
             if len(history) < frame.history:
                 return None
-            return Greeting(frame, who, tuple(history[: frame.history]))
+            return Greeting(frame, who, tuple(history[: frame.history]), gap)
     return None
 
 
 def _greeting_length(greeting: Greeting) -> int:
-    return 1 + (greeting.who is not None) + len(greeting.history)
+    return 1 + (greeting.who is not None) + (greeting.gap is not None) + len(greeting.history)
 
 
 def _refusal_hint(code: str) -> str:
@@ -459,8 +479,10 @@ def reconnect(
     *,
     stop: threading.Event,
     on_wait: Callable[[float, Exception], None],
+    until: float | None = None,
 ) -> Connection | None:
-    """Try again with growing pauses until connected or `stop` is set (then None)."""
+    """Try again with growing pauses until connected, `stop` is set or the monotonic clock
+    passes `until` (then None)."""
     attempt = 0
     while not stop.is_set():
         try:
@@ -468,6 +490,11 @@ def reconnect(
         except (UnreachableError, RejectedError) as e:
             delay = RECONNECT_DELAYS[min(attempt, len(RECONNECT_DELAYS) - 1)]
             attempt += 1
+            if until is not None:
+                left = until - time.monotonic()
+                if left <= 0:
+                    return None
+                delay = min(delay, left)
             on_wait(delay, e)
             if stop.wait(delay):
                 return None

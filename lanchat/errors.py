@@ -15,6 +15,7 @@ class ExitCode(IntEnum):
     UNREACHABLE = 4  # refused, timed out, host unreachable, no server found or running
     REJECTED = 5  # the server answered but refused us: name taken, room full, version
     ADDRESS_IN_USE = 6  # `lanchat serve`: the port is held by another program
+    STORE = 7  # `lanchat serve --store PATH`: the history file cannot be used
     INTERRUPTED = 130  # Ctrl-C where it is not the normal way to leave
 
 
@@ -51,3 +52,9 @@ class AddressInUseError(LanchatError):
     """The port the server should listen on is held by another program."""
 
     exit_code = ExitCode.ADDRESS_IN_USE
+
+
+class StoreError(LanchatError):
+    """`serve --store PATH`: the history file cannot be opened, created or written."""
+
+    exit_code = ExitCode.STORE

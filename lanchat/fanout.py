@@ -34,6 +34,9 @@ then sock_lock; nothing waits for the token while holding the lock (kick() only 
     _selector.select()                      the writer, without the token (epoll allows
                                             registering from another thread meanwhile)
     _stopping                               set once by stop()        the writer
+    _unsaved (the batch for the store)      publish: lock             taken whole with `end`
+                                                                      under the lock; saved
+                                                                      with the token (store.py)
     _requested, _hold_until, _hold_armed    no lock: flags (below)
     Client.cursor, pending, blocked,        token
       frames_out, bytes_out
@@ -77,7 +80,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from lanchat.protocol import ClientKind
+from lanchat.protocol import ClientKind, Event
 from lanchat.tuning import COALESCE_SECONDS, HOLD_MIN_CLIENTS, INLINE_PASSES, TRIM_EVERY
 
 if TYPE_CHECKING:
@@ -228,6 +231,7 @@ class Fanout:
         max_backlog_bytes: int = MAX_BACKLOG_BYTES,
         coalesce_seconds: float = COALESCE_SECONDS,
         hold_min_clients: int = HOLD_MIN_CLIENTS,
+        save: Callable[[list[Event]], None] | None = None,
     ) -> None:
         self.lock = lock
         self.max_backlog = max_backlog
@@ -236,6 +240,9 @@ class Fanout:
         self.hold_min_clients = hold_min_clients
         self.end = 0  # log position after the newest frame
         self._on_failed = on_failed  # the hub drops a client a pass gave up on (token held)
+        # With a store, room events published since the last pass: saved before they are sent.
+        self._save = save
+        self._unsaved: list[Event] = []
         self._base = 0  # log position of _frames[kind][0]
         self._frames: dict[str, list[bytes]] = {"raw": [], "lanchat": []}
         self._origins: list[int] = []  # client id of a raw sender (raw clients skip their own)
@@ -290,8 +297,13 @@ class Fanout:
         """Whether any client reads frames of this kind (else they need not be encoded)."""
         return self._kinds[kind] > 0
 
-    def publish(self, text: bytes, json: bytes, origin: int = 0) -> None:
-        """Append one room frame, already encoded for both kinds (lock held)."""
+    def publish(
+        self, text: bytes, json: bytes, origin: int = 0, event: Event | None = None
+    ) -> None:
+        """Append one room frame, already encoded for both kinds (lock held); with a store,
+        `event` is saved before any pass sends the frame."""
+        if self._save is not None and event is not None:
+            self._unsaved.append(event)
         self._frames["raw"].append(text)
         self._frames["lanchat"].append(json)
         self._origins.append(origin)
@@ -393,11 +405,14 @@ class Fanout:
                     client.private = None
             self._drained.clear()
             end = self.end
+            unsaved = self._take_unsaved()
             if end != self._processed:
                 targets: list[Client] | set[Client] = self._roster
                 self._dirty.clear()
             else:
                 targets, self._dirty = self._dirty, set()
+        if unsaved:
+            self._save_batch(unsaved)  # on disk before anything up to `end` is sent
         start = self._processed
         lo, hi = start - self._base, end - self._base
         shared: dict[str, bytes] = {}  # the frames [start, end) joined, per kind
@@ -457,6 +472,18 @@ class Fanout:
             self._drop_laggards(end)
         if end >= self._next_trim:
             self._trim()
+
+    def _take_unsaved(self) -> list[Event]:
+        """The events published since the last save (lock held, with `end` read)."""
+        unsaved = self._unsaved
+        if unsaved:
+            self._unsaved = []
+        return unsaved
+
+    def _save_batch(self, events: list[Event]) -> None:
+        """Commit one pass's events to the store (token held, lock not held)."""
+        if self._save is not None:
+            self._save(events)
 
     def _drop_laggards(self, end: int) -> None:
         """Disconnect parked clients owed more than the backlog limits (frames or bytes)."""
@@ -672,6 +699,9 @@ class Fanout:
         with self.lock:
             end = self.end
             closing = list(self._closing)
+            unsaved = self._take_unsaved()
+        if unsaved:
+            self._save_batch(unsaved)
         now = time.monotonic()
         for client in closing:
             if not client.blocked and now < client.deadline:

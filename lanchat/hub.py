@@ -22,6 +22,7 @@ Threads and what they own (fanout.py has the table of the delivery state):
                               change), room.seq in a probe or refusal (an int), room.started
     Hub._clients              the hub lock (members' connections by member id)
     Hub.listeners             filled before the relay starts, then only read
+    the store (store.py)      given to the fan-out at start; only a pass (the token) saves to it
     Client.member             set once under the hub lock at join; its fields are the room's
     Client.close_reason       written under the hub lock; readers may read it without the lock
                               as a hint (a stale read costs one batch, which the room ignores)
@@ -79,6 +80,7 @@ class Hub:
         room: Room,
         max_backlog: int = MAX_BACKLOG_FRAMES,
         max_backlog_bytes: int = MAX_BACKLOG_BYTES,
+        save: Callable[[list[Event]], None] | None = None,
     ) -> None:
         self.room = room
         self.lock = threading.Lock()
@@ -87,6 +89,7 @@ class Hub:
             on_failed=self._failed,
             max_backlog=max_backlog,
             max_backlog_bytes=max_backlog_bytes,
+            save=save,  # a store: each pass commits its frames before it sends them
         )
         self.listeners: list[Listener] = []
         self._clients: dict[int, Client] = {}
@@ -165,7 +168,7 @@ class Hub:
                 # Once per kind, and a kind nobody in the room reads is not encoded at all.
                 text = encode_text(event) if fanout.reads("raw") else b""
                 json = encode_json(event) if fanout.reads("lanchat") else b""
-                fanout.publish(text, json, output.origin)
+                fanout.publish(text, json, output.origin, event)
                 told.append(event)
             elif type(output) is Send:
                 client = self._clients[output.to]
@@ -199,7 +202,8 @@ def encode_greeting(kind: ClientKind, greet: Greet) -> bytes:
             + encode_text(greet.who)
             + encode_history_text(list(greet.history))
         )
-    return b"".join(encode_json(f) for f in (greet.welcome, greet.who, *greet.history))
+    gap = (greet.gap,) if greet.gap is not None else ()
+    return b"".join(encode_json(f) for f in (greet.welcome, greet.who, *gap, *greet.history))
 
 
 def refusal_frames(kind: ClientKind, refused: Refused, seq: int) -> bytes:

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import sys
 import threading
-from collections.abc import Callable, Iterable, Sequence
+import time
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
-from lanchat.client import Connection, ConnectionLost, goodbye_reason, reconnect
+from lanchat.client import Connection, ConnectionLost, goodbye_reason
 from lanchat.errors import ExitCode, UnreachableError
 from lanchat.output import (
     chat_text,
@@ -24,38 +25,21 @@ from lanchat.output import (
 from lanchat.protocol import (
     RAW_HELP,
     AskHelp,
-    Chat,
     FrameError,
     Quit,
-    Renamed,
     Request,
+    Resume,
     Say,
     ServerFrame,
     parse_raw_line,
 )
+from lanchat.session import Opener, Session
 
 if TYPE_CHECKING:
     from lanchat.discovery import Server
 
 QUIT_WAIT_SECONDS = 10.0  # how long to wait for the server to confirm our last lines
 CANDIDATE_TIMEOUT = 2.0  # per address of a discovered server, while others remain to try
-
-
-class _Tally:
-    """Our own messages sent vs echoed back by the server: the echo confirms delivery."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.sent = 0
-        self.confirmed = 0
-        self.lock = threading.Lock()
-
-    def saw(self, frame: ServerFrame) -> None:
-        with self.lock:
-            if isinstance(frame, Renamed) and frame.old == self.name:
-                self.name = frame.new
-            elif isinstance(frame, Chat) and not frame.history and frame.sender == self.name:
-                self.confirmed += 1
 
 
 def _request_for(line: str) -> Request | FrameError | None:
@@ -65,42 +49,80 @@ def _request_for(line: str) -> Request | FrameError | None:
         return e
 
 
-def run_scripted(conn: Connection, lines: Iterable[str], *, as_json: bool, out: TextIO) -> int:
-    """Send each line, print every frame; at end of input leave once our lines are confirmed."""
+def run_scripted(
+    conn: Connection,
+    lines: Iterable[str],
+    *,
+    as_json: bool,
+    out: TextIO,
+    open_again: Opener | None = None,
+    reconnect_for: float = 0.0,
+) -> int:
+    """Send each line, print every frame; at end of input leave once our lines are confirmed.
+    A lost connection is resumed for up to `reconnect_for` seconds: lines read meanwhile wait
+    and are sent on the new connection; whatever could not be sent is reported at the end."""
     console = stdout_console(out)
     err = stderr_console()
-    tally = _Tally(conn.name)
-    ended = threading.Event()
+    session = Session(conn, open_again)
+    ended = threading.Event()  # no more frames will come: the session is over
     ending: list[str | None] = [None]  # the goodbye reason, if one came
+    uncertain: list[Say] = []  # sent, then the server lost track: may not have reached anyone
 
     def show(frame: ServerFrame) -> None:
+        session.saw(frame)
         try:
             if as_json:
                 print_json(frame.to_dict(), out)
             else:
-                console.print(chat_text(frame, tally.name))
+                console.print(chat_text(frame, session.name))
         # `| head -1`: the reader has what it wanted; we go on sending. (rich's Console says a
         # broken pipe as SystemExit, after pointing stdout at the null device.)
         except (BrokenPipeError, SystemExit):
             quiet_output(out)
 
     def receive() -> None:
+        current = conn
         try:
-            for frame in _greeting_frames(conn):
+            for frame in _greeting_frames(current):
                 show(frame)
-            for frame in conn.frames():
-                tally.saw(frame)
-                show(frame)
-                reason = goodbye_reason(frame)
-                if reason is not None:
-                    ending[0] = reason
+            while True:
+                reason = None
+                for frame in current.frames():
+                    show(frame)
+                    reason = goodbye_reason(frame)
+                    if reason is not None:
+                        break
+                ending[0] = reason
+                session.lost(current)
+                if reason in ("quit", "too-slow") or reconnect_for <= 0 or open_again is None:
                     return
+                err.print(f"* Connection lost; reconnecting (for up to {reconnect_for:g} s)...")
+                new = session.reconnect(
+                    stop=ended,
+                    on_wait=lambda delay, e: err.print(
+                        f"* Still unreachable ({e}); next try in {delay:g} s."
+                    ),
+                    until=time.monotonic() + reconnect_for,
+                )
+                current.close()
+                if new is None:
+                    return
+                current = new
+                for frame in _greeting_frames(new):
+                    show(frame)
+                lost = session.settle(new)
+                ending[0] = None
+                err.print(f"* Reconnected to {new.host}:{new.port} as {new.name}.")
+                if lost:
+                    uncertain.extend(lost)
+                    err.print(f"! {_uncertain_note(lost)}")
         finally:
             ended.set()
+            session.wake()
 
     receiver = threading.Thread(target=receive, name="lanchat-receive", daemon=True)
     receiver.start()
-    input_left = False  # a line we could not send (and whatever followed it)
+    input_left = False  # input we did not take because the session was over
     for raw in lines:
         request = _request_for(raw.rstrip("\r\n"))
         if request is None:
@@ -113,33 +135,37 @@ def run_scripted(conn: Connection, lines: Iterable[str], *, as_json: bool, out: 
             continue
         if isinstance(request, Quit):
             break
-        try:
-            if ended.is_set():
-                raise ConnectionLost("the session ended")
-            conn.send(request)
-        except ConnectionLost:
+        if ended.is_set():
             input_left = True
             break
-        if isinstance(request, Say):
-            with tally.lock:
-                tally.sent += 1
+        session.submit(request)  # sent now, or kept until we are reconnected
+    session.wait_done(QUIT_WAIT_SECONDS + reconnect_for, ended)
     if not ended.is_set():
-        try:
-            conn.send(Quit())  # the server answers once everything before it went out
-        except ConnectionLost:
-            pass
+        session.submit(Quit())  # the server answers once everything before it went out
     ended.wait(QUIT_WAIT_SECONDS)
-    conn.close()
+    session.conn.close()
     receiver.join(1.0)
-    unconfirmed = 0 if ending[0] == "quit" else max(0, tally.sent - tally.confirmed)
-    if not input_left and not unconfirmed:
+    unsent, unconfirmed = session.outstanding()
+    if ending[0] == "quit":
+        unconfirmed = 0  # the server relays everything before it answers our bye
+    if not (input_left or unsent or unconfirmed or uncertain):
         return ExitCode.OK
     why = _ENDINGS.get(ending[0] or "", "the connection was lost")
     lost = [f"{unconfirmed} line(s) sent but not confirmed"] if unconfirmed else []
-    lost += ["the rest of the input was not sent"] if input_left else []
+    lost += [_uncertain_note(uncertain)] if uncertain else []
+    lost += ["the rest of the input was not sent"] if input_left or unsent else []
     raise UnreachableError(
-        f"{conn.host}:{conn.port}: {why} before we were done; {' and '.join(lost)}.",
+        f"{session.conn.host}:{session.conn.port}: {why} before we were done; "
+        f"{' and '.join(lost)}.",
         "Those lines may not have reached everyone; send them again when the server is back.",
+    )
+
+
+def _uncertain_note(lines: list[Say]) -> str:
+    shown = ", ".join(repr(s.text) for s in lines[:3]) + (", ..." if len(lines) > 3 else "")
+    return (
+        f"{len(lines)} line(s) sent just before the connection was lost may not have reached "
+        f"everyone (the server could not replay what was missed): {shown}"
     )
 
 
@@ -151,7 +177,7 @@ _ENDINGS = {
 
 def _greeting_frames(conn: Connection) -> list[ServerFrame]:
     g = conn.greeting
-    return [g.welcome, *([g.who] if g.who else []), *g.history]
+    return [g.welcome, *([g.who] if g.who else []), *([g.gap] if g.gap else []), *g.history]
 
 
 HELP_TEXT = (
@@ -160,13 +186,13 @@ HELP_TEXT = (
 )
 
 
-def run_interactive(first: Connection, open_again: Callable[[], Connection]) -> int:
-    """The chat window: prompt at the bottom, messages above it, reconnects on its own."""
+def run_interactive(first: Connection, open_again: Opener) -> int:
+    """The chat window: prompt at the bottom, messages above it, reconnects on its own (each
+    reconnect resumes: nothing twice, a note for what is gone, typed lines sent afterwards)."""
     from prompt_toolkit import PromptSession
     from prompt_toolkit.patch_stdout import patch_stdout
 
-    state = {"conn": first}
-    lock = threading.Lock()
+    session = Session(first, open_again)
     leaving = threading.Event()
 
     with patch_stdout(raw=True):
@@ -177,46 +203,50 @@ def run_interactive(first: Connection, open_again: Callable[[], Connection]) -> 
         def say(text: object) -> None:
             console.print(text)
 
+        def show(frame: ServerFrame) -> None:
+            session.saw(frame)
+            say(chat_text(frame, session.name))
+
         def receive() -> None:
             conn = first
             for frame in _greeting_frames(conn):
-                say(chat_text(frame, conn.name))
+                show(frame)
             while not leaving.is_set():
                 reason = None
                 for frame in conn.frames():
-                    if isinstance(frame, Renamed) and frame.old == conn.name:
-                        conn.name = frame.new
-                    say(chat_text(frame, conn.name))
+                    show(frame)
                     reason = goodbye_reason(frame)
                     if reason is not None:
                         break
+                session.lost(conn)
                 if leaving.is_set() or reason in ("quit", "too-slow"):
                     return
                 say(notice("* Connection to the server lost. Reconnecting...", "bold yellow"))
-                new = reconnect(
-                    open_again,
+                new = session.reconnect(
                     stop=leaving,
                     on_wait=lambda delay, e: say(
                         notice(f"* Still unreachable ({e}); next try in {delay:g} s.", "dim")
                     ),
                 )
+                conn.close()
                 if new is None:
                     return
-                with lock:
-                    state["conn"] = new
                 conn = new
                 say(notice(f"* Reconnected to {new.host}:{new.port} as {new.name}.", "bold green"))
                 for frame in _greeting_frames(new):
-                    say(chat_text(frame, new.name))
+                    show(frame)
+                lost = session.settle(new)
+                if lost:
+                    say(notice(f"! {_uncertain_note(lost)}", "bold red"))
 
         receiver = threading.Thread(target=receive, name="lanchat-receive", daemon=True)
         receiver.start()
-        session: PromptSession[str] = PromptSession()
+        prompt: PromptSession[str] = PromptSession()
         say(notice(f"* {HELP_TEXT}", "dim"))
         try:
             while receiver.is_alive():
                 try:
-                    line = session.prompt(lambda: f"{state['conn'].name}> ")
+                    line = prompt.prompt(lambda: f"{session.name}> ")
                 except (EOFError, KeyboardInterrupt):
                     break
                 request = _request_for(line)
@@ -230,22 +260,25 @@ def run_interactive(first: Connection, open_again: Callable[[], Connection]) -> 
                     continue
                 if isinstance(request, Quit):
                     break
-                with lock:
-                    conn = state["conn"]
-                try:
-                    conn.send(request)
-                except ConnectionLost:
-                    say(notice("! Not connected right now; that line was not sent.", "bold red"))
+                if not session.submit(request):
+                    say(notice("* Not connected right now; that line is sent once reconnected."))
         finally:
             leaving.set()
-            with lock:
-                conn = state["conn"]
+            unsent, unconfirmed = session.outstanding()
             try:
-                conn.send(Quit())
+                session.conn.send(Quit())
             except ConnectionLost:
                 pass
             receiver.join(2.0)
-            conn.close()
+            session.conn.close()
+            if unsent or unconfirmed:
+                say(
+                    notice(
+                        f"! Left with {unsent + unconfirmed} line(s) not confirmed by the server; "
+                        "they may not have reached everyone.",
+                        "bold red",
+                    )
+                )
     return ExitCode.OK
 
 
@@ -281,11 +314,11 @@ def ask_server(
 
 def connect_discovered(
     *, room: str | None, name: str | None, exact: bool, timeout: float, interactive: bool
-) -> tuple[Connection, Callable[[], Connection]]:
+) -> tuple[Connection, Opener]:
     """`join` without an address: look for servers, then reach_server (lanchat.discovery) takes
     the only one (of `room`) or the one the user picks and tries its addresses, own subnet
     first; say on stderr which one worked. Returns the connection and how to open it again
-    (same address) for reconnecting."""
+    (same address, resuming) for reconnecting."""
     from lanchat import netinfo
     from lanchat.discovery import discover, local_networks, reach_server
     from lanchat.output.discovery import reach_report, searching
@@ -310,7 +343,9 @@ def connect_discovered(
         err.print(line)
     server, address = reached.server, reached.address
 
-    def open_again() -> Connection:
-        return Connection.open(address, server.port, name=name, exact=exact, timeout=timeout)
+    def open_again(resume: Resume | None) -> Connection:
+        return Connection.open(
+            address, server.port, name=name, exact=exact, timeout=timeout, resume=resume
+        )
 
     return reached.connection, open_again

@@ -34,7 +34,8 @@ from lanchat.protocol import (
     DEFAULT_ROOM,
 )
 from lanchat.protocol.status import RelayConnection, RelayServer, RelayStatus
-from lanchat.room import Room
+from lanchat.room import Past, Room
+from lanchat.store import Store
 
 FD_RESERVE = 32  # descriptors kept for the listener, the writer, logs and refusals
 LISTEN_BACKLOG = min(socket.SOMAXCONN, 4096)  # connections the OS queues before accept()
@@ -75,14 +76,23 @@ class Relay:
         max_backlog_bytes: int = MAX_BACKLOG_BYTES,
         keepalive: float = DEFAULT_KEEPALIVE_SECONDS,
         max_rate: float = DEFAULT_MAX_RATE,
+        store: Store | None = None,
     ) -> None:
         self.host = host
         self.port = port
         self._stopped = threading.Event()
         self.policy = ConnectionPolicy(keepalive, max_rate, stopping=self._stopped)
+        # With a store the room carries on from its history on disk (epoch, seq, chats), and
+        # every pass commits its frames there before it sends them; without, history is in
+        # memory only and a restart starts a new epoch.
+        past: Past | None = store.load(history) if store is not None else None
         self.hub = Hub(
-            Room(room, history=history, max_clients=max_clients), max_backlog, max_backlog_bytes
+            Room(room, history=history, max_clients=max_clients, past=past),
+            max_backlog,
+            max_backlog_bytes,
+            save=store.save if store is not None else None,
         )
+        self.store = store
         self._listener: socket.socket | None = None
         self._address: tuple[str, int] | None = None  # kept: it is asked for after stop(), too
         self._accept_thread: threading.Thread | None = None
@@ -164,6 +174,9 @@ class Relay:
         self.hub.shutdown()
         self.wait_readers(0, max(0.0, deadline - time.monotonic()))
         self.hub.fanout.stop(max(0.1, deadline - time.monotonic()))
+        if self.store is not None:
+            with self.hub.fanout.passes_paused():  # the store is the pass token holder's
+                self.store.close()
         self._wake_recv.close()
         self._wake_send.close()
 

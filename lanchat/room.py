@@ -5,11 +5,19 @@ did (joined, said these lines, left) and returns what must happen, as outputs: p
 event to everyone, send that one to one member, greet a newcomer, hang up on a member. The hub
 (hub.py) calls it under its lock, one call at a time, and applies the outputs to the fan-out.
 Every event takes the next sequence number here, so everyone sees one order.
+
+Resume: the room's history has an `epoch`, a random id made when the history starts (restored
+with it from a store, lanchat/store.py). A lanchat hello may carry the epoch and the last seq its
+client saw; the greeting then replays only the chats after that seq, from the bounded history
+(O(missed), never O(room)), and a Gap output frame says what it cannot replay: chats pushed out
+of the history, or everything when the epoch differs. Only chats (messages and actions) are
+replayed; joins, leaves and renames are not (the who-list in the greeting says who is here).
 """
 
 from __future__ import annotations
 
 import itertools
+import secrets
 import time
 from collections import deque
 from collections.abc import Callable
@@ -25,6 +33,7 @@ from lanchat.protocol import (
     ClientKind,
     Event,
     FrameError,
+    Gap,
     Goodbye,
     Hello,
     HelpText,
@@ -37,6 +46,7 @@ from lanchat.protocol import (
     Quit,
     Renamed,
     Request,
+    Resume,
     Say,
     SetName,
     Welcome,
@@ -111,12 +121,14 @@ class Send:
 
 @dataclass(frozen=True, slots=True)
 class Greet:
-    """A newcomer's welcome, who-list and history replay (to it only)."""
+    """A newcomer's welcome, who-list and history replay (to it only); `gap` before the replay
+    when a resuming client missed more than can be replayed."""
 
     to: int
     welcome: Welcome
     who: WhoList
     history: tuple[Chat, ...]
+    gap: Gap | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +150,21 @@ class Hangup:
 Output = Publish | Send | Greet | Recode | Hangup
 
 
+@dataclass(frozen=True, slots=True)
+class Past:
+    """Where a room's history starts: kept from an earlier run (a store), or new."""
+
+    epoch: str
+    seq: int = 0  # the last seq given out
+    chats: tuple[Chat, ...] = ()  # the newest chats, oldest first
+    trimmed: int = 0  # the newest chat seq no longer kept (0: none)
+
+
+def new_epoch() -> str:
+    """A fresh id for a history that starts now."""
+    return secrets.token_hex(8)
+
+
 class Room:
     """One chat room: the members, the sequence of events, the history. Not thread-safe: its
     one caller (the hub) serialises every call."""
@@ -150,11 +177,17 @@ class Room:
         max_clients: int = 0,
         clock: Callable[[], float] = time.time,
         ticks: Callable[[], float] = time.monotonic,
+        past: Past | None = None,
     ) -> None:
+        past = past or Past(new_epoch())
         self.name = name
         self.max_clients = max_clients  # 0: no limit of our own
-        self.seq = 0
+        self.epoch = past.epoch
+        self.seq = past.seq
         self.history: deque[Chat] = deque(maxlen=history)
+        self.trimmed = past.trimmed  # the newest chat seq the history no longer holds
+        for chat in past.chats:
+            self._remember(chat)
         self.started = clock()
         self.messages = 0  # chat messages and actions relayed
         self.closed = False
@@ -220,11 +253,12 @@ class Room:
         )
         self._members[member_id] = member
         self._names[member.name.casefold()] = member
+        resume = hello.resume if hello else None
         if announce or hello is not None:
             self._mark_present(member)  # first, so its greeting lists it
-            outputs += [self._greeting(member), self._joined(member)]
+            outputs += [self._greeting(member, resume), self._joined(member)]
         else:
-            outputs.append(self._greeting(member))
+            outputs.append(self._greeting(member, resume))
         return outputs
 
     def _mark_present(self, member: Member) -> None:
@@ -259,10 +293,12 @@ class Room:
             member.name = name
             self._names[name.casefold()] = member
             self._mark_present(member)
-            return [*outputs, self._greeting(member), self._joined(member)]
+            return [*outputs, self._greeting(member, hello.resume), self._joined(member)]
         if name != member.name:
             self._rename(member, name, outputs)
-        outputs.append(self._greeting(member))
+        # What was queued for it as text is lost to a lanchat client: a fresh one gets the
+        # newcomer's replay, a reconnecting one the chats after the seq its hello names.
+        outputs.append(self._greeting(member, hello.resume))
         return outputs
 
     def refuse(self, member_id: int, refused: Refused) -> list[Output]:
@@ -373,15 +409,61 @@ class Room:
                 return name
         raise Refused("name-taken", f"The name {hello.name} and its variants are taken.")
 
-    def _greeting(self, member: Member) -> Greet:
+    def _greeting(self, member: Member, resume: Resume | None = None) -> Greet:
         now = self._clock()
-        replay = tuple(replace(chat, history=True) for chat in self.history)
-        welcome = Welcome(self.seq, now, member.name, self.name, history=len(replay))
+        replay, gap = self._replay(resume, now)
+        welcome = Welcome(
+            self.seq,
+            now,
+            member.name,
+            self.name,
+            history=len(replay),
+            epoch=self.epoch,
+            resumed=resume is not None and gap is None,
+        )
         # A newcomer to a big room gets the first names and the count, not thousands of names
         # (that was O(room) bytes per join); /who lists everyone on request.
         present = (m.name for m in self._members.values() if m.announced)
         names = tuple(itertools.islice(present, GREETING_NAMES))
-        return Greet(member.id, welcome, WhoList(self.seq, now, names, self.size), replay)
+        return Greet(member.id, welcome, WhoList(self.seq, now, names, self.size), replay, gap)
+
+    def _replay(self, resume: Resume | None, now: float) -> tuple[tuple[Chat, ...], Gap | None]:
+        """The chats to replay, and what cannot be: all of the history for a newcomer, the
+        chats after `resume.seq` for a reconnecting client (newest first: O(missed))."""
+        if resume is None or resume.epoch != self.epoch or resume.seq > self.seq:
+            replay = tuple(replace(chat, history=True) for chat in self.history)
+            if resume is None:
+                return replay, None
+            message = (
+                "The server lost its history since you were last here (it restarted without "
+                "--store): messages sent while you were away may be missing."
+            )
+            return replay, Gap(self.seq, now, "history-lost", 1, self.trimmed, message)
+        missed: list[Chat] = []
+        for chat in reversed(self.history):
+            if chat.seq <= resume.seq:
+                break
+            missed.append(replace(chat, history=True))
+        missed.reverse()
+        gap = None
+        if self.trimmed > resume.seq:
+            first, last = resume.seq + 1, self.trimmed
+            message = (
+                f"Messages from while you were away (seq {first}-{last}) are no longer kept "
+                "by the server; they are missing here."
+            )
+            gap = Gap(self.seq, now, "history-trimmed", first, last, message)
+        return tuple(missed), gap
+
+    def _remember(self, chat: Chat) -> None:
+        """Keep a chat in the bounded history, noting the newest one it lets go."""
+        history = self.history
+        if history.maxlen == 0:
+            self.trimmed = chat.seq
+            return
+        if len(history) == history.maxlen:
+            self.trimmed = history[0].seq
+        history.append(chat)
 
     def _say(self, member: Member, text: str, action: bool, outputs: list[Output]) -> None:
         text = clean_text(text).strip()
@@ -390,7 +472,7 @@ class Room:
             outputs.append(self._problem(member, "empty", message))
             return
         chat = Chat(self._next(), self._clock(), member.name, text, action)
-        self.history.append(chat)
+        self._remember(chat)
         self.messages += 1
         second = int(self._ticks())
         counts = self._per_second

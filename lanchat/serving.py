@@ -57,6 +57,9 @@ class ServeOptions:
     mdns: bool = True
     interfaces: tuple[str, ...] = ()
     one_core: bool = True  # a busy room's threads share one CPU core (lanchat.cores)
+    store: str | None = None  # the history file (SQLite); None: history in memory only
+    store_keep: int = 100_000  # room events kept in the store (0: no limit by count)
+    store_days: float = 0  # ... and for at most this many days (0: no limit by age)
 
 
 @dataclass(frozen=True)
@@ -71,6 +74,8 @@ class Listening:
     max_clients: int
     notes: tuple[str, ...]
     advertisement: Advertisement
+    store: str | None = None  # where history is kept; None: in memory only
+    restored: int = 0  # messages restored from the store
     pid: int = field(default_factory=os.getpid)
     version: str = __version__
 
@@ -117,6 +122,11 @@ def run_server(options: ServeOptions, log: ServeLog) -> Stopped:
     # A process-wide setting, made here and not by Relay (tests run relays in-process): every
     # thread started from now on, thousands of readers among them, gets this stack size.
     threading.stack_size(THREAD_STACK_BYTES)
+    store = None
+    if options.store is not None:
+        from lanchat.store import open_store
+
+        store = open_store(options.store, keep=options.store_keep, keep_days=options.store_days)
     relay = Relay(
         options.host,
         options.port,
@@ -125,7 +135,9 @@ def run_server(options: ServeOptions, log: ServeLog) -> Stopped:
         max_clients=max_clients,
         keepalive=options.keepalive,
         max_rate=options.max_rate,
+        store=store,
     )
+    restored = len(relay.room.history)  # before anyone can join
     events: queue.Queue[tuple[Any, Any]] = queue.Queue(maxsize=LOG_QUEUE)
     dropped = [0]
 
@@ -163,6 +175,8 @@ def run_server(options: ServeOptions, log: ServeLog) -> Stopped:
                 max_clients=relay.room.max_clients,
                 notes=tuple(notes),
                 advertisement=advertisement,
+                store=options.store,
+                restored=restored,
             )
         )
         _log_events(events, log)
@@ -176,6 +190,8 @@ def run_server(options: ServeOptions, log: ServeLog) -> Stopped:
         if keeper is not None:
             keeper.stop()
         relay.stop()
+        if store is not None:
+            store.close()  # again, harmless: it is closed even if the relay never started
         if advertiser is not None:
             advertiser.close()
         restore_sigterm(previous)

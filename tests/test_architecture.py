@@ -22,12 +22,14 @@ LAYERS = {
     "lanchat.room": 2,  # the room's rules: protocol only, no sockets, no threads
     "lanchat.netinfo": 2,
     "lanchat.fanout": 3,  # delivery (knows the room's Member type only)
+    "lanchat.store": 3,  # history on disk (SQLite): protocol, errors and the room's Past
     "lanchat.hub": 4,  # applies the room's outputs to the fan-out
     "lanchat.connection": 5,
     "lanchat.relay": 6,
     "lanchat.client": 6,
     "lanchat.discovery": 6,
     "lanchat.status": 7,
+    "lanchat.session": 7,  # a chat across reconnects: resume and the outbox (client)
     "lanchat.doctor": 7,
     "lanchat.serving": 7,
     "lanchat.output": 8,

@@ -451,7 +451,9 @@ def test_scripted_join_reports_lines_it_could_not_send(lanchat_process: Any) -> 
     relay = Relay("127.0.0.1", 0)
     relay.start()
     port = relay.address[1]
-    join = lanchat_process("join", f"127.0.0.1:{port}", "--name", "late", stdin=subprocess.PIPE)
+    join = lanchat_process(
+        "join", f"127.0.0.1:{port}", "--name", "late", "--reconnect", "0.5", stdin=subprocess.PIPE
+    )
     join.proc.stdin.write("one\n")
     join.proc.stdin.flush()
     join.wait_line("<late> one")

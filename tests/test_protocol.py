@@ -17,6 +17,7 @@ from lanchat.protocol import (
     AskWho,
     Chat,
     FrameError,
+    Gap,
     Goodbye,
     Hello,
     Joined,
@@ -28,6 +29,7 @@ from lanchat.protocol import (
     Problem,
     Quit,
     Renamed,
+    Resume,
     Say,
     SetName,
     Welcome,
@@ -430,3 +432,29 @@ def test_encoding_a_frame_never_raises() -> None:
 
 def test_an_empty_who_list_reads_as_a_sentence() -> None:
     assert render_line(WhoList(1, 0.0, (), 0)) == "* Nobody else is here yet."
+
+
+def test_a_hello_carries_a_resume_and_a_malformed_one_is_ignored() -> None:
+    hello = Hello(1, "ana", resume=Resume("ab12", 41))
+    assert parse_hello(encode_request(hello)) == hello
+    for bad in ({"epoch": 5, "seq": 1}, {"epoch": "e", "seq": -1}, {"epoch": "", "seq": 1}, 7):
+        line = json.dumps({"type": "hello", "version": 1, "resume": bad}).encode()
+        parsed = parse_hello(line)
+        assert parsed is not None and parsed.resume is None
+
+
+def test_welcome_epoch_and_gap_frames_round_trip() -> None:
+    gap = Gap(9, 1.5, "history-trimmed", 3, 4, "Messages 3-4 are gone.")
+    assert json.loads(encode_json(gap)) == {
+        "type": "gap",
+        "seq": 9,
+        "time": 1.5,
+        "reason": "history-trimmed",
+        "from": 3,
+        "to": 4,
+        "message": "Messages 3-4 are gone.",
+    }
+    assert parse_event(encode_json(gap)) == gap
+    welcome = Welcome(9, 1.5, "ana", "lobby", epoch="ab12")
+    assert parse_event(encode_json(welcome)) == welcome
+    assert encode_text(gap) == b"! Messages 3-4 are gone.\n"

@@ -423,3 +423,65 @@ def test_a_silent_client_is_announced_when_it_first_speaks(relay: Relay, connect
     assert message["text"] == "hello at last" and message["from"] == joined["name"]
     lurker.send("/quit\n")
     assert watcher.wait_json(lambda f: f["type"] == "leave")["name"] == joined["name"]
+
+
+def resume_hello(client: LineClient, name: str, epoch: str, seq: int) -> dict[str, Any]:
+    hello = {"type": "hello", "version": 1, "name": name, "resume": {"epoch": epoch, "seq": seq}}
+    client.send_json(hello)
+    return client.wait_json(lambda f: f["type"] == "welcome")
+
+
+def say_and_wait(client: LineClient, text: str) -> dict[str, Any]:
+    client.send_json({"type": "message", "text": text})
+    return client.wait_json(lambda f: f["type"] == "message" and f["text"] == text)
+
+
+def test_a_reconnecting_client_gets_exactly_the_frames_it_missed(connect: Any) -> None:
+    alice, bob = connect(), connect()
+    epoch = alice.hello("alice")["epoch"]
+    bob.hello("bob")
+    last_seen = say_and_wait(alice, "before")["seq"]
+    alice.close()
+    for text in ("m1", "m2", "m3"):
+        say_and_wait(bob, text)
+    again = connect()
+    welcome = resume_hello(again, "alice", epoch, last_seen)
+    assert welcome["epoch"] == epoch and welcome["history"] == 3
+    say_and_wait(bob, "live")
+    frames = []
+    while not frames or frames[-1]["text"] != "live":
+        frame = again.wait_json(lambda f: f["type"] in ("message", "gap"))
+        frames.append(frame)
+    assert [(f["text"], f.get("history", False)) for f in frames] == [
+        ("m1", True),
+        ("m2", True),
+        ("m3", True),
+        ("live", False),
+    ]
+
+
+def test_an_unknown_epoch_gets_a_gap_notice(connect: Any) -> None:
+    alice = connect()
+    alice.hello("alice")
+    say_and_wait(alice, "kept")
+    again = connect()
+    welcome = resume_hello(again, "bob", "an-epoch-from-before-a-restart", 12)
+    gap = again.wait_json(lambda f: f["type"] in ("gap", "message"))
+    assert gap["type"] == "gap" and gap["reason"] == "history-lost"
+    assert "lost its history" in gap["message"]
+    assert welcome["history"] == 1 and chat_frames(again, 1)[0]["text"] == "kept"
+
+
+def test_a_resume_beyond_the_history_names_the_missing_seqs(connect: Any) -> None:
+    alice, bob = connect(), connect()
+    epoch = alice.hello("alice")["epoch"]
+    bob.hello("bob")
+    last_seen = say_and_wait(alice, "seen")["seq"]
+    alice.close()
+    sent = [say_and_wait(bob, f"m{i}")["seq"] for i in range(8)]  # the relay keeps 5
+    again = connect()
+    resume_hello(again, "alice", epoch, last_seen)
+    gap = again.wait_json(lambda f: f["type"] in ("gap", "message"))
+    assert gap["type"] == "gap" and gap["reason"] == "history-trimmed"
+    assert (gap["from"], gap["to"]) == (last_seen + 1, sent[2])
+    assert [f["text"] for f in chat_frames(again, 5)] == [f"m{i}" for i in range(3, 8)]

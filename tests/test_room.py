@@ -21,6 +21,7 @@ from lanchat.protocol import (
     Problem,
     Quit,
     Renamed,
+    Resume,
     Say,
     SetName,
     WhoList,
@@ -31,6 +32,7 @@ from lanchat.room import (
     Greet,
     Hangup,
     Output,
+    Past,
     Publish,
     Recode,
     Refused,
@@ -320,3 +322,73 @@ def test_a_silent_client_that_identifies_late_is_announced_under_its_name() -> N
     assert outputs[0] == Recode(1, "lanchat")
     assert [type(e).__name__ for e in published(outputs)] == ["Joined"]  # no rename from guest
     assert published(outputs)[0].name == "dana"  # type: ignore[attr-defined]
+
+
+# --- resume: a reconnecting client names the epoch and the last seq it saw ---------------------
+
+
+def greeting_of(outputs: list[Output]) -> Greet:
+    greet = next(o for o in outputs if isinstance(o, Greet))
+    return greet
+
+
+def test_a_resuming_client_gets_exactly_the_chats_it_missed(room: Room) -> None:
+    room.join(1, hello("alice"))  # seq 1
+    room.handle(1, ["seen"])  # seq 2
+    room.join(2, hello("bob"))  # seq 3: a join is not replayed
+    room.handle(2, ["m1", Say("m2", action=True)])  # seq 4, 5
+    greet = greeting_of(room.join(3, Hello(1, "carol", resume=Resume(room.epoch, 2))))
+    assert [(c.seq, c.text, c.history) for c in greet.history] == [
+        (4, "m1", True),
+        (5, "m2", True),
+    ]
+    assert greet.gap is None
+    assert greet.welcome.history == 2 and greet.welcome.epoch == room.epoch
+    assert greet.welcome.resumed
+
+
+def test_a_resume_up_to_date_replays_nothing(room: Room) -> None:
+    room.join(1, hello("alice"))
+    room.handle(1, ["a"])
+    greet = greeting_of(room.join(2, Hello(1, "bob", resume=Resume(room.epoch, room.seq))))
+    assert greet.history == () and greet.gap is None
+
+
+def test_a_resume_past_the_bounded_history_gets_a_gap(room: Room) -> None:
+    room.join(1, hello("alice"))  # seq 1
+    room.handle(1, [f"m{i}" for i in range(6)])  # seq 2..7; history=3 keeps 5, 6, 7
+    greet = greeting_of(room.join(2, Hello(1, "bob", resume=Resume(room.epoch, 2))))
+    assert [c.seq for c in greet.history] == [5, 6, 7]
+    assert greet.gap is not None
+    assert (greet.gap.reason, greet.gap.start, greet.gap.end) == ("history-trimmed", 3, 4)
+    assert greet.gap.to_dict()["from"] == 3 and greet.gap.to_dict()["to"] == 4
+
+
+def test_a_resume_from_another_epoch_is_told_the_history_was_lost(room: Room) -> None:
+    room.join(1, hello("alice"))
+    room.handle(1, ["a", "b"])
+    greet = greeting_of(room.join(2, Hello(1, "bob", resume=Resume("an-old-epoch", 40))))
+    assert greet.gap is not None and greet.gap.reason == "history-lost"
+    assert not greet.welcome.resumed
+    assert "lost its history" in greet.gap.message
+    assert [c.text for c in greet.history] == ["a", "b"]  # all of this history is new to it
+
+
+def test_a_room_restored_from_its_past_keeps_epoch_seq_and_chats() -> None:
+    chats = (Chat(8, 1.0, "ana", "kept"), Chat(9, 2.0, "ana", "newest"))
+    room = Room(history=3, clock=Clock(), past=Past("e1", seq=11, chats=chats, trimmed=7))
+    assert (room.epoch, room.seq) == ("e1", 11)
+    outputs = room.join(1, Hello(1, "bob", resume=Resume("e1", 8)))
+    assert [c.text for c in greeting_of(outputs).history] == ["newest"]
+    assert published(outputs)[0] == Joined(12, 1000.0, "bob", "lanchat", 1)
+    gap = greeting_of(room.join(2, Hello(1, "cy", resume=Resume("e1", 5)))).gap
+    assert gap is not None and (gap.start, gap.end) == (6, 7)
+
+
+def test_a_late_hello_that_resumes_replays_from_its_seq(room: Room) -> None:
+    room.join(1, hello("alice"))  # seq 1
+    room.handle(1, ["before"])  # seq 2
+    room.join(2, None)  # seq 3: greeted as raw (its hello is late)
+    room.handle(1, ["queued as text"])  # seq 4: sent to it as text, useless to a lanchat client
+    outputs = room.upgrade(2, Hello(1, "bob", resume=Resume(room.epoch, 2)))
+    assert [c.text for c in greeting_of(outputs).history] == ["queued as text"]

@@ -59,11 +59,20 @@ def join(
         ),
     ] = None,
     json_out: JsonOption = False,
+    reconnect: Annotated[
+        float,
+        typer.Option(
+            "--reconnect",
+            min=0,
+            help="Scripted: seconds to keep trying when the connection is lost, resuming "
+            "where it stopped (0: give up at once). Interactive sessions always retry.",
+        ),
+    ] = 30.0,
 ) -> None:
     """Join a chat: type to talk. With stdin from a file or pipe, send each line and leave."""
     from lanchat.client import Connection, parse_address
     from lanchat.join import connect_discovered, run_interactive, run_scripted
-    from lanchat.protocol import suggest_name
+    from lanchat.protocol import Resume, suggest_name
 
     exact = name is not None
     wanted = name if name is not None else suggest_name(_login_name())
@@ -80,8 +89,11 @@ def join(
 
         host, parsed_port = parse_address(address, default_port=port or DEFAULT_PORT)
 
-        def open_connection() -> Connection:  # reconnecting: a relay answered before
-            return Connection.open(host, parsed_port, name=wanted, exact=exact, timeout=timeout)
+        def open_connection(resume: Resume | None = None) -> Connection:
+            # reconnecting: a relay answered before, so no listening first
+            return Connection.open(
+                host, parsed_port, name=wanted, exact=exact, timeout=timeout, resume=resume
+            )
 
         try:
             with connecting(stderr_console(), host_port(host, parsed_port), timeout):
@@ -95,7 +107,16 @@ def join(
             raise typer.Exit(code) from None
     if sys.stdin.isatty() and sys.stdout.isatty() and not json_out:
         raise typer.Exit(run_interactive(conn, open_connection))
-    raise typer.Exit(run_scripted(conn, sys.stdin, as_json=json_out, out=sys.stdout))
+    raise typer.Exit(
+        run_scripted(
+            conn,
+            sys.stdin,
+            as_json=json_out,
+            out=sys.stdout,
+            open_again=open_connection,
+            reconnect_for=reconnect,
+        )
+    )
 
 
 def _login_name() -> str:

@@ -23,6 +23,7 @@ EPILOG = (  # the examples under --help
     "  lanchat serve --room physics --max-clients 40\n\n"
     "  lanchat serve --port 0 --json      # a free port; events as JSON lines\n\n"
     "  lanchat serve --interface wlan0    # announce on the Wi-Fi only\n\n"
+    "  lanchat serve --store chat.db      # history survives a restart\n\n"
     "Environment: LANCHAT_PORT, LANCHAT_ROOM."
 )
 
@@ -83,6 +84,23 @@ def serve(
             "address, no VPN or container adapters).",
         ),
     ] = None,
+    store: Annotated[
+        str | None,
+        typer.Option(
+            "--store",
+            metavar="PATH",
+            help="Keep the room's history in this SQLite file, so that it survives a restart "
+            "(default: in memory only).",
+        ),
+    ] = None,
+    store_keep: Annotated[
+        int,
+        typer.Option("--store-keep", min=0, help="Room events kept in --store (0: no limit)."),
+    ] = 100_000,
+    store_days: Annotated[
+        float,
+        typer.Option("--store-days", min=0, help="Days events stay in --store (0: no limit)."),
+    ] = 0,
     all_cores: Annotated[
         bool,
         typer.Option(
@@ -119,5 +137,8 @@ def serve(
         mdns=not no_mdns,
         interfaces=tuple(interfaces or ()),
         one_core=not all_cores,
+        store=store,
+        store_keep=store_keep,
+        store_days=store_days,
     )
     run_server(options, log)

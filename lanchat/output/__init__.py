@@ -19,6 +19,7 @@ from rich.text import Text
 from lanchat.errors import LanchatError
 from lanchat.protocol import (
     Chat,
+    Gap,
     Goodbye,
     Joined,
     Left,
@@ -120,6 +121,8 @@ def chat_text(frame: ServerFrame, me: str | None = None) -> Text:
         return Text.assemble(stamp, "<", name, "> ", body)
     if isinstance(frame, Problem):
         return Text(f"! {frame.message}", style="bold red")
+    if isinstance(frame, Gap):
+        return Text(f"! {frame.message}", style="bold yellow")
     if isinstance(frame, Goodbye) and frame.reason not in ("quit", "shutdown"):
         return Text(f"! {frame.message}", style="bold red")
     if isinstance(frame, Joined | Left | Renamed | WhoList | Welcome | Goodbye):

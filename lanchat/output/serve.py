@@ -71,6 +71,19 @@ def serve_banner(console: Console, info: Listening) -> None:
         listed = ", ".join(f"{a.address} ({', '.join(a.tags)})" for a in virtual[:4])
         console.print(Text(f"Not for the LAN: {listed}", style="dim"))
     console.print(advertisement_text(info.advertisement))
+    if info.store is None:
+        console.print(
+            Text(
+                "History is kept in memory only: a restart forgets it (--store PATH keeps it).",
+                style="dim",
+            )
+        )
+    else:
+        console.print(
+            Text(
+                f"History is kept in {info.store} ({info.restored} messages restored).", style="dim"
+            )
+        )
     for note in info.notes:
         console.print(Text(note, style="yellow"))
     limit = f"up to {info.max_clients} people" if info.max_clients else "no limit on people"
@@ -155,6 +168,8 @@ class JsonServeLog:
                 "version": info.version,
                 "max_clients": info.max_clients,
                 "notes": list(info.notes),
+                "store": info.store,  # null: history in memory only
+                "restored": info.restored,
                 "mdns": info.advertisement.to_dict(),
             }
         )

@@ -43,6 +43,33 @@ class Welcome(Event):
     server: str = SOFTWARE
     max_line: int = MAX_LINE_BYTES
     history: int = 0
+    epoch: str = ""  # the server's id for its history; a resuming client sends it back
+    resumed: bool = False  # the replay that follows is exactly what the client missed
+
+
+@dataclass(frozen=True)
+class Gap(Event):
+    """Part of what a resuming client asked for cannot be replayed: chat seqs `start`..`end`
+    (on the wire `from` and `to`) are gone, or the whole history was lost (`reason`
+    "history-lost": the server restarted without its store; then `start`..`end` is what this
+    history cannot replay, empty when `end` < `start`)."""
+
+    TYPE: ClassVar[str] = "gap"
+    reason: str = "history-trimmed"
+    start: int = 0
+    end: int = 0
+    message: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "type": self.TYPE,
+            "seq": self.seq,
+            "time": round(self.time, 3),
+            "reason": self.reason,
+            "from": self.start,
+            "to": self.end,
+            "message": self.message,
+        }
 
 
 @dataclass(frozen=True)
@@ -143,7 +170,7 @@ class HelpText(Event):
 
 
 ServerFrame = (
-    Welcome | WhoList | Chat | Joined | Left | Renamed | Problem | Pong | Goodbye | HelpText
+    Welcome | WhoList | Chat | Gap | Joined | Left | Renamed | Problem | Pong | Goodbye | HelpText
 )
 
 _EVENT_TYPES: dict[str, type[Event]] = {
@@ -223,6 +250,8 @@ def render_line(frame: Event) -> str:
         return f"* {frame.text}"
     if isinstance(frame, ProbeAnswer):
         return f"* {frame.server}, room {frame.room}"
+    if isinstance(frame, Gap):
+        return f"! {frame.message}"
     raise TypeError(f"no text form for {type(frame).__name__}")
 
 
@@ -255,6 +284,15 @@ def parse_event(line: bytes) -> ServerFrame:
                 text=str(obj["text"]),
                 action=kind == "action",
                 history=obj.get("history") is True,
+            )
+        if kind == "gap":
+            return Gap(
+                seq=int(obj["seq"]),
+                time=float(obj["time"]),
+                reason=str(obj.get("reason", "")),
+                start=int(obj["from"]),
+                end=int(obj["to"]),
+                message=str(obj.get("message", "")),
             )
         cls = _EVENT_TYPES[kind]
         if cls is WhoList:

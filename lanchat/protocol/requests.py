@@ -15,15 +15,29 @@ from lanchat.protocol.lines import (
     parse_json_object,
 )
 
+MAX_EPOCH_CHARS = 64  # an epoch is the server's id for its history (docs/protocol.md)
+
+
+@dataclass(frozen=True)
+class Resume:
+    """Where a reconnecting client stopped: the server's history epoch and the last seq seen."""
+
+    epoch: str
+    seq: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"epoch": self.epoch, "seq": self.seq}
+
 
 @dataclass(frozen=True)
 class Hello:
-    """The first line of a lanchat client."""
+    """The first line of a lanchat client; `resume` when it reconnects."""
 
     version: int
     name: str | None = None
     exact: bool = False
     client: str = ""
+    resume: Resume | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"type": "hello", "version": self.version, "exact": self.exact}
@@ -31,6 +45,8 @@ class Hello:
             d["name"] = self.name
         if self.client:
             d["client"] = self.client
+        if self.resume is not None:
+            d["resume"] = self.resume.to_dict()
         return d
 
 
@@ -146,7 +162,20 @@ def _hello_from(obj: dict[str, Any]) -> Hello:
         name=name,
         exact=exact is True,
         client=clean_text(client)[:64] if isinstance(client, str) else "",
+        resume=_resume_from(obj.get("resume")),
     )
+
+
+def _resume_from(value: Any) -> Resume | None:
+    """A hello's `resume`; a malformed one is ignored (the client is greeted as a newcomer)."""
+    if not isinstance(value, dict):
+        return None
+    epoch, seq = value.get("epoch"), value.get("seq")
+    if not isinstance(epoch, str) or not 0 < len(epoch) <= MAX_EPOCH_CHARS:
+        return None
+    if not isinstance(seq, int) or isinstance(seq, bool) or not 0 <= seq < 2**63:
+        return None
+    return Resume(clean_text(epoch), seq)
 
 
 def parse_hello(line: bytes) -> Hello | None:
