@@ -4,6 +4,8 @@ escape stripping, and every frame both ways (h11-style tests)."""
 from __future__ import annotations
 
 import json
+import sys
+import unicodedata
 from pathlib import Path
 
 import pytest
@@ -45,6 +47,7 @@ from lanchat.protocol import (
     service_request,
     suggest_name,
 )
+from lanchat.protocol.detect import Opening, detect_client
 
 
 def feed_bytewise(decoder: LineDecoder, data: bytes) -> list[bytes | LineTooLong]:
@@ -104,6 +107,19 @@ class TestLineDecoder:
         assert got + split.finish() == expected
 
 
+JOINERS = "\u200c\u200d"  # kept in text: Persian, Indic scripts and emoji sequences need them
+TERMINAL_CHARS = [
+    ch
+    for ch in map(chr, range(sys.maxunicode + 1))
+    if unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") and ch not in JOINERS
+]
+
+
+def acts_on_terminal(ch: str) -> bool:
+    """A control, format or separator character: it can move, hide or restyle text."""
+    return unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") and ch not in JOINERS
+
+
 class TestCleanText:
     @pytest.mark.parametrize(
         ("dirty", "clean"),
@@ -122,16 +138,52 @@ class TestCleanText:
             ("del\x7fete", "delete"),
             ("lone escape \x1b", "lone escape "),
             ("ünïcødé ✓ 你好", "ünïcødé ✓ 你好"),
+            ("one\u2028two\u2029three", "one two three"),  # separators a terminal may break on
+            ("\u200fabc\u200e\u061c!", "abc!"),  # bidi marks move neutral characters
+            ("zero\u200bwidth\u2060joined\u2064", "zerowidthjoined"),  # invisible
+            ("\ufeffbom and soft\xadhyphen", "bom and softhyphen"),
+            ("tag\U000e0041\U000e0042s", "tags"),  # tag characters hide ASCII text
+            ("\U0001f469\u200d\U0001f4bb coder", "\U0001f469\u200d\U0001f4bb coder"),  # ZWJ emoji
+            (
+                "\u0645\u06cc\u200c\u0634\u0648\u0645",
+                "\u0645\u06cc\u200c\u0634\u0648\u0645",
+            ),  # ZWNJ
         ],
     )
     def test_strips_what_acts_on_terminals(self, dirty: str, clean: str) -> None:
         assert clean_text(dirty) == clean
 
+    @pytest.mark.parametrize(
+        ("dirty", "clean"),
+        [
+            ("\x1b]0;title never ends", "title never ends"),
+            ("hi \x1b]8;;http://x and the rest", "hi http://x and the rest"),
+            ("\x1bPdcs never ends", "dcs never ends"),
+            ("a\x1b_apc b\x1b^pm c\x1bXsos", "aapc bpm csos"),
+            ("\x1b]0;" + "9" * 40 + " rest", "9" * 26 + " rest"),  # the parameter part is bounded
+            ("\x1b]0;title\x9c shown", " shown"),  # the one-character ST ends it too
+        ],
+    )
+    def test_an_unterminated_string_escape_keeps_the_text_after_it(
+        self, dirty: str, clean: str
+    ) -> None:
+        assert clean_text(dirty) == clean
+
     @given(st.text(max_size=200))
     def test_result_never_contains_a_control_character(self, text: str) -> None:
-        cleaned = clean_text(text)
-        assert not any(ord(ch) < 0x20 or 0x7F <= ord(ch) <= 0x9F for ch in cleaned)
-        assert not any(ch in cleaned for ch in "\u202a\u202b\u202c\u202d\u202e\u2066\u2069")
+        assert not any(acts_on_terminal(ch) for ch in clean_text(text))
+
+    @given(st.text(st.characters(codec="utf-8"), max_size=40), st.sampled_from(TERMINAL_CHARS))
+    def test_no_character_that_acts_on_terminals_survives(self, text: str, bad: str) -> None:
+        middle = len(text) // 2
+        assert not any(
+            acts_on_terminal(ch) for ch in clean_text(text[:middle] + bad + text[middle:])
+        )
+
+    def test_every_format_character_but_the_joiners_is_removed(self) -> None:
+        # Holds the hand-written list in lines.py to this Python's Unicode data.
+        for ch in TERMINAL_CHARS:
+            assert clean_text(f"a{ch}\xe9") in ("a\xe9", "a \xe9"), f"U+{ord(ch):04X}"
 
 
 class TestNames:
@@ -152,6 +204,11 @@ class TestNames:
             ("server", "name-reserved"),
             ("SERVER", "name-reserved"),
             ("Admin", "name-reserved"),
+            ("ana\u200d", "bad-name"),  # ZWJ
+            ("a\u200bna", "bad-name"),  # ZWSP
+            ("ana\ufeff", "bad-name"),  # BOM
+            ("ana\u200f", "bad-name"),  # RLM
+            ("a\u2028", "bad-name"),
         ],
     )
     def test_invalid(self, name: str, code: str) -> None:
@@ -239,6 +296,12 @@ class TestHelloDetection:
     )
     def test_anything_else_means_a_raw_client(self, line: bytes) -> None:
         assert parse_hello(line) is None
+
+    def test_a_byte_order_mark_before_the_hello_is_ignored(self) -> None:
+        line = b'\xef\xbb\xbf{"type":"hello","version":1,"name":"a"}'
+        assert parse_hello(line) == Hello(1, "a")
+        assert detect_client(line) == Opening("lanchat", Hello(1, "a"))
+        assert parse_request(b'\xef\xbb\xbf{"type":"who"}') == AskWho()  # a later line too
 
     def test_a_hello_with_bad_fields_is_still_a_hello(self) -> None:
         with pytest.raises(FrameError):

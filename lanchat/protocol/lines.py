@@ -90,20 +90,40 @@ class LineDecoder:
 # --- text and names --------------------------------------------------------------------------
 
 # Terminal escape sequences as a whole (so no "[31m" debris stays behind), then single controls.
+# A string sequence (OSC, DCS, SOS, PM, APC) goes whole only up to its terminator (BEL, ST); one
+# without a terminator loses just its introducer and a bounded parameter part ("0;"), so the
+# text after it stays visible instead of being swallowed to the end of the line.
 _ESCAPE_SEQUENCES = re.compile(
     r"\x1b\[[0-?]*[ -/]*[@-~]?"  # CSI ... final byte
-    r"|\x1b[\]PX^_][^\x07\x1b]*(?:\x07|\x1b\\)?"  # OSC/DCS/SOS/PM/APC ... BEL or ST
+    r"|\x1b[\]PX^_][^\x07\x1b\x9c]*(?:\x07|\x1b\\|\x9c)"  # OSC/DCS/SOS/PM/APC ... BEL or ST
+    r"|\x1b[\]PX^_][0-?]{0,16}"  # the same, unterminated: the introducer and its parameters
     r"|\x1b[ -~]?"  # two-byte escapes (and a lone ESC)
     r"|\x9b[0-?]*[ -/]*[@-~]?"  # the one-character C1 CSI
 )
-_CONTROLS = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
-_SPACES = str.maketrans("\t\n\r", "   ")  # line breaks inside a JSON text become spaces
-_NEEDS_CLEANING = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+# What can act on a terminal or hide or move text: C0 and C1 controls, DEL, and every format
+# (Cf) character but the joiners ZWNJ/ZWJ (U+200C/D, needed by Persian, Indic scripts and emoji
+# sequences): the soft hyphen, bidi marks (U+061C, U+200E/F) and overrides (U+202A-E, U+2066-9),
+# ZWSP, word joiner and invisible operators (U+2060-4), deprecated format characters, the BOM,
+# interlinear annotations, tags; and the line and paragraph separators (U+2028/9, shown as
+# spaces). tests/test_protocol.py holds this list to unicodedata's Cf category.
+_FORMAT = (
+    "\xad\u0600-\u0605\u061c\u06dd\u070f\u0890\u0891\u08e2\u180e\u200b\u200e\u200f"
+    "\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb"
+    "\U000110bd\U000110cd\U00013430-\U0001343f\U0001bca0-\U0001bca3\U0001d173-\U0001d17a"
+    "\U000e0001\U000e0020-\U000e007f"
+)
+_CONTROLS = re.compile(f"[\x00-\x08\x0a-\x1f\x7f-\x9f{_FORMAT}]")
+_SPACES = str.maketrans("\t\n\r\u2028\u2029", "     ")  # line breaks in a text become spaces
+_NEEDS_CLEANING = re.compile(f"[\x00-\x1f\x7f-\x9f\u2028\u2029{_FORMAT}]")
+# The astral ranges above make a class ~3x slower to scan, so plain ASCII is asked only about
+# the ASCII controls (str.isascii() costs nothing: CPython keeps it as a flag).
+_NEEDS_CLEANING_ASCII = re.compile("[\x00-\x1f\x7f]")
 
 
 def clean_text(text: str) -> str:
-    """Remove what could act on a terminal: escape sequences, controls, bidi overrides."""
-    if _NEEDS_CLEANING.search(text) is None:  # the common case costs one scan
+    """Remove what could act on a terminal or hide text: escapes, controls, format characters."""
+    needs = _NEEDS_CLEANING_ASCII if text.isascii() else _NEEDS_CLEANING
+    if needs.search(text) is None:  # the common case costs one scan
         return text
     text = _ESCAPE_SEQUENCES.sub("", text).translate(_SPACES)
     return _CONTROLS.sub("", text)
@@ -128,6 +148,14 @@ def _valid_strings(value: Any) -> Any:
     if isinstance(value, dict):
         return {valid_text(k): _valid_strings(v) for k, v in value.items()}
     return value
+
+
+UTF8_BOM = b"\xef\xbb\xbf"  # Windows tools (PowerShell, Notepad) may start their output with it
+
+
+def without_bom(line: bytes) -> bytes:
+    """`line` without a leading UTF-8 byte order mark."""
+    return line[len(UTF8_BOM) :] if line.startswith(UTF8_BOM) else line
 
 
 def decode_line(line: bytes) -> str:
@@ -183,6 +211,7 @@ def json_line(obj: dict[str, Any]) -> bytes:
 
 def parse_json_object(line: bytes) -> dict[str, Any]:
     """One JSON object with a string "type", or FrameError."""
+    line = without_bom(line)  # json.loads refuses a BOM; a Windows tool may send one
     try:
         obj = json.loads(decode_line(line))
         # Raw bytes are decoded with replacement, but a "\ud800" escape makes a lone surrogate
