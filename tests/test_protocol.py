@@ -39,7 +39,9 @@ from lanchat.protocol import (
     encode_json,
     encode_request,
     encode_text,
+    name_key,
     name_problem,
+    name_taken,
     parse_event,
     parse_hello,
     parse_raw_line,
@@ -204,17 +206,27 @@ class TestNames:
             ("server", "name-reserved"),
             ("SERVER", "name-reserved"),
             ("Admin", "name-reserved"),
+            ("\uff53erver", "name-reserved"),  # fullwidth s
+            ("\u0455erver", "name-reserved"),  # Cyrillic dze
+            ("r00t", "name-reserved"),
+            ("admin.", "name-reserved"),
             ("ana\u200d", "bad-name"),  # ZWJ
             ("a\u200bna", "bad-name"),  # ZWSP
             ("ana\ufeff", "bad-name"),  # BOM
             ("ana\u200f", "bad-name"),  # RLM
             ("a\u2028", "bad-name"),
+            ("\u3164", "bad-name"),  # Hangul filler: a letter that shows as nothing
+            ("ana\uffa0", "bad-name"),
         ],
     )
     def test_invalid(self, name: str, code: str) -> None:
         problem = name_problem(name)
         assert problem is not None and problem.code == code
         assert problem.message  # a sentence the user can act on
+
+    def test_a_look_alike_of_a_reserved_name_is_told_which(self) -> None:
+        problem = name_problem("\uff53erver")
+        assert problem is not None and "looks like 'server'" in problem.message
 
     @pytest.mark.parametrize(
         ("login", "name"),
@@ -230,6 +242,57 @@ class TestNames:
     def test_suggest_name_from_a_login(self, login: str, name: str) -> None:
         assert suggest_name(login) == name
         assert name_problem(suggest_name(login)) is None
+
+
+class TestNameKey:
+    @pytest.mark.parametrize(
+        "look_alike",
+        [
+            "ANA",
+            "\u0430na",  # Cyrillic a
+            "\uff41\uff4e\uff41",  # fullwidth
+            "\U0001d41a\U0001d427\U0001d41a",  # mathematical bold
+            "\u0430\u0578\u0430",  # Cyrillic a, Armenian vo
+            "ana.",
+            "a_na",
+            "a-n.a",
+            "\u0391NA",  # Greek capital alpha
+        ],
+    )
+    def test_look_alikes_share_the_key(self, look_alike: str) -> None:
+        assert name_key(look_alike) == name_key("ana")
+
+    @pytest.mark.parametrize(
+        ("one", "other"),
+        [
+            ("j0hn", "john"),
+            ("a11", "all"),
+            ("paypa1", "paypal"),
+            ("rn", "m"),
+            ("\u0261\u0251\u03bf", "gao"),
+        ],
+    )
+    def test_confusable_letters_and_digits_collide(self, one: str, other: str) -> None:
+        assert name_key(one) == name_key(other)
+
+    @pytest.mark.parametrize(
+        ("one", "other"), [("ana", "anna"), ("ali", "all"), ("j\xf6rg", "jorg"), ("ana", "ana2")]
+    )
+    def test_different_names_stay_different(self, one: str, other: str) -> None:
+        assert name_key(one) != name_key(other)
+
+    @given(st.text(max_size=30))
+    def test_the_key_is_idempotent(self, name: str) -> None:
+        assert name_key(name_key(name)) == name_key(name)
+
+    @given(st.text(max_size=30))
+    def test_compatibility_forms_and_case_share_the_key(self, name: str) -> None:
+        assert name_key(unicodedata.normalize("NFKC", name)) == name_key(name)
+        assert name_key(name.casefold()) == name_key(name)
+
+    def test_the_refusal_names_the_look_alike(self) -> None:
+        assert name_taken("ANA", "ana") == "That name is taken: ana."
+        assert name_taken("\u0430na", "ana") == "That name looks like 'ana', who is here."
 
 
 class TestClientFrames:

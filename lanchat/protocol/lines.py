@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import re
+import unicodedata
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -163,21 +165,71 @@ def decode_line(line: bytes) -> str:
     return line.decode("utf-8", "replace")
 
 
+# Letters that isalnum() accepts but that show as nothing (Hangul fillers): a name of them would
+# be an invisible name.
+_INVISIBLE_LETTERS = frozenset("\u115f\u1160\u3164\uffa0")
+_NAME_MARKS = str.maketrans("", "", "-_.")
+_MAX_FOLDS = 4  # folding converges in one or two rounds; the bound keeps a pathological name cheap
+
+
+def _fold(name: str) -> str:
+    """One round of the key: NFKC, case fold, then the UTS #39 skeleton (NFD, map, NFD)."""
+    from lanchat.protocol.confusables import CONFUSABLES  # 1700 rows: loaded on the first name
+
+    folded = unicodedata.normalize("NFD", unicodedata.normalize("NFKC", name).casefold())
+    skeleton = "".join(CONFUSABLES.get(ch, ch) for ch in folded)
+    # The prototypes may be capitals ("0" -> "O"), so the result is folded again.
+    return unicodedata.normalize("NFD", skeleton).casefold().translate(_NAME_MARKS)
+
+
+def name_key(name: str) -> str:
+    """What two names must not share: `name` without case, width, font style, look-alike letters
+    (Cyrillic "\u0430" is Latin "a", "0" is "o", "1" is "l", "rn" is "m") or "-_."."""
+    key = name
+    for _ in range(_MAX_FOLDS):
+        folded = _fold(key)
+        if folded == key:
+            break
+        key = folded
+    return key
+
+
 def name_problem(name: str) -> FrameError | None:
     """Why `name` cannot be used as a chat name, or None if it can."""
     if not name or len(name) > MAX_NAME_CHARS:
         return FrameError(
             "bad-name", f"A name has 1 to {MAX_NAME_CHARS} characters; {name!r} has {len(name)}."
         )
-    if not name[0].isalnum() or not all(ch.isalnum() or ch in "-_." for ch in name):
+    if (
+        not name[0].isalnum()
+        or not all(ch.isalnum() or ch in "-_." for ch in name)
+        or not _INVISIBLE_LETTERS.isdisjoint(unicodedata.normalize("NFKC", name))
+    ):
         return FrameError(
             "bad-name",
             f"{clean_text(name)!r} is not a valid name: use letters, digits, '-', '_' and '.', "
             "starting with a letter or digit.",
         )
-    if name.casefold() in RESERVED_NAMES:
-        return FrameError("name-reserved", f"The name {name!r} is reserved. Pick another one.")
+    reserved = _reserved_keys().get(name_key(name))
+    if reserved is not None:
+        looks = "" if name.casefold() == reserved else f" looks like {reserved!r}, which"
+        return FrameError(
+            "name-reserved", f"The name {name!r}{looks} is reserved. Pick another one."
+        )
     return None
+
+
+@functools.cache
+def _reserved_keys() -> dict[str, str]:
+    """Each reserved name by its key (on first use: the look-alike table loads lazily)."""
+    return {name_key(reserved): reserved for reserved in RESERVED_NAMES}
+
+
+def name_taken(wanted: str, holder: str) -> str:
+    """The sentence that refuses `wanted` because `holder` (the same key) is here."""
+    if wanted.casefold() == holder.casefold():
+        return f"That name is taken: {holder}."
+    return f"That name looks like {holder!r}, who is here."
 
 
 MAX_ROOM_CHARS = 40
