@@ -40,7 +40,9 @@ from lanchat.protocol import (
     Welcome,
     WhoList,
     clean_text,
+    name_key,
     name_problem,
+    name_taken,
 )
 
 DEFAULT_ROOM = "lobby"
@@ -152,7 +154,7 @@ class Room:
         self._ticks = ticks  # for the message rate (monotonic)
         self._per_second: deque[list[int]] = deque(maxlen=RATE_WINDOW_SECONDS + 1)
         self._members: dict[int, Member] = {}  # by id, in joining order
-        self._names: dict[str, Member] = {}  # by casefolded name
+        self._names: dict[str, Member] = {}  # by name_key (case, look-alikes)
         self._guest_numbers = itertools.count(1)
 
     # --- questions -------------------------------------------------------------------------
@@ -195,7 +197,7 @@ class Room:
             hello.client if hello else "",
         )
         self._members[member_id] = member
-        self._names[member.name.casefold()] = member
+        self._names[name_key(member.name)] = member
         return [
             self._greeting(member),
             Publish(Joined(self._next(), self._clock(), member.name, member.kind, self.size)),
@@ -206,11 +208,11 @@ class Room:
         member = self._members.get(member_id)
         if member is None:
             return []
-        del self._names[member.name.casefold()]
+        del self._names[name_key(member.name)]
         try:
             name = self._choose_name(hello)
         finally:
-            self._names[member.name.casefold()] = member
+            self._names[name_key(member.name)] = member
         member.kind = "lanchat"
         member.program = hello.client
         outputs: list[Output] = [Recode(member_id, "lanchat")]
@@ -273,7 +275,7 @@ class Room:
         member = self._members.pop(member_id, None)
         if member is None:
             return []
-        del self._names[member.name.casefold()]
+        del self._names[name_key(member.name)]
         outputs: list[Output] = [
             Publish(Left(self._next(), self._clock(), member.name, reason, self.size))
         ]
@@ -305,19 +307,21 @@ class Room:
         if hello is None or hello.name is None:
             while True:
                 name = f"guest-{next(self._guest_numbers)}"
-                if name.casefold() not in self._names:
+                if name_key(name) not in self._names:
                     return name
         problem = name_problem(hello.name)
         if problem is not None:
             raise Refused(problem.code, problem.message)
-        if hello.name.casefold() not in self._names:
+        if name_key(hello.name) not in self._names:
             return hello.name
         if hello.exact:
-            raise Refused("name-taken", f"The name {hello.name} is taken on this server.")
+            raise Refused(
+                "name-taken", name_taken(hello.name, self._names[name_key(hello.name)].name)
+            )
         for n in range(2, MAX_NAME_SUFFIX + 1):
             suffix = f"-{n}"
             name = hello.name[: MAX_NAME_CHARS - len(suffix)] + suffix
-            if name.casefold() not in self._names:
+            if name_key(name) not in self._names:
                 return name
         raise Refused("name-taken", f"The name {hello.name} and its variants are taken.")
 
@@ -352,17 +356,17 @@ class Room:
         if problem is not None:
             outputs.append(self._problem(member, problem.code, problem.message))
             return
-        holder = self._names.get(new.casefold())
+        holder = self._names.get(name_key(new))
         if holder is not None and holder is not member:
-            message = f"That name is taken: {new}. Pick another one with /nick NAME."
+            message = f"{name_taken(new, holder.name)} Pick another one with /nick NAME."
             outputs.append(self._problem(member, "name-taken", message))
             return
         if new == member.name:
             return
         old = member.name
-        del self._names[old.casefold()]
+        del self._names[name_key(old)]
         member.name = new
-        self._names[new.casefold()] = member
+        self._names[name_key(new)] = member
         outputs.append(Publish(Renamed(self._next(), self._clock(), old, new)))
 
     def _problem(self, member: Member, code: str, message: str) -> Send:
