@@ -108,24 +108,33 @@ _ESCAPE_SEQUENCES = re.compile(
 # ZWSP, word joiner and invisible operators (U+2060-4), deprecated format characters, the BOM,
 # interlinear annotations, tags; and the line and paragraph separators (U+2028/9, shown as
 # spaces). tests/test_protocol.py holds this list to unicodedata's Cf category.
-_FORMAT = (
+_FORMAT_BMP = (
     "\xad\u0600-\u0605\u061c\u06dd\u070f\u0890\u0891\u08e2\u180e\u200b\u200e\u200f"
     "\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb"
+)
+_FORMAT_ASTRAL = (
     "\U000110bd\U000110cd\U00013430-\U0001343f\U0001bca0-\U0001bca3\U0001d173-\U0001d17a"
     "\U000e0001\U000e0020-\U000e007f"
 )
+_FORMAT = _FORMAT_BMP + _FORMAT_ASTRAL
 _CONTROLS = re.compile(f"[\x00-\x08\x0a-\x1f\x7f-\x9f{_FORMAT}]")
 _SPACES = str.maketrans("\t\n\r\u2028\u2029", "     ")  # line breaks in a text become spaces
-_NEEDS_CLEANING = re.compile(f"[\x00-\x1f\x7f-\x9f\u2028\u2029{_FORMAT}]")
-# The astral ranges above make a class ~3x slower to scan, so plain ASCII is asked only about
-# the ASCII controls (str.isascii() costs nothing: CPython keeps it as a flag).
-_NEEDS_CLEANING_ASCII = re.compile("[\x00-\x1f\x7f]")
+# The question "anything to clean?" is asked in steps because astral ranges in a class cost a
+# test per range for every character (~3x the scan): a BMP-only class answers for ASCII text
+# (str.isascii() is a flag in CPython) and for most other text; the astral format characters
+# are looked for only in text that has astral characters (emoji, mostly).
+_NEEDS_CLEANING = re.compile(f"[\x00-\x1f\x7f-\x9f\u2028\u2029{_FORMAT_BMP}]")
+_ANY_ASTRAL = re.compile("[\U00010000-\U0010ffff]")
+_NEEDS_CLEANING_ASTRAL = re.compile(f"[{_FORMAT_ASTRAL}]")
 
 
 def clean_text(text: str) -> str:
     """Remove what could act on a terminal or hide text: escapes, controls, format characters."""
-    needs = _NEEDS_CLEANING_ASCII if text.isascii() else _NEEDS_CLEANING
-    if needs.search(text) is None:  # the common case costs one scan
+    if _NEEDS_CLEANING.search(text) is None and (  # the common case costs one scan
+        text.isascii()
+        or _ANY_ASTRAL.search(text) is None
+        or _NEEDS_CLEANING_ASTRAL.search(text) is None
+    ):
         return text
     text = _ESCAPE_SEQUENCES.sub("", text).translate(_SPACES)
     return _CONTROLS.sub("", text)
