@@ -52,7 +52,9 @@ from lanchat.protocol import (
     Welcome,
     WhoList,
     clean_text,
+    name_key,
     name_problem,
+    name_taken,
 )
 
 MAX_NAME_SUFFIX = 999  # alice-2 ... alice-999, then the name counts as taken
@@ -196,7 +198,7 @@ class Room:
         self._per_second: deque[list[int]] = deque(maxlen=RATE_WINDOW_SECONDS + 1)
         self._members: dict[int, Member] = {}  # by id, in joining order
         self._present = 0  # announced members
-        self._names: dict[str, Member] = {}  # by casefolded name
+        self._names: dict[str, Member] = {}  # by name_key (case, width, look-alikes)
         self._guest_numbers = itertools.count(1)
 
     # --- questions -------------------------------------------------------------------------
@@ -252,7 +254,7 @@ class Room:
             since=self._ticks(),
         )
         self._members[member_id] = member
-        self._names[member.name.casefold()] = member
+        self._names[name_key(member.name)] = member
         resume = hello.resume if hello else None
         if announce or hello is not None:
             self._mark_present(member)  # first, so its greeting lists it
@@ -280,18 +282,18 @@ class Room:
         member = self._members.get(member_id)
         if member is None:
             return []
-        del self._names[member.name.casefold()]
+        del self._names[name_key(member.name)]
         try:
             name = self._choose_name(hello)
         finally:
-            self._names[member.name.casefold()] = member
+            self._names[name_key(member.name)] = member
         member.kind = "lanchat"
         member.program = hello.client
         outputs: list[Output] = [Recode(member_id, "lanchat")]
         if not member.announced:  # greeted in silence: it now identified itself
-            self._names.pop(member.name.casefold())
+            self._names.pop(name_key(member.name))
             member.name = name
-            self._names[name.casefold()] = member
+            self._names[name_key(name)] = member
             self._mark_present(member)
             return [*outputs, self._greeting(member, hello.resume), self._joined(member)]
         if name != member.name:
@@ -358,7 +360,7 @@ class Room:
         member = self._members.pop(member_id, None)
         if member is None:
             return []
-        del self._names[member.name.casefold()]
+        del self._names[name_key(member.name)]
         outputs: list[Output] = []
         if member.announced:  # a silent connection leaves as it came: unannounced
             self._present -= 1
@@ -393,19 +395,21 @@ class Room:
         if hello is None or hello.name is None:
             while True:
                 name = f"guest-{next(self._guest_numbers)}"
-                if name.casefold() not in self._names:
+                if name_key(name) not in self._names:
                     return name
         problem = name_problem(hello.name)
         if problem is not None:
             raise Refused(problem.code, problem.message)
-        if hello.name.casefold() not in self._names:
+        if name_key(hello.name) not in self._names:
             return hello.name
         if hello.exact:
-            raise Refused("name-taken", f"The name {hello.name} is taken on this server.")
+            raise Refused(
+                "name-taken", name_taken(hello.name, self._names[name_key(hello.name)].name)
+            )
         for n in range(2, MAX_NAME_SUFFIX + 1):
             suffix = f"-{n}"
             name = hello.name[: MAX_NAME_CHARS - len(suffix)] + suffix
-            if name.casefold() not in self._names:
+            if name_key(name) not in self._names:
                 return name
         raise Refused("name-taken", f"The name {hello.name} and its variants are taken.")
 
@@ -487,17 +491,17 @@ class Room:
         if problem is not None:
             outputs.append(self._problem(member, problem.code, problem.message))
             return
-        holder = self._names.get(new.casefold())
+        holder = self._names.get(name_key(new))
         if holder is not None and holder is not member:
-            message = f"That name is taken: {new}. Pick another one with /nick NAME."
+            message = f"{name_taken(new, holder.name)} Pick another one with /nick NAME."
             outputs.append(self._problem(member, "name-taken", message))
             return
         if new == member.name:
             return
         old = member.name
-        del self._names[old.casefold()]
+        del self._names[name_key(old)]
         member.name = new
-        self._names[new.casefold()] = member
+        self._names[name_key(new)] = member
         outputs.append(Publish(Renamed(self._next(), self._clock(), old, new)))
 
     def _problem(self, member: Member, code: str, message: str) -> Send:

@@ -218,7 +218,7 @@ def test_join_name_taken_is_rejected(server: Any) -> None:
     holder.hello("alice")
     result = run_lanchat("join", f"127.0.0.1:{port}", "--name", "ALICE")
     assert result.returncode == ExitCode.REJECTED
-    assert "error:" in result.stderr and "The name ALICE is taken" in result.stderr
+    assert "error:" in result.stderr and "That name is taken: alice." in result.stderr
     assert "--name" in result.stderr and "Traceback" not in result.stderr
     holder.close()
 

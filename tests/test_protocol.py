@@ -4,6 +4,8 @@ escape stripping, and every frame both ways (h11-style tests)."""
 from __future__ import annotations
 
 import json
+import sys
+import unicodedata
 from pathlib import Path
 
 import pytest
@@ -39,7 +41,9 @@ from lanchat.protocol import (
     encode_json,
     encode_request,
     encode_text,
+    name_key,
     name_problem,
+    name_taken,
     parse_event,
     parse_hello,
     parse_raw_line,
@@ -48,6 +52,7 @@ from lanchat.protocol import (
     service_request,
     suggest_name,
 )
+from lanchat.protocol.detect import Opening, detect_client
 
 
 def feed_bytewise(decoder: LineDecoder, data: bytes) -> list[bytes | LineTooLong]:
@@ -107,6 +112,19 @@ class TestLineDecoder:
         assert got + split.finish() == expected
 
 
+JOINERS = "\u200c\u200d"  # kept in text: Persian, Indic scripts and emoji sequences need them
+TERMINAL_CHARS = [
+    ch
+    for ch in map(chr, range(sys.maxunicode + 1))
+    if unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") and ch not in JOINERS
+]
+
+
+def acts_on_terminal(ch: str) -> bool:
+    """A control, format or separator character: it can move, hide or restyle text."""
+    return unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") and ch not in JOINERS
+
+
 class TestCleanText:
     @pytest.mark.parametrize(
         ("dirty", "clean"),
@@ -125,16 +143,52 @@ class TestCleanText:
             ("del\x7fete", "delete"),
             ("lone escape \x1b", "lone escape "),
             ("ünïcødé ✓ 你好", "ünïcødé ✓ 你好"),
+            ("one\u2028two\u2029three", "one two three"),  # separators a terminal may break on
+            ("\u200fabc\u200e\u061c!", "abc!"),  # bidi marks move neutral characters
+            ("zero\u200bwidth\u2060joined\u2064", "zerowidthjoined"),  # invisible
+            ("\ufeffbom and soft\xadhyphen", "bom and softhyphen"),
+            ("tag\U000e0041\U000e0042s", "tags"),  # tag characters hide ASCII text
+            ("\U0001f469\u200d\U0001f4bb coder", "\U0001f469\u200d\U0001f4bb coder"),  # ZWJ emoji
+            (
+                "\u0645\u06cc\u200c\u0634\u0648\u0645",
+                "\u0645\u06cc\u200c\u0634\u0648\u0645",
+            ),  # ZWNJ
         ],
     )
     def test_strips_what_acts_on_terminals(self, dirty: str, clean: str) -> None:
         assert clean_text(dirty) == clean
 
+    @pytest.mark.parametrize(
+        ("dirty", "clean"),
+        [
+            ("\x1b]0;title never ends", "title never ends"),
+            ("hi \x1b]8;;http://x and the rest", "hi http://x and the rest"),
+            ("\x1bPdcs never ends", "dcs never ends"),
+            ("a\x1b_apc b\x1b^pm c\x1bXsos", "aapc bpm csos"),
+            ("\x1b]0;" + "9" * 40 + " rest", "9" * 26 + " rest"),  # the parameter part is bounded
+            ("\x1b]0;title\x9c shown", " shown"),  # the one-character ST ends it too
+        ],
+    )
+    def test_an_unterminated_string_escape_keeps_the_text_after_it(
+        self, dirty: str, clean: str
+    ) -> None:
+        assert clean_text(dirty) == clean
+
     @given(st.text(max_size=200))
     def test_result_never_contains_a_control_character(self, text: str) -> None:
-        cleaned = clean_text(text)
-        assert not any(ord(ch) < 0x20 or 0x7F <= ord(ch) <= 0x9F for ch in cleaned)
-        assert not any(ch in cleaned for ch in "\u202a\u202b\u202c\u202d\u202e\u2066\u2069")
+        assert not any(acts_on_terminal(ch) for ch in clean_text(text))
+
+    @given(st.text(st.characters(codec="utf-8"), max_size=40), st.sampled_from(TERMINAL_CHARS))
+    def test_no_character_that_acts_on_terminals_survives(self, text: str, bad: str) -> None:
+        middle = len(text) // 2
+        assert not any(
+            acts_on_terminal(ch) for ch in clean_text(text[:middle] + bad + text[middle:])
+        )
+
+    def test_every_format_character_but_the_joiners_is_removed(self) -> None:
+        # Holds the hand-written list in lines.py to this Python's Unicode data.
+        for ch in TERMINAL_CHARS:
+            assert clean_text(f"a{ch}\xe9") in ("a\xe9", "a \xe9"), f"U+{ord(ch):04X}"
 
 
 class TestNames:
@@ -155,12 +209,27 @@ class TestNames:
             ("server", "name-reserved"),
             ("SERVER", "name-reserved"),
             ("Admin", "name-reserved"),
+            ("\uff53erver", "name-reserved"),  # fullwidth s
+            ("\u0455erver", "name-reserved"),  # Cyrillic dze
+            ("r00t", "name-reserved"),
+            ("admin.", "name-reserved"),
+            ("ana\u200d", "bad-name"),  # ZWJ
+            ("a\u200bna", "bad-name"),  # ZWSP
+            ("ana\ufeff", "bad-name"),  # BOM
+            ("ana\u200f", "bad-name"),  # RLM
+            ("a\u2028", "bad-name"),
+            ("\u3164", "bad-name"),  # Hangul filler: a letter that shows as nothing
+            ("ana\uffa0", "bad-name"),
         ],
     )
     def test_invalid(self, name: str, code: str) -> None:
         problem = name_problem(name)
         assert problem is not None and problem.code == code
         assert problem.message  # a sentence the user can act on
+
+    def test_a_look_alike_of_a_reserved_name_is_told_which(self) -> None:
+        problem = name_problem("\uff53erver")
+        assert problem is not None and "looks like 'server'" in problem.message
 
     @pytest.mark.parametrize(
         ("name", "shown"),
@@ -191,6 +260,57 @@ class TestNames:
     def test_suggest_name_from_a_login(self, login: str, name: str) -> None:
         assert suggest_name(login) == name
         assert name_problem(suggest_name(login)) is None
+
+
+class TestNameKey:
+    @pytest.mark.parametrize(
+        "look_alike",
+        [
+            "ANA",
+            "\u0430na",  # Cyrillic a
+            "\uff41\uff4e\uff41",  # fullwidth
+            "\U0001d41a\U0001d427\U0001d41a",  # mathematical bold
+            "\u0430\u0578\u0430",  # Cyrillic a, Armenian vo
+            "ana.",
+            "a_na",
+            "a-n.a",
+            "\u0391NA",  # Greek capital alpha
+        ],
+    )
+    def test_look_alikes_share_the_key(self, look_alike: str) -> None:
+        assert name_key(look_alike) == name_key("ana")
+
+    @pytest.mark.parametrize(
+        ("one", "other"),
+        [
+            ("j0hn", "john"),
+            ("a11", "all"),
+            ("paypa1", "paypal"),
+            ("rn", "m"),
+            ("\u0261\u0251\u03bf", "gao"),
+        ],
+    )
+    def test_confusable_letters_and_digits_collide(self, one: str, other: str) -> None:
+        assert name_key(one) == name_key(other)
+
+    @pytest.mark.parametrize(
+        ("one", "other"), [("ana", "anna"), ("ali", "all"), ("j\xf6rg", "jorg"), ("ana", "ana2")]
+    )
+    def test_different_names_stay_different(self, one: str, other: str) -> None:
+        assert name_key(one) != name_key(other)
+
+    @given(st.text(max_size=30))
+    def test_the_key_is_idempotent(self, name: str) -> None:
+        assert name_key(name_key(name)) == name_key(name)
+
+    @given(st.text(max_size=30))
+    def test_compatibility_forms_and_case_share_the_key(self, name: str) -> None:
+        assert name_key(unicodedata.normalize("NFKC", name)) == name_key(name)
+        assert name_key(name.casefold()) == name_key(name)
+
+    def test_the_refusal_names_the_look_alike(self) -> None:
+        assert name_taken("ANA", "ana") == "That name is taken: ana."
+        assert name_taken("\u0430na", "ana") == "That name looks like 'ana', who is here."
 
 
 class TestClientFrames:
@@ -257,6 +377,12 @@ class TestHelloDetection:
     )
     def test_anything_else_means_a_raw_client(self, line: bytes) -> None:
         assert parse_hello(line) is None
+
+    def test_a_byte_order_mark_before_the_hello_is_ignored(self) -> None:
+        line = b'\xef\xbb\xbf{"type":"hello","version":1,"name":"a"}'
+        assert parse_hello(line) == Hello(1, "a")
+        assert detect_client(line) == Opening("lanchat", Hello(1, "a"))
+        assert parse_request(b'\xef\xbb\xbf{"type":"who"}') == AskWho()  # a later line too
 
     def test_a_hello_with_bad_fields_is_still_a_hello(self) -> None:
         with pytest.raises(FrameError):

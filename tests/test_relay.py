@@ -119,13 +119,29 @@ def test_names_are_unique_case_insensitively(connect: Any) -> None:
     assert connect().hello("ALICE", exact=False)["name"] == "ALICE-2"
     raw = connect()
     raw.send("/nick alice\n")
-    assert "That name is taken: alice" in raw.wait_line("!")
+    assert "That name is taken: Alice" in raw.wait_line("!")
     raw.send("/nick server\n")
     assert "reserved" in raw.wait_line("!")
     raw.send("/nick has space\n")
     assert "not a valid name" in raw.wait_line("!")
     raw.send("/nick carol\n")
     assert raw.wait_line("known as").endswith("is now known as carol")
+
+
+def test_a_look_alike_name_is_refused_and_a_hello_after_a_bom_is_lanchat(connect: Any) -> None:
+    connect().hello("ana")
+    windows = connect()
+    windows.send(b'\xef\xbb\xbf{"type":"hello","version":1,"name":"win"}\r\n')  # PowerShell
+    welcome = windows.wait_json(lambda f: f["type"] in ("welcome", "error"))
+    assert welcome == {**welcome, "type": "welcome", "name": "win"}
+    raw = connect()
+    raw.send("/nick \u0430na\n")  # Cyrillic a
+    assert "looks like 'ana', who is here" in raw.wait_line("!")
+    raw.send("/nick \uff53erver\n")  # fullwidth s
+    assert "looks like 'server'" in raw.wait_line("!")
+    raw.send("one\u2028two\u200f \x1b]0;shown\n")
+    frame = windows.wait_json(lambda f: f["type"] == "message")
+    assert frame["text"] == "one two shown"
 
 
 @pytest.mark.parametrize(

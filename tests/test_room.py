@@ -392,3 +392,64 @@ def test_a_late_hello_that_resumes_replays_from_its_seq(room: Room) -> None:
     room.handle(1, ["queued as text"])  # seq 4: sent to it as text, useless to a lanchat client
     outputs = room.upgrade(2, Hello(1, "bob", resume=Resume(room.epoch, 2)))
     assert [c.text for c in greeting_of(outputs).history] == ["queued as text"]
+
+
+LOOK_ALIKES = [
+    "\u0430na",  # Cyrillic a
+    "\uff41\uff4e\uff41",  # fullwidth
+    "\U0001d41a\U0001d427\U0001d41a",  # mathematical bold
+    "ANA",
+    "ana.",
+    "a_na",
+]
+
+
+@pytest.mark.parametrize("look_alike", LOOK_ALIKES)
+def test_a_look_alike_name_joins_with_a_suffix_or_is_refused_when_exact(
+    room: Room, look_alike: str
+) -> None:
+    room.join(1, hello("ana"))
+    room.join(2, hello(look_alike))
+    assert room.members[1].name == f"{look_alike}-2"
+    with pytest.raises(Refused) as refused:
+        room.join(3, hello(look_alike, exact=True))
+    assert refused.value.code == "name-taken"
+    if look_alike.casefold() != "ana":
+        assert "looks like 'ana'" in refused.value.message
+
+
+@pytest.mark.parametrize("look_alike", LOOK_ALIKES)
+def test_a_rename_to_a_look_alike_is_refused_and_names_who_is_here(
+    room: Room, look_alike: str
+) -> None:
+    room.join(1, hello("ana"))
+    room.join(2, hello("bob"))
+    (problem,) = sent(room.handle(2, [SetName(look_alike)]), 2)
+    assert isinstance(problem, Problem) and problem.code == "name-taken"
+    assert "'ana'" in problem.message or "taken: ana" in problem.message
+    assert [m.name for m in room.members] == ["ana", "bob"]
+
+
+def test_a_member_may_rename_to_a_look_alike_of_its_own_name(room: Room) -> None:
+    room.join(1, hello("ana"))
+    assert published(room.handle(1, [SetName("ana.")])) == [Renamed(2, 1000.0, "ana", "ana.")]
+    room.leave(1, "quit")
+    assert room.join(2, hello("ana", exact=True))  # the key left with the member
+
+
+@pytest.mark.parametrize("look_alike", ["\uff53erver", "\u0455erver", "r00t", "admin."])
+def test_a_look_alike_of_a_reserved_name_is_reserved(room: Room, look_alike: str) -> None:
+    with pytest.raises(Refused) as refused:
+        room.join(1, hello(look_alike))
+    assert refused.value.code == "name-reserved"
+    room.join(1, hello("bob"))
+    (problem,) = sent(room.handle(1, [SetName(look_alike)]), 1)
+    assert isinstance(problem, Problem) and problem.code == "name-reserved"
+
+
+def test_invisible_characters_never_reach_the_room(room: Room) -> None:
+    room.join(1, hello("alice"))
+    outputs = room.handle(1, ["a\u2028b\u200f\ufeffc\u200bd\x1b]0;e"])
+    assert published(outputs)[0].text == "a bcde"  # type: ignore[attr-defined]
+    (problem,) = sent(room.handle(1, [SetName("ali\u200dce")]), 1)
+    assert isinstance(problem, Problem) and problem.code == "bad-name"

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import re
+import unicodedata
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -89,20 +91,49 @@ class LineDecoder:
 # --- text and names --------------------------------------------------------------------------
 
 # Terminal escape sequences as a whole (so no "[31m" debris stays behind), then single controls.
+# A string sequence (OSC, DCS, SOS, PM, APC) goes whole only up to its terminator (BEL, ST); one
+# without a terminator loses just its introducer and a bounded parameter part ("0;"), so the
+# text after it stays visible instead of being swallowed to the end of the line.
 _ESCAPE_SEQUENCES = re.compile(
     r"\x1b\[[0-?]*[ -/]*[@-~]?"  # CSI ... final byte
-    r"|\x1b[\]PX^_][^\x07\x1b]*(?:\x07|\x1b\\)?"  # OSC/DCS/SOS/PM/APC ... BEL or ST
+    r"|\x1b[\]PX^_][^\x07\x1b\x9c]*(?:\x07|\x1b\\|\x9c)"  # OSC/DCS/SOS/PM/APC ... BEL or ST
+    r"|\x1b[\]PX^_][0-?]{0,16}"  # the same, unterminated: the introducer and its parameters
     r"|\x1b[ -~]?"  # two-byte escapes (and a lone ESC)
     r"|\x9b[0-?]*[ -/]*[@-~]?"  # the one-character C1 CSI
 )
-_CONTROLS = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
-_SPACES = str.maketrans("\t\n\r", "   ")  # line breaks inside a JSON text become spaces
-_NEEDS_CLEANING = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+# What can act on a terminal or hide or move text: C0 and C1 controls, DEL, and every format
+# (Cf) character but the joiners ZWNJ/ZWJ (U+200C/D, needed by Persian, Indic scripts and emoji
+# sequences): the soft hyphen, bidi marks (U+061C, U+200E/F) and overrides (U+202A-E, U+2066-9),
+# ZWSP, word joiner and invisible operators (U+2060-4), deprecated format characters, the BOM,
+# interlinear annotations, tags; and the line and paragraph separators (U+2028/9, shown as
+# spaces). tests/test_protocol.py holds this list to unicodedata's Cf category.
+_FORMAT_BMP = (
+    "\xad\u0600-\u0605\u061c\u06dd\u070f\u0890\u0891\u08e2\u180e\u200b\u200e\u200f"
+    "\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb"
+)
+_FORMAT_ASTRAL = (
+    "\U000110bd\U000110cd\U00013430-\U0001343f\U0001bca0-\U0001bca3\U0001d173-\U0001d17a"
+    "\U000e0001\U000e0020-\U000e007f"
+)
+_FORMAT = _FORMAT_BMP + _FORMAT_ASTRAL
+_CONTROLS = re.compile(f"[\x00-\x08\x0a-\x1f\x7f-\x9f{_FORMAT}]")
+_SPACES = str.maketrans("\t\n\r\u2028\u2029", "     ")  # line breaks in a text become spaces
+# The question "anything to clean?" is asked in steps because astral ranges in a class cost a
+# test per range for every character (~3x the scan): a BMP-only class answers for ASCII text
+# (str.isascii() is a flag in CPython) and for most other text; the astral format characters
+# are looked for only in text that has astral characters (emoji, mostly).
+_NEEDS_CLEANING = re.compile(f"[\x00-\x1f\x7f-\x9f\u2028\u2029{_FORMAT_BMP}]")
+_ANY_ASTRAL = re.compile("[\U00010000-\U0010ffff]")
+_NEEDS_CLEANING_ASTRAL = re.compile(f"[{_FORMAT_ASTRAL}]")
 
 
 def clean_text(text: str) -> str:
-    """Remove what could act on a terminal: escape sequences, controls, bidi overrides."""
-    if _NEEDS_CLEANING.search(text) is None:  # the common case costs one scan
+    """Remove what could act on a terminal or hide text: escapes, controls, format characters."""
+    if _NEEDS_CLEANING.search(text) is None and (  # the common case costs one scan
+        text.isascii()
+        or _ANY_ASTRAL.search(text) is None
+        or _NEEDS_CLEANING_ASTRAL.search(text) is None
+    ):
         return text
     text = _ESCAPE_SEQUENCES.sub("", text).translate(_SPACES)
     return _CONTROLS.sub("", text)
@@ -129,9 +160,46 @@ def _valid_strings(value: Any) -> Any:
     return value
 
 
+UTF8_BOM = b"\xef\xbb\xbf"  # Windows tools (PowerShell, Notepad) may start their output with it
+
+
+def without_bom(line: bytes) -> bytes:
+    """`line` without a leading UTF-8 byte order mark."""
+    return line[len(UTF8_BOM) :] if line.startswith(UTF8_BOM) else line
+
+
 def decode_line(line: bytes) -> str:
     """UTF-8 with replacement: a bad byte is shown as U+FFFD, never an error."""
     return line.decode("utf-8", "replace")
+
+
+# Letters that isalnum() accepts but that show as nothing (Hangul fillers): a name of them would
+# be an invisible name.
+_INVISIBLE_LETTERS = frozenset("\u115f\u1160\u3164\uffa0")
+_NAME_MARKS = str.maketrans("", "", "-_.")
+_MAX_FOLDS = 4  # folding converges in one or two rounds; the bound keeps a pathological name cheap
+
+
+def _fold(name: str) -> str:
+    """One round of the key: NFKC, case fold, then the UTS #39 skeleton (NFD, map, NFD)."""
+    from lanchat.protocol.confusables import CONFUSABLES  # 1700 rows: loaded on the first name
+
+    folded = unicodedata.normalize("NFD", unicodedata.normalize("NFKC", name).casefold())
+    skeleton = "".join(CONFUSABLES.get(ch, ch) for ch in folded)
+    # The prototypes may be capitals ("0" -> "O"), so the result is folded again.
+    return unicodedata.normalize("NFD", skeleton).casefold().translate(_NAME_MARKS)
+
+
+def name_key(name: str) -> str:
+    """What two names must not share: `name` without case, width, font style, look-alike letters
+    (Cyrillic "\u0430" is Latin "a", "0" is "o", "1" is "l", "rn" is "m") or "-_."."""
+    key = name
+    for _ in range(_MAX_FOLDS):
+        folded = _fold(key)
+        if folded == key:
+            break
+        key = folded
+    return key
 
 
 def name_problem(name: str) -> FrameError | None:
@@ -140,7 +208,11 @@ def name_problem(name: str) -> FrameError | None:
         return FrameError(
             "bad-name", f"A name has 1 to {MAX_NAME_CHARS} characters; {name!r} has {len(name)}."
         )
-    if not name[0].isalnum() or not all(ch.isalnum() or ch in "-_." for ch in name):
+    if (
+        not name[0].isalnum()
+        or not all(ch.isalnum() or ch in "-_." for ch in name)
+        or not _INVISIBLE_LETTERS.isdisjoint(unicodedata.normalize("NFKC", name))
+    ):
         return FrameError(
             "bad-name",
             # repr() shows control characters escaped ('ev\x1b[31mil'), never applied, and
@@ -148,9 +220,26 @@ def name_problem(name: str) -> FrameError | None:
             f"{name!r} is not a valid name: use letters, digits, '-', '_' and '.', "
             "starting with a letter or digit.",
         )
-    if name.casefold() in RESERVED_NAMES:
-        return FrameError("name-reserved", f"The name {name!r} is reserved. Pick another one.")
+    reserved = _reserved_keys().get(name_key(name))
+    if reserved is not None:
+        looks = "" if name.casefold() == reserved else f" looks like {reserved!r}, which"
+        return FrameError(
+            "name-reserved", f"The name {name!r}{looks} is reserved. Pick another one."
+        )
     return None
+
+
+@functools.cache
+def _reserved_keys() -> dict[str, str]:
+    """Each reserved name by its key (on first use: the look-alike table loads lazily)."""
+    return {name_key(reserved): reserved for reserved in RESERVED_NAMES}
+
+
+def name_taken(wanted: str, holder: str) -> str:
+    """The sentence that refuses `wanted` because `holder` (the same key) is here."""
+    if wanted.casefold() == holder.casefold():
+        return f"That name is taken: {holder}."
+    return f"That name looks like {holder!r}, who is here."
 
 
 MAX_ROOM_CHARS = 40
@@ -184,6 +273,7 @@ def json_line(obj: dict[str, Any]) -> bytes:
 
 def parse_json_object(line: bytes) -> dict[str, Any]:
     """One JSON object with a string "type", or FrameError."""
+    line = without_bom(line)  # json.loads refuses a BOM; a Windows tool may send one
     try:
         obj = json.loads(decode_line(line))
         # Raw bytes are decoded with replacement, but a "\ud800" escape makes a lone surrogate

@@ -13,6 +13,7 @@ from lanchat.protocol.lines import (
     clean_text,
     json_line,
     parse_json_object,
+    without_bom,
 )
 
 MAX_EPOCH_CHARS = 64  # an epoch is the server's id for its history (docs/protocol.md)
@@ -184,7 +185,7 @@ def parse_hello(line: bytes) -> Hello | None:
     A JSON object with "type": "hello" is a hello even when its fields are wrong (FrameError then
     explains), so a lanchat client with a bad name gets a refusal, not a raw-mode greeting.
     """
-    if not line.lstrip().startswith(b"{"):
+    if not without_bom(line).lstrip().startswith(b"{"):
         return None
     try:
         obj = parse_json_object(line)
@@ -198,7 +199,7 @@ def parse_hello(line: bytes) -> Hello | None:
 def service_request(line: bytes) -> Literal["status", "probe"] | None:
     """Whether a first line asks a question instead of chatting: the relay's status (only
     answered on its own computer) or a probe (is a lanchat server here? the doctor asks it)."""
-    if not line.lstrip().startswith(b"{"):
+    if not without_bom(line).lstrip().startswith(b"{"):
         return None
     try:
         kind = parse_json_object(line)["type"]
