@@ -235,6 +235,12 @@ class Connection:
             said = None
             if listen_first:
                 said = _listen_first(sock, host, port, min(timeout, LISTEN_FIRST_SECONDS))
+                if said is not None and said.startswith(b"! Too many connections"):
+                    message = said[2:].split(b"\n", 1)[0].decode("utf-8", "replace")
+                    raise RejectedError(
+                        f"{host_port(host, port)} refused to let us in: {message}",
+                        _refusal_hint("too-many-connections"),
+                    )
                 if said is not None and not _RAW_WELCOME.fullmatch(said.split(b"\n", 1)[0]):
                     raise LineServer(sock, host, port, said, hello_sent=False)
             hello = Hello(PROTOCOL_VERSION, name, exact, f"lanchat {__version__}", resume)
@@ -368,9 +374,19 @@ def _await_answer(
                     f"{where} refused to let us in: {frame.message}", _refusal_hint(frame.code)
                 )
     refusal = next((line for line in foreign if line.startswith(b"! ")), None)
-    if refused_as_raw and closed and refusal is not None:
+    # A refusal as a '! ' line: to a client greeted as raw, or at accept, before the relay
+    # knows what kind of client this is (too many connections from one address).
+    if (refused_as_raw or not frames) and closed and refusal is not None:
         said = refusal[2:].decode("utf-8", "replace")
-        code = "name-taken" if "taken" in said else "server-full" if "full" in said else ""
+        code = (
+            "name-taken"
+            if "taken" in said
+            else "server-full"
+            if "full" in said
+            else "too-many-connections"
+            if "Too many connections" in said
+            else ""
+        )
         raise RejectedError(f"{where} refused to let us in: {said}", _refusal_hint(code))
     if foreign and not frames:
         sample = foreign[0].decode("utf-8", "replace")[:60]
@@ -471,6 +487,8 @@ def _refusal_hint(code: str) -> str:
         "server-full": "Try again later, or ask whoever runs the server to raise --max-clients.",
         "unsupported-version": "Update lanchat on this computer or on the server.",
         "shutdown": "The server is stopping; try again when it is back.",
+        "too-many-connections": "Close other lanchat windows on this PC, or ask whoever runs "
+        "the server to raise --max-per-address.",
     }.get(code, "")
 
 

@@ -30,6 +30,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from lanchat.admission import Refusals
 from lanchat.fanout import SEND_FLAGS, Client
 from lanchat.hub import Hub, refusal_frames
 from lanchat.protocol import (
@@ -86,12 +87,14 @@ class Connection:
         *,
         status: Callable[[], dict[str, Any]],
         same_machine: Callable[[Any, Any], bool],
+        refusals: Refusals | None = None,
     ) -> None:
         self.client = client
         self.hub = hub
         self.policy = policy
         self._status = status
         self._same_machine = same_machine
+        self._refusals = refusals if refusals is not None else Refusals()
         self._tokens = policy.burst  # lines the client may send now (flow control)
         self._refilled = time.monotonic()
         self._decoder = LineDecoder()
@@ -156,6 +159,7 @@ class Connection:
             answer = ProbeAnswer(self.hub.room.seq, time.time(), room=self.hub.room.name)
             self._say_and_close(encode_json(answer), peer_closes=True)
         elif opening.refusal is not None:  # a lanchat client with a bad hello: say why
+            self._refused("bad-hello")
             refused = Refused(opening.refusal.code, opening.refusal.message)
             self._say_and_close(refusal_frames("lanchat", refused, self.hub.room.seq))
         else:
@@ -169,6 +173,7 @@ class Connection:
             self.hub.join(client, hello, announce=hello is not None or bool(lines))
         except Refused as refused:
             self._joined = False
+            self._refused("server-full" if refused.code == "server-full" else "bad-hello")
             kind: ClientKind = "raw" if hello is None else "lanchat"
             self._say_and_close(refusal_frames(kind, refused, self.hub.room.seq))
             return "closed"
@@ -251,7 +256,7 @@ class Connection:
         if self._same_machine(client.address, client.local):
             answer = json.dumps(self._status(), ensure_ascii=False).encode() + b"\n"
         else:
-            log.warning("refused a status query from %s", client.address[0])
+            self._refused("status-refused")
             answer = encode_json(
                 Problem(
                     self.hub.room.seq,
@@ -261,6 +266,9 @@ class Connection:
                 )
             )
         self._say_and_close(answer, peer_closes=True)
+
+    def _refused(self, reason: str) -> None:
+        self._refusals.add(str(self.client.address[0]), reason)
 
     def _say_and_close(self, data: bytes, *, peer_closes: bool = False) -> None:
         """Send, then close gracefully (drain first, so the words aren't lost to a reset).

@@ -21,6 +21,7 @@ import time
 from typing import Any
 
 from lanchat import __version__
+from lanchat.admission import AddressLimit, Refusals, Refuser
 from lanchat.connection import Connection, ConnectionPolicy
 from lanchat.errors import AddressInUseError, LanchatError
 from lanchat.fanout import MAX_BACKLOG_BYTES, MAX_BACKLOG_FRAMES, Client
@@ -29,6 +30,7 @@ from lanchat.netinfo import endpoint_text
 from lanchat.protocol import (
     DEFAULT_HISTORY,
     DEFAULT_KEEPALIVE_SECONDS,
+    DEFAULT_MAX_PER_ADDRESS,
     DEFAULT_MAX_RATE,
     DEFAULT_PORT,
     DEFAULT_ROOM,
@@ -76,12 +78,16 @@ class Relay:
         max_backlog_bytes: int = MAX_BACKLOG_BYTES,
         keepalive: float = DEFAULT_KEEPALIVE_SECONDS,
         max_rate: float = DEFAULT_MAX_RATE,
+        max_per_address: int = DEFAULT_MAX_PER_ADDRESS,
+        limit_loopback: bool = False,
         store: Store | None = None,
     ) -> None:
         self.host = host
         self.port = port
         self._stopped = threading.Event()
         self.policy = ConnectionPolicy(keepalive, max_rate, stopping=self._stopped)
+        self.refusals = Refusals()  # counted here, logged by `lanchat serve`
+        self._per_address = AddressLimit(max_per_address, loopback_too=limit_loopback)
         # With a store the room carries on from its history on disk (epoch, seq, chats), and
         # every pass commits its frames there before it sends them; without, history is in
         # memory only and a restart starts a new epoch.
@@ -186,20 +192,46 @@ class Relay:
         with selectors.DefaultSelector() as selector:
             selector.register(listener, selectors.EVENT_READ)
             selector.register(self._wake_recv, selectors.EVENT_READ)
-            while True:
-                for key, _ in selector.select():
-                    if key.fileobj is self._wake_recv:
-                        return
-                    try:
-                        sock, address = listener.accept()
-                    except (BlockingIOError, InterruptedError, ConnectionAbortedError):
-                        continue  # the peer gave up before we took it
-                    except OSError as e:  # out of descriptors or memory: not a busy loop
-                        log.warning("cannot accept a connection: %s", e)
-                        self._stopped.wait(ACCEPT_RETRY_SECONDS)
-                        continue
-                    sock.setblocking(True)  # some systems pass the listener's mode on
-                    self._start_reader(sock, address)
+            refuser = Refuser(selector)  # refused sockets, until they hang up
+            try:
+                self._accept_until_stopped(listener, selector, refuser)
+            finally:
+                refuser.close_all()
+
+    def _accept_until_stopped(
+        self, listener: socket.socket, selector: selectors.BaseSelector, refuser: Refuser
+    ) -> None:
+        while True:
+            for key, _ in selector.select(refuser.timeout()):
+                if key.fileobj is self._wake_recv:
+                    return
+                if key.data is refuser:
+                    refuser.readable(key.fileobj)
+                    continue
+                self._accept_one(listener, refuser)
+            refuser.expire()
+
+    def _accept_one(self, listener: socket.socket, refuser: Refuser) -> None:
+        try:
+            sock, address = listener.accept()
+        except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+            return  # the peer gave up before we took it
+        except OSError as e:  # out of descriptors or memory: not a busy loop
+            log.warning("cannot accept a connection: %s", e)
+            self._stopped.wait(ACCEPT_RETRY_SECONDS)
+            return
+        ip = str(address[0])
+        if not self._per_address.admit(ip):
+            self.refusals.add(ip, "too-many-connections")
+            limit = self._per_address.limit
+            refuser.refuse(
+                sock,
+                f"! Too many connections from your address ({limit}). Close one "
+                "of them and try again.",
+            )
+            return
+        sock.setblocking(True)  # some systems pass the listener's mode on
+        self._start_reader(sock, address)
 
     def _start_reader(self, sock: socket.socket, address: Any) -> None:
         # The Client is made here, on the accept thread: building it on the reader thread (it
@@ -212,6 +244,7 @@ class Relay:
             self.policy,
             status=self.status,
             same_machine=same_machine,
+            refusals=self.refusals,
         )
         thread = threading.Thread(
             target=self._reader, args=(connection,), name=f"lanchat-{address[0]}", daemon=True
@@ -221,17 +254,18 @@ class Relay:
         try:
             thread.start()
         except RuntimeError:  # can't start new thread: the machine is at its limit
-            self._reader_ended()
+            self._reader_ended(str(address[0]))
             sock.close()
-            log.warning("refused %s: cannot start another thread", address)
+            self.refusals.add(str(address[0]), "no-thread")
 
     def _reader(self, connection: Connection) -> None:
         try:
             connection.run()
         finally:
-            self._reader_ended()
+            self._reader_ended(str(connection.client.address[0]))
 
-    def _reader_ended(self) -> None:
+    def _reader_ended(self, ip: str) -> None:
+        self._per_address.release(ip)
         with self._readers_changed:
             self._readers -= 1
             self._readers_changed.notify_all()

@@ -10,10 +10,12 @@ import os
 import queue
 import socket
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from lanchat import __version__, netinfo
+from lanchat.admission import Refusal, Refusals
 from lanchat.cores import CoreKeeper, core_of_thread
 from lanchat.errors import AddressInUseError, UsageError
 from lanchat.netinfo import LocalAddress, endpoint_text
@@ -21,6 +23,7 @@ from lanchat.protocol import (
     DEFAULT_HISTORY,
     DEFAULT_KEEPALIVE_SECONDS,
     DEFAULT_MAX_CLIENTS,
+    DEFAULT_MAX_PER_ADDRESS,
     DEFAULT_MAX_RATE,
     DEFAULT_PORT,
     DEFAULT_ROOM,
@@ -40,6 +43,7 @@ if TYPE_CHECKING:
 
 ADVERTISE_WAIT_SECONDS = 5.0  # registering takes ~1.7 s (probing for a name clash first)
 LOG_QUEUE = 10000  # events waiting for the log; beyond that they are counted, not kept
+REFUSALS_EVERY = 0.5  # refused connections are logged at most this often, counted
 
 
 @dataclass(frozen=True)
@@ -54,6 +58,7 @@ class ServeOptions:
     quiet: bool = False
     keepalive: float = DEFAULT_KEEPALIVE_SECONDS
     max_rate: float = DEFAULT_MAX_RATE  # lines/s per client before the relay reads less
+    max_per_address: int = DEFAULT_MAX_PER_ADDRESS  # connections one address may have open
     mdns: bool = True
     interfaces: tuple[str, ...] = ()
     one_core: bool = True  # a busy room's threads share one CPU core (lanchat.cores)
@@ -98,6 +103,8 @@ class ServeLog(Protocol):
 
     def advertisement(self, state: Advertisement) -> None: ...
 
+    def refused(self, refusal: Refusal) -> None: ...
+
     def stopped(self, summary: Stopped) -> None: ...
 
 
@@ -135,6 +142,7 @@ def run_server(options: ServeOptions, log: ServeLog) -> Stopped:
         max_clients=max_clients,
         keepalive=options.keepalive,
         max_rate=options.max_rate,
+        max_per_address=options.max_per_address,
         store=store,
     )
     restored = len(relay.room.history)  # before anyone can join
@@ -179,7 +187,7 @@ def run_server(options: ServeOptions, log: ServeLog) -> Stopped:
                 restored=restored,
             )
         )
-        _log_events(events, log)
+        _log_events(events, log, relay.refusals)
     except (KeyboardInterrupt, StopRequested):
         pass
     finally:
@@ -247,14 +255,23 @@ def _start(relay: Relay, port: int) -> None:
         raise
 
 
-def _log_events(events: queue.Queue[tuple[Any, Any]], log: ServeLog) -> None:
-    """Hand every event to the log, in order, until a signal ends the run."""
+def _log_events(events: queue.Queue[tuple[Any, Any]], log: ServeLog, refusals: Refusals) -> None:
+    """Hand every event to the log, in order, until a signal ends the run; refused
+    connections are counted by the relay and logged here, one line per address and reason
+    at most every REFUSALS_EVERY seconds (a port scan is a line, not thousands)."""
     from lanchat.discovery import Advertisement
 
+    next_refusals = time.monotonic() + REFUSALS_EVERY
     while True:
         try:  # a timeout, so that Ctrl-C is seen on Windows too
-            item, client = events.get(timeout=0.5)
+            item, client = events.get(timeout=REFUSALS_EVERY)
         except queue.Empty:
+            item = None
+        if time.monotonic() >= next_refusals:
+            next_refusals = time.monotonic() + REFUSALS_EVERY
+            for refusal in refusals.take():
+                log.refused(refusal)
+        if item is None:
             continue
         if isinstance(item, Advertisement):  # the addresses changed, or mDNS failed
             log.advertisement(item)

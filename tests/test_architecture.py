@@ -18,6 +18,7 @@ LAYERS = {
     "lanchat.tuning": 0,
     "lanchat.protocol": 1,
     "lanchat.stopping": 1,
+    "lanchat.admission": 1,  # who may connect: stdlib only
     "lanchat.cores": 1,
     "lanchat.room": 2,  # the room's rules: protocol only, no sockets, no threads
     "lanchat.netinfo": 2,

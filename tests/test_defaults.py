@@ -9,6 +9,7 @@ from lanchat.protocol import (
     DEFAULT_HISTORY,
     DEFAULT_KEEPALIVE_SECONDS,
     DEFAULT_MAX_CLIENTS,
+    DEFAULT_MAX_PER_ADDRESS,
     DEFAULT_MAX_RATE,
     DEFAULT_PORT,
     DEFAULT_ROOM,
@@ -26,6 +27,7 @@ def test_the_relay_and_serve_use_the_defaults() -> None:
     assert relay["max_clients"].default == DEFAULT_MAX_CLIENTS
     assert relay["keepalive"].default == DEFAULT_KEEPALIVE_SECONDS
     assert relay["max_rate"].default == DEFAULT_MAX_RATE
+    assert relay["max_per_address"].default == DEFAULT_MAX_PER_ADDRESS
     room = inspect.signature(Room).parameters
     assert (room["name"].default, room["history"].default) == (DEFAULT_ROOM, DEFAULT_HISTORY)
     options = ServeOptions()
@@ -50,6 +52,7 @@ def test_serve_help_shows_the_defaults() -> None:
         f"default: {DEFAULT_MAX_CLIENTS};",
         f"default: {DEFAULT_KEEPALIVE_SECONDS};",
         f"default: {DEFAULT_MAX_RATE};",
+        f"default: {DEFAULT_MAX_PER_ADDRESS};",
     ):
         assert default in shown
 
@@ -62,5 +65,6 @@ def test_the_docs_state_the_defaults() -> None:
     assert f"`ncat HOST {DEFAULT_PORT}`" in doc("protocol.md")
     assert f"(default {DEFAULT_KEEPALIVE_SECONDS:g})" in doc("status.md")
     assert f"(`--max-rate`, default {DEFAULT_MAX_RATE:g} lines per second)" in doc("protocol.md")
+    assert f"(`--max-per-address`, default {DEFAULT_MAX_PER_ADDRESS};" in doc("protocol.md")
     assert f"a port other than {DEFAULT_PORT}" in doc("discovery.md")
     assert f"({DEFAULT_PORT} by default)" in doc("troubleshooting.md")

@@ -12,7 +12,8 @@ from typing import Any
 
 import psutil
 
-from conftest import WAIT, LineClient
+from conftest import WAIT, LineClient, run_lanchat
+from lanchat.errors import ExitCode
 from lanchat.protocol import Event
 from lanchat.relay import Relay
 from lanchat.room import Item, Output, Room
@@ -292,3 +293,86 @@ def test_a_port_scan_costs_the_room_no_notices(relay: Relay, connect: Any) -> No
     while (frame := watcher.wait_json(lambda f: True))["type"] != "pong":
         frames.append(frame)
     assert [f["type"] for f in frames if f["type"] in ("join", "leave")] == []
+
+
+def test_one_address_gets_at_most_its_connections_and_the_rest_hear_why() -> None:
+    """45 idle sockets from one host filled --max-clients 50, and 2000 that read were all held
+    with a thread each. Now one address gets max_per_address connections; the next is told
+    why and closed on the accept thread, and the relay counts it for the log."""
+    relay = Relay("127.0.0.1", 0, max_per_address=2, limit_loopback=True)
+    relay.start()
+    try:
+        port = relay.address[1]
+        first, second = LineClient(port), LineClient(port)
+        first.send("one\n")
+        second.send("two\n")
+        first.wait_line("* Welcome")
+        second.wait_line("* Welcome")
+        extra = [LineClient(port) for _ in range(30)]
+        for client in extra:
+            assert client.read_all() == [
+                "! Too many connections from your address (2). Close one of them and try again."
+            ]
+            client.close()
+        assert relay.readers == 2  # no reader thread was started for the refused ones
+        refusals = relay.refusals.take()
+        assert [(r.address, r.reason, r.count) for r in refusals] == [
+            ("127.0.0.1", "too-many-connections", 30)
+        ]
+        first.close()
+        assert relay.wait_readers(1, WAIT)
+        again = LineClient(port)  # a slot is free again
+        again.send("three\n")
+        assert "Welcome" in again.wait_line("* Welcome")
+        for client in (second, again):
+            client.close()
+    finally:
+        relay.stop()
+
+
+def test_this_pcs_own_connections_are_not_limited_by_default(relay: Relay) -> None:
+    clients = [LineClient(relay.address[1]) for _ in range(15)]  # more than the default 10
+    for i, client in enumerate(clients):
+        client.send(f"client {i}\n")
+    for client in clients:
+        client.wait_line("* Welcome")
+        client.close()
+
+
+def test_join_says_it_was_refused_for_too_many_connections() -> None:
+    relay = Relay("127.0.0.1", 0, max_per_address=1, limit_loopback=True)
+    relay.start()
+    try:
+        holder = LineClient(relay.address[1])
+        holder.send("here first\n")
+        holder.wait_line("* Welcome")
+        result = run_lanchat("join", f"127.0.0.1:{relay.address[1]}", input="hi\n")
+        assert result.returncode == ExitCode.REJECTED, result.stderr
+        assert "refused to let us in: Too many connections" in result.stderr
+        assert "--max-per-address" in result.stderr
+        assert "Traceback" not in result.stderr
+        holder.close()
+    finally:
+        relay.stop()
+
+
+def test_serve_logs_refused_connections_counted(lanchat_process: Any) -> None:
+    serve = lanchat_process(
+        "serve", "--host", "127.0.0.1", "--port", "0", "--json", "--no-mdns", "--max-clients", "1"
+    )
+    port = serve.wait_json(lambda e: e.get("event") == "listening")["port"]
+    inside = LineClient(port)
+    inside.send("I am in\n")
+    inside.wait_line("* Welcome")
+    turned_away = [LineClient(port) for _ in range(3)]
+    for client in turned_away:
+        client.send("let me in\n")
+        assert "full" in client.read_all()[0]
+        client.close()
+    logged = serve.wait_json(lambda e: e.get("event") == "refused")
+    counted = logged["count"]
+    while counted < 3:  # the three may be logged in one line or over two
+        counted += serve.wait_json(lambda e: e.get("event") == "refused")["count"]
+    assert logged["address"] == "127.0.0.1" and logged["reason"] == "server-full"
+    assert counted == 3
+    inside.close()

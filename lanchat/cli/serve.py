@@ -12,6 +12,7 @@ from lanchat.protocol import (
     DEFAULT_HISTORY,
     DEFAULT_KEEPALIVE_SECONDS,
     DEFAULT_MAX_CLIENTS,
+    DEFAULT_MAX_PER_ADDRESS,
     DEFAULT_MAX_RATE,
     DEFAULT_PORT,
     DEFAULT_ROOM,
@@ -68,6 +69,15 @@ def serve(
             "that) the relay reads less from them, so a flood slows itself (0: no limit).",
         ),
     ] = DEFAULT_MAX_RATE,
+    max_per_address: Annotated[
+        int,
+        typer.Option(
+            "--max-per-address",
+            min=0,
+            help="Connections one address may have open at once; more are refused with a "
+            "line saying why (0: no limit; this PC's own connections are never limited).",
+        ),
+    ] = DEFAULT_MAX_PER_ADDRESS,
     no_mdns: Annotated[
         bool,
         typer.Option(
@@ -134,6 +144,7 @@ def serve(
         quiet=quiet,
         keepalive=keepalive,
         max_rate=max_rate,
+        max_per_address=max_per_address,
         mdns=not no_mdns,
         interfaces=tuple(interfaces or ()),
         one_core=not all_cores,

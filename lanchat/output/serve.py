@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Console
 from rich.text import Text
 
+from lanchat.admission import Refusal
 from lanchat.output import chat_text, print_json, stdout_console
 from lanchat.protocol import Chat, Event, Joined, Left, Renamed, render_line
 from lanchat.serving import Listening, Stopped
@@ -118,6 +119,15 @@ def serve_event_dict(event: Event, address: str | None) -> dict[str, Any] | None
     return {"event": kind, **d}
 
 
+def refusal_text(refusal: Refusal) -> Text:
+    """One line for connections refused from one address (counted, not one line each)."""
+    connections = "connection" if refusal.count == 1 else "connections"
+    return Text(
+        f"! Refused {refusal.count} {connections} from {refusal.address}: {refusal.why}.",
+        style="yellow",
+    )
+
+
 def serve_event_text(event: Event, address: str | None) -> Text | None:
     """A room event as a line of the server's console log."""
     if isinstance(event, Chat):
@@ -146,6 +156,9 @@ class TextServeLog:
 
     def advertisement(self, state: Advertisement) -> None:
         self.console.print(advertisement_text(state))
+
+    def refused(self, refusal: Refusal) -> None:
+        self.console.print(refusal_text(refusal))
 
     def stopped(self, summary: Stopped) -> None:
         self.console.print(
@@ -181,6 +194,9 @@ class JsonServeLog:
 
     def advertisement(self, state: Advertisement) -> None:
         print_json({"event": "mdns", **state.to_dict()})
+
+    def refused(self, refusal: Refusal) -> None:
+        print_json({"event": "refused", **refusal.to_dict()})
 
     def stopped(self, summary: Stopped) -> None:
         print_json(

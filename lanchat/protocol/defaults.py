@@ -15,3 +15,6 @@ DEFAULT_KEEPALIVE_SECONDS = 60.0  # a silent, vanished peer is noticed within ab
 # Lines per second one client may send before the relay reads less from it (flow control,
 # lanchat/connection.py); a person types a few, a pasted block is a burst. 0: no limit.
 DEFAULT_MAX_RATE = 200.0
+# Connections one address may have open at once (loopback excepted; lanchat/admission.py). 0: no
+# limit. A classroom PC needs one or two; a forgotten script or an attacker needs many.
+DEFAULT_MAX_PER_ADDRESS = 10
