@@ -14,6 +14,7 @@ Threads and what they own (fanout.py has the table of the delivery state):
     writer (fanout)      passes, parked sockets, hang-ups            the pass token
     a pass that gives up Hub._failed (through Fanout.on_failed)      the token, then the lock
     the stopping thread  Hub.shutdown (Relay.stop)                   the lock, then tries the token
+    the accept thread    Hub.tick, about once a second               the lock, then tries the token
     status / keeper      Hub.snapshot(), Fanout.holds                the hub lock / nothing
 
     field                     owner
@@ -129,6 +130,12 @@ class Hub:
         """The client is gone (or must go); safe to call more than once."""
         with self.lock:
             self._apply(self.room.leave(client.id, reason), client)
+        self.fanout.kick()
+
+    def tick(self) -> None:
+        """Let time do its part (a burst's summary); the accept loop calls this every second."""
+        with self.lock:
+            self._apply(self.room.tick(), None)
         self.fanout.kick()
 
     def shutdown(self) -> None:

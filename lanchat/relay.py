@@ -42,6 +42,7 @@ from lanchat.store import Store
 FD_RESERVE = 32  # descriptors kept for the listener, the writer, logs and refusals
 LISTEN_BACKLOG = min(socket.SOMAXCONN, 4096)  # connections the OS queues before accept()
 ACCEPT_RETRY_SECONDS = 0.1  # out of descriptors: wait this long before accepting again
+TICK_SECONDS = 1.0  # how often the accept loop lets the room do what time brings (summaries)
 log = logging.getLogger(__name__)
 
 
@@ -201,8 +202,11 @@ class Relay:
     def _accept_until_stopped(
         self, listener: socket.socket, selector: selectors.BaseSelector, refuser: Refuser
     ) -> None:
+        next_tick = time.monotonic() + TICK_SECONDS
         while True:
-            for key, _ in selector.select(refuser.timeout()):
+            linger = refuser.timeout()
+            wait = max(0.0, next_tick - time.monotonic())
+            for key, _ in selector.select(wait if linger is None else min(linger, wait)):
                 if key.fileobj is self._wake_recv:
                     return
                 if key.data is refuser:
@@ -210,6 +214,9 @@ class Relay:
                     continue
                 self._accept_one(listener, refuser)
             refuser.expire()
+            if time.monotonic() >= next_tick:
+                next_tick = time.monotonic() + TICK_SECONDS
+                self.hub.tick()
 
     def _accept_one(self, listener: socket.socket, refuser: Refuser) -> None:
         try:

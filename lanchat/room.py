@@ -49,6 +49,7 @@ from lanchat.protocol import (
     Resume,
     Say,
     SetName,
+    Summary,
     Welcome,
     WhoList,
     clean_text,
@@ -63,6 +64,12 @@ RATE_WINDOW_SECONDS = 10  # `lanchat status` reports messages per second over th
 # A full room makes room for a newcomer by letting go of a connection that has not said a word
 # for this long (a forgotten terminal, an idle socket), never of anyone who has spoken.
 SILENT_GRACE_SECONDS = 60.0
+# Join and leave notices: at most NOTICE_BURST in NOTICE_WINDOW_SECONDS one by one; beyond that
+# they are counted and told as one summary once the burst has been quiet for SUMMARY_AFTER (a
+# class arriving at once, or a script connecting in a loop, is a line, not a screenful).
+NOTICE_BURST = 8
+NOTICE_WINDOW_SECONDS = 10.0
+SUMMARY_AFTER_SECONDS = 2.0
 
 # What a reader hands to the room per line; a str is a raw client's plain message (the common
 # case, so it needs no request object).
@@ -198,6 +205,9 @@ class Room:
         self._per_second: deque[list[int]] = deque(maxlen=RATE_WINDOW_SECONDS + 1)
         self._members: dict[int, Member] = {}  # by id, in joining order
         self._present = 0  # announced members
+        self._notices: deque[float] = deque()  # when the recent join/leave notices went out
+        self._held = [0, 0]  # joins and leaves counted for the next summary
+        self._held_last = 0.0  # when the last one was counted
         self._names: dict[str, Member] = {}  # by name_key (case, width, look-alikes)
         self._guest_numbers = itertools.count(1)
 
@@ -258,7 +268,7 @@ class Room:
         resume = hello.resume if hello else None
         if announce or hello is not None:
             self._mark_present(member)  # first, so its greeting lists it
-            outputs += [self._greeting(member, resume), self._joined(member)]
+            outputs += [self._greeting(member, resume), *self._joined(member)]
         else:
             outputs.append(self._greeting(member, resume))
         return outputs
@@ -267,9 +277,38 @@ class Room:
         member.announced = True
         self._present += 1
 
-    def _joined(self, member: Member) -> Publish:
-        """The event that tells everyone `member` is here (after its greeting: a higher seq)."""
-        return Publish(Joined(self._next(), self._clock(), member.name, member.kind, self._present))
+    def _joined(self, member: Member) -> list[Output]:
+        """Tell everyone `member` is here (after its greeting: a higher seq), or count it."""
+        if not self._may_notify(0):
+            return []
+        return [
+            Publish(Joined(self._next(), self._clock(), member.name, member.kind, self._present))
+        ]
+
+    def _may_notify(self, which: int) -> bool:
+        """Whether a join (0) or leave (1) notice may go out one by one now; else it is counted
+        for the next summary."""
+        now = self._ticks()
+        notices = self._notices
+        while notices and notices[0] <= now - NOTICE_WINDOW_SECONDS:
+            notices.popleft()
+        if len(notices) < NOTICE_BURST and not any(self._held):
+            notices.append(now)
+            return True
+        self._held[which] += 1
+        self._held_last = now
+        return False
+
+    def tick(self) -> list[Output]:
+        """What time alone brings about: the summary of a burst that has gone quiet. The hub
+        calls this about once a second."""
+        if not any(self._held) or self._ticks() - self._held_last < SUMMARY_AFTER_SECONDS:
+            return []
+        joined, left = self._held
+        self._held = [0, 0]
+        self._notices.append(self._ticks())
+        summary = Summary(self._next(), self._clock(), joined, left, self._present)
+        return [Publish(summary)]
 
     def _longest_silent(self) -> Member | None:
         """The connection silent the longest, if longer than SILENT_GRACE_SECONDS."""
@@ -295,7 +334,7 @@ class Room:
             member.name = name
             self._names[name_key(name)] = member
             self._mark_present(member)
-            return [*outputs, self._greeting(member, hello.resume), self._joined(member)]
+            return [*outputs, self._greeting(member, hello.resume), *self._joined(member)]
         if name != member.name:
             self._rename(member, name, outputs)
         # What was queued for it as text is lost to a lanchat client: a fresh one gets the
@@ -329,7 +368,7 @@ class Room:
         outputs: list[Output] = []
         if not member.announced and items and not isinstance(items[0], Quit):
             self._mark_present(member)  # its first words: now it is here
-            outputs.append(self._joined(member))
+            outputs += self._joined(member)
         for item in items:
             if type(item) is str:
                 self._say(member, item, False, outputs)
@@ -364,8 +403,9 @@ class Room:
         outputs: list[Output] = []
         if member.announced:  # a silent connection leaves as it came: unannounced
             self._present -= 1
-            left = Left(self._next(), self._clock(), member.name, reason, self._present)
-            outputs.append(Publish(left))
+            if self._may_notify(1):
+                left = Left(self._next(), self._clock(), member.name, reason, self._present)
+                outputs.append(Publish(left))
         goodbye = GOODBYES.get(reason)
         if goodbye:
             outputs.append(Send(member_id, Goodbye(self.seq, self._clock(), reason, goodbye)))

@@ -14,9 +14,9 @@ import psutil
 
 from conftest import WAIT, LineClient, run_lanchat
 from lanchat.errors import ExitCode
-from lanchat.protocol import Event
+from lanchat.protocol import Event, parse_event, render_line
 from lanchat.relay import Relay
-from lanchat.room import Item, Output, Room
+from lanchat.room import NOTICE_BURST, Item, Output, Room
 
 LONE_SURROGATE_MESSAGE = b'{"type":"message","text":"x\\ud800y"}\n'
 
@@ -376,3 +376,21 @@ def test_serve_logs_refused_connections_counted(lanchat_process: Any) -> None:
     assert logged["address"] == "127.0.0.1" and logged["reason"] == "server-full"
     assert counted == 3
     inside.close()
+
+
+def test_a_crowd_arriving_at_once_is_one_summary_not_a_screenful(
+    relay: Relay, connect: Any
+) -> None:
+    watcher = connect()
+    watcher.hello("watcher")
+    crowd = [connect() for _ in range(20)]
+    for i, client in enumerate(crowd):
+        client.hello(f"pupil{i}")
+    notices = []
+    while (frame := watcher.wait_json(lambda f: f["type"] in ("join", "summary")))["type"] == (
+        "join"
+    ):
+        notices.append(frame["name"])
+    assert len(notices) == NOTICE_BURST  # the watcher's own join, then the first pupils
+    assert frame["joined"] == 20 - (NOTICE_BURST - 1) and frame["count"] == 21
+    assert "people joined (21 here)" in render_line(parse_event(json.dumps(frame).encode()))

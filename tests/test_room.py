@@ -24,11 +24,15 @@ from lanchat.protocol import (
     Resume,
     Say,
     SetName,
+    Summary,
     WhoList,
 )
 from lanchat.room import (
     GREETING_NAMES,
+    NOTICE_BURST,
+    NOTICE_WINDOW_SECONDS,
     RATE_WINDOW_SECONDS,
+    SUMMARY_AFTER_SECONDS,
     Greet,
     Hangup,
     Output,
@@ -453,3 +457,23 @@ def test_invisible_characters_never_reach_the_room(room: Room) -> None:
     assert published(outputs)[0].text == "a bcde"  # type: ignore[attr-defined]
     (problem,) = sent(room.handle(1, [SetName("ali\u200dce")]), 1)
     assert isinstance(problem, Problem) and problem.code == "bad-name"
+
+
+def test_a_burst_of_joins_and_leaves_is_summarised() -> None:
+    ticks = Clock()
+    room = Room(clock=Clock(), ticks=ticks)
+    told = []
+    for i in range(20):
+        told += published(room.join(i + 1, hello(f"p{i}")))
+    joined = [e for e in told if isinstance(e, Joined)]
+    assert len(joined) == NOTICE_BURST  # the first ones one by one, the rest counted
+    for i in range(5):
+        told += published(room.leave(i + 1, "closed"))
+    assert not [e for e in told if isinstance(e, Left)]  # still in the burst: counted
+    assert room.tick() == []  # not quiet for long enough yet
+    ticks.now += SUMMARY_AFTER_SECONDS
+    (summary,) = published(room.tick())
+    assert summary == Summary(room.seq, 1000.0, 20 - NOTICE_BURST, 5, 15)
+    assert room.tick() == []  # told once
+    ticks.now += NOTICE_WINDOW_SECONDS
+    assert [type(e) for e in published(room.join(99, hello("late")))] == [Joined]

@@ -26,6 +26,7 @@ from lanchat.protocol import (
     Problem,
     Renamed,
     ServerFrame,
+    Summary,
     Welcome,
     WhoList,
     clock,
@@ -125,6 +126,6 @@ def chat_text(frame: ServerFrame, me: str | None = None) -> Text:
         return Text(f"! {frame.message}", style="bold yellow")
     if isinstance(frame, Goodbye) and frame.reason not in ("quit", "shutdown"):
         return Text(f"! {frame.message}", style="bold red")
-    if isinstance(frame, Joined | Left | Renamed | WhoList | Welcome | Goodbye):
+    if isinstance(frame, Joined | Left | Summary | Renamed | WhoList | Welcome | Goodbye):
         return Text(render_line(frame), style="dim italic")
     return Text(render_line(frame))

@@ -125,6 +125,16 @@ class Left(Event):
 
 
 @dataclass(frozen=True)
+class Summary(Event):
+    """Joins and leaves of a burst, counted in one notice instead of one notice each."""
+
+    TYPE: ClassVar[str] = "summary"
+    joined: int = 0
+    left: int = 0
+    count: int = 0
+
+
+@dataclass(frozen=True)
 class Renamed(Event):
     TYPE: ClassVar[str] = "nick"
     old: str = ""
@@ -170,12 +180,34 @@ class HelpText(Event):
 
 
 ServerFrame = (
-    Welcome | WhoList | Chat | Gap | Joined | Left | Renamed | Problem | Pong | Goodbye | HelpText
+    Welcome
+    | WhoList
+    | Chat
+    | Gap
+    | Joined
+    | Left
+    | Summary
+    | Renamed
+    | Problem
+    | Pong
+    | Goodbye
+    | HelpText
 )
 
 _EVENT_TYPES: dict[str, type[Event]] = {
     cls.TYPE: cls
-    for cls in (Welcome, WhoList, Joined, Left, Renamed, Problem, Pong, Goodbye, ProbeAnswer)
+    for cls in (
+        Welcome,
+        WhoList,
+        Joined,
+        Left,
+        Summary,
+        Renamed,
+        Problem,
+        Pong,
+        Goodbye,
+        ProbeAnswer,
+    )
 }
 
 
@@ -227,6 +259,13 @@ def render_line(frame: Event) -> str:
         return f"* {frame.name} {_LEAVE_WORDS.get(frame.reason, 'left')} ({frame.count} here)"
     if isinstance(frame, Renamed):
         return f"* {frame.old} is now known as {frame.new}"
+    if isinstance(frame, Summary):
+        parts = [
+            f"{n} {'person' if n == 1 else 'people'} {verb}"
+            for n, verb in ((frame.joined, "joined"), (frame.left, "left"))
+            if n
+        ]
+        return f"* {' and '.join(parts) or 'Nobody came or went'} ({frame.count} here)."
     if isinstance(frame, WhoList):
         if frame.count == 0:  # a newcomer who has not said anything yet is not counted
             return "* Nobody else is here yet."
