@@ -133,7 +133,7 @@ class Latch:
 class Client:
     """One connection as the fan-out and the reader see it: what is still owed to it (writer
     fields, the table above) and counters for `lanchat status`. Who it is in the room is its
-    `member` (room.py), set by the hub at join."""
+    `member` (lanchat/room), set by the hub at join."""
 
     __slots__ = (
         "address",

@@ -134,11 +134,15 @@ def test_protocol_and_errors_use_the_standard_library_only() -> None:
 
 def test_the_room_does_no_io() -> None:
     """The room decides; it neither sends, nor waits, nor locks (tests/test_room.py needs no
-    socket because of this)."""
-    imported = {name.split(".")[0] for name in imports_of(PACKAGE / "room.py")}
-    assert not imported & {"socket", "select", "selectors", "threading", "asyncio"}, imported
-    lanchat = {name for name in imports_of(PACKAGE / "room.py") if name.startswith("lanchat.")}
-    assert lanchat <= {"lanchat.protocol"}, lanchat
+    socket because of this). Every module of the room package uses the protocol and itself."""
+    modules = sorted((PACKAGE / "room").glob("*.py"))
+    assert len(modules) >= 4
+    for path in modules:
+        imported = imports_of(path)
+        tops = {name.split(".")[0] for name in imported}
+        assert not tops & {"socket", "select", "selectors", "threading", "asyncio"}, path
+        lanchat = {name for name in imported if name.startswith("lanchat.")}
+        assert all(n.startswith(("lanchat.protocol", "lanchat.room")) for n in lanchat), path
 
 
 def test_every_module_has_a_layer() -> None:

@@ -6,34 +6,23 @@ event to everyone, send that one to one member, greet a newcomer, hang up on a m
 (hub.py) calls it under its lock, one call at a time, and applies the outputs to the fan-out.
 Every event takes the next sequence number here, so everyone sees one order.
 
-Resume: the room's history has an `epoch`, a random id made when the history starts (restored
-with it from a store, lanchat/store.py). A lanchat hello may carry the epoch and the last seq its
-client saw; the greeting then replays only the chats after that seq, from the bounded history
-(O(missed), never O(room)), and a Gap output frame says what it cannot replay: chats pushed out
-of the history, or everything when the epoch differs. Only chats (messages and actions) are
-replayed; joins, leaves and renames are not (the who-list in the greeting says who is here).
+The history of chats and what a reconnecting client missed (resume) are lanchat/history.py.
 """
 
 from __future__ import annotations
 
 import itertools
-import secrets
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, replace
 
 from lanchat.protocol import (
     DEFAULT_HISTORY,
     DEFAULT_ROOM,
-    MAX_NAME_CHARS,
     AskHelp,
     AskWho,
     Chat,
-    ClientKind,
-    Event,
     FrameError,
-    Gap,
     Goodbye,
     Hello,
     HelpText,
@@ -45,7 +34,6 @@ from lanchat.protocol import (
     Problem,
     Quit,
     Renamed,
-    Request,
     Resume,
     Say,
     SetName,
@@ -53,125 +41,28 @@ from lanchat.protocol import (
     Welcome,
     WhoList,
     clean_text,
-    name_key,
-    name_problem,
-    name_taken,
+)
+from lanchat.room.history import History, Past, new_epoch
+from lanchat.room.names import Names
+from lanchat.room.notices import JOIN, LEAVE, NoticeBudget
+from lanchat.room.outputs import (
+    GOODBYES,
+    Greet,
+    Hangup,
+    Item,
+    Member,
+    Output,
+    Publish,
+    Recode,
+    Refused,
+    Send,
 )
 
-MAX_NAME_SUFFIX = 999  # alice-2 ... alice-999, then the name counts as taken
 GREETING_NAMES = 100  # names in the who-list of the greeting (the count is always there)
 RATE_WINDOW_SECONDS = 10  # `lanchat status` reports messages per second over this window
 # A full room makes room for a newcomer by letting go of a connection that has not said a word
 # for this long (a forgotten terminal, an idle socket), never of anyone who has spoken.
 SILENT_GRACE_SECONDS = 60.0
-# Join and leave notices: at most NOTICE_BURST in NOTICE_WINDOW_SECONDS one by one; beyond that
-# they are counted and told as one summary once the burst has been quiet for SUMMARY_AFTER (a
-# class arriving at once, or a script connecting in a loop, is a line, not a screenful).
-NOTICE_BURST = 8
-NOTICE_WINDOW_SECONDS = 10.0
-SUMMARY_AFTER_SECONDS = 2.0
-
-# What a reader hands to the room per line; a str is a raw client's plain message (the common
-# case, so it needs no request object).
-Item = str | Request | FrameError | LineTooLong
-
-GOODBYES = {
-    "quit": "Goodbye.",
-    "too-slow": "You were disconnected: you could not keep up with the room "
-    "(the server could not send to you fast enough).",
-    "shutdown": "Server shutting down. Goodbye.",
-    "idle": "You were disconnected to make room for someone else: the room is full and you "
-    "had not said anything since you connected. Connect again to go on.",
-}
-
-
-class Refused(Exception):
-    """A join the room says no to: the frame to show, then the connection closes."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-
-
-@dataclass(slots=True, eq=False)
-class Member:
-    """Someone in the room, as the room knows them (no socket: the hub has that)."""
-
-    id: int
-    name: str
-    kind: ClientKind
-    program: str = ""  # the client program, from a lanchat hello
-    # Announced to the room: it has said something or identified itself (a lanchat hello). A
-    # silent connection is greeted but not announced, listed or counted as present, so a port
-    # scan or an idle socket costs nobody a notice.
-    announced: bool = True
-    since: float = 0.0  # when it joined (the room's ticks)
-
-
-# --- outputs: what must happen ------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Publish:
-    """Send `event` to everyone in the room; a raw sender (`origin`) skips its own line."""
-
-    event: Event
-    origin: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class Send:
-    """Send `event` to one member only, in order with the room's events."""
-
-    to: int
-    event: Event
-
-
-@dataclass(frozen=True, slots=True)
-class Greet:
-    """A newcomer's welcome, who-list and history replay (to it only); `gap` before the replay
-    when a resuming client missed more than can be replayed."""
-
-    to: int
-    welcome: Welcome
-    who: WhoList
-    history: tuple[Chat, ...]
-    gap: Gap | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Recode:
-    """From now on this member reads frames of another kind (a late lanchat hello)."""
-
-    to: int
-    kind: ClientKind
-
-
-@dataclass(frozen=True, slots=True)
-class Hangup:
-    """Send what is queued for this member, then close its connection."""
-
-    to: int
-    reason: str
-
-
-Output = Publish | Send | Greet | Recode | Hangup
-
-
-@dataclass(frozen=True, slots=True)
-class Past:
-    """Where a room's history starts: kept from an earlier run (a store), or new."""
-
-    epoch: str
-    seq: int = 0  # the last seq given out
-    chats: tuple[Chat, ...] = ()  # the newest chats, oldest first
-    trimmed: int = 0  # the newest chat seq no longer kept (0: none)
-
-
-def new_epoch() -> str:
-    """A fresh id for a history that starts now."""
-    return secrets.token_hex(8)
 
 
 class Room:
@@ -191,12 +82,8 @@ class Room:
         past = past or Past(new_epoch())
         self.name = name
         self.max_clients = max_clients  # 0: no limit of our own
-        self.epoch = past.epoch
         self.seq = past.seq
-        self.history: deque[Chat] = deque(maxlen=history)
-        self.trimmed = past.trimmed  # the newest chat seq the history no longer holds
-        for chat in past.chats:
-            self._remember(chat)
+        self.history = History(history, past)
         self.started = clock()
         self.messages = 0  # chat messages and actions relayed
         self.closed = False
@@ -205,13 +92,15 @@ class Room:
         self._per_second: deque[list[int]] = deque(maxlen=RATE_WINDOW_SECONDS + 1)
         self._members: dict[int, Member] = {}  # by id, in joining order
         self._present = 0  # announced members
-        self._notices: deque[float] = deque()  # when the recent join/leave notices went out
-        self._held = [0, 0]  # joins and leaves counted for the next summary
-        self._held_last = 0.0  # when the last one was counted
-        self._names: dict[str, Member] = {}  # by name_key (case, width, look-alikes)
-        self._guest_numbers = itertools.count(1)
+        self._notices = NoticeBudget()
+        self._names = Names()
 
     # --- questions -------------------------------------------------------------------------
+
+    @property
+    def epoch(self) -> str:
+        """The id of this room's history (lanchat/history.py)."""
+        return self.history.epoch
 
     @property
     def size(self) -> int:
@@ -257,14 +146,14 @@ class Room:
             outputs += self.leave(silent.id, "idle")
         member = Member(
             member_id,
-            self._choose_name(hello),
+            self._names.choose(hello),
             "raw" if hello is None else "lanchat",
             hello.client if hello else "",
             announced=False,
             since=self._ticks(),
         )
         self._members[member_id] = member
-        self._names[name_key(member.name)] = member
+        self._names.add(member)
         resume = hello.resume if hello else None
         if announce or hello is not None:
             self._mark_present(member)  # first, so its greeting lists it
@@ -279,35 +168,19 @@ class Room:
 
     def _joined(self, member: Member) -> list[Output]:
         """Tell everyone `member` is here (after its greeting: a higher seq), or count it."""
-        if not self._may_notify(0):
+        if not self._notices.allow(JOIN, self._ticks()):
             return []
         return [
             Publish(Joined(self._next(), self._clock(), member.name, member.kind, self._present))
         ]
 
-    def _may_notify(self, which: int) -> bool:
-        """Whether a join (0) or leave (1) notice may go out one by one now; else it is counted
-        for the next summary."""
-        now = self._ticks()
-        notices = self._notices
-        while notices and notices[0] <= now - NOTICE_WINDOW_SECONDS:
-            notices.popleft()
-        if len(notices) < NOTICE_BURST and not any(self._held):
-            notices.append(now)
-            return True
-        self._held[which] += 1
-        self._held_last = now
-        return False
-
     def tick(self) -> list[Output]:
-        """What time alone brings about: the summary of a burst that has gone quiet. The hub
-        calls this about once a second."""
-        if not any(self._held) or self._ticks() - self._held_last < SUMMARY_AFTER_SECONDS:
+        """What time alone brings about: the summary of a burst of joins and leaves that has
+        gone quiet (notices.py). The hub calls this about once a second."""
+        due = self._notices.due(self._ticks())
+        if due is None:
             return []
-        joined, left = self._held
-        self._held = [0, 0]
-        self._notices.append(self._ticks())
-        summary = Summary(self._next(), self._clock(), joined, left, self._present)
+        summary = Summary(self._next(), self._clock(), *due, self._present)
         return [Publish(summary)]
 
     def _longest_silent(self) -> Member | None:
@@ -321,18 +194,12 @@ class Room:
         member = self._members.get(member_id)
         if member is None:
             return []
-        del self._names[name_key(member.name)]
-        try:
-            name = self._choose_name(hello)
-        finally:
-            self._names[name_key(member.name)] = member
+        name = self._names.choose(hello, ignoring=member)
         member.kind = "lanchat"
         member.program = hello.client
         outputs: list[Output] = [Recode(member_id, "lanchat")]
         if not member.announced:  # greeted in silence: it now identified itself
-            self._names.pop(name_key(member.name))
-            member.name = name
-            self._names[name_key(name)] = member
+            self._names.rename(member, name)
             self._mark_present(member)
             return [*outputs, self._greeting(member, hello.resume), *self._joined(member)]
         if name != member.name:
@@ -399,11 +266,11 @@ class Room:
         member = self._members.pop(member_id, None)
         if member is None:
             return []
-        del self._names[name_key(member.name)]
+        self._names.remove(member)
         outputs: list[Output] = []
         if member.announced:  # a silent connection leaves as it came: unannounced
             self._present -= 1
-            if self._may_notify(1):
+            if self._notices.allow(LEAVE, self._ticks()):
                 left = Left(self._next(), self._clock(), member.name, reason, self._present)
                 outputs.append(Publish(left))
         goodbye = GOODBYES.get(reason)
@@ -431,38 +298,16 @@ class Room:
         self.seq += 1
         return self.seq
 
-    def _choose_name(self, hello: Hello | None) -> str:
-        if hello is None or hello.name is None:
-            while True:
-                name = f"guest-{next(self._guest_numbers)}"
-                if name_key(name) not in self._names:
-                    return name
-        problem = name_problem(hello.name)
-        if problem is not None:
-            raise Refused(problem.code, problem.message)
-        if name_key(hello.name) not in self._names:
-            return hello.name
-        if hello.exact:
-            raise Refused(
-                "name-taken", name_taken(hello.name, self._names[name_key(hello.name)].name)
-            )
-        for n in range(2, MAX_NAME_SUFFIX + 1):
-            suffix = f"-{n}"
-            name = hello.name[: MAX_NAME_CHARS - len(suffix)] + suffix
-            if name_key(name) not in self._names:
-                return name
-        raise Refused("name-taken", f"The name {hello.name} and its variants are taken.")
-
     def _greeting(self, member: Member, resume: Resume | None = None) -> Greet:
         now = self._clock()
-        replay, gap = self._replay(resume, now)
+        replay, gap = self.history.replay(resume, self.seq, now)
         welcome = Welcome(
             self.seq,
             now,
             member.name,
             self.name,
             history=len(replay),
-            epoch=self.epoch,
+            epoch=self.history.epoch,
             resumed=resume is not None and gap is None,
         )
         # A newcomer to a big room gets the first names and the count, not thousands of names
@@ -471,44 +316,6 @@ class Room:
         names = tuple(itertools.islice(present, GREETING_NAMES))
         return Greet(member.id, welcome, WhoList(self.seq, now, names, self.size), replay, gap)
 
-    def _replay(self, resume: Resume | None, now: float) -> tuple[tuple[Chat, ...], Gap | None]:
-        """The chats to replay, and what cannot be: all of the history for a newcomer, the
-        chats after `resume.seq` for a reconnecting client (newest first: O(missed))."""
-        if resume is None or resume.epoch != self.epoch or resume.seq > self.seq:
-            replay = tuple(replace(chat, history=True) for chat in self.history)
-            if resume is None:
-                return replay, None
-            message = (
-                "The server lost its history since you were last here (it restarted without "
-                "--store): messages sent while you were away may be missing."
-            )
-            return replay, Gap(self.seq, now, "history-lost", 1, self.trimmed, message)
-        missed: list[Chat] = []
-        for chat in reversed(self.history):
-            if chat.seq <= resume.seq:
-                break
-            missed.append(replace(chat, history=True))
-        missed.reverse()
-        gap = None
-        if self.trimmed > resume.seq:
-            first, last = resume.seq + 1, self.trimmed
-            message = (
-                f"Messages from while you were away (seq {first}-{last}) are no longer kept "
-                "by the server; they are missing here."
-            )
-            gap = Gap(self.seq, now, "history-trimmed", first, last, message)
-        return tuple(missed), gap
-
-    def _remember(self, chat: Chat) -> None:
-        """Keep a chat in the bounded history, noting the newest one it lets go."""
-        history = self.history
-        if history.maxlen == 0:
-            self.trimmed = chat.seq
-            return
-        if len(history) == history.maxlen:
-            self.trimmed = history[0].seq
-        history.append(chat)
-
     def _say(self, member: Member, text: str, action: bool, outputs: list[Output]) -> None:
         text = clean_text(text).strip()
         if not text:
@@ -516,7 +323,7 @@ class Room:
             outputs.append(self._problem(member, "empty", message))
             return
         chat = Chat(self._next(), self._clock(), member.name, text, action)
-        self._remember(chat)
+        self.history.remember(chat)
         self.messages += 1
         second = int(self._ticks())
         counts = self._per_second
@@ -527,21 +334,14 @@ class Room:
         outputs.append(Publish(chat, member.id if member.kind == "raw" else 0))
 
     def _rename(self, member: Member, new: str, outputs: list[Output]) -> None:
-        problem = name_problem(new)
-        if problem is not None:
-            outputs.append(self._problem(member, problem.code, problem.message))
-            return
-        holder = self._names.get(name_key(new))
-        if holder is not None and holder is not member:
-            message = f"{name_taken(new, holder.name)} Pick another one with /nick NAME."
-            outputs.append(self._problem(member, "name-taken", message))
+        refusal = self._names.why_not(member, new)
+        if refusal is not None:
+            outputs.append(self._problem(member, *refusal))
             return
         if new == member.name:
             return
         old = member.name
-        del self._names[name_key(old)]
-        member.name = new
-        self._names[name_key(new)] = member
+        self._names.rename(member, new)
         outputs.append(Publish(Renamed(self._next(), self._clock(), old, new)))
 
     def _problem(self, member: Member, code: str, message: str) -> Send:
