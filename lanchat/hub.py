@@ -1,9 +1,9 @@
 """The hub: the one owner that applies the room's decisions to the fan-out.
 
 A reader thread hands its client's lines to the hub; under the hub lock the room (lanchat/room,
-pure) decides and returns outputs, and the hub encodes each published event once per client kind that
-someone reads, queues it in the fan-out log, and lets the lock go; then it asks the fan-out to
-send (kick). So a chat line walks reader -> room -> fan-out once, and the room's rules can be
+pure) decides and returns outputs, and the hub encodes each published event once per client kind
+that someone reads, queues it in the fan-out log, and lets the lock go; then it asks the fan-out
+to send (kick). So a chat line walks reader -> room -> fan-out once, and the room's rules can be
 tested without a socket (tests/test_room.py).
 
 Threads and what they own (fanout.py has the table of the delivery state):
