@@ -2,6 +2,9 @@
 
 Both front ends of `lanchat join` (scripted and interactive) and the doctor's handshake probe use
 it. Every failure to connect becomes an UnreachableError or RejectedError that names the cause.
+
+Longer than ~300 lines: address parsing, the handshake (including telling a relay from another
+line server) and its failures, each worded for people, belong to one connection's opening.
 """
 
 from __future__ import annotations

@@ -16,6 +16,10 @@ Flow control: each client may send `max_rate` lines per second, with bursts of u
 until the client is within its rate again, so the kernel's buffers fill and TCP slows the
 sender down: a flooder slows itself, and nobody else falls behind because of it
 (docs/reliability.md).
+
+Longer than ~300 lines because it holds one connection's whole life in order (setup, handle,
+flow control, finish) and the two small parsers of lines into room items, so a reader of one
+connection's path reads one file.
 """
 
 from __future__ import annotations

@@ -65,6 +65,10 @@ Not under a lock, on purpose:
   round, never a stranded frame. This relies on attribute stores being seen in program order
   by other threads, which CPython gives with the GIL; the free-threaded build makes each store
   atomic but promises no order, and would need these three under the lock.
+
+Longer than the house's ~300 lines on purpose: the log, the passes, parking and the hang-ups are
+one state machine under one token, and the table of who owns what (below) describes all of it;
+split across modules, its fields would have owners in several files.
 """
 
 from __future__ import annotations

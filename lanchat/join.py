@@ -2,7 +2,11 @@
 frame is printed) and interactive (a prompt_toolkit input line that incoming messages do not
 garble, names in colour, reconnecting when the server goes away). Without an address, which
 server and address to use is decided by lanchat.discovery (reach_server); this module asks the
-user to pick among several and prints what happened."""
+user to pick among several and prints what happened.
+
+Somewhat over ~300 lines: two front ends that share their bookkeeping (lanchat/session.py) and
+the question which server to join.
+"""
 
 from __future__ import annotations
 

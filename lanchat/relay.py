@@ -6,6 +6,10 @@ a Connection (connection.py), which hands the client's lines to the hub (hub.py)
 the accept loop, tells the room, and waits for every reader, each with a deadline.
 
 Threads: the accept thread owns the listener; readers are counted under `_readers_changed`.
+
+Somewhat over ~300 lines: the listener, the accept loop, the reader-thread count and the status
+document are the relay's own I/O; admission (lanchat/admission.py) and each connection
+(lanchat/connection.py) are elsewhere.
 """
 
 from __future__ import annotations

@@ -1,4 +1,8 @@
-"""Frames the server sends, and how each is written for lanchat clients and for raw ones."""
+"""Frames the server sends, and how each is written for lanchat clients and for raw ones.
+
+Over ~300 lines because every server frame is here with both of its encodings (JSON and the
+raw text line), so a new frame is added in one place.
+"""
 
 from __future__ import annotations
 

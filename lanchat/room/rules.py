@@ -7,6 +7,9 @@ event to everyone, send that one to one member, greet a newcomer, hang up on a m
 Every event takes the next sequence number here, so everyone sees one order.
 
 The history of chats and what a reconnecting client missed (resume) are lanchat/history.py.
+
+About 350 lines: every request type's rule is here, the one place to read what the room does;
+names, notices, history and the outputs are their own modules beside it.
 """
 
 from __future__ import annotations
