@@ -52,6 +52,8 @@ then sock_lock; nothing waits for the token while holding the lock (kick() only 
     Client.done                             the writer sets it once   the reader waits on it
     Client.closed, the socket's close       sock_lock                 sock_lock; the writer
                                                                       reads `closed` as a hint
+    the socket's shutdown(), SO_SNDBUF      sock_lock (a pass, the    -
+      (make_room: a too-slow goodbye)       writer, the reader)
 
 Not under a lock, on purpose:
 - `_roster` is append-only between rebuilds and a rebuild makes a new list, so a pass iterates
@@ -73,6 +75,7 @@ import itertools
 import logging
 import selectors
 import socket
+import sys
 import threading
 import time
 from collections import deque
@@ -101,6 +104,33 @@ log = logging.getLogger(__name__)
 SEND_FLAGS: int = getattr(socket, "MSG_DONTWAIT", 0)
 
 _client_ids = itertools.count(1)
+
+
+def _wmem_max() -> int:
+    """The most a process may ask SO_SNDBUF for (Linux: half of what the kernel then uses)."""
+    try:
+        with open("/proc/sys/net/core/wmem_max", encoding="ascii") as f:
+            return int(f.read())
+    except (OSError, ValueError):
+        return 1 << 30  # elsewhere a too-big request fails (ENOBUFS) instead of being capped
+
+
+WMEM_MAX = _wmem_max()
+SNDBUF_SLACK = 64 * 1024  # the kernel counts its own overhead per buffer against SO_SNDBUF
+
+
+def grow_send_buffer(sock: socket.socket, extra: int) -> None:
+    """Make a socket's send buffer `extra` bytes bigger than it is now, where the OS allows;
+    never smaller (Linux caps SO_SNDBUF at wmem_max, below what it may have grown to itself)."""
+    try:
+        size = sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
+        want = size + 2 * extra + SNDBUF_SLACK
+        if sys.platform == "linux":
+            want = want // 2 + 1  # Linux doubles the value it is given (and reports that)
+        if want <= WMEM_MAX:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, want)
+    except OSError:
+        pass  # the buffer stays as it is: the goodbye waits for the client to read
 
 
 class Latch:
@@ -208,6 +238,15 @@ class Client:
                     self.sock.shutdown(how)
                 except OSError:
                     pass  # already disconnected: nothing left to tell the peer
+
+    def make_room(self, extra: int) -> None:
+        """Let the socket's send buffer take `extra` more bytes now, full or not: a client let go
+        as too slow still gets the rest of its half-sent line and its goodbye, and the kernel
+        delivers them whenever it reads again, after our close (the buffer is this socket's
+        own, and the connection is ending: nothing more is sent to it)."""
+        with self.sock_lock:
+            if not self.closed:
+                grow_send_buffer(self.sock, extra)
 
     def close_socket(self) -> None:
         """Close the socket once; the reader thread calls this when it is finished."""
@@ -693,6 +732,10 @@ class Fanout:
         client.pending = pending[: pending.find(b"\n") + 1] if had_partial_line else b""
         if client.stop_at is not None:
             client.cursor = max(client.cursor, client.stop_at)
+        if reason == "too-slow":
+            # Its socket is full: without room, the goodbye waited for a read that might come
+            # after the linger, and the client found a line cut in half and no notice.
+            client.make_room(len(client.pending) + client.private_bytes)  # bytes: the goodbye
 
     def _check_closing(self) -> None:
         """Hang up on closing clients once flushed or out of time (writer thread, token held)."""

@@ -376,3 +376,48 @@ def test_serve_logs_refused_connections_counted(lanchat_process: Any) -> None:
     assert logged["address"] == "127.0.0.1" and logged["reason"] == "server-full"
     assert counted == 3
     inside.close()
+
+
+def test_a_reader_dropped_as_too_slow_finds_whole_lines_and_a_last_notice() -> None:
+    """A client that stopped reading was cut mid-line: the rest of a half-sent line and the
+    goodbye waited for room in its full socket, and if it read again only after the linger it
+    found half a line and no notice. Now its send buffer makes room for those last words."""
+    relay = Relay("127.0.0.1", 0, max_rate=0, max_backlog_bytes=256 * 1024)
+    relay.start()
+    try:
+        port = relay.address[1]
+        slow = socket.socket()
+        slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # and it stops reading
+        slow.connect(("127.0.0.1", port))
+        slow.sendall(b"I will stop reading now\n")
+        watcher = LineClient(port)
+        watcher.hello("watcher")
+        watching = Collector(watcher)
+        talker = LineClient(port)  # raw: it does not get its own lines back
+        text = "x" * 3000  # long lines: most sends end inside one
+
+        def dropped() -> bool:
+            return any('"reason":"too-slow"' in line for line in watching.lines)
+
+        for burst in range(100):  # 30 MB at most; the relay gives up on it well before
+            talker.send("".join(f"{burst:03d}-{i:02d} {text}\n" for i in range(100)))
+            if dropped():
+                break
+        assert wait_for(dropped), "the slow reader was never dropped"
+        # Its reader ends when the relay has hung up for good (past the linger): only then
+        # does the slow client read again, everything, to the end of the stream.
+        assert relay.wait_readers(2, 4 * WAIT)
+        slow.settimeout(WAIT)
+        received = b""
+        while data := slow.recv(65536):
+            received += data
+        assert received.endswith(b"\n"), f"the stream ends inside a line: {received[-60:]!r}"
+        lines = received.decode().splitlines()
+        assert lines[-1].startswith("! You were disconnected: you could not keep up")
+        chats = [line for line in lines if "> " in line and line[-1:] == "x"]
+        assert chats and all(line.endswith(" " + text) for line in chats), "a line was cut"
+        slow.close()
+        talker.close()
+        watching.close()
+    finally:
+        relay.stop()
