@@ -75,7 +75,6 @@ import itertools
 import logging
 import selectors
 import socket
-import sys
 import threading
 import time
 from collections import deque
@@ -83,6 +82,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
+from lanchat.hangup import grow_send_buffer, reset_on_close_if_delivered
 from lanchat.protocol import ClientKind, Event
 from lanchat.tuning import COALESCE_SECONDS, HOLD_MIN_CLIENTS, INLINE_PASSES, TRIM_EVERY
 
@@ -104,33 +104,6 @@ log = logging.getLogger(__name__)
 SEND_FLAGS: int = getattr(socket, "MSG_DONTWAIT", 0)
 
 _client_ids = itertools.count(1)
-
-
-def _wmem_max() -> int:
-    """The most a process may ask SO_SNDBUF for (Linux: half of what the kernel then uses)."""
-    try:
-        with open("/proc/sys/net/core/wmem_max", encoding="ascii") as f:
-            return int(f.read())
-    except (OSError, ValueError):
-        return 1 << 30  # elsewhere a too-big request fails (ENOBUFS) instead of being capped
-
-
-WMEM_MAX = _wmem_max()
-SNDBUF_SLACK = 64 * 1024  # the kernel counts its own overhead per buffer against SO_SNDBUF
-
-
-def grow_send_buffer(sock: socket.socket, extra: int) -> None:
-    """Make a socket's send buffer `extra` bytes bigger than it is now, where the OS allows;
-    never smaller (Linux caps SO_SNDBUF at wmem_max, below what it may have grown to itself)."""
-    try:
-        size = sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
-        want = size + 2 * extra + SNDBUF_SLACK
-        if sys.platform == "linux":
-            want = want // 2 + 1  # Linux doubles the value it is given (and reports that)
-        if want <= WMEM_MAX:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, want)
-    except OSError:
-        pass  # the buffer stays as it is: the goodbye waits for the client to read
 
 
 class Latch:
@@ -247,6 +220,17 @@ class Client:
         with self.sock_lock:
             if not self.closed:
                 grow_send_buffer(self.sock, extra)
+
+    def hang_up(self) -> None:
+        """The linger is over: wake a reader still blocked in recv(), and let its close reset
+        a peer that has all our bytes but never closed (hangup.py)."""
+        with self.sock_lock:
+            if not self.closed:
+                reset_on_close_if_delivered(self.sock)
+                try:
+                    self.sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass  # already disconnected
 
     def close_socket(self) -> None:
         """Close the socket once; the reader thread calls this when it is finished."""
@@ -759,7 +743,7 @@ class Fanout:
             for client in gone:
                 del self._lingering[client]
         for client in gone:
-            client.shut(socket.SHUT_RDWR)  # wakes a reader still blocked in recv()
+            client.hang_up()
 
     def _finish(self, client: Client) -> None:
         """Hang up our side (FIN after the last frame); the reader drains until the peer closes."""
