@@ -6,6 +6,7 @@ user to pick among several and prints what happened."""
 
 from __future__ import annotations
 
+import queue
 import sys
 import threading
 import time
@@ -23,6 +24,7 @@ from lanchat.output import (
     stdout_console,
 )
 from lanchat.protocol import (
+    DEFAULT_JOIN_KEEPALIVE_SECONDS,
     RAW_HELP,
     AskHelp,
     FrameError,
@@ -119,11 +121,34 @@ def run_scripted(
         finally:
             ended.set()
             session.wake()
+            inbox.put(None)  # wakes the loop below even while the input is idle
+
+    # The input is read on a thread of its own, so that a session that ends while the input is
+    # idle (a dead server, a drop) ends the program too, instead of waiting for the next line.
+    inbox: queue.Queue[str | None] = queue.Queue()
+    input_ended = threading.Event()
+
+    def read_input() -> None:
+        try:
+            for line in lines:
+                inbox.put(line)
+        except (OSError, ValueError):
+            pass  # stdin closed or unreadable: as the end of input
+        finally:
+            input_ended.set()
+            inbox.put(None)
 
     receiver = threading.Thread(target=receive, name="lanchat-receive", daemon=True)
     receiver.start()
-    input_left = False  # input we did not take because the session was over
-    for raw in lines:
+    threading.Thread(target=read_input, name="lanchat-input", daemon=True).start()
+    input_left = False  # the session was over before the input was
+    while True:
+        raw = inbox.get()
+        if raw is None:
+            if input_ended.is_set():
+                break
+            input_left = True  # the server ended the session; we never said we were done
+            break
         request = _request_for(raw.rstrip("\r\n"))
         if request is None:
             continue
@@ -148,6 +173,8 @@ def run_scripted(
     unsent, unconfirmed = session.outstanding()
     if ending[0] == "quit":
         unconfirmed = 0  # the server relays everything before it answers our bye
+    if ending[0] == "too-slow":
+        input_left = True  # dropped: whatever the script still had to say, it was not heard
     if not (input_left or unsent or unconfirmed or uncertain):
         return ExitCode.OK
     why = _ENDINGS.get(ending[0] or "", "the connection was lost")
@@ -313,7 +340,13 @@ def ask_server(
 
 
 def connect_discovered(
-    *, room: str | None, name: str | None, exact: bool, timeout: float, interactive: bool
+    *,
+    room: str | None,
+    name: str | None,
+    exact: bool,
+    timeout: float,
+    interactive: bool,
+    keepalive: float = DEFAULT_JOIN_KEEPALIVE_SECONDS,
 ) -> tuple[Connection, Opener]:
     """`join` without an address: look for servers, then reach_server (lanchat.discovery) takes
     the only one (of `room`) or the one the user picks and tries its addresses, own subnet
@@ -329,7 +362,9 @@ def connect_discovered(
 
     def connect(server: Server, address: str, last: bool) -> Connection:
         wait = timeout if last else min(timeout, CANDIDATE_TIMEOUT)
-        return Connection.open(address, server.port, name=name, exact=exact, timeout=wait)
+        return Connection.open(
+            address, server.port, name=name, exact=exact, timeout=wait, keepalive=keepalive
+        )
 
     reached = reach_server(
         servers,
@@ -345,7 +380,13 @@ def connect_discovered(
 
     def open_again(resume: Resume | None) -> Connection:
         return Connection.open(
-            address, server.port, name=name, exact=exact, timeout=timeout, resume=resume
+            address,
+            server.port,
+            name=name,
+            exact=exact,
+            timeout=timeout,
+            resume=resume,
+            keepalive=keepalive,
         )
 
     return reached.connection, open_again
