@@ -69,6 +69,10 @@ def run_scripted(
     ended = threading.Event()  # no more frames will come: the session is over
     ending: list[str | None] = [None]  # the goodbye reason, if one came
     uncertain: list[Say] = []  # sent, then the server lost track: may not have reached anyone
+    # The input is read on a thread of its own, so that a session that ends while the input is
+    # idle (a dead server, a drop) ends the program too, instead of waiting for the next line.
+    inbox: queue.Queue[str | None] = queue.Queue()
+    input_ended = threading.Event()
 
     def show(frame: ServerFrame) -> None:
         session.saw(frame)
@@ -122,11 +126,6 @@ def run_scripted(
             ended.set()
             session.wake()
             inbox.put(None)  # wakes the loop below even while the input is idle
-
-    # The input is read on a thread of its own, so that a session that ends while the input is
-    # idle (a dead server, a drop) ends the program too, instead of waiting for the next line.
-    inbox: queue.Queue[str | None] = queue.Queue()
-    input_ended = threading.Event()
 
     def read_input() -> None:
         try:
