@@ -51,8 +51,8 @@ def unacknowledged_bytes(sock: socket.socket) -> int | None:
 
     try:
         answer = fcntl.ioctl(sock.fileno(), SIOCOUTQ, b"\0\0\0\0")
-    except OSError:
-        return None  # another number on this architecture: unknown, so the close stays graceful
+    except (OSError, ValueError):  # ValueError: closed already (fd -1)
+        return None  # or another number on this architecture: the close stays graceful
     return int(struct.unpack("i", answer)[0])
 
 
