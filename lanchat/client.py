@@ -13,6 +13,7 @@ import errno
 import ipaddress
 import json
 import re
+import select
 import socket
 import threading
 import time
@@ -24,6 +25,7 @@ from lanchat import __version__
 from lanchat.errors import RejectedError, UnreachableError, UsageError
 from lanchat.netinfo import host_port
 from lanchat.protocol import (
+    DEFAULT_JOIN_KEEPALIVE_SECONDS,
     DEFAULT_PORT,
     PROTOCOL_VERSION,
     Chat,
@@ -33,6 +35,8 @@ from lanchat.protocol import (
     Hello,
     LineDecoder,
     LineTooLong,
+    Ping,
+    Pong,
     ProbeAnswer,
     Problem,
     Request,
@@ -59,6 +63,8 @@ LISTEN_FIRST_SECONDS = 0.1
 HELLO_ANSWER_SECONDS = 2.0
 _RAW_WELCOME = re.compile(rb"\* Welcome to .*, guest-[0-9]+\.\r?")
 MAX_STATUS_LINE = 64 << 20  # thousands of connections make one long line
+SEND_FLAGS: int = getattr(socket, "MSG_DONTWAIT", 0)  # a ping never waits for room
+KEEPALIVE_PING = "lanchat-keepalive"  # our own pings' token: their pongs are not shown
 
 
 def parse_address(
@@ -204,6 +210,9 @@ class Connection:
         self.host = host
         self.port = port
         self.greeting = greeting
+        # frames() pings a server silent for half this long, and ends (lost) when it is silent
+        # for the other half too: a vanished server sends no FIN and no reset. 0: never.
+        self.keepalive = DEFAULT_JOIN_KEEPALIVE_SECONDS
         self.name = greeting.welcome.name
         # The highest seq read (the greeting covers everything up to the welcome's): where a
         # reconnect resumes. Written by the one thread that iterates frames().
@@ -223,6 +232,7 @@ class Connection:
         timeout: float = CONNECT_TIMEOUT,
         listen_first: bool = False,
         resume: Resume | None = None,
+        keepalive: float = DEFAULT_JOIN_KEEPALIVE_SECONDS,
     ) -> Connection:
         """Connect and say hello (resuming where `resume` says, if given); UnreachableError or
         RejectedError explain a failure.
@@ -261,6 +271,7 @@ class Connection:
             sock.close()
             raise
         sock.settimeout(None)
+        conn.keepalive = keepalive
         return conn
 
     @classmethod
@@ -300,18 +311,31 @@ class Connection:
             raise ConnectionLost(str(e)) from None
 
     def frames(self) -> Iterator[ServerFrame]:
-        """Frames as they arrive; ends when the server closes the connection."""
+        """Frames as they arrive; ends when the server closes the connection, or stays silent
+        through a keepalive ping and its wait (`keepalive`)."""
+        pinged = False  # a keepalive ping is out and nothing has come back since
+        wait = self.keepalive / 2 if self.keepalive > 0 else None
         while True:
             while self._ready:
                 frame = self._ready.pop(0)
                 self.last_seq = max(self.last_seq, frame.seq)
+                if type(frame) is Pong and frame.token == KEEPALIVE_PING:
+                    continue  # ours: it only says the server is there
                 yield frame
             try:
+                # select(), not a socket timeout: that would apply to our sends as well
+                if not select.select([self.sock], [], [], wait)[0]:
+                    if pinged:
+                        return  # silent through a whole keepalive: the server is gone
+                    pinged = True
+                    self._ping()
+                    continue
                 data = self.sock.recv(65536)
-            except OSError:
+            except (OSError, ValueError):  # ValueError: closed meanwhile (select on fd -1)
                 return
             if not data:
                 return
+            pinged = False
             for line in self._decoder.feed(data):
                 if isinstance(line, LineTooLong):
                     continue
@@ -319,6 +343,18 @@ class Connection:
                     self._ready.append(parse_event(line))
                 except FrameError:
                     continue  # a frame from a newer server we do not know: skip it
+
+    def _ping(self) -> None:
+        """Ask the server to show it is there, without waiting: a sender stuck on a full socket
+        (the server reads nothing) holds the lock, and then the ping is not needed to know."""
+        if not self._send_lock.acquire(blocking=False):
+            return
+        try:
+            self.sock.send(encode_request(Ping(KEEPALIVE_PING)), SEND_FLAGS)
+        except OSError:
+            pass  # a full socket or a broken one: the next silence ends the connection
+        finally:
+            self._send_lock.release()
 
     def close(self) -> None:
         try:

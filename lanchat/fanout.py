@@ -52,6 +52,8 @@ then sock_lock; nothing waits for the token while holding the lock (kick() only 
     Client.done                             the writer sets it once   the reader waits on it
     Client.closed, the socket's close       sock_lock                 sock_lock; the writer
                                                                       reads `closed` as a hint
+    the socket's shutdown(), SO_SNDBUF      sock_lock (a pass, the    -
+      (make_room: a too-slow goodbye)       writer, the reader)
 
 Not under a lock, on purpose:
 - `_roster` is append-only between rebuilds and a rebuild makes a new list, so a pass iterates
@@ -84,6 +86,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
+from lanchat.hangup import grow_send_buffer, reset_on_close_if_delivered
 from lanchat.protocol import ClientKind, Event
 from lanchat.tuning import COALESCE_SECONDS, HOLD_MIN_CLIENTS, INLINE_PASSES, TRIM_EVERY
 
@@ -212,6 +215,26 @@ class Client:
                     self.sock.shutdown(how)
                 except OSError:
                     pass  # already disconnected: nothing left to tell the peer
+
+    def make_room(self, extra: int) -> None:
+        """Let the socket's send buffer take `extra` more bytes now, full or not: a client let go
+        as too slow still gets the rest of its half-sent line and its goodbye, and the kernel
+        delivers them whenever it reads again, after our close (the buffer is this socket's
+        own, and the connection is ending: nothing more is sent to it)."""
+        with self.sock_lock:
+            if not self.closed:
+                grow_send_buffer(self.sock, extra)
+
+    def hang_up(self) -> None:
+        """The linger is over: wake a reader still blocked in recv(), and let its close reset
+        a peer that has all our bytes but never closed (hangup.py)."""
+        with self.sock_lock:
+            if not self.closed:
+                reset_on_close_if_delivered(self.sock)
+                try:
+                    self.sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass  # already disconnected
 
     def close_socket(self) -> None:
         """Close the socket once; the reader thread calls this when it is finished."""
@@ -697,6 +720,10 @@ class Fanout:
         client.pending = pending[: pending.find(b"\n") + 1] if had_partial_line else b""
         if client.stop_at is not None:
             client.cursor = max(client.cursor, client.stop_at)
+        if reason == "too-slow":
+            # Its socket is full: without room, the goodbye waited for a read that might come
+            # after the linger, and the client found a line cut in half and no notice.
+            client.make_room(len(client.pending) + client.private_bytes)  # bytes: the goodbye
 
     def _check_closing(self) -> None:
         """Hang up on closing clients once flushed or out of time (writer thread, token held)."""
@@ -720,7 +747,7 @@ class Fanout:
             for client in gone:
                 del self._lingering[client]
         for client in gone:
-            client.shut(socket.SHUT_RDWR)  # wakes a reader still blocked in recv()
+            client.hang_up()
 
     def _finish(self, client: Client) -> None:
         """Hang up our side (FIN after the last frame); the reader drains until the peer closes."""

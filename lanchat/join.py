@@ -10,6 +10,7 @@ the question which server to join.
 
 from __future__ import annotations
 
+import queue
 import sys
 import threading
 import time
@@ -27,6 +28,7 @@ from lanchat.output import (
     stdout_console,
 )
 from lanchat.protocol import (
+    DEFAULT_JOIN_KEEPALIVE_SECONDS,
     RAW_HELP,
     AskHelp,
     FrameError,
@@ -71,6 +73,10 @@ def run_scripted(
     ended = threading.Event()  # no more frames will come: the session is over
     ending: list[str | None] = [None]  # the goodbye reason, if one came
     uncertain: list[Say] = []  # sent, then the server lost track: may not have reached anyone
+    # The input is read on a thread of its own, so that a session that ends while the input is
+    # idle (a dead server, a drop) ends the program too, instead of waiting for the next line.
+    inbox: queue.Queue[str | None] = queue.Queue()
+    input_ended = threading.Event()
 
     def show(frame: ServerFrame) -> None:
         session.saw(frame)
@@ -123,11 +129,29 @@ def run_scripted(
         finally:
             ended.set()
             session.wake()
+            inbox.put(None)  # wakes the loop below even while the input is idle
+
+    def read_input() -> None:
+        try:
+            for line in lines:
+                inbox.put(line)
+        except (OSError, ValueError):
+            pass  # stdin closed or unreadable: as the end of input
+        finally:
+            input_ended.set()
+            inbox.put(None)
 
     receiver = threading.Thread(target=receive, name="lanchat-receive", daemon=True)
     receiver.start()
-    input_left = False  # input we did not take because the session was over
-    for raw in lines:
+    threading.Thread(target=read_input, name="lanchat-input", daemon=True).start()
+    input_left = False  # the session was over before the input was
+    while True:
+        raw = inbox.get()
+        if raw is None:
+            if input_ended.is_set():
+                break
+            input_left = True  # the server ended the session; we never said we were done
+            break
         request = _request_for(raw.rstrip("\r\n"))
         if request is None:
             continue
@@ -152,6 +176,8 @@ def run_scripted(
     unsent, unconfirmed = session.outstanding()
     if ending[0] == "quit":
         unconfirmed = 0  # the server relays everything before it answers our bye
+    if ending[0] == "too-slow":
+        input_left = True  # dropped: whatever the script still had to say, it was not heard
     if not (input_left or unsent or unconfirmed or uncertain):
         return ExitCode.OK
     why = _ENDINGS.get(ending[0] or "", "the connection was lost")
@@ -317,7 +343,13 @@ def ask_server(
 
 
 def connect_discovered(
-    *, room: str | None, name: str | None, exact: bool, timeout: float, interactive: bool
+    *,
+    room: str | None,
+    name: str | None,
+    exact: bool,
+    timeout: float,
+    interactive: bool,
+    keepalive: float = DEFAULT_JOIN_KEEPALIVE_SECONDS,
 ) -> tuple[Connection, Opener]:
     """`join` without an address: look for servers, then reach_server (lanchat.discovery) takes
     the only one (of `room`) or the one the user picks and tries its addresses, own subnet
@@ -333,7 +365,9 @@ def connect_discovered(
 
     def connect(server: Server, address: str, last: bool) -> Connection:
         wait = timeout if last else min(timeout, CANDIDATE_TIMEOUT)
-        return Connection.open(address, server.port, name=name, exact=exact, timeout=wait)
+        return Connection.open(
+            address, server.port, name=name, exact=exact, timeout=wait, keepalive=keepalive
+        )
 
     reached = reach_server(
         servers,
@@ -349,7 +383,13 @@ def connect_discovered(
 
     def open_again(resume: Resume | None) -> Connection:
         return Connection.open(
-            address, server.port, name=name, exact=exact, timeout=timeout, resume=resume
+            address,
+            server.port,
+            name=name,
+            exact=exact,
+            timeout=timeout,
+            resume=resume,
+            keepalive=keepalive,
         )
 
     return reached.connection, open_again

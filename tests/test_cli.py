@@ -6,10 +6,12 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -471,3 +473,92 @@ def test_scripted_join_reports_lines_it_could_not_send(lanchat_process: Any) -> 
 def test_serve_rejects_a_bad_room_name(room: str) -> None:
     result = run_lanchat("serve", "--port", "0", "--room", room, "--no-mdns")
     assert result.returncode == ExitCode.USAGE and "room name" in result.stderr
+
+
+def test_scripted_join_notices_a_dead_server_and_exits_4(server: Any, lanchat_process: Any) -> None:
+    """A server that vanished without a FIN or a reset (a PC switched off; here a relay
+    stopped by SIGSTOP, which neither answers nor closes): a scripted join with idle input
+    waited for ever. Now it pings after half of --keepalive and gives up after the rest."""
+    serve, port = server
+    join = lanchat_process(
+        "join", f"127.0.0.1:{port}", "--name", "idle", "--keepalive", "2", "--reconnect", "0",
+        stdin=subprocess.PIPE,
+    )  # fmt: skip
+    join.wait_line("* Welcome")
+    join.proc.stdin.write("before the server stops\n")
+    join.proc.stdin.flush()
+    join.wait_line("<idle> before the server stops")
+    os.kill(serve.proc.pid, signal.SIGSTOP)
+    try:
+        assert join.proc.wait(4 * WAIT) == ExitCode.UNREACHABLE  # its input still open
+    finally:
+        os.kill(serve.proc.pid, signal.SIGCONT)
+    stderr = join.stderr()
+    assert "the connection was lost before we were done" in stderr
+    assert "Traceback" not in stderr
+
+
+def test_scripted_join_keepalive_pings_are_not_shown(relay: Relay, lanchat_process: Any) -> None:
+    join = lanchat_process(
+        "join", f"127.0.0.1:{relay.address[1]}", "--json", "--name", "pinger",
+        "--keepalive", "0.4", stdin=subprocess.PIPE,
+    )  # fmt: skip
+    join.wait_json(lambda f: f["type"] == "welcome")
+
+    def lines_from_pinger() -> int:
+        return sum(c.lines_in for c in relay.hub.fanout.clients if c.name == "pinger")
+
+    deadline = time.monotonic() + WAIT
+    while lines_from_pinger() < 3:  # the hello and two keepalive pings
+        assert time.monotonic() < deadline, "no keepalive pings came"
+        time.sleep(0.05)  # the relay's reader counts them on its own thread; this only looks
+    join.proc.stdin.close()
+    assert join.proc.wait(WAIT) == ExitCode.OK
+    assert not [line for line in join.seen + join.rest() if '"pong"' in line]
+
+
+def test_a_scripted_join_dropped_as_too_slow_exits_4() -> None:
+    """A join whose output is not read (a stuck pipe) falls behind and is dropped: it exited
+    0 as if all went well. Now it says so and exits 4, its input still open or not."""
+    relay = Relay("127.0.0.1", 0, max_rate=0, max_backlog_bytes=256 * 1024)
+    relay.start()
+    join = subprocess.Popen(
+        [sys.executable, "-m", "lanchat", "join", f"127.0.0.1:{relay.address[1]}", "-n", "stuck"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,  # and nobody reads it until it has been dropped
+        stderr=subprocess.PIPE,
+        env=lanchat_env(),
+        cwd=ROOT,
+    )
+    try:
+        port = relay.address[1]
+        watcher = LineClient(port)
+        watcher.hello("watcher")
+        talker = LineClient(port)
+        text = "x" * 3000
+        dropped = None
+        for burst in range(100):  # 30 MB at most; the relay gives up on it well before
+            talker.send("".join(f"{burst:03d}-{i:02d} {text}\n" for i in range(100)))
+            while dropped is None:
+                try:
+                    frame = watcher.wait_json(lambda f: f["type"] == "leave", timeout=0.01)
+                except TimeoutError:
+                    break
+                dropped = frame if frame["name"] == "stuck" else None
+            if dropped is not None:
+                break
+        if dropped is None:
+            dropped = watcher.wait_json(lambda f: f["type"] == "leave" and f["name"] == "stuck")
+        assert dropped["reason"] == "too-slow"
+        out, err = join.communicate(timeout=4 * WAIT)  # reads its output now, closes its input
+        assert join.returncode == ExitCode.UNREACHABLE
+        assert "disconnected us for falling behind" in err.decode()
+        assert "Traceback" not in err.decode()
+        assert out.decode().splitlines()[-1].startswith("! You were disconnected")
+        for client in (watcher, talker):
+            client.close()
+    finally:
+        if join.poll() is None:
+            join.kill()
+            join.communicate(timeout=WAIT)
+        relay.stop()

@@ -8,6 +8,7 @@ import socket
 import subprocess
 import threading
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import psutil
@@ -17,6 +18,36 @@ from lanchat.errors import ExitCode
 from lanchat.protocol import Event, parse_event, render_line
 from lanchat.relay import Relay
 from lanchat.room import NOTICE_BURST, Item, Output, Room
+
+
+@dataclass(frozen=True)
+class Footprint:
+    """What a relay holds: its threads, open descriptors and resident memory."""
+
+    threads: int
+    fds: int
+    rss: int
+
+    @classmethod
+    def of(cls, process: psutil.Process) -> Footprint:
+        return cls(process.num_threads(), process.num_fds(), process.memory_info().rss)
+
+
+def assert_back_to(process: psutil.Process, before: Footprint, rss_bound: int) -> None:
+    """After a hostile client is gone the relay holds what it held before: the same threads
+    and descriptors exactly (waited for: it lets go of them on its own threads) and at most
+    `rss_bound` bytes more memory (freed memory is not always given back to the OS)."""
+    deadline = time.monotonic() + 4 * WAIT
+    now = Footprint.of(process)
+    while (now.threads, now.fds) != (before.threads, before.fds):
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.02)  # another thread's (or process's) resources: nothing to wait on
+        now = Footprint.of(process)
+    assert (now.threads, now.fds) == (before.threads, before.fds), f"{before} -> {now}"
+    grown = now.rss - before.rss
+    assert grown < rss_bound, f"{grown / 1e6:.1f} MB more than before: {before} -> {now}"
+
 
 LONE_SURROGATE_MESSAGE = b'{"type":"message","text":"x\\ud800y"}\n'
 
@@ -131,6 +162,7 @@ def test_a_client_that_never_reads_but_keeps_asking_is_dropped_and_memory_stays_
     process = psutil.Process()
     watcher = connect()
     watcher.hello("watcher")
+    before = Footprint.of(process)
     spammer = LineClient(relay.address[1])
     spammer.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # and it never reads
     spammer.hello("spammer")
@@ -152,6 +184,12 @@ def test_a_client_that_never_reads_but_keeps_asking_is_dropped_and_memory_stays_
     watcher.send_json({"type": "message", "text": "still fine"})
     assert watcher.wait_json(lambda f: f["type"] == "message")["text"] == "still fine"
     spammer.close()
+    assert_back_to(process, before, rss_bound=SPAMMER_RSS_BOUND)
+
+
+SPAMMER_RSS_BOUND = 64 * 1024 * 1024  # what it may cost while it lasts may stay allocated
+FLOOD_RSS_BOUND = 16 * 1024 * 1024
+SCAN_RSS_BOUND = 4 * 1024 * 1024
 
 
 class Collector:
@@ -197,11 +235,13 @@ def test_a_flooder_slows_itself_and_nobody_else_is_disconnected(
     """A raw client writing as fast as it can (`yes | ncat`) got every `lanchat join` dropped
     as "could not keep up" within a second. Now the relay reads less from the flooder (its
     rate and burst, lanchat/connection.py) and the others chat on, all of them, losing nothing."""
-    _, port = server
+    serve, port = server
+    relay = psutil.Process(serve.proc.pid)
     watcher = lanchat_process(
         "join", f"127.0.0.1:{port}", "--name", "watcher", stdin=subprocess.PIPE
     )
     watcher.wait_line("* Welcome")
+    before = Footprint.of(relay)
     flooder = LineClient(port)
     flooder.send("flood starts\n")
     flood_stop = threading.Event()
@@ -265,6 +305,7 @@ def test_a_flooder_slows_itself_and_nobody_else_is_disconnected(
     flooding.join(WAIT)
     for collector in chatters:
         collector.close()
+    assert_back_to(relay, before, rss_bound=FLOOD_RSS_BOUND)
 
 
 def wait_for(condition: Any, timeout: float = 4 * WAIT) -> bool:
@@ -283,6 +324,7 @@ def test_a_port_scan_costs_the_room_no_notices(relay: Relay, connect: Any) -> No
     watcher = connect()
     watcher.hello("watcher")
     watcher.wait_json(lambda f: f["type"] == "join")  # its own
+    before = Footprint.of(psutil.Process())
     for _ in range(50):
         probe = socket.create_connection(relay.address, timeout=WAIT)
         probe.close()
@@ -293,6 +335,8 @@ def test_a_port_scan_costs_the_room_no_notices(relay: Relay, connect: Any) -> No
     while (frame := watcher.wait_json(lambda f: True))["type"] != "pong":
         frames.append(frame)
     assert [f["type"] for f in frames if f["type"] in ("join", "leave")] == []
+    lurker.close()
+    assert_back_to(psutil.Process(), before, rss_bound=SCAN_RSS_BOUND)
 
 
 def test_one_address_gets_at_most_its_connections_and_the_rest_hear_why() -> None:
@@ -394,3 +438,48 @@ def test_a_crowd_arriving_at_once_is_one_summary_not_a_screenful(
     assert len(notices) == NOTICE_BURST  # the watcher's own join, then the first pupils
     assert frame["joined"] == 20 - (NOTICE_BURST - 1) and frame["count"] == 21
     assert "people joined (21 here)" in render_line(parse_event(json.dumps(frame).encode()))
+
+
+def test_a_reader_dropped_as_too_slow_finds_whole_lines_and_a_last_notice() -> None:
+    """A client that stopped reading was cut mid-line: the rest of a half-sent line and the
+    goodbye waited for room in its full socket, and if it read again only after the linger it
+    found half a line and no notice. Now its send buffer makes room for those last words."""
+    relay = Relay("127.0.0.1", 0, max_rate=0, max_backlog_bytes=256 * 1024)
+    relay.start()
+    try:
+        port = relay.address[1]
+        slow = socket.socket()
+        slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # and it stops reading
+        slow.connect(("127.0.0.1", port))
+        slow.sendall(b"I will stop reading now\n")
+        watcher = LineClient(port)
+        watcher.hello("watcher")
+        watching = Collector(watcher)
+        talker = LineClient(port)  # raw: it does not get its own lines back
+        text = "x" * 3000  # long lines: most sends end inside one
+
+        def dropped() -> bool:
+            return any('"reason":"too-slow"' in line for line in watching.lines)
+
+        for burst in range(100):  # 30 MB at most; the relay gives up on it well before
+            talker.send("".join(f"{burst:03d}-{i:02d} {text}\n" for i in range(100)))
+            if dropped():
+                break
+        assert wait_for(dropped), "the slow reader was never dropped"
+        # Its reader ends when the relay has hung up for good (past the linger): only then
+        # does the slow client read again, everything, to the end of the stream.
+        assert relay.wait_readers(2, 4 * WAIT)
+        slow.settimeout(WAIT)
+        received = b""
+        while data := slow.recv(65536):
+            received += data
+        assert received.endswith(b"\n"), f"the stream ends inside a line: {received[-60:]!r}"
+        lines = received.decode().splitlines()
+        assert lines[-1].startswith("! You were disconnected: you could not keep up")
+        chats = [line for line in lines if "> " in line and line[-1:] == "x"]
+        assert chats and all(line.endswith(" " + text) for line in chats), "a line was cut"
+        slow.close()
+        talker.close()
+        watching.close()
+    finally:
+        relay.stop()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import socket
 import struct
+import subprocess
 import threading
 import time
 from typing import Any
@@ -13,8 +14,9 @@ from typing import Any
 import psutil
 import pytest
 
-from conftest import WAIT, LineClient
+from conftest import WAIT, LineClient, ncat_path
 from lanchat.relay import Relay
+from netlab import LineReader
 
 
 def chat_lines(client: LineClient, count: int) -> list[str]:
@@ -501,3 +503,62 @@ def test_a_resume_beyond_the_history_names_the_missing_seqs(connect: Any) -> Non
     assert gap["type"] == "gap" and gap["reason"] == "history-trimmed"
     assert (gap["from"], gap["to"]) == (last_seen + 1, sent[2])
     assert [f["text"] for f in chat_frames(again, 5)] == [f"m{i}" for i in range(3, 8)]
+
+
+def tcp_states(port: int) -> dict[tuple[int, int], str]:
+    """Every TCP socket on this machine with `port` at one end: (local, remote port) -> state."""
+    states = {}
+    for conn in psutil.net_connections("tcp"):
+        if conn.raddr and port in (conn.laddr.port, conn.raddr.port):
+            states[conn.laddr.port, conn.raddr.port] = conn.status
+    return states
+
+
+def wait_until(condition: Any, timeout: float = 4 * WAIT) -> bool:
+    """Poll a condition the kernel makes true (a socket's state), with a deadline."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)  # nothing to wait on: the kernel's socket table only looks
+    return True
+
+
+def test_quit_frees_both_ends_even_if_the_client_never_closes(relay: Relay) -> None:
+    """After /quit the relay sent its goodbye and FIN, and a client that waits for its own
+    input before closing (ncat, nc) sat in CLOSE-WAIT for ever, the relay's end in FIN-WAIT-2.
+    Once the client has acknowledged everything and the linger is over, both ends are freed."""
+    port = relay.address[1]
+    client = LineClient(port)
+    mine = client.sock.getsockname()[1]
+    client.send("hello\n/quit\n")
+    assert client.read_all()[-1] == "* Goodbye."  # then the end of the stream: a FIN
+    assert tcp_states(port)[mine, port] == "CLOSE_WAIT"  # and we do not close
+    assert relay.wait_readers(0, 4 * WAIT)
+    assert wait_until(lambda: not tcp_states(port)), f"still there: {tcp_states(port)}"
+    client.close()
+
+
+@pytest.mark.ncat
+@pytest.mark.skipif(ncat_path() is None, reason="ncat is not installed")
+def test_quit_from_ncat_leaves_no_socket_in_close_wait(relay: Relay) -> None:
+    port = relay.address[1]
+    ncat = subprocess.Popen(
+        [str(ncat_path()), "127.0.0.1", str(port)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        assert ncat.stdin is not None and ncat.stdout is not None
+        ncat.stdin.write(b"hello\n/quit\n")
+        ncat.stdin.flush()  # and its stdin stays open, as a terminal's would
+        reader = LineReader(ncat.stdout)
+        while reader.readline(WAIT) != "* Goodbye.":
+            pass
+        assert relay.wait_readers(0, 4 * WAIT)
+        assert wait_until(lambda: not tcp_states(port)), f"still there: {tcp_states(port)}"
+        assert psutil.Process(ncat.pid).net_connections("tcp") == []
+    finally:
+        ncat.kill()
+        ncat.wait(WAIT)

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from lanchat.cli.app import JsonOption
-from lanchat.protocol import DEFAULT_PORT
+from lanchat.protocol import DEFAULT_JOIN_KEEPALIVE_SECONDS, DEFAULT_PORT
 
 EPILOG = (  # the examples under --help
     "Examples:\n\n"
@@ -68,6 +68,16 @@ def join(
             "where it stopped (0: give up at once). Interactive sessions always retry.",
         ),
     ] = 30.0,
+    keepalive: Annotated[
+        float,
+        typer.Option(
+            "--keepalive",
+            min=0,
+            help="Seconds of silence after which the server is taken as gone: a ping after "
+            "half of them, then the other half to answer (0: never). Then the session "
+            "reconnects (--reconnect) or ends with exit code 4.",
+        ),
+    ] = DEFAULT_JOIN_KEEPALIVE_SECONDS,
 ) -> None:
     """Join a chat: type to talk. With stdin from a file or pipe, send each line and leave."""
     from lanchat.client import Connection, parse_address
@@ -79,7 +89,12 @@ def join(
     if address is None:
         interactive = sys.stdin.isatty() and sys.stderr.isatty()
         conn, open_connection = connect_discovered(
-            room=room, name=wanted, exact=exact, timeout=timeout, interactive=interactive
+            room=room,
+            name=wanted,
+            exact=exact,
+            timeout=timeout,
+            interactive=interactive,
+            keepalive=keepalive,
         )
     else:
         from lanchat.client import LineServer
@@ -92,13 +107,25 @@ def join(
         def open_connection(resume: Resume | None = None) -> Connection:
             # reconnecting: a relay answered before, so no listening first
             return Connection.open(
-                host, parsed_port, name=wanted, exact=exact, timeout=timeout, resume=resume
+                host,
+                parsed_port,
+                name=wanted,
+                exact=exact,
+                timeout=timeout,
+                resume=resume,
+                keepalive=keepalive,
             )
 
         try:
             with connecting(stderr_console(), host_port(host, parsed_port), timeout):
                 conn = Connection.open(
-                    host, parsed_port, name=wanted, exact=exact, timeout=timeout, listen_first=True
+                    host,
+                    parsed_port,
+                    name=wanted,
+                    exact=exact,
+                    timeout=timeout,
+                    listen_first=True,
+                    keepalive=keepalive,
                 )
         except LineServer as server:  # ncat -l, ncat --chat: chat with it line by line
             at_terminal = sys.stdin.isatty() and sys.stdout.isatty() and not json_out

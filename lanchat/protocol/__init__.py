@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from lanchat.protocol.defaults import (
     DEFAULT_HISTORY,
+    DEFAULT_JOIN_KEEPALIVE_SECONDS,
     DEFAULT_KEEPALIVE_SECONDS,
     DEFAULT_MAX_CLIENTS,
     DEFAULT_MAX_PER_ADDRESS,
@@ -87,6 +88,7 @@ from lanchat.protocol.requests import (
 
 __all__ = [
     "DEFAULT_HISTORY",
+    "DEFAULT_JOIN_KEEPALIVE_SECONDS",
     "DEFAULT_KEEPALIVE_SECONDS",
     "DEFAULT_MAX_CLIENTS",
     "DEFAULT_MAX_PER_ADDRESS",
