@@ -8,7 +8,15 @@ import json
 import threading
 from collections.abc import Sequence
 
-from doctor_fakes import WIFI, FakeMdns, FakeProbe, linux_commands, natpmp, relay_document
+from doctor_fakes import (
+    LAB_ADDRESSES,
+    WIFI,
+    FakeMdns,
+    FakeProbe,
+    linux_commands,
+    natpmp,
+    relay_document,
+)
 from rich.console import Console
 
 from lanchat.doctor.probe.interface import (
@@ -89,6 +97,31 @@ def test_a_client_run() -> None:
     ]
     assert report.target == "10.213.0.1:7000" and not report.failed
     assert report.answer.verdict.startswith("Yes")
+
+
+def test_a_client_run_on_the_server_pc_itself_advises_the_next_step_not_itself() -> None:
+    """`lanchat doctor 127.0.0.1:PORT` on the server PC: loopback proves nothing about other
+    PCs, so the advice is the server-mode doctor here and this PC's LAN address for the others,
+    never the command just run."""
+    probe = FakeProbe(
+        connect=ConnectResult("connected", "127.0.0.1", PORT, 0.001, source="127.0.0.1"),
+        handshake=HandshakeResult(
+            "lanchat", "lanchat 0.1.0 answered the handshake", "lanchat 0.1.0", "lobby"
+        ),
+        addresses=LAB_ADDRESSES,
+    )
+    report = run_doctor(DoctorOptions(PORT, host="127.0.0.1"), probe, FakeMdns())
+    network = report.check("peer.network")
+    assert network is not None and network.status == "warn"
+    commands = [c for fix in network.fixes for c in fix.commands]
+    assert commands == [f"lanchat doctor --port {PORT}", f"lanchat doctor 10.213.0.1:{PORT}"]
+    assert [fix.run_on for fix in network.fixes] == ["this PC", "the other PCs"]
+    answer = report.answer
+    everything = json.dumps(report.to_dict())
+    assert f"lanchat doctor 127.0.0.1:{PORT}" not in everything
+    assert answer.firewall_rule.startswith("Not tested from this PC")
+    assert f"Check this PC as the server: lanchat doctor --port {PORT}" in answer.next_steps
+    assert any(f"lanchat doctor 10.213.0.1:{PORT}" in step for step in answer.next_steps)
 
 
 def render(report_probe: FakeProbe, unicode: bool = True) -> str:

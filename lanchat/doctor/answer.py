@@ -172,10 +172,21 @@ def client_answer(checks: Sequence[CheckResult], target: str, port: int) -> Answ
     lines = tuple(x for x in (_line(c) for c in checks) if x is not None)
     outcome = tcp.facts.get("outcome") if tcp else None
     steps: list[str] = []
+    itself = net is not None and net.facts.get("relation") == "self"
     if hello is not None and hello.status == "pass":
         verdict = f"Yes: `lanchat join {target}` works from this PC."
         rule = "Not needed: the connection gets through the server's firewall."
         steps.append(f"Join: lanchat join {target}")
+        if itself:
+            # Over loopback the firewall never sees the connection: say what does test it.
+            rule = (
+                "Not tested from this PC: a connection to itself does not pass its firewall; "
+                f"`lanchat doctor --port {port}` here says whether a rule is needed."
+            )
+            steps.append(f"Check this PC as the server: lanchat doctor --port {port}")
+            lan_target = net.facts.get("lan_target") if net is not None else None
+            if lan_target:
+                steps.append(f"Then, on another PC on this network: lanchat doctor {lan_target}")
     elif outcome == "connected":
         what = hello.summary if hello else "no lanchat server answered."
         verdict = f"The connection gets through, but: {what}"
