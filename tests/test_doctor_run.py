@@ -65,6 +65,29 @@ def test_a_server_run_has_every_check_in_order_and_the_answer() -> None:
     assert data["checks"][4]["fixes"][0]["needs_admin"] is True
 
 
+def test_after_the_printed_fix_the_answer_says_the_rule_in_place_lets_it_in() -> None:
+    """nft-subnet is nft-drop-port with the printed fix in place (a default drop, and the
+    accept rule for the subnet): the rule is what lets the port in, not something unneeded."""
+    fixed = run_doctor(DoctorOptions(PORT), full_probe("nft-subnet"), FakeMdns())
+    assert fixed.check("firewall.tcp").status == "pass"  # type: ignore[union-attr]
+    assert fixed.answer.firewall_rule == (
+        "In place: the firewall (nftables) lets TCP 7000 in with the rules "
+        "`ip saddr 10.213.0.0/24 tcp dport 7000 accept` and "
+        "`ip6 saddr fd00:213::/64 tcp dport 7000 accept`; keep them (a rule added with nft "
+        "is lost at reboot unless saved)."
+    )
+    assert "No firewall rule" not in fixed.answer.verdict
+    assert fixed.answer.verdict.endswith(
+        "The firewall rule in place lets them in; no port forwarding needed."
+    )
+    # Only a firewall that lets everything in by default means no rule is needed.
+    open_ = run_doctor(DoctorOptions(PORT), full_probe("nft-udp-mdns-drop"), FakeMdns())
+    assert open_.answer.firewall_rule == (
+        "Not needed: the firewall (nftables) lets new connections in by default."
+    )
+    assert open_.answer.verdict.endswith("No firewall rule and no port forwarding needed.")
+
+
 def test_the_internet_checks_run_only_when_asked() -> None:
     probe = full_probe("empty")
     probe.files["/proc/net/route"] = (

@@ -89,7 +89,7 @@ def server_answer(checks: Sequence[CheckResult], port: int) -> Answer:
     ]
     mdns_lines = [x for x in (_line(mdns_fw), _line(mdns_self), _line(mdns_n)) if x is not None]
     lines += mdns_lines
-    rule = _firewall_rule(tcp, app, profile)
+    rule = _firewall_rule(tcp, app, profile, port)
     blockers = [
         c for c in (bind, lan, env, tcp, app, profile) if c is not None and c.status == "fail"
     ]
@@ -116,8 +116,7 @@ def server_answer(checks: Sequence[CheckResult], port: int) -> Answer:
             "Yes: other PCs on this network can join"
             + (f" with `{join}`" if join else "")
             + ". "
-            + ("No firewall rule and no" if rule.startswith("Not needed") else "No")
-            + " port forwarding needed."
+            + _no_forwarding_verdict(rule)
         )
     if join:
         then = "Then tell" if blockers or not running else "Tell"
@@ -135,12 +134,20 @@ def server_answer(checks: Sequence[CheckResult], port: int) -> Answer:
     )
 
 
+def _no_forwarding_verdict(rule: str) -> str:
+    if rule.startswith("Not needed"):
+        return "No firewall rule and no port forwarding needed."
+    if rule.startswith("In place"):
+        return "The firewall rule in place lets them in; no port forwarding needed."
+    return "No port forwarding needed."
+
+
 def _short(check: CheckResult) -> str:
     return f"{check.id} ({check.summary.split(': ')[0].rstrip('.')})"
 
 
 def _firewall_rule(
-    tcp: CheckResult | None, app: CheckResult | None, profile: CheckResult | None
+    tcp: CheckResult | None, app: CheckResult | None, profile: CheckResult | None, port: int
 ) -> str:
     """Whether a firewall rule is needed on this PC, and which."""
     for check in (app, profile, tcp):
@@ -159,7 +166,34 @@ def _firewall_rule(
     frontend = tcp.facts.get("frontend")
     if frontend in (None, "none"):
         return "Not needed: no firewall filters incoming connections on this PC."
-    return f"Not needed: the firewall ({frontend}) already lets the port in."
+    rules = _allowing_rules(tcp)
+    if rules is None:
+        return f"Not needed: the firewall ({frontend}) already lets the port in."
+    if not rules:
+        return f"Not needed: the firewall ({frontend}) lets new connections in by default."
+    # A rule lets it in (often the one this doctor printed): say so, never "not needed".
+    which = " and ".join(f"`{r}`" for r in rules)
+    keep = "keep it" if len(rules) == 1 else "keep them"
+    if frontend == "nftables" or str(frontend).startswith("iptables"):
+        tool = "iptables" if rules[0].startswith("-A ") else "nft"  # iptables-save's form
+        keep += f" (a rule added with {tool} is lost at reboot unless saved)"
+    rule = "the rule" if len(rules) == 1 else "the rules"
+    return f"In place: the firewall ({frontend}) lets TCP {port} in with {rule} {which}; {keep}."
+
+
+def _allowing_rules(tcp: CheckResult) -> list[str] | None:
+    """The rules that let the port in: empty when a policy or default does, None if unknown."""
+    verdicts = tcp.facts.get("verdicts")
+    found = list(verdicts.values()) if isinstance(verdicts, dict) else [tcp.facts.get("verdict")]
+    allowed = [v for v in found if isinstance(v, dict) and v.get("outcome") == "allowed"]
+    if not allowed:
+        return None
+    rules: list[str] = []
+    for verdict in allowed:
+        text = verdict.get("rule_text")
+        if text and str(text) not in rules:
+            rules.append(str(text))
+    return rules
 
 
 CLIENT_QUESTION = "Can this PC reach the lanchat server at {target}?"
