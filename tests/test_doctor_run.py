@@ -83,7 +83,8 @@ def test_after_the_printed_fix_the_answer_says_the_rule_in_place_lets_it_in() ->
     # Only a firewall that lets everything in by default means no rule is needed.
     open_ = run_doctor(DoctorOptions(PORT), full_probe("nft-udp-mdns-drop"), FakeMdns())
     assert open_.answer.firewall_rule == (
-        "Not needed: the firewall (nftables) lets new connections in by default."
+        "Not needed: the firewall (nftables) lets new connections in by default (no rule "
+        "decided, so the chain policy accept applies)."
     )
     assert open_.answer.verdict.endswith("No firewall rule and no port forwarding needed.")
 

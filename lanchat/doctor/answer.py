@@ -5,6 +5,7 @@ why not to, and the safer alternatives."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from lanchat.doctor.result import Answer, AnswerLine, CheckResult
 
@@ -166,11 +167,13 @@ def _firewall_rule(
     frontend = tcp.facts.get("frontend")
     if frontend in (None, "none"):
         return "Not needed: no firewall filters incoming connections on this PC."
-    rules = _allowing_rules(tcp)
-    if rules is None:
+    allowed = _allowed_verdicts(tcp)
+    if not allowed:
         return f"Not needed: the firewall ({frontend}) already lets the port in."
+    rules = list(dict.fromkeys(str(v["rule_text"]) for v in allowed if v.get("rule_text")))
     if not rules:
-        return f"Not needed: the firewall ({frontend}) lets new connections in by default."
+        why = f" ({allowed[0]['reason']})" if allowed[0].get("reason") else ""
+        return f"Not needed: the firewall ({frontend}) lets new connections in by default{why}."
     # A rule lets it in (often the one this doctor printed): say so, never "not needed".
     which = " and ".join(f"`{r}`" for r in rules)
     keep = "keep it" if len(rules) == 1 else "keep them"
@@ -181,19 +184,12 @@ def _firewall_rule(
     return f"In place: the firewall ({frontend}) lets TCP {port} in with {rule} {which}; {keep}."
 
 
-def _allowing_rules(tcp: CheckResult) -> list[str] | None:
-    """The rules that let the port in: empty when a policy or default does, None if unknown."""
+def _allowed_verdicts(tcp: CheckResult) -> list[dict[str, Any]]:
+    """The firewall's verdicts (per family on Linux) that let the port in; each names the rule
+    that did (`rule_text`), or none when a chain policy or a firewall that is off did."""
     verdicts = tcp.facts.get("verdicts")
     found = list(verdicts.values()) if isinstance(verdicts, dict) else [tcp.facts.get("verdict")]
-    allowed = [v for v in found if isinstance(v, dict) and v.get("outcome") == "allowed"]
-    if not allowed:
-        return None
-    rules: list[str] = []
-    for verdict in allowed:
-        text = verdict.get("rule_text")
-        if text and str(text) not in rules:
-            rules.append(str(text))
-    return rules
+    return [v for v in found if isinstance(v, dict) and v.get("outcome") == "allowed"]
 
 
 CLIENT_QUESTION = "Can this PC reach the lanchat server at {target}?"
