@@ -55,13 +55,21 @@ CONNECT_TIMEOUT = 5.0
 MAX_SERVER_LINE = 1 << 20  # a who-list of thousands of names is one long line
 RECONNECT_DELAYS = (1.0, 2.0, 4.0, 8.0, 15.0, 30.0)  # then every 30 s
 QUERY_TIMEOUT = 2.0
-# `join HOST` listens before it speaks: a server that talks first (ncat --chat announces every
-# newcomer) is not a lanchat relay, which waits DETECT_SECONDS (0.25 s) for a client's first
-# line. Short enough that the hello still reaches a relay within that wait, long enough for a
-# LAN's round trip. A silent server then gets the hello and this long to answer it.
-LISTEN_FIRST_SECONDS = 0.1
-HELLO_ANSWER_SECONDS = 2.0
+# `join HOST` lets the server speak first and sends its hello only to one that greeted like a
+# relay. A relay greets a silent client as raw after DETECT_SECONDS (0.25 s), unannounced; a late
+# hello then makes it a lanchat client under its own name (room.upgrade). ncat --chat greets at
+# once, but not like a relay; a silent server (ncat -l) is given nothing. The wait covers the
+# relay's 0.25 s and a round trip of up to 0.75 s (a loaded server, a far VPN): it bounds only
+# how long a silent server takes to be recognised, never what a relay costs (its own 0.25 s).
+GREETING_WAIT_SECONDS = 1.0
+HELLO_ANSWER_SECONDS = 2.0  # a server that greeted like a relay, to answer the hello as one
 _RAW_WELCOME = re.compile(rb"\* Welcome to .*, guest-[0-9]+\.\r?")
+# What a relay says to a raw client it does not let in (then it hangs up): room.Refused's words.
+_RAW_REFUSALS = {
+    b"! Too many connections": "too-many-connections",
+    b"! The server is full": "server-full",
+    b"! The server is shutting down": "shutdown",
+}
 MAX_STATUS_LINE = 64 << 20  # thousands of connections make one long line
 SEND_FLAGS: int = getattr(socket, "MSG_DONTWAIT", 0)  # a ping never waits for room
 KEEPALIVE_PING = "lanchat-keepalive"  # our own pings' token: their pongs are not shown
@@ -162,7 +170,8 @@ class LineServer(Exception):  # not an error: `join` goes on as a line client
     """The other end is not a lanchat relay but a plain line server (ncat -l, ncat --chat).
 
     ``sock`` is connected and now the caller's; ``first`` holds what the server said so far;
-    ``hello_sent``: the server was silent, so it got our hello line (one line of JSON).
+    ``hello_sent``: the server greeted like a relay but did not answer the hello as one, so it
+    got that one line of JSON (a silent server gets nothing).
     """
 
     def __init__(
@@ -237,8 +246,9 @@ class Connection:
         """Connect and say hello (resuming where `resume` says, if given); UnreachableError or
         RejectedError explain a failure.
 
-        `listen_first` (a typed address, which may be any line server): LineServer when the
-        server talks before our hello (a relay never does) or does not answer it as a relay."""
+        `listen_first` (a typed address, which may be any line server): wait for the server to
+        speak first and send the hello only if it greeted like a relay (its raw greeting);
+        LineServer when it is silent, says something else, or does not answer the hello."""
         try:
             sock = socket.create_connection((host, port), timeout=timeout)
         except OSError as e:
@@ -247,15 +257,17 @@ class Connection:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             said = None
             if listen_first:
-                said = _listen_first(sock, host, port, min(timeout, LISTEN_FIRST_SECONDS))
-                if said is not None and said.startswith(b"! Too many connections"):
-                    message = said[2:].split(b"\n", 1)[0].decode("utf-8", "replace")
+                said = _listen_first(sock, host, port, min(timeout, GREETING_WAIT_SECONDS))
+                first = said.split(b"\n", 1)[0].rstrip(b"\r") if said else b""
+                code = next((c for p, c in _RAW_REFUSALS.items() if first.startswith(p)), None)
+                if code is not None:
+                    message = first[2:].decode("utf-8", "replace")
                     raise RejectedError(
                         f"{host_port(host, port)} refused to let us in: {message}",
-                        _refusal_hint("too-many-connections"),
+                        _refusal_hint(code),
                     )
-                if said is not None and not _RAW_WELCOME.fullmatch(said.split(b"\n", 1)[0]):
-                    raise LineServer(sock, host, port, said, hello_sent=False)
+                if said is None or not _RAW_WELCOME.fullmatch(first):
+                    raise LineServer(sock, host, port, said or b"", hello_sent=False)
             hello = Hello(PROTOCOL_VERSION, name, exact, f"lanchat {__version__}", resume)
             sock.sendall(encode_request(hello))
             wait = min(timeout, HELLO_ANSWER_SECONDS) if listen_first else timeout
@@ -451,7 +463,7 @@ def _await_answer(
 
 def _listen_first(sock: socket.socket, host: str, port: int, seconds: float) -> bytes | None:
     """What the server says before we do, up to its first line, within `seconds`; None when
-    it says nothing (a relay waits for us; so does a plain `ncat -l`)."""
+    it says nothing (a plain `ncat -l`; a relay greets after DETECT_SECONDS)."""
     deadline = time.monotonic() + seconds
     data = b""
     while b"\n" not in data:

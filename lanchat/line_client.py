@@ -31,7 +31,7 @@ def run_line_client(
             f"* {where} is not a lanchat relay: chatting as a plain line client (lines go out "
             "as typed; no names, /commands or reconnecting; lanchat's own port is 7420)."
             + (
-                " It was silent, so it received lanchat's hello (one line of JSON)."
+                " It greeted like a relay, so it received lanchat's hello (one line of JSON)."
                 if server.hello_sent
                 else ""
             ),

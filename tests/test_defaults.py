@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 
 from conftest import ROOT, run_lanchat
+from lanchat.client import GREETING_WAIT_SECONDS, HELLO_ANSWER_SECONDS
 from lanchat.protocol import (
     DEFAULT_HISTORY,
     DEFAULT_KEEPALIVE_SECONDS,
@@ -68,3 +69,8 @@ def test_the_docs_state_the_defaults() -> None:
     assert f"(`--max-per-address`, default {DEFAULT_MAX_PER_ADDRESS};" in doc("protocol.md")
     assert f"a port other than {DEFAULT_PORT}" in doc("discovery.md")
     assert f"({DEFAULT_PORT} by default)" in doc("troubleshooting.md")
+    waits = (
+        f"(`GREETING_WAIT_SECONDS`, {GREETING_WAIT_SECONDS:g} s,",
+        f"(`HELLO_ANSWER_SECONDS`, {HELLO_ANSWER_SECONDS:g} s)",
+    )
+    assert all(wait in doc("protocol.md") for wait in waits)

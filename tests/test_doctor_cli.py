@@ -47,6 +47,14 @@ def test_client_mode_against_a_relay_passes_and_the_room_does_not_see_the_probe(
     assert not [line for line in watcher.lines if '"join"' in line and "watcher" not in line]
 
 
+def test_client_mode_on_this_pc_does_not_advise_the_command_just_run(relay: Relay) -> None:
+    port = relay.address[1]
+    result = run_lanchat("doctor", "--no-mdns", f"127.0.0.1:{port}")
+    assert result.returncode == ExitCode.OK, result.stdout
+    assert f"lanchat doctor 127.0.0.1:{port}" not in result.stdout
+    assert f"lanchat doctor --port {port}" in result.stdout  # the server-mode doctor, here
+
+
 def test_peer_option_and_refused_port() -> None:
     port = free_port()
     result = run_lanchat("doctor", "--no-mdns", "--peer", f"127.0.0.1:{port}", "--json")

@@ -163,6 +163,9 @@ def test_a_rule_that_blocks_the_port(
         assert done.returncode == 0, done.stderr
     code, report = doctor(h1, "--port", str(port))
     assert code == 0 and checks(report)["firewall.tcp"]["status"] == "pass"
+    # The rule just added is what lets the port in: never "no firewall rule needed".
+    assert report["answer"]["firewall_rule"].startswith("In place: the firewall")
+    assert "No firewall rule" not in report["answer"]["verdict"]
     code, report = doctor(h2, f"{h1.ip}:{port}")
     assert code == 0 and checks(report)["peer.lanchat"]["status"] == "pass"
 
@@ -250,7 +253,7 @@ def test_accept_from_the_subnet_before_a_default_drop_passes(
     }
     # The default drop takes mDNS too: a warning, never a failure.
     assert checks(report)["firewall.mdns"]["status"] == "warn"
-    assert report["answer"]["firewall_rule"].startswith("Not needed: the firewall")
+    assert report["answer"]["firewall_rule"].startswith("In place: the firewall")
     code, report = doctor(h2, f"{h1.ip}:{port}")
     assert code == 0 and checks(report)["peer.lanchat"]["status"] == "pass"
 

@@ -8,7 +8,15 @@ import json
 import threading
 from collections.abc import Sequence
 
-from doctor_fakes import WIFI, FakeMdns, FakeProbe, linux_commands, natpmp, relay_document
+from doctor_fakes import (
+    LAB_ADDRESSES,
+    WIFI,
+    FakeMdns,
+    FakeProbe,
+    linux_commands,
+    natpmp,
+    relay_document,
+)
 from rich.console import Console
 
 from lanchat.doctor.probe.interface import (
@@ -57,6 +65,30 @@ def test_a_server_run_has_every_check_in_order_and_the_answer() -> None:
     assert data["checks"][4]["fixes"][0]["needs_admin"] is True
 
 
+def test_after_the_printed_fix_the_answer_says_the_rule_in_place_lets_it_in() -> None:
+    """nft-subnet is nft-drop-port with the printed fix in place (a default drop, and the
+    accept rule for the subnet): the rule is what lets the port in, not something unneeded."""
+    fixed = run_doctor(DoctorOptions(PORT), full_probe("nft-subnet"), FakeMdns())
+    assert fixed.check("firewall.tcp").status == "pass"  # type: ignore[union-attr]
+    assert fixed.answer.firewall_rule == (
+        "In place: the firewall (nftables) lets TCP 7000 in with the rules "
+        "`ip saddr 10.213.0.0/24 tcp dport 7000 accept` and "
+        "`ip6 saddr fd00:213::/64 tcp dport 7000 accept`; keep them (a rule added with nft "
+        "is lost at reboot unless saved)."
+    )
+    assert "No firewall rule" not in fixed.answer.verdict
+    assert fixed.answer.verdict.endswith(
+        "The firewall rule in place lets them in; no port forwarding needed."
+    )
+    # Only a firewall that lets everything in by default means no rule is needed.
+    open_ = run_doctor(DoctorOptions(PORT), full_probe("nft-udp-mdns-drop"), FakeMdns())
+    assert open_.answer.firewall_rule == (
+        "Not needed: the firewall (nftables) lets new connections in by default (no rule "
+        "decided, so the chain policy accept applies)."
+    )
+    assert open_.answer.verdict.endswith("No firewall rule and no port forwarding needed.")
+
+
 def test_the_internet_checks_run_only_when_asked() -> None:
     probe = full_probe("empty")
     probe.files["/proc/net/route"] = (
@@ -89,6 +121,31 @@ def test_a_client_run() -> None:
     ]
     assert report.target == "10.213.0.1:7000" and not report.failed
     assert report.answer.verdict.startswith("Yes")
+
+
+def test_a_client_run_on_the_server_pc_itself_advises_the_next_step_not_itself() -> None:
+    """`lanchat doctor 127.0.0.1:PORT` on the server PC: loopback proves nothing about other
+    PCs, so the advice is the server-mode doctor here and this PC's LAN address for the others,
+    never the command just run."""
+    probe = FakeProbe(
+        connect=ConnectResult("connected", "127.0.0.1", PORT, 0.001, source="127.0.0.1"),
+        handshake=HandshakeResult(
+            "lanchat", "lanchat 0.1.0 answered the handshake", "lanchat 0.1.0", "lobby"
+        ),
+        addresses=LAB_ADDRESSES,
+    )
+    report = run_doctor(DoctorOptions(PORT, host="127.0.0.1"), probe, FakeMdns())
+    network = report.check("peer.network")
+    assert network is not None and network.status == "warn"
+    commands = [c for fix in network.fixes for c in fix.commands]
+    assert commands == [f"lanchat doctor --port {PORT}", f"lanchat doctor 10.213.0.1:{PORT}"]
+    assert [fix.run_on for fix in network.fixes] == ["this PC", "the other PCs"]
+    answer = report.answer
+    everything = json.dumps(report.to_dict())
+    assert f"lanchat doctor 127.0.0.1:{PORT}" not in everything
+    assert answer.firewall_rule.startswith("Not tested from this PC")
+    assert f"Check this PC as the server: lanchat doctor --port {PORT}" in answer.next_steps
+    assert any(f"lanchat doctor 10.213.0.1:{PORT}" in step for step in answer.next_steps)
 
 
 def render(report_probe: FakeProbe, unicode: bool = True) -> str:

@@ -1,9 +1,12 @@
 """`lanchat join` to a server that is not a lanchat relay (the classroom's `ncat -l`,
 `ncat --chat`, anything that reads and writes lines): it says so once and goes on as a plain
-line client; a server that talks first never receives lanchat's JSON hello."""
+line client; only a server that greeted like a relay receives lanchat's JSON hello, so a silent
+one and one that talks first receive nothing but the lines typed."""
 
 from __future__ import annotations
 
+import contextlib
+import json
 import socket
 import subprocess
 import threading
@@ -13,7 +16,9 @@ from typing import Any
 import pytest
 
 from conftest import WAIT, LineClient, ncat_path
+from lanchat.client import Connection, HandshakeFailed
 from lanchat.errors import ExitCode
+from lanchat.protocol import Resume
 from lanchat.relay import Relay
 
 NOT_A_RELAY = "is not a lanchat relay: chatting as a plain line client"
@@ -143,9 +148,8 @@ def test_join_chats_with_a_plain_ncat_listen_server(lanchat_process: Any) -> Non
         join.proc.stdin.write("hello from lanchat\n")
         join.proc.stdin.flush()
         lines = _read_until(server.stdout, "hello from lanchat")
-        # ncat -l says nothing first, so it cannot be told from a relay without a word: it
-        # got the hello (docs/protocol.md); a relay would have answered it.
-        assert lines[-1] == "hello from lanchat"
+        # ncat -l says nothing first, unlike a relay (docs/protocol.md): it got no hello.
+        assert lines == ["hello from lanchat"]
         server.stdin.write("hello from the ncat side\n")
         server.stdin.flush()
         assert join.wait_line(lambda line: line == "hello from the ncat side")
@@ -153,10 +157,46 @@ def test_join_chats_with_a_plain_ncat_listen_server(lanchat_process: Any) -> Non
         assert join.proc.wait(WAIT) == ExitCode.OK
         err = join.stderr()
         assert err.count(NOT_A_RELAY) == 1
-        assert "received lanchat's hello" in err  # the user is told
+        assert "received lanchat's hello" not in err
     finally:
         server.kill()
         server.wait(WAIT)
+
+
+def test_a_silent_server_receives_only_our_lines(talker: Any, lanchat_process: Any) -> None:
+    server = talker(b"")  # says nothing first, as `ncat -l` does
+    join = lanchat_process("join", f"127.0.0.1:{server.port}", stdin=subprocess.PIPE)
+    join.proc.stdin.write("hello, silent server\n")
+    join.proc.stdin.close()
+    assert join.proc.wait(WAIT) == ExitCode.OK
+    assert server.done.wait(WAIT)
+    assert server.received == b"hello, silent server\n"  # no JSON hello before it
+    err = join.stderr()
+    assert err.count(NOT_A_RELAY) == 1 and "received lanchat's hello" not in err
+
+
+@pytest.mark.ncat
+@needs_ncat
+def test_a_plain_ncat_listen_server_receives_nothing_from_join(lanchat_process: Any) -> None:
+    port = free_port()
+    server = subprocess.Popen(
+        [str(ncat_path()), "-l", "127.0.0.1", str(port)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        _wait_listening(port)
+        join = lanchat_process("join", f"127.0.0.1:{port}", stdin=subprocess.DEVNULL)
+        assert join.proc.wait(WAIT) == ExitCode.OK  # nothing to say: it leaves
+        received, _ = server.communicate(timeout=WAIT)  # ncat -l ends with its one connection
+        assert received == ""
+        assert join.stderr().count(NOT_A_RELAY) == 1
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait(WAIT)
 
 
 def test_a_relay_is_joined_as_before(relay: Relay, connect: Any, lanchat_process: Any) -> None:
@@ -169,12 +209,65 @@ def test_a_relay_is_joined_as_before(relay: Relay, connect: Any, lanchat_process
     join.proc.stdin.write("hello room\n")
     join.proc.stdin.close()
     assert join.proc.wait(WAIT) == ExitCode.OK
+    # The relay greeted it as raw (it waited for that), then its hello made it a lanchat
+    # client: it shows only the lanchat greeting, with the history replayed once.
+    seen = join.rest()
+    assert seen[0] == "* Welcome to lobby, ana."
+    assert len([line for line in seen if line.endswith("<guest-1> watching")]) == 1
+    assert not [line for line in seen if "Last 1 message" in line or "of history" in line]
     watcher.wait_line(lambda line: line.endswith("<ana> hello room"))
     watcher.wait_line(lambda line: line.startswith("* ana left"))
     joined = [line for line in watcher.lines if "guest-1" not in line and "here)" in line]
     joined += [line for line in watcher.lines if "known as" in line]
     assert joined == ["* ana joined (2 here)", "* ana left (1 here)"]  # no guest, no rename
     assert NOT_A_RELAY not in join.stderr()
+
+
+def test_a_full_relay_is_a_refusal_not_a_line_server(lanchat_process: Any) -> None:
+    """join waits for the relay's greeting; a full relay greets with its refusal line instead."""
+    relay = Relay("127.0.0.1", 0, max_clients=1)
+    relay.start()
+    try:
+        inside = LineClient(relay.address[1])
+        inside.send("I am in\n")  # said something: present, never let go for a newcomer
+        inside.wait_line("* Welcome")
+        join = lanchat_process("join", f"127.0.0.1:{relay.address[1]}", stdin=subprocess.PIPE)
+        join.proc.stdin.close()
+        assert join.proc.wait(WAIT) == ExitCode.REJECTED
+        err = join.stderr()
+        assert "refused to let us in: The server is full (1 person)" in err
+        assert NOT_A_RELAY not in err
+        inside.close()
+    finally:
+        relay.stop()
+
+
+def test_a_reconnect_sends_its_hello_at_once() -> None:
+    """Only a typed address waits for the server to speak: a reconnect (a relay answered
+    before) and a discovered server say hello first, so a resume loses no time."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(WAIT)
+    first: list[bytes] = []
+
+    def serve() -> None:
+        with contextlib.suppress(OSError):
+            conn, _ = listener.accept()
+            with conn:
+                conn.settimeout(WAIT)
+                first.append(conn.makefile("rb").readline())  # then hang up, saying nothing
+
+    thread = threading.Thread(target=serve)
+    thread.start()
+    try:
+        port = listener.getsockname()[1]
+        resume = Resume("790e8cc83f7b0df3", 41)
+        with pytest.raises(HandshakeFailed):
+            Connection.open("127.0.0.1", port, name="ana", exact=True, resume=resume)
+    finally:
+        thread.join(WAIT)
+        listener.close()
+    hello = json.loads(first[0])
+    assert hello["type"] == "hello" and hello["resume"] == {"epoch": "790e8cc83f7b0df3", "seq": 41}
 
 
 def _wait_listening(port: int) -> None:

@@ -5,6 +5,7 @@ why not to, and the safer alternatives."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from lanchat.doctor.result import Answer, AnswerLine, CheckResult
 
@@ -89,7 +90,7 @@ def server_answer(checks: Sequence[CheckResult], port: int) -> Answer:
     ]
     mdns_lines = [x for x in (_line(mdns_fw), _line(mdns_self), _line(mdns_n)) if x is not None]
     lines += mdns_lines
-    rule = _firewall_rule(tcp, app, profile)
+    rule = _firewall_rule(tcp, app, profile, port)
     blockers = [
         c for c in (bind, lan, env, tcp, app, profile) if c is not None and c.status == "fail"
     ]
@@ -116,8 +117,7 @@ def server_answer(checks: Sequence[CheckResult], port: int) -> Answer:
             "Yes: other PCs on this network can join"
             + (f" with `{join}`" if join else "")
             + ". "
-            + ("No firewall rule and no" if rule.startswith("Not needed") else "No")
-            + " port forwarding needed."
+            + _no_forwarding_verdict(rule)
         )
     if join:
         then = "Then tell" if blockers or not running else "Tell"
@@ -135,12 +135,20 @@ def server_answer(checks: Sequence[CheckResult], port: int) -> Answer:
     )
 
 
+def _no_forwarding_verdict(rule: str) -> str:
+    if rule.startswith("Not needed"):
+        return "No firewall rule and no port forwarding needed."
+    if rule.startswith("In place"):
+        return "The firewall rule in place lets them in; no port forwarding needed."
+    return "No port forwarding needed."
+
+
 def _short(check: CheckResult) -> str:
     return f"{check.id} ({check.summary.split(': ')[0].rstrip('.')})"
 
 
 def _firewall_rule(
-    tcp: CheckResult | None, app: CheckResult | None, profile: CheckResult | None
+    tcp: CheckResult | None, app: CheckResult | None, profile: CheckResult | None, port: int
 ) -> str:
     """Whether a firewall rule is needed on this PC, and which."""
     for check in (app, profile, tcp):
@@ -159,7 +167,29 @@ def _firewall_rule(
     frontend = tcp.facts.get("frontend")
     if frontend in (None, "none"):
         return "Not needed: no firewall filters incoming connections on this PC."
-    return f"Not needed: the firewall ({frontend}) already lets the port in."
+    allowed = _allowed_verdicts(tcp)
+    if not allowed:
+        return f"Not needed: the firewall ({frontend}) already lets the port in."
+    rules = list(dict.fromkeys(str(v["rule_text"]) for v in allowed if v.get("rule_text")))
+    if not rules:
+        why = f" ({allowed[0]['reason']})" if allowed[0].get("reason") else ""
+        return f"Not needed: the firewall ({frontend}) lets new connections in by default{why}."
+    # A rule lets it in (often the one this doctor printed): say so, never "not needed".
+    which = " and ".join(f"`{r}`" for r in rules)
+    keep = "keep it" if len(rules) == 1 else "keep them"
+    if frontend == "nftables" or str(frontend).startswith("iptables"):
+        tool = "iptables" if rules[0].startswith("-A ") else "nft"  # iptables-save's form
+        keep += f" (a rule added with {tool} is lost at reboot unless saved)"
+    rule = "the rule" if len(rules) == 1 else "the rules"
+    return f"In place: the firewall ({frontend}) lets TCP {port} in with {rule} {which}; {keep}."
+
+
+def _allowed_verdicts(tcp: CheckResult) -> list[dict[str, Any]]:
+    """The firewall's verdicts (per family on Linux) that let the port in; each names the rule
+    that did (`rule_text`), or none when a chain policy or a firewall that is off did."""
+    verdicts = tcp.facts.get("verdicts")
+    found = list(verdicts.values()) if isinstance(verdicts, dict) else [tcp.facts.get("verdict")]
+    return [v for v in found if isinstance(v, dict) and v.get("outcome") == "allowed"]
 
 
 CLIENT_QUESTION = "Can this PC reach the lanchat server at {target}?"
@@ -172,10 +202,21 @@ def client_answer(checks: Sequence[CheckResult], target: str, port: int) -> Answ
     lines = tuple(x for x in (_line(c) for c in checks) if x is not None)
     outcome = tcp.facts.get("outcome") if tcp else None
     steps: list[str] = []
+    itself = net is not None and net.facts.get("relation") == "self"
     if hello is not None and hello.status == "pass":
         verdict = f"Yes: `lanchat join {target}` works from this PC."
         rule = "Not needed: the connection gets through the server's firewall."
         steps.append(f"Join: lanchat join {target}")
+        if itself:
+            # Over loopback the firewall never sees the connection: say what does test it.
+            rule = (
+                "Not tested from this PC: a connection to itself does not pass its firewall; "
+                f"`lanchat doctor --port {port}` here says whether a rule is needed."
+            )
+            steps.append(f"Check this PC as the server: lanchat doctor --port {port}")
+            lan_target = net.facts.get("lan_target") if net is not None else None
+            if lan_target:
+                steps.append(f"Then, on another PC on this network: lanchat doctor {lan_target}")
     elif outcome == "connected":
         what = hello.summary if hello else "no lanchat server answered."
         verdict = f"The connection gets through, but: {what}"

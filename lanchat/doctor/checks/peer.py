@@ -8,7 +8,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Sequence
 
-from lanchat.doctor.checks.lan import network_of
+from lanchat.doctor.checks.lan import choose_lan, network_of
 from lanchat.doctor.probe.interface import ConnectResult, HandshakeResult, Resolved
 from lanchat.doctor.result import CheckResult, Fix
 from lanchat.netinfo import LocalAddress, host_port
@@ -85,19 +85,16 @@ def check_peer_network(addresses: Sequence[LocalAddress], target: str, port: int
     ours = [f"{a.address} ({a.interface})" for a in addresses if a.usable]
     facts = {"relation": where, "network": detail, "local": ours}
     if where == "self":
+        lan = choose_lan(addresses)
+        lan_target = host_port(lan.address, port) if lan is not None else None
+        facts["lan_target"] = lan_target
         return CheckResult(
             "peer.network",
             title,
             "warn",
             f"{target} is this PC itself: the connection goes over loopback, which firewalls "
             "let through, so this test says nothing about other PCs.",
-            fixes=(
-                Fix(
-                    f"Run this on another PC: lanchat doctor {host_port(target, port)}",
-                    (f"lanchat doctor {host_port(target, port)}",),
-                    run_on="the other PCs",
-                ),
-            ),
+            fixes=_from_the_server_itself(lan_target, port),
             facts=facts,
         )
     if where == "on-link":
@@ -123,6 +120,23 @@ def check_peer_network(addresses: Sequence[LocalAddress], target: str, port: int
             ),
         ),
         facts=facts,
+    )
+
+
+def _from_the_server_itself(lan_target: str | None, port: int) -> tuple[Fix, ...]:
+    """What tells more than a test of this PC against itself (never the command just run): the
+    server-mode doctor here, then the client-mode one from another PC, at this PC's LAN address."""
+    here = Fix(
+        "This PC runs the server: the server-mode doctor checks what other PCs meet here (the "
+        f"listening address, the firewall): lanchat doctor --port {port}",
+        (f"lanchat doctor --port {port}",),
+    )
+    if lan_target is None:
+        return (here,)
+    other = f"lanchat doctor {lan_target}"
+    return (
+        here,
+        Fix(f"Then, on another PC on this network: {other}", (other,), run_on="the other PCs"),
     )
 
 
