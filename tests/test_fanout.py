@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -170,20 +170,20 @@ def test_a_frame_published_while_a_busy_room_holds_is_sent_when_the_hold_ends(
         hang_up(fan, lock, client)
 
 
-def test_a_client_that_asks_more_than_it_reads_is_dropped_with_a_bounded_queue() -> None:
-    """Private replies count against the backlog limits too: a client that never reads but
-    keeps asking (a ping with a 4 KB token, /who) cannot make its queue grow without end."""
-    fan, lock, failed = start_fanout(max_backlog_bytes=64 * 1024)
+def feed_a_reader_that_never_reads(
+    limit: int, feed: Callable[[Fanout, Client], None], check: Callable[[Client], None]
+) -> None:
+    """Give a client that never reads frames (`feed`, called with the lock held) until the
+    fan-out gives up on it as too slow; `check` runs after each one (lock held)."""
+    fan, lock, failed = start_fanout(max_backlog_bytes=limit)
     try:
         with member(fan, lock) as (client, theirs):
             theirs.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # and never reads
-            reply = b"p" * 4095 + b"\n"
-            for _ in range(10_000):  # 40 MB if nothing stopped it
+            for _ in range(10_000):  # 40 MB of 4 KB frames if nothing stopped it
                 with lock:
-                    fan.send_private(client, reply)
-                    owed = client.private_bytes
+                    feed(fan, client)
+                    check(client)
                 fan.kick()
-                assert owed <= 64 * 1024
                 if failed:
                     break
             # (a loop that never blocks can keep the writer from the lock until it ends)
@@ -197,23 +197,23 @@ def test_a_client_that_asks_more_than_it_reads_is_dropped_with_a_bounded_queue()
         fan.stop(WAIT)
 
 
+FRAME = b"f" * 4095 + b"\n"
+
+
+def test_a_client_that_asks_more_than_it_reads_is_dropped_with_a_bounded_queue() -> None:
+    """Private replies count against the backlog limits too: a client that never reads but
+    keeps asking (a ping with a 4 KB token, /who) cannot make its queue grow without end."""
+
+    def bounded(client: Client) -> None:
+        assert client.private_bytes <= 64 * 1024
+
+    feed_a_reader_that_never_reads(
+        64 * 1024, lambda fan, client: fan.send_private(client, FRAME), bounded
+    )
+
+
 def test_the_backlog_limit_in_bytes_drops_a_parked_client_behind_big_frames() -> None:
-    fan, lock, failed = start_fanout(max_backlog_bytes=256 * 1024)
-    try:
-        with member(fan, lock) as (client, theirs):
-            theirs.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-            frame = b"f" * 4095 + b"\n"
-            for _ in range(2000):  # far fewer frames than MAX_BACKLOG_FRAMES, 8 MB of them
-                with lock:
-                    fan.publish(frame, frame)
-                fan.kick()
-                if failed:
-                    break
-            assert failed.dropped.wait(WAIT)
-            assert failed == ["too-slow"]
-            with lock:
-                fan.close(client, linger=0.1)
-            fan.kick()
-            assert client.done.wait(WAIT)
-    finally:
-        fan.stop(WAIT)
+    """Far fewer frames than MAX_BACKLOG_FRAMES, but more bytes than the limit."""
+    feed_a_reader_that_never_reads(
+        256 * 1024, lambda fan, client: fan.publish(FRAME, FRAME), lambda client: None
+    )
