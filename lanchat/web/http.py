@@ -38,6 +38,7 @@ _STATIC = {  # path -> (file in static/, content type)
     "/index.html": ("index.html", "text/html; charset=utf-8"),
     "/app.js": ("app.js", "text/javascript; charset=utf-8"),
     "/style.css": ("style.css", "text/css; charset=utf-8"),
+    "/icon.svg": ("icon.svg", "image/svg+xml"),
 }
 _REASONS = {
     200: "OK",
@@ -160,8 +161,8 @@ def static_file(name: str) -> bytes:
 
 
 def page_weight() -> int:
-    """The page's bytes: the HTML, its script and its style sheet."""
-    return sum(len(static_file(n)) for n in ("index.html", "app.js", "style.css"))
+    """The page's bytes: the HTML, its script, its style sheet and its icon."""
+    return sum(len(static_file(n)) for n, _ in set(_STATIC.values()))
 
 
 # Browser names for `lanchat status`: the first token found wins (Edge and Opera also say

@@ -11,7 +11,7 @@ let ws = null;
 let myName = localStorage.getItem("lanchat.name") || "";
 let epoch = null, lastSeq = 0;  // for resume: no duplicates, and a note for a gap
 let present = [];  // names, in joining order
-let retry = 0, whoAsked = false, leaving = false, welcomed = false;
+let retry = 0, whoAsked = false, leaving = false, welcomed = false, asking = false;
 
 // --- showing things --------------------------------------------------------------------------
 
@@ -87,6 +87,7 @@ function connect() {
   };
   ws.onclose = () => {
     ws = null;
+    if (asking) return;  // the name form says what to do
     if (leaving) { setState("You left. Reload the page to join again.", true); return; }
     const wait = Math.min(15, 2 ** retry++) + Math.random();
     setState(`Disconnected. Reconnecting in ${Math.round(wait)} s…`, true);
@@ -148,7 +149,7 @@ function receive(f) {
       add([nameSpan(f.old), " is now ", nameSpan(f.new), "."], "note", f.time);
       break;
     case "error":
-      note(f.message, "note gap", f.time);
+      note(f.message, "note error", f.time);
       if (!welcomed && f.code.startsWith("name") || f.code === "bad-name") askName();
       break;
     case "bye":
@@ -156,8 +157,11 @@ function receive(f) {
       note(f.message, "note", f.time);
       break;
   }
-  if (typeof f.seq === "number" && f.seq > lastSeq) lastSeq = f.seq;
+  // Only room events count: private frames (welcome, who, error...) repeat the last seq.
+  if (fresh && ROOM_EVENTS.has(f.type)) lastSeq = f.seq;
 }
+
+const ROOM_EVENTS = new Set(["message", "action", "join", "leave", "nick", "bye"]);
 
 const mentioned = (f) => (f.from !== myName && mentions(f.text) ? "mention" : "");
 
@@ -192,6 +196,7 @@ $("say-form").addEventListener("submit", (e) => {
 $("name-form").addEventListener("submit", (e) => {
   e.preventDefault();
   myName = $("name").value.trim();
+  asking = false;
   localStorage.setItem("lanchat.name", myName);
   $("name-form").hidden = true;
   $("say-form").hidden = false;
@@ -199,7 +204,7 @@ $("name-form").addEventListener("submit", (e) => {
 });
 
 function askName() {  // asked once, remembered in this browser (again if the relay refused it)
-  leaving = true;  // no reconnect with a name the relay refused
+  leaving = asking = true;  // no reconnect with a name the relay refused
   localStorage.removeItem("lanchat.name");
   $("say-form").hidden = true;
   $("name-form").hidden = false;
