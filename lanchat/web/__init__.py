@@ -15,6 +15,12 @@ WEB_PATH = "/"  # the page
 WS_PATH = "/ws"  # the WebSocket the page opens
 
 
+def page_url(address: str, port: int) -> str:
+    """The address a browser opens: 'http://10.0.0.5:7420/' ('http://[fe80::1]:7420/')."""
+    host = f"[{address}]" if ":" in address else address
+    return f"http://{host}:{port}{WEB_PATH}"
+
+
 @dataclass(frozen=True)
 class WebOptions:
     """What a relay's HTTP side allows: origins besides the page's own (`--web-origin`)."""
