@@ -52,6 +52,8 @@ def open_web(sock: socket.socket, head: bytes, options: WebOptions | None) -> An
     if end < 0:
         if eof:
             return Answer(b"", 400)  # it hung up halfway: nobody to answer
+        if len(head) <= MAX_HEAD_BYTES:  # out of time (HEAD_SECONDS)
+            return error(408, "The request took too long to arrive.")
         return error(431, f"The request head must fit in {MAX_HEAD_BYTES} bytes.")
     rest = head[end:]
     answer = answer_request(head[:end], options)

@@ -46,6 +46,7 @@ _REASONS = {
     403: "Forbidden",
     404: "Not Found",
     405: "Method Not Allowed",
+    408: "Request Timeout",
     426: "Upgrade Required",
     431: "Request Header Fields Too Large",
     503: "Service Unavailable",
