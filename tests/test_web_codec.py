@@ -156,10 +156,30 @@ UPGRADE = ("Upgrade: websocket", "Connection: Upgrade")
 def test_the_upgrade_checks_the_origin(origin: str | None, allowed: bool) -> None:
     headers = (*UPGRADE, f"Origin: {origin}") if origin else UPGRADE
     answer = answer_request(_head("/ws", *headers), WebOptions(("http://school.example",)))
-    if allowed:
-        assert isinstance(answer, Upgrade)
-    else:
+    assert isinstance(answer, Upgrade) == allowed
+    if not allowed:
         assert isinstance(answer, Answer) and answer.status == 403
+
+
+@pytest.mark.parametrize(
+    ("host", "allowed"),
+    [
+        ("10.0.0.5:7420", True),
+        ("[fe80::1%25eth0]:7420", True),
+        ("localhost:7420", True),
+        ("ana-pc.local:7420", True),
+        ("evil.example:7420", False),  # DNS rebinding: a site's name pointed at the relay
+        ("chat.school.example:7420", False),  # a DNS name: allow it with --web-origin
+    ],
+)
+def test_a_page_is_its_own_origin_only_under_a_lan_name(host: str, allowed: bool) -> None:
+    head = (
+        f"GET /ws HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        f"Origin: http://{host}\r\n\r\n"
+    ).encode()
+    assert isinstance(answer_request(head, WebOptions()), Upgrade) == allowed
+    allow = WebOptions((f"http://{host}",))
+    assert isinstance(answer_request(head, allow), Upgrade)
 
 
 @pytest.mark.parametrize(

@@ -10,12 +10,17 @@ connections from the page's own origin only (no inline script: a message that be
 still could not run), `nosniff`, no referrer and no framing. The WebSocket upgrade is refused
 (403) unless its Origin is the page's own (`http://` + the Host the browser asked for) or one
 allowed with `--web-origin`; a request without an Origin is not from a browser page and is
-let in, like a lanchat client.
+let in, like a lanchat client. "The page's own" counts only for a Host that names this relay
+the way a LAN does (an IP address, localhost, a .local name, this PC's own name): with DNS
+rebinding, a page from any web site can be served under a name of its own that points at the
+relay, and its Origin then equals its Host.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import re
+import socket
 from dataclasses import dataclass
 from functools import cache
 from importlib.resources import files
@@ -126,8 +131,26 @@ _PAGE_HEADERS = [
 def origin_allowed(origin: str, host: str, options: WebOptions) -> bool:
     """Whether a browser page at `origin` may open the WebSocket of a relay reached as `host`."""
     origin = origin.rstrip("/").lower()
-    own = {f"http://{host}".lower(), f"https://{host}".lower()} if host else set()
-    return origin in own or origin in {o.rstrip("/").lower() for o in options.origins}
+    if origin in {o.rstrip("/").lower() for o in options.origins}:
+        return True
+    own = {f"http://{host}".lower(), f"https://{host}".lower()}
+    return bool(host) and origin in own and lan_host(host)
+
+
+def lan_host(host: str) -> bool:
+    """Whether a Host header names the relay as a LAN does: an IP address, localhost, a .local
+    (mDNS) name or this PC's own name; not a web site's name (DNS rebinding)."""
+    name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+    name = name.strip("[]").rstrip(".").lower()
+    try:
+        ipaddress.ip_address(name.split("%", 1)[0])
+        return True
+    except ValueError:
+        pass
+    own = socket.gethostname().lower()
+    return name in ("localhost", own, own.split(".", 1)[0]) or name.endswith(
+        (".local", ".localhost")
+    )
 
 
 def error(status: int, message: str, *, extra: list[tuple[str, str]] | None = None) -> Answer:
