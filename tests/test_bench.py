@@ -241,21 +241,24 @@ def test_small_run_against_lanchat_is_clean(kind: str) -> None:
     assert_clean(run)
 
 
-def test_the_generators_websocket_frames_are_what_wsproto_reads_and_writes() -> None:
-    """benchkit's stdlib codec (the generator's) against wsproto (the relay's): client frames
+def test_the_generators_websocket_frames_are_what_the_relays_library_reads_and_writes() -> None:
+    """benchkit's stdlib codec (the generator's) against websockets (the relay's): client frames
     of each length class read by a server, server frames turned back into lines."""
-    from wsproto.frame_protocol import FrameProtocol
+    from websockets.frames import Frame, Opcode
+    from websockets.protocol import State
+    from websockets.server import ServerProtocol
 
     from scripts.benchkit.websocket import FrameReader, frame_lines, text_frame
 
-    server = FrameProtocol(client=False, extensions=[])
+    server = ServerProtocol(state=State.OPEN, max_size=None)
     for size in (5, 125, 126, 65535, 65536):
-        server.receive_bytes(text_frame(b"x" * size))
-        [frame] = list(server.received_frames())
-        assert frame.payload == "x" * size and frame.message_finished
+        server.receive_data(text_frame(b"x" * size))
+        [frame] = server.events_received()
+        assert isinstance(frame, Frame) and frame.data == b"x" * size and frame.fin
     reader = FrameReader()
     response = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n"
-    data = response + b"".join(bytes(server.send_data(t)) for t in ("{}", "a" * 300, "b" * 70000))
+    texts = (b"{}", b"a" * 300, b"b" * 70000)
+    data = response + b"".join(Frame(Opcode.TEXT, t).serialize(mask=False) for t in texts)
     lines = b"".join(reader.feed(data[i : i + 1000]) or b"" for i in range(0, len(data), 1000))
     assert lines == b"{}\n" + b"a" * 300 + b"\n" + b"b" * 70000 + b"\n"
     assert FrameReader().feed(b"HTTP/1.1 403 Forbidden\r\n\r\n") is None

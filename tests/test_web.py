@@ -144,7 +144,7 @@ def test_the_page_and_its_files_are_served(relay: Relay) -> None:
         (b"GET /ws HTTP/1.1\r\nHost: x\r\n\r\n", b"426"),
         (
             b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
-            b"400",  # no key, no version: wsproto refuses the handshake
+            b"400",  # no key, no version: the handshake is refused
         ),
     ],
 )

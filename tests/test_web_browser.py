@@ -154,6 +154,9 @@ def test_a_restart_that_lost_the_history_shows_a_gap_note(chromium: Any) -> None
         expect(page.locator("#log li.gap")).to_have_count(1, timeout=MS)
         say(page, "after")
         expect(log_item(page, "after")).to_have_count(1, timeout=MS)
+        say(page, "é" * 4000)  # 4000 characters, 8000 bytes: over the line limit
+        expect(log_item(page, "too long to send")).to_have_count(1, timeout=MS)
+        expect(page.locator("#say")).to_have_value("é" * 4000)  # kept, to shorten
         expect(page.locator("#say")).to_be_focused()  # keyboard only: typing goes on
     finally:
         relay.stop()

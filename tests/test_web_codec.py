@@ -1,5 +1,6 @@
 """The browser's side of the protocol without sockets: detection of HTTP, the WebSocket codec
-(wsproto on both ends: our decoder against wsproto's client), the request answers (h11)."""
+(the relay's, over websockets' sans-IO protocol, against another implementation's client:
+wsproto's), the request answers (h11)."""
 
 from __future__ import annotations
 
@@ -16,13 +17,18 @@ from wsproto.events import (
     Request,
     TextMessage,
 )
-from wsproto.handshake import H11Handshake
 
 from lanchat.protocol import MAX_LINE_BYTES, LineTooLong
 from lanchat.protocol.detect import detect_client
 from lanchat.web import WebOptions
 from lanchat.web.http import Answer, Upgrade, answer_request, browser_name, page_weight
-from lanchat.web.websocket import MessageDecoder, encode_close, encode_message
+from lanchat.web.websocket import (
+    MAX_MESSAGE_BYTES,
+    MessageDecoder,
+    encode_close,
+    encode_message,
+    server_protocol,
+)
 
 
 @pytest.mark.parametrize(
@@ -41,16 +47,16 @@ def test_chat_lines_that_look_a_little_like_http_stay_chat(line: bytes) -> None:
 
 
 def _pair() -> tuple[WSConnection, MessageDecoder, list[bytes]]:
-    """A wsproto client talking to our decoder over a wsproto server connection."""
+    """A wsproto client talking to our decoder, after the handshake handshake.py makes."""
     client = WSConnection(ConnectionType.CLIENT)
-    server = H11Handshake(ConnectionType.SERVER)  # as lanchat/web/handshake.py does
+    server = server_protocol()
     server.receive_data(client.send(Request(host="h", target="/ws")))
-    assert isinstance(next(server.events()), Request)
-    client.receive_data(server.send(AcceptConnection()))
+    [request] = server.events_received()
+    server.send_response(server.accept(request))  # type: ignore[arg-type]  # (an Event)
+    client.receive_data(b"".join(server.data_to_send()))
     assert isinstance(next(client.events()), AcceptConnection)
-    assert server.connection is not None
     replies: list[bytes] = []
-    return client, MessageDecoder(server.connection, replies.append), replies
+    return client, MessageDecoder(server, replies.append), replies
 
 
 def test_text_messages_are_lines_whole_and_byte_by_byte() -> None:
@@ -68,9 +74,21 @@ def test_text_messages_are_lines_whole_and_byte_by_byte() -> None:
 def test_an_oversize_message_is_one_line_too_long_then_the_next_is_read() -> None:
     client, decoder, _ = _pair()
     big = client.send(TextMessage("x" * (MAX_LINE_BYTES + 1)))
+    big += client.send(TextMessage("y" * 3000, message_finished=False))
+    big += client.send(TextMessage("y" * 3000))  # too long in two fragments
     lines = [line for i in range(0, len(big), 1000) for line in decoder.feed(big[i : i + 1000])]
-    assert len(lines) == 1 and isinstance(lines[0], LineTooLong)
+    assert len(lines) == 2 and all(isinstance(line, LineTooLong) for line in lines)
     assert decoder.feed(client.send(TextMessage("next"))) == [b"next"]
+
+
+def test_a_message_over_the_message_limit_closes_with_1009_unbuffered() -> None:
+    client, decoder, replies = _pair()
+    huge = client.send(TextMessage("x" * (MAX_MESSAGE_BYTES * 100)))
+    assert decoder.feed(huge[:100]) == []  # the header alone says it is too big
+    assert decoder.closing
+    client.receive_data(replies.pop())
+    event = next(client.events())
+    assert isinstance(event, CloseConnection) and event.code == 1009
 
 
 def test_ping_is_answered_and_close_is_answered_and_ends_reading() -> None:

@@ -1,10 +1,11 @@
 """A browser is a client: the page, HTTP and the WebSocket on the relay's own port.
 
 http.py reads one HTTP request on a connection's reader thread (size and header limits) and
-answers it: the page's static files, a proper HTTP error, or the WebSocket handshake (wsproto);
-websocket.py turns a WebSocket's bytes into the protocol's lines (one text message, one frame)
-and the room's JSON frames into WebSocket messages, made once per message for every browser.
-static/ is the page itself (index.html, app.js, style.css), shipped inside the package.
+answers it: the page's static files, a proper HTTP error, or the WebSocket handshake
+(websockets' sans-IO protocol); websocket.py turns a WebSocket's bytes into the protocol's lines
+(one text message, one frame) and the room's JSON frames into WebSocket messages, made once per
+message for every browser. static/ is the page itself (index.html, app.js, style.css,
+icon.svg), shipped inside the package.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """A browser's connection up to its hello, on the connection's own reader thread.
 
 `open_web` reads the rest of the HTTP request head (the first line told the reader it was HTTP),
-answers it (http.py), and for the WebSocket completes wsproto's handshake and waits for the first
+answers it (http.py), and for the WebSocket completes the handshake (the `websockets` library's
+sans-IO ServerProtocol checks the key and version and makes the 101) and waits for the first
 message, which must be a lanchat `hello`. Nothing else writes to the socket yet, so it sends
 directly; from the join on, everything the browser is sent goes through the hub's fan-out.
 """
@@ -12,11 +13,8 @@ import socket
 import time
 from dataclasses import dataclass, replace
 
-from wsproto.connection import Connection as WsConnection
-from wsproto.connection import ConnectionType
-from wsproto.events import AcceptConnection, Request
-from wsproto.handshake import H11Handshake
-from wsproto.utilities import ProtocolError
+from websockets.http11 import Request
+from websockets.server import ServerProtocol
 
 from lanchat.protocol import FrameError, Hello, LineTooLong, parse_hello
 from lanchat.tuning import RECV_BYTES
@@ -30,7 +28,7 @@ from lanchat.web.http import (
     error,
     head_end,
 )
-from lanchat.web.websocket import MessageDecoder
+from lanchat.web.websocket import MessageDecoder, server_protocol
 
 HELLO_SECONDS = 10.0  # from the handshake to the page's hello
 
@@ -59,10 +57,10 @@ def open_web(sock: socket.socket, head: bytes, options: WebOptions | None) -> An
     answer = answer_request(head[:end], options)
     if isinstance(answer, Answer):
         return answer
-    ws = _accept(sock, answer)
-    if isinstance(ws, Answer):
-        return ws
-    decoder = MessageDecoder(ws, reply=sock.sendall)
+    protocol = _accept(sock, answer)
+    if isinstance(protocol, Answer):
+        return protocol
+    decoder = MessageDecoder(protocol, reply=sock.sendall)
     return _await_hello(sock, decoder, rest, answer.browser)
 
 
@@ -87,22 +85,21 @@ def _read_head(sock: socket.socket, data: bytes) -> tuple[bytes, bool]:
         sock.settimeout(None)
 
 
-def _accept(sock: socket.socket, upgrade: Upgrade) -> WsConnection | Answer:
-    """wsproto's side of the handshake: the 101 response, or why not."""
-    handshake = H11Handshake(ConnectionType.SERVER)
-    try:
-        handshake.receive_data(upgrade.head)
-        request = next((e for e in handshake.events() if isinstance(e, Request)), None)
-    except ProtocolError:
-        return error(400, "That WebSocket handshake is not one this relay understands.")
+def _accept(sock: socket.socket, upgrade: Upgrade) -> ServerProtocol | Answer:
+    """The protocol object's side of the handshake: the 101 response, or why not."""
+    protocol = server_protocol()
+    protocol.receive_data(upgrade.head)
+    request = next((e for e in protocol.events_received() if isinstance(e, Request)), None)
     if request is None:
-        return error(400, "The WebSocket handshake is incomplete.")
+        return error(400, "That WebSocket handshake is not one this relay understands.")
     # No extensions offered back: no per-message compression (websocket.py says why).
-    sock.sendall(handshake.send(AcceptConnection()))
-    ws = handshake.connection
-    if ws is None:  # (accepted just now: wsproto has made it)
-        return error(400, "The WebSocket handshake failed.")
-    return ws
+    response = protocol.accept(request)
+    protocol.send_response(response)
+    data = b"".join(protocol.data_to_send())
+    if response.status_code != 101:  # a key or version it refused: its own answer says why
+        return Answer(data, response.status_code)
+    sock.sendall(data)
+    return protocol
 
 
 def _await_hello(

@@ -2,7 +2,7 @@
 
 The relay answers one request per connection (`Connection: close`): a page load is three small
 files and a WebSocket, and a reader thread per keep-alive connection would hold threads for
-nothing. h11 parses the request head (wsproto's own HTTP parser); the limits are ours, named
+nothing. h11 parses the request head (a sans-IO HTTP/1.1 parser); the limits are ours, named
 here: the whole head within MAX_HEAD_BYTES, at most MAX_HEADERS header lines.
 
 Safety: the page and its files carry a Content-Security-Policy that allows scripts, styles and
@@ -60,9 +60,9 @@ _REASONS = {
 
 @dataclass(frozen=True)
 class Upgrade:
-    """The request is a WebSocket handshake the relay accepts: wsproto completes it."""
+    """The request is a WebSocket handshake the relay accepts: websockets completes it."""
 
-    head: bytes  # the request head as received, for wsproto's handshake
+    head: bytes  # the request head as received, for the WebSocket handshake
     browser: str  # from the User-Agent, for `lanchat status`
 
 

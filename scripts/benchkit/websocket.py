@@ -1,10 +1,11 @@
 """The generator's WebSocket client side, stdlib only like the rest of benchkit: the upgrade
 request, masked text frames out, and the relay's frames back as JSON lines for the accounting.
 
-This is the load generator, not the relay (the relay uses wsproto): it must stay cheap per
-message so that a thousand web clients are not held back by their own generator. Outgoing frames
-are masked with the all-zero key, which RFC 6455 (5.3) allows and which leaves the payload as it
-is; incoming frames are unmasked (a server's), and each text message becomes one line.
+This is the load generator, not the relay (the relay uses websockets' sans-IO protocol): it must
+stay cheap per message so that a thousand web clients are not held back by their own generator.
+Outgoing frames are masked with the all-zero key, which RFC 6455 (5.3) allows and which leaves
+the payload as it is; incoming frames are unmasked (a server's), and each text message becomes
+one line.
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ let ws = null;
 let myName = localStorage.getItem("lanchat.name") || "";
 let epoch = null, lastSeq = 0;  // for resume: no duplicates, and a note for a gap
 let present = [];  // names, in joining order
+let maxLine = 4096;  // bytes of one frame, from the welcome
 let retry = 0, whoAsked = false, leaving = false, welcomed = false, asking = false;
 
 // --- showing things --------------------------------------------------------------------------
@@ -104,6 +105,7 @@ function receive(f) {
       epoch = f.epoch;
       welcomed = true;
       myName = f.name;
+      maxLine = f.max_line || maxLine;
       retry = 0;
       $("room").textContent = `lanchat · ${f.room}`;
       document.title = `${f.room} · lanchat`;
@@ -189,7 +191,14 @@ $("say-form").addEventListener("submit", (e) => {
   const text = say.value.trim();
   if (!text || !ws || ws.readyState !== WebSocket.OPEN) return;
   const frame = frameFor(text);
-  if (frame) ws.send(JSON.stringify(frame));
+  if (frame) {
+    const json = JSON.stringify(frame);
+    if (new TextEncoder().encode(json).length > maxLine) {  // kept in the box, to shorten
+      note(`That is too long to send (at most ${maxLine} bytes). Shorten it, or send it in parts.`);
+      return;
+    }
+    ws.send(json);
+  }
   say.value = "";
 });
 
