@@ -1,11 +1,13 @@
 """One connection's life on its own reader thread: setup, handle, finish (socketserver's shape).
 
-setup: socket options, and the first line (or a short silence) tells what kind of client this
-is (lanchat/protocol/detect.py). handle: a question (status, probe) is answered and closed; a
-chat client joins the room through the hub and its lines are read and handed over in batches
-until it leaves. finish: the client leaves the room (once), the writer sends what is owed, and
-the socket closes. A misbehaving peer costs its own connection and one log line, never the
-server; an unexpected error likewise costs one connection and never leaves a ghost member.
+setup: socket options, and the first line (or a short silence) tells what kind of client this is
+(lanchat/protocol/detect.py). handle: a question (status, probe) is answered and closed; an HTTP
+request goes to lanchat/web/ (a page, an error, or a WebSocket whose messages are then read here
+like lines, through the same loop and limits); a chat client joins the room through the hub and
+its lines are read and handed over in batches until it leaves. finish: the client leaves the
+room (once), the writer sends what is owed, and the socket closes. A misbehaving peer costs its
+own connection and one log line, never the server; an unexpected error likewise costs one
+connection and never leaves a ghost member.
 
 The reader owns its socket's receiving side, its LineDecoder and Client.lines_in/bytes_in;
 everything it sends goes through the hub and the fan-out, except the answers it gives before a
@@ -56,6 +58,9 @@ from lanchat.protocol import (
 from lanchat.protocol.detect import Opening, detect_client
 from lanchat.room import Item, Refused
 from lanchat.tuning import RECV_BUSY_BYTES, RECV_BYTES
+from lanchat.web import WebOptions
+from lanchat.web.handshake import WebStart, open_web
+from lanchat.web.websocket import MessageDecoder
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +79,7 @@ class ConnectionPolicy:
     max_rate: float = DEFAULT_MAX_RATE  # lines/s a client may send; 0: no limit
     burst_seconds: float = BURST_SECONDS
     stopping: threading.Event = field(default_factory=threading.Event)  # the relay stops
+    web: WebOptions | None = field(default_factory=WebOptions)  # None: no page (--no-web)
 
     @property
     def burst(self) -> float:
@@ -101,7 +107,8 @@ class Connection:
         self._refusals = refusals if refusals is not None else Refusals()
         self._tokens = policy.burst  # lines the client may send now (flow control)
         self._refilled = time.monotonic()
-        self._decoder = LineDecoder()
+        self._decoder: LineDecoder | MessageDecoder = LineDecoder()
+        self._head = b""  # the bytes read before the kind was known (an HTTP request's head)
         self._joined = False
 
     def run(self) -> None:
@@ -124,7 +131,10 @@ class Connection:
         configure(sock, self.policy.keepalive)
         self.client.local = sock.getsockname()
         lines, eof = self._first_lines()
-        return detect_client(lines[0] if lines else None), lines, eof
+        opening = detect_client(lines[0] if lines else None)
+        if opening.kind != "http":
+            self._head = b""  # only a request head is read again
+        return opening, lines, eof
 
     def _first_lines(self) -> tuple[Lines, bool]:
         """Wait up to DETECT_SECONDS for the first complete line; (lines, peer closed)."""
@@ -145,6 +155,7 @@ class Connection:
                     client.lines_in += len(rest)
                     return rest, True
                 client.bytes_in += len(data)
+                self._head += data
                 lines = self._decoder.feed(data)
                 if lines:
                     client.lines_in += len(lines)
@@ -162,6 +173,8 @@ class Connection:
         elif opening.kind == "probe":  # `lanchat doctor HOST` asks without joining the room
             answer = ProbeAnswer(self.hub.room.seq, time.time(), room=self.hub.room.name)
             self._say_and_close(encode_json(answer), peer_closes=True)
+        elif opening.kind == "http":
+            return self._web()
         elif opening.refusal is not None:  # a lanchat client with a bad hello: say why
             self._refused("bad-hello")
             refused = Refused(opening.refusal.code, opening.refusal.message)
@@ -170,17 +183,36 @@ class Connection:
             return self._chat(opening.hello, lines[1:] if opening.consumed else lines, eof)
         return "closed"
 
-    def _chat(self, hello: Hello | None, lines: Lines, eof: bool) -> str:
+    def _web(self) -> str:
+        """A browser: a page or an error (closed), or a WebSocket that chats like the rest."""
+        start = open_web(self.client.sock, self._head, self.policy.web)
+        self._head = b""
+        if not isinstance(start, WebStart):
+            if start.status in (403, 431):
+                self._refused(f"http-{start.status}")
+            self._say_and_close(start.data)
+            return "closed"
+        if isinstance(start.hello, FrameError):
+            self._refused("bad-hello")
+            refused = Refused(start.hello.code, start.hello.message)
+            self._say_and_close(refusal_frames("web", refused, self.hub.room.seq))
+            return "closed"
+        self._decoder = start.decoder
+        return self._chat(start.hello, start.lines, start.eof, web=True)
+
+    def _chat(self, hello: Hello | None, lines: Lines, eof: bool, *, web: bool = False) -> str:
         client = self.client
         self._joined = True  # from here on, whatever happens, finish() makes it leave
         try:  # a raw client that has said nothing yet is greeted, but not announced
-            self.hub.join(client, hello, announce=hello is not None or bool(lines))
+            self.hub.join(client, hello, announce=hello is not None or bool(lines), web=web)
         except Refused as refused:
             self._joined = False
             self._refused("server-full" if refused.code == "server-full" else "bad-hello")
-            kind: ClientKind = "raw" if hello is None else "lanchat"
+            kind: ClientKind = "raw" if hello is None else "web" if web else "lanchat"
             self._say_and_close(refusal_frames(kind, refused, self.hub.room.seq))
             return "closed"
+        if isinstance(self._decoder, MessageDecoder):  # a browser's pongs and closes go
+            self._decoder.reply = lambda data: self.hub.reply(client, data)  # in order now
         to_items: ToItems = _raw_items if hello is None else _lanchat_items
         if lines:
             self._hand_over(to_items(lines))
@@ -216,6 +248,8 @@ class Connection:
             client.bytes_in += len(data)
             lines = self._decoder.feed(data)
             if not lines:
+                if self._decoder.closing:  # a browser's close, answered: it is leaving
+                    return "closed"
                 continue
             client.lines_in += len(lines)
             if upgradable:

@@ -1,11 +1,12 @@
 """Fan-out: getting every room frame to every client without letting one slow client stall the rest.
 
-Each room frame is encoded once per client kind and appended to a shared log. Every client has a
-cursor into that log. A *pass* sends each client the slice it has not seen yet with one
-non-blocking send(): when several frames wait they leave together, and clients at the same cursor
-share the joined bytes, so the per-recipient work is a single send. A client whose socket is full
-is parked (its cursor stays) until it can take more; one that falls more than MAX_BACKLOG_FRAMES
-behind is disconnected. Nobody waits for anybody's socket.
+Each room frame is encoded once per client kind (raw text, lanchat JSON lines, and for browsers
+the WebSocket message of that JSON: lanchat/web/websocket.py) and appended to a shared log.
+Every client has a cursor into that log. A *pass* sends each client the slice it has not seen
+yet with one non-blocking send(): when several frames wait they leave together, and clients at
+the same cursor share the joined bytes, so the per-recipient work is a single send. A client
+whose socket is full is parked (its cursor stays) until it can take more; one that falls more
+than MAX_BACKLOG_FRAMES behind is disconnected. Nobody waits for anybody's socket.
 
 Passes hold a token, so one runs at a time. The thread that published a frame runs the pass
 itself when the token is free (no wake-up of another thread: the lowest latency); when a pass is
@@ -271,14 +272,14 @@ class Fanout:
         self._save = save
         self._unsaved: list[Event] = []
         self._base = 0  # log position of _frames[kind][0]
-        self._frames: dict[str, list[bytes]] = {"raw": [], "lanchat": []}
+        self._frames: dict[str, list[bytes]] = {"raw": [], "lanchat": [], "web": []}
         self._origins: list[int] = []  # client id of a raw sender (raw clients skip their own)
         # Bytes of the log per kind up to the end of each frame, from the first frame ever, so
         # that what a client is owed in bytes is one subtraction (for the backlog limit).
-        self._ends: dict[str, list[int]] = {"raw": [], "lanchat": []}
-        self._base_bytes: dict[str, int] = {"raw": 0, "lanchat": 0}  # ... up to _base
+        self._ends: dict[str, list[int]] = {"raw": [], "lanchat": [], "web": []}
+        self._base_bytes: dict[str, int] = {"raw": 0, "lanchat": 0, "web": 0}  # ... up to _base
         self._clients: dict[int, Client] = {}
-        self._kinds: dict[str, int] = {"raw": 0, "lanchat": 0}  # clients served, per kind
+        self._kinds: dict[str, int] = {"raw": 0, "lanchat": 0, "web": 0}  # clients per kind
         # Everyone a pass visits, append-only between rebuilds: a pass iterates it without a copy
         # (a copy per pass was thousands of pointers, allocated and freed per join).
         self._roster: list[Client] = []
@@ -325,19 +326,27 @@ class Fanout:
         return self._kinds[kind] > 0
 
     def publish(
-        self, text: bytes, json: bytes, origin: int = 0, event: Event | None = None
+        self,
+        text: bytes,
+        json: bytes,
+        origin: int = 0,
+        event: Event | None = None,
+        web: bytes = b"",
     ) -> None:
-        """Append one room frame, already encoded for both kinds (lock held); with a store,
-        `event` is saved before any pass sends the frame."""
+        """Append one room frame, already encoded for every kind (lock held; b"" for a kind
+        nobody reads); with a store, `event` is saved before any pass sends the frame."""
         if self._save is not None and event is not None:
             self._unsaved.append(event)
         self._frames["raw"].append(text)
         self._frames["lanchat"].append(json)
+        self._frames["web"].append(web)
         self._origins.append(origin)
         ends = self._ends["raw"]
         ends.append((ends[-1] if ends else self._base_bytes["raw"]) + len(text))
         ends = self._ends["lanchat"]
         ends.append((ends[-1] if ends else self._base_bytes["lanchat"]) + len(json))
+        ends = self._ends["web"]
+        ends.append((ends[-1] if ends else self._base_bytes["web"]) + len(web))
         self.end += 1
         self._requested = True
 
@@ -716,8 +725,12 @@ class Fanout:
         pending = bytes(client.pending)
         self._on_failed(client, reason)  # the hub takes the lock, sets stop_at, queues a goodbye
         # Skip the backlog: only the goodbye still goes out, after the rest of a frame that was
-        # half sent (a cut line would look like garbage to the client).
-        client.pending = pending[: pending.find(b"\n") + 1] if had_partial_line else b""
+        # half sent (a cut line would look like garbage to the client). WebSocket frames have
+        # no newline to cut at: a browser gets the whole tail (the linger deadline bounds it).
+        if client.kind == "web":
+            client.pending = pending
+        else:
+            client.pending = pending[: pending.find(b"\n") + 1] if had_partial_line else b""
         if client.stop_at is not None:
             client.cursor = max(client.cursor, client.stop_at)
         if reason == "too-slow":

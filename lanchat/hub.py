@@ -2,9 +2,10 @@
 
 A reader thread hands its client's lines to the hub; under the hub lock the room (lanchat/room,
 pure) decides and returns outputs, and the hub encodes each published event once per client kind
-that someone reads, queues it in the fan-out log, and lets the lock go; then it asks the fan-out
-to send (kick). So a chat line walks reader -> room -> fan-out once, and the room's rules can be
-tested without a socket (tests/test_room.py).
+that someone reads (raw text, a JSON line, and a browser's WebSocket message of that same line),
+queues it in the fan-out log, and lets the lock go; then it asks the fan-out to send (kick). So a
+chat line walks reader -> room -> fan-out once, and the room's rules can be tested without a
+socket (tests/test_room.py).
 
 Threads and what they own (fanout.py has the table of the delivery state):
 
@@ -65,6 +66,7 @@ from lanchat.protocol import (
     encode_text,
 )
 from lanchat.room import Greet, Hangup, Item, Member, Output, Publish, Recode, Refused, Room, Send
+from lanchat.web.websocket import encode_close, encode_message
 
 log = logging.getLogger(__name__)
 
@@ -97,13 +99,15 @@ class Hub:
 
     # --- what readers call (without the lock) ----------------------------------------------
 
-    def join(self, client: Client, hello: Hello | None, *, announce: bool = True) -> None:
-        """Make `client` a member (announced to the room unless it has said nothing yet);
-        Refused says why not (nothing was sent to it then)."""
+    def join(
+        self, client: Client, hello: Hello | None, *, announce: bool = True, web: bool = False
+    ) -> None:
+        """Make `client` a member (announced to the room unless it has said nothing yet; `web`:
+        a browser); Refused says why not (nothing was sent to it then)."""
         with self.lock:
-            outputs = self.room.join(client.id, hello, announce=announce)
+            outputs = self.room.join(client.id, hello, announce=announce, web=web)
             client.member = self.room.member(client.id)
-            client.kind = "raw" if hello is None else "lanchat"
+            client.kind = "raw" if hello is None else "web" if web else "lanchat"
             self._clients[client.id] = client
             self.fanout.add(client)
             self._apply(outputs, client)
@@ -125,6 +129,14 @@ class Hub:
         with self.lock:
             self._apply(self.room.handle(client.id, items), client)
         self.fanout.kick()  # in this thread, unless a pass is running already
+
+    def reply(self, client: Client, data: bytes) -> None:
+        """Bytes for one client outside the room's frames (a browser's pong or close reply), in
+        order with what it is sent; nothing once it is leaving."""
+        with self.lock:
+            if client.close_reason is None and client.member is not None:
+                self.fanout.send_private(client, data)
+        self.fanout.kick()
 
     def drop(self, client: Client, reason: str) -> None:
         """The client is gone (or must go); safe to call more than once."""
@@ -174,8 +186,10 @@ class Hub:
                 event = output.event
                 # Once per kind, and a kind nobody in the room reads is not encoded at all.
                 text = encode_text(event) if fanout.reads("raw") else b""
-                json = encode_json(event) if fanout.reads("lanchat") else b""
-                fanout.publish(text, json, output.origin, event)
+                web = fanout.reads("web")
+                json = encode_json(event) if web or fanout.reads("lanchat") else b""
+                frame = encode_message(json) if web else b""  # one for every browser
+                fanout.publish(text, json, output.origin, event, frame)
                 told.append(event)
             elif type(output) is Send:
                 client = self._clients[output.to]
@@ -188,6 +202,8 @@ class Hub:
             elif type(output) is Hangup:
                 client = self._clients.pop(output.to)
                 client.close_reason = output.reason
+                if client.kind == "web" and output.reason not in _PEER_CLOSED:
+                    fanout.send_private(client, encode_close())  # after its bye frame
                 linger = SHUTDOWN_LINGER_SECONDS if output.reason == "shutdown" else LINGER_SECONDS
                 fanout.close(client, linger)
         for event in told:
@@ -198,8 +214,15 @@ class Hub:
                     log.error("an event listener failed on %s: %r", type(event).__name__, e)
 
 
+# Hang-ups after which a browser gets no close frame: it closed itself (and had its close
+# answered), or the connection is gone.
+_PEER_CLOSED = frozenset({"closed", "lost"})
+
+
 def encode_for(kind: ClientKind, event: Event) -> bytes:
-    return encode_text(event) if kind == "raw" else encode_json(event)
+    if kind == "raw":
+        return encode_text(event)
+    return encode_message(encode_json(event)) if kind == "web" else encode_json(event)
 
 
 def encode_greeting(kind: ClientKind, greet: Greet) -> bytes:
@@ -210,7 +233,8 @@ def encode_greeting(kind: ClientKind, greet: Greet) -> bytes:
             + encode_history_text(list(greet.history))
         )
     gap = (greet.gap,) if greet.gap is not None else ()
-    return b"".join(encode_json(f) for f in (greet.welcome, greet.who, *gap, *greet.history))
+    frames = (greet.welcome, greet.who, *gap, *greet.history)
+    return b"".join(encode_for(kind, f) for f in frames)
 
 
 def refusal_frames(kind: ClientKind, refused: Refused, seq: int) -> bytes:
@@ -220,4 +244,5 @@ def refusal_frames(kind: ClientKind, refused: Refused, seq: int) -> bytes:
     if kind == "raw":
         return encode_text(problem)
     goodbye = Goodbye(seq, now, "refused", "Connection refused by the server.")
-    return encode_json(problem) + encode_json(goodbye)
+    frames = encode_for(kind, problem) + encode_for(kind, goodbye)
+    return frames + encode_close() if kind == "web" else frames

@@ -42,6 +42,7 @@ from lanchat.protocol import (
 from lanchat.protocol.status import RelayConnection, RelayServer, RelayStatus
 from lanchat.room import Past, Room
 from lanchat.store import Store
+from lanchat.web import WebOptions
 
 FD_RESERVE = 32  # descriptors kept for the listener, the writer, logs and refusals
 LISTEN_BACKLOG = min(socket.SOMAXCONN, 4096)  # connections the OS queues before accept()
@@ -86,11 +87,12 @@ class Relay:
         max_per_address: int = DEFAULT_MAX_PER_ADDRESS,
         limit_loopback: bool = False,
         store: Store | None = None,
+        web: WebOptions | None = WebOptions(),  # noqa: B008 (frozen: one shared default is fine)
     ) -> None:
         self.host = host
         self.port = port
         self._stopped = threading.Event()
-        self.policy = ConnectionPolicy(keepalive, max_rate, stopping=self._stopped)
+        self.policy = ConnectionPolicy(keepalive, max_rate, stopping=self._stopped, web=web)
         self.refusals = Refusals()  # counted here, logged by `lanchat serve`
         self._per_address = AddressLimit(max_per_address, loopback_too=limit_loopback)
         # With a store the room carries on from its history on disk (epoch, seq, chats), and

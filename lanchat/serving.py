@@ -37,6 +37,7 @@ from lanchat.stopping import (
     stop_on_sigterm,
 )
 from lanchat.tuning import THREAD_STACK_BYTES
+from lanchat.web import WEB_PATH, WebOptions
 
 if TYPE_CHECKING:
     from lanchat.discovery import Advertisement, Advertiser
@@ -65,6 +66,9 @@ class ServeOptions:
     store: str | None = None  # the history file (SQLite); None: history in memory only
     store_keep: int = 100_000  # room events kept in the store (0: no limit by count)
     store_days: float = 0  # ... and for at most this many days (0: no limit by age)
+    web: bool = True  # the chat page and its WebSocket on the same port (lanchat/web/)
+    web_origins: tuple[str, ...] = ()  # pages elsewhere allowed to open the WebSocket
+    qr: bool = True  # the banner shows a QR code of the page's address
 
 
 @dataclass(frozen=True)
@@ -81,6 +85,8 @@ class Listening:
     advertisement: Advertisement
     store: str | None = None  # where history is kept; None: in memory only
     restored: int = 0  # messages restored from the store
+    web: bool = False  # the chat page is served (the banner shows its address per LAN address)
+    qr: bool = False  # ... and a QR code of the first one
     pid: int = field(default_factory=os.getpid)
     version: str = __version__
 
@@ -144,6 +150,7 @@ def run_server(options: ServeOptions, log: ServeLog) -> Stopped:
         max_rate=options.max_rate,
         max_per_address=options.max_per_address,
         store=store,
+        web=WebOptions(options.web_origins) if options.web else None,
     )
     restored = len(relay.room.history)  # before anyone can join
     events: queue.Queue[tuple[Any, Any]] = queue.Queue(maxsize=LOG_QUEUE)
@@ -185,6 +192,8 @@ def run_server(options: ServeOptions, log: ServeLog) -> Stopped:
                 advertisement=advertisement,
                 store=options.store,
                 restored=restored,
+                web=options.web,
+                qr=options.qr,
             )
         )
         _log_events(events, log, relay.refusals)
@@ -295,4 +304,5 @@ def _advertise(options: ServeOptions, port: int, enqueue: Any) -> Advertiser:
         bind_host=options.host,
         wanted=list(options.interfaces),
         on_change=enqueue,  # called in the advertiser's thread: enqueue never blocks
+        web=WEB_PATH if options.web else None,
     )

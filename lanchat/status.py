@@ -35,8 +35,9 @@ class SocketRow:
     pid: int | None = None
     program: str | None = None
     name: str | None = None
-    kind: str | None = None  # "lanchat" or "raw"
-    client: str | None = None  # the program a lanchat client named in its hello
+    kind: str | None = None  # "lanchat", "raw" or "web" (a browser)
+    client: str | None = None  # the program a lanchat client named in its hello; a browser's
+    # name (from its User-Agent) for a web client
     since: float | None = None
     lines_in: int | None = None
     bytes_in: int | None = None

@@ -412,3 +412,45 @@ class Terminal:
 
 def ncat_path() -> str | None:
     return shutil.which("ncat")
+
+
+class Ncat:
+    """A real ncat as a raw client: lines in on stdin, lines out on stdout."""
+
+    def __init__(self, port: int) -> None:
+        path = ncat_path()
+        if path is None:
+            pytest.skip("ncat is not installed (scripts/install-system-packages installs it)")
+        self.proc = subprocess.Popen(
+            [path, "127.0.0.1", str(port)], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+        )
+        self._buffer = b""
+
+    def send(self, line: str) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(line.encode() + b"\n")
+        self.proc.stdin.flush()
+
+    def wait_line(self, text: str, timeout: float = WAIT) -> str:
+        assert self.proc.stdout is not None
+        fd = self.proc.stdout.fileno()
+        deadline = time.monotonic() + timeout
+        while True:
+            while b"\n" in self._buffer:
+                line, self._buffer = self._buffer.split(b"\n", 1)
+                if text in line.decode():
+                    return line.decode()
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not select.select([fd], [], [], remaining)[0]:
+                raise TimeoutError(f"ncat never printed {text!r}")
+            data = os.read(fd, 65536)
+            if not data:
+                raise EOFError("ncat ended")
+            self._buffer += data
+
+    def close(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(WAIT)
+        for stream in (self.proc.stdin, self.proc.stdout):
+            if stream is not None:
+                stream.close()

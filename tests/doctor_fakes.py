@@ -19,6 +19,7 @@ from lanchat.doctor.probe.interface import (
     MdnsBrowse,
     MdnsNeighbours,
     MdnsSelf,
+    PageResult,
     Resolved,
 )
 from lanchat.netinfo import LocalAddress
@@ -56,6 +57,7 @@ class FakeProbe:
         connect: ConnectResult | None = None,
         handshake: HandshakeResult | None = None,
         udp: bytes | None = None,
+        page: PageResult | None = None,
     ) -> None:
         self.platform = platform
         self.commands = commands or {}
@@ -70,6 +72,8 @@ class FakeProbe:
         self.connected = connect
         self.hello = handshake
         self.udp = udp
+        self.page = page  # what GET / answers (PageResult); None: no page asked for
+        self.fetched: list[tuple[str, int]] = []
         self.ran: list[tuple[str, ...]] = []
         self.asked: list[tuple[str, int]] = []
         self.sent: list[tuple[str, int, bytes]] = []
@@ -110,6 +114,11 @@ class FakeProbe:
 
     def resolve(self, host: str, port: int) -> Resolved:
         return self.resolved or Resolved((host,))
+
+    def fetch_page(self, address: str, port: int, timeout: float) -> PageResult:
+        assert timeout <= 2
+        self.fetched.append((address, port))
+        return self.page or PageResult(None, "no HTTP answer: [Errno 111] Connection refused")
 
     def reach(
         self, address: str, port: int, timeout: float

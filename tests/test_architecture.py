@@ -25,6 +25,7 @@ LAYERS = {
     "lanchat.netinfo": 2,
     "lanchat.fanout": 3,  # delivery (knows the room's Member type only)
     "lanchat.store": 3,  # history on disk (SQLite): protocol, errors and the room's Past
+    "lanchat.web": 3,  # HTTP (h11) and WebSocket (websockets) for browsers, the page's files
     "lanchat.hub": 4,  # applies the room's outputs to the fan-out
     "lanchat.connection": 5,
     "lanchat.relay": 6,
@@ -74,6 +75,9 @@ THIRD_PARTY = {
     "zeroconf": {"lanchat.discovery"},
     "prompt_toolkit": {"lanchat.join", "lanchat.line_client"},
     "psutil": {"lanchat.netinfo", "lanchat.status", "lanchat.doctor"},
+    "websockets": {"lanchat.web"},
+    "h11": {"lanchat.web"},
+    "segno": {"lanchat.output"},
 }
 
 

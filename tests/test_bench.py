@@ -233,12 +233,36 @@ def test_small_run_against_ncat_is_clean() -> None:
     assert_clean(run)
 
 
-@pytest.mark.parametrize("kind", ["raw", "lanchat"])
+@pytest.mark.parametrize("kind", ["raw", "lanchat", "web"])
 def test_small_run_against_lanchat_is_clean(kind: str) -> None:
     out = run_bench("--server", "lanchat", "--kind", kind, *SMALL)
     [run] = out["runs"]
     assert (run["server"], run["kind"]) == ("lanchat", kind)
     assert_clean(run)
+
+
+def test_the_generators_websocket_frames_are_what_the_relays_library_reads_and_writes() -> None:
+    """benchkit's stdlib codec (the generator's) against websockets (the relay's): client frames
+    of each length class read by a server, server frames turned back into lines."""
+    from websockets.frames import Frame, Opcode
+    from websockets.protocol import State
+    from websockets.server import ServerProtocol
+
+    from scripts.benchkit.websocket import FrameReader, frame_lines, text_frame
+
+    server = ServerProtocol(state=State.OPEN, max_size=None)
+    for size in (5, 125, 126, 65535, 65536):
+        server.receive_data(text_frame(b"x" * size))
+        [frame] = server.events_received()
+        assert isinstance(frame, Frame) and frame.data == b"x" * size and frame.fin
+    reader = FrameReader()
+    response = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n"
+    texts = (b"{}", b"a" * 300, b"b" * 70000)
+    data = response + b"".join(Frame(Opcode.TEXT, t).serialize(mask=False) for t in texts)
+    lines = b"".join(reader.feed(data[i : i + 1000]) or b"" for i in range(0, len(data), 1000))
+    assert lines == b"{}\n" + b"a" * 300 + b"\n" + b"b" * 70000 + b"\n"
+    assert FrameReader().feed(b"HTTP/1.1 403 Forbidden\r\n\r\n") is None
+    assert frame_lines(b"one\ntwo\n") == text_frame(b"one") + text_frame(b"two")
 
 
 @pytest.mark.ncat

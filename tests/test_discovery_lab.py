@@ -115,6 +115,7 @@ def test_discover_on_h2_finds_the_server_on_h1_and_ignores_foreign_records(
             "protocol": 1,
             "version": __version__,
             "password": False,
+            "web": "/",  # the chat page's path, from the TXT record
         }
     ]
     assert "Traceback" not in stderr

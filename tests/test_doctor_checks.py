@@ -358,3 +358,17 @@ def test_peer_mdns_matches_address_and_port() -> None:
     wrong_port = check_peer_mdns(FakeMdns(browse=seen), ["10.213.0.1"], 7420, True)
     assert wrong_port.status == "warn" and "Joining by address works" in wrong_port.summary
     assert wrong_port.fixes[0].run_on == "the server PC"
+
+
+def test_web_page_passes_on_the_chat_page_and_says_why_not_otherwise() -> None:
+    from lanchat.doctor.checks.web import check_web_page
+    from lanchat.doctor.probe.interface import PageResult
+
+    page = PageResult(200, "HTTP 200 OK", "text/html; charset=utf-8", csp=True, size=1200)
+    passed = check_web_page(page, "10.0.0.5", 7420)
+    assert passed.status == "pass" and "http://10.0.0.5:7420/" in passed.summary
+    off = check_web_page(PageResult(503, "HTTP 503 Service Unavailable"), "10.0.0.5", 7420)
+    assert off.status == "warn" and "--no-web" in off.summary
+    old = check_web_page(PageResult(None, "no HTTP answer: timed out"), "10.0.0.5", 7420)
+    assert old.status == "fail" and old.fixes
+    assert check_web_page(None, "10.0.0.5", 7420).status == "skip"

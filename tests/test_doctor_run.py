@@ -27,11 +27,13 @@ from lanchat.doctor.probe.interface import (
     MdnsNeighbours,
     MdnsSelf,
     MdnsService,
+    PageResult,
 )
 from lanchat.doctor.run import DoctorOptions, run_doctor
 from lanchat.output.doctor import doctor_view
 
 PORT = 7000
+PAGE = PageResult(200, "HTTP 200 OK", "text/html; charset=utf-8", csp=True, size=1200)
 
 
 def full_probe(case: str = "nft-drop-port") -> FakeProbe:
@@ -40,6 +42,7 @@ def full_probe(case: str = "nft-drop-port") -> FakeProbe:
         listeners=[Listener("::", PORT, 4711, "lanchat")],
         relay={"::1": relay_document("::", PORT)},
         exes={4711: "/usr/bin/python3"},
+        page=PAGE,
     )
 
 
@@ -47,6 +50,7 @@ def test_a_server_run_has_every_check_in_order_and_the_answer() -> None:
     report = run_doctor(DoctorOptions(PORT), full_probe(), FakeMdns())
     assert [c.id for c in report.checks] == [
         "server.bind",
+        "web.page",
         "lan.address",
         "env.virtualized",
         "firewall.detect",
@@ -62,7 +66,7 @@ def test_a_server_run_has_every_check_in_order_and_the_answer() -> None:
     assert data["mode"] == "server" and data["failed"] is True
     assert data["counts"]["fail"] == 1
     assert data["answer"]["firewall_rule"].startswith("Needed on this PC")
-    assert data["checks"][4]["fixes"][0]["needs_admin"] is True
+    assert data["checks"][5]["fixes"][0]["needs_admin"] is True
 
 
 def test_after_the_printed_fix_the_answer_says_the_rule_in_place_lets_it_in() -> None:
@@ -110,6 +114,7 @@ def test_a_client_run() -> None:
             "lanchat", "lanchat 0.1.0 answered the handshake", "lanchat 0.1.0", "lobby"
         ),
         addresses=[WIFI],
+        page=PAGE,
     )
     report = run_doctor(DoctorOptions(PORT, host="10.213.0.1"), probe, FakeMdns())
     assert [c.id for c in report.checks] == [
@@ -117,9 +122,11 @@ def test_a_client_run() -> None:
         "peer.network",
         "peer.tcp",
         "peer.lanchat",
+        "web.page",
         "peer.mdns",
     ]
     assert report.target == "10.213.0.1:7000" and not report.failed
+    assert probe.fetched == [("10.213.0.1", PORT)]
     assert report.answer.verdict.startswith("Yes")
 
 
@@ -168,7 +175,7 @@ def test_the_text_shows_marks_details_fixes_and_the_answer_last() -> None:
     answer = next(i for i, line in enumerate(lines) if line.startswith("Answer:"))
     assert answer > tcp
     assert "Port forwarding: Not needed" in text
-    assert lines[-1].startswith("10 checks: ") and "Exit code 3" in lines[-1]
+    assert lines[-1].startswith("11 checks: ") and "Exit code 3" in lines[-1]
 
 
 def test_ascii_marks_for_terminals_without_unicode() -> None:

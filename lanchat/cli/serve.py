@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any
 
 import typer
@@ -18,6 +19,8 @@ from lanchat.protocol import (
     DEFAULT_ROOM,
 )
 
+ORIGIN = re.compile(r"https?://[^/\s?#]+")  # what a browser sends as Origin: no path
+
 EPILOG = (  # the examples under --help
     "Examples:\n\n"
     f"  lanchat serve                      # port {DEFAULT_PORT}, every network\n\n"
@@ -25,6 +28,7 @@ EPILOG = (  # the examples under --help
     "  lanchat serve --port 0 --json      # a free port; events as JSON lines\n\n"
     "  lanchat serve --interface wlan0    # announce on the Wi-Fi only\n\n"
     "  lanchat serve --store chat.db      # history survives a restart\n\n"
+    "  lanchat serve --no-web             # no chat page for browsers on the port\n\n"
     "Environment: LANCHAT_PORT, LANCHAT_ROOM."
 )
 
@@ -111,6 +115,27 @@ def serve(
         float,
         typer.Option("--store-days", min=0, help="Days events stay in --store (0: no limit)."),
     ] = 0,
+    no_web: Annotated[
+        bool,
+        typer.Option(
+            "--no-web",
+            help="Serve no chat page: browsers get an HTTP error instead of the page at "
+            "http://ADDRESS:PORT/ and its WebSocket.",
+        ),
+    ] = False,
+    web_origins: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--web-origin",
+            metavar="ORIGIN",
+            help="Also let pages from this origin use the chat's WebSocket, e.g. "
+            "https://intranet.school.example (repeatable; default: only the relay's own page).",
+        ),
+    ] = None,
+    no_qr: Annotated[
+        bool,
+        typer.Option("--no-qr", help="Do not draw the QR code of the page's address."),
+    ] = False,
     all_cores: Annotated[
         bool,
         typer.Option(
@@ -127,6 +152,12 @@ def serve(
     problem = room_problem(room)
     if problem:
         raise UsageError(problem, "Example: --room physics-101")
+    for origin in web_origins or ():
+        if not ORIGIN.fullmatch(origin):
+            raise UsageError(
+                f"--web-origin {origin!r} is not an origin (a scheme, a host, maybe a port).",
+                "Example: --web-origin https://intranet.school.example",
+            )
     if json_out:
         from lanchat.output.serve import JsonServeLog
 
@@ -151,5 +182,8 @@ def serve(
         store=store,
         store_keep=store_keep,
         store_days=store_days,
+        web=not no_web,
+        web_origins=tuple(web_origins or ()),
+        qr=not no_qr,
     )
     run_server(options, log)

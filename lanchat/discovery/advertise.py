@@ -42,6 +42,7 @@ class Advertiser:
         bind_host: str = "",
         wanted: Sequence[str] = (),
         version: str = __version__,
+        web: str | None = None,
         hostname: str | None = None,
         check_seconds: float = ADDRESS_CHECK_SECONDS,
         on_change: Callable[[Advertisement], None] | None = None,
@@ -52,6 +53,7 @@ class Advertiser:
         self.bind_host = bind_host
         self.wanted = tuple(wanted)
         self.version = version
+        self.web = web  # the chat page's path, for the TXT record
         self.hostname = hostname or socket.gethostname()
         self.check_seconds = check_seconds
         self.on_change = on_change
@@ -133,7 +135,7 @@ class Advertiser:
             SERVICE_TYPE,
             f"{name}.{SERVICE_TYPE}",
             port=self.port,
-            properties=txt_properties(self.room, self.version),
+            properties=txt_properties(self.room, self.version, web=self.web),
             server=srv_target(self.hostname, uuid.getnode()),
             parsed_addresses=[a.partition("%")[0] for a in plan.addresses],
         )
@@ -196,6 +198,7 @@ def advertise(
     wanted: Sequence[str] = (),
     on_change: Callable[[Advertisement], None] | None = None,
     check_seconds: float = ADDRESS_CHECK_SECONDS,
+    web: str | None = None,
 ) -> Advertiser:
     """Start announcing a server; the returned Advertiser's close() withdraws it."""
     return Advertiser(
@@ -205,4 +208,5 @@ def advertise(
         wanted=wanted,
         on_change=on_change,
         check_seconds=check_seconds,
+        web=web,
     ).start()

@@ -19,6 +19,7 @@ TXT_PROTOCOL = "protocol"  # wire protocol version, a positive integer
 TXT_ROOM = "room"  # the room name, as `serve --room` gave it
 TXT_VERSION = "version"  # the lanchat version of the server, free text
 TXT_PASSWORD = "password"  # noqa: S105  "1": joining needs a password; "0" (always, for now)
+TXT_WEB = "web"  # the chat page's path on the same port ("/"); absent: no page (serve --no-web)
 
 # A DNS label holds 63 bytes; zeroconf appends "-N" when it renames on a clash.
 MAX_INSTANCE_BYTES = 56
@@ -29,13 +30,20 @@ _HOST_LABEL = re.compile(r"[^A-Za-z0-9-]+")
 _TARGET_SUFFIX = re.compile(r"-[0-9a-f]{6}$")
 
 
-def txt_properties(room: str, version: str, *, password: bool = False) -> dict[str, str]:
-    """The TXT record of a server."""
+MAX_WEB_PATH_CHARS = 64
+
+
+def txt_properties(
+    room: str, version: str, *, password: bool = False, web: str | None = None
+) -> dict[str, str]:
+    """The TXT record of a server (`web`: the path of its chat page, when it serves one)."""
+    web_key = {TXT_WEB: web} if web is not None else {}
     return {
         TXT_PROTOCOL: str(PROTOCOL_VERSION),
         TXT_ROOM: room,
         TXT_VERSION: version,
         TXT_PASSWORD: "1" if password else "0",
+        **web_key,
     }
 
 
@@ -103,6 +111,11 @@ class Server:
     protocol: int
     version: str  # '' when the server did not say
     password: bool
+    web: str | None = None  # the chat page's path (TXT `web`); None: it serves none
+
+    def web_url(self, address: str) -> str | None:
+        """The chat page a browser opens at one of the addresses: 'http://10.0.0.5:7420/'."""
+        return None if self.web is None else f"http://{self.endpoint(address)}{self.web}"
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -147,7 +160,15 @@ def parse_service(record: ServiceRecord) -> Server | None:
         protocol=protocol,
         version=clean_text(txt.get(TXT_VERSION) or "")[:MAX_VERSION_CHARS],
         password=bool(int(password_flag)),
+        web=_web_path(txt.get(TXT_WEB)),
     )
+
+
+def _web_path(value: str | None) -> str | None:
+    """A page path from TXT `web`: an absolute path of printable ASCII, else none."""
+    if value and value.startswith("/") and value.isascii() and value.isprintable():
+        return value[:MAX_WEB_PATH_CHARS] if " " not in value else None
+    return None
 
 
 def _decode_txt(properties: Mapping[bytes, bytes | None]) -> dict[str, str] | None:

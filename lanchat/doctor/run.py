@@ -29,6 +29,7 @@ from lanchat.doctor.checks.peer import (
 )
 from lanchat.doctor.checks.server import check_server_bind
 from lanchat.doctor.checks.virtual import check_env_virtualized
+from lanchat.doctor.checks.web import PAGE_TIMEOUT, check_web_page
 from lanchat.doctor.context import LanFacts, ServerContext
 from lanchat.doctor.probe.interface import MdnsProbe, Probe
 from lanchat.doctor.result import CheckResult, DoctorReport
@@ -114,8 +115,14 @@ def _server_main_checks(
     exe = probe.process_exe(int(pid)) if pid else None
     exe = exe or probe.process_exe(os.getpid())
     ctx = ServerContext(options.port, lan, exe, options.rerun)
+    page = None
+    if bind.facts.get("running"):  # the relay on this PC: the page as a browser here gets it
+        host = str(bind.facts.get("host", ""))
+        local = "127.0.0.1" if host in ("", "*", "0.0.0.0", "::") else host
+        page = (local, probe.fetch_page(local, options.port, PAGE_TIMEOUT))
     return [
         bind,
+        *([check_web_page(page[1], page[0], options.port)] if page else []),
         check_lan_address(addresses, options.port),
         check_env_virtualized(probe, addresses, options.port),
         *firewall_checks(probe, ctx),
@@ -142,6 +149,11 @@ def _client_checks(options: DoctorOptions, probe: Probe, mdns: MdnsProbe) -> lis
             network,
             tcp,
             check_peer_lanchat(connected, hello),
+            check_web_page(
+                probe.fetch_page(address, port, PAGE_TIMEOUT) if tcp.status == "pass" else None,
+                address,
+                port,
+            ),
             check_peer_mdns(mdns, resolved.addresses, port, tcp.status == "pass", seen),
         ]
     if options.internet:

@@ -58,6 +58,10 @@ def print_servers(console: Console, servers: Sequence[Server], seconds: float) -
             (f"   (or by address: lanchat join {first.endpoint(first.addresses[0])})", "dim"),
         )
     )
+    for server in servers:
+        url = server.web_url(server.addresses[0])
+        if url is not None:
+            console.print(Text.assemble(f"In a browser ({server.room}): ", (url, "bold green")))
 
 
 @contextmanager

@@ -12,6 +12,7 @@ from lanchat.admission import Refusal
 from lanchat.output import chat_text, print_json, stdout_console
 from lanchat.protocol import Chat, Event, Joined, Left, Renamed, render_line
 from lanchat.serving import Listening, Stopped
+from lanchat.web import page_url
 
 if TYPE_CHECKING:
     from lanchat.discovery import Advertisement
@@ -55,6 +56,18 @@ def serve_banner(console: Console, info: Listening) -> None:
                     "    ", (f"ncat {address} {port}", "bold green"), ("   (or nc / telnet)", "dim")
                 )
             )
+            if info.web:
+                console.print(
+                    Text.assemble(
+                        "    ",
+                        (page_url(address, port), "bold green"),
+                        ("   (in a browser: phones, tablets, school PCs)", "dim"),
+                    )
+                )
+        if info.web and info.qr:
+            url = page_url(commands[0][0], port)
+            console.print(Text(f"Or point a phone's camera at this code ({url}):", style="dim"))
+            console.print(qr_text(url))
     else:
         console.print(
             Text(
@@ -89,6 +102,25 @@ def serve_banner(console: Console, info: Listening) -> None:
         console.print(Text(note, style="yellow"))
     limit = f"up to {info.max_clients} people" if info.max_clients else "no limit on people"
     console.print(Text(f"Ready ({limit}). Press Ctrl-C to stop.", style="dim"))
+
+
+def qr_text(data: str) -> Text:
+    """A QR code drawn with half blocks (two rows of modules per line), dark on light."""
+    import segno
+
+    rows = [
+        list(row)
+        for row in segno.make(data, error="m", boost_error=False).matrix_iter(scale=1, border=2)
+    ]
+    if len(rows) % 2:
+        rows.append([0] * len(rows[0]))
+    chars = {(0, 0): " ", (1, 0): "▀", (0, 1): "▄", (1, 1): "█"}
+    lines = [
+        "".join(chars[bool(top), bool(bottom)] for top, bottom in zip(upper, lower, strict=True))
+        for upper, lower in zip(rows[::2], rows[1::2], strict=True)
+    ]
+    # Drawn in black on white whatever the terminal's colours: cameras read dark-on-light.
+    return Text("\n".join(lines), style="black on white", no_wrap=True)
 
 
 def advertisement_text(ad: Advertisement) -> Text:
@@ -184,6 +216,9 @@ class JsonServeLog:
                 "store": info.store,  # null: history in memory only
                 "restored": info.restored,
                 "mdns": info.advertisement.to_dict(),
+                "web": [page_url(a.address, info.port) for a in info.addresses if a.usable]
+                if info.web
+                else None,  # null: --no-web
             }
         )
 

@@ -62,7 +62,7 @@ def status_view(report: StatusReport, now: float) -> Group:
     table.add_column("Remote", no_wrap=True, min_width=15)
     table.add_column("State", no_wrap=True, min_width=11)
     table.add_column("Name", no_wrap=True, min_width=max(4, longest_name))
-    table.add_column("Kind", no_wrap=True)
+    table.add_column("Kind", overflow="fold")
     for column in ("Since", "In", "Out", "Queue"):
         table.add_column(column, justify="right")
     with_notes = any(row.note for row in report.connections)
@@ -76,7 +76,7 @@ def status_view(report: StatusReport, now: float) -> Group:
             row.remote or "",
             Text(row.state, style=state_style),
             name,
-            row.kind or "",
+            _kind(row.kind, row.client),
             _ago(now - row.since) if row.since else "",
             f"{row.lines_in} ({_size(row.bytes_in)})" if tracked else "",
             f"{row.frames_out} ({_size(row.bytes_out)})" if tracked else "",
@@ -96,3 +96,10 @@ def status_view(report: StatusReport, now: float) -> Group:
     for note in report.notes:
         parts.append(Text(f"note: {note}", style="yellow"))
     return Group(*parts)
+
+
+def _kind(kind: str | None, client: str | None) -> str:
+    """The kind of client; a browser with its name ("web: Firefox 128 on Android")."""
+    if kind == "web" and client:
+        return f"web: {client}"
+    return kind or ""

@@ -8,18 +8,24 @@ read as chat.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Literal
 
 from lanchat.protocol.lines import FrameError, LineTooLong
 from lanchat.protocol.requests import Hello, parse_hello, service_request
 
-OpeningKind = Literal["status", "probe", "lanchat", "raw"]
+OpeningKind = Literal["status", "probe", "lanchat", "raw", "http"]
+
+# An HTTP/1.x request line (a browser, curl, a health check): never a chat line. Any method, so
+# that a POST gets a proper HTTP error instead of landing in the room as text.
+_REQUEST_LINE = re.compile(rb"[A-Z]{3,10} /\S* HTTP/1\.[01]\r?")
 
 
 @dataclass(frozen=True)
 class Opening:
-    """What the first line says: a question (status, probe), a lanchat hello, or a raw client.
+    """What the first line says: a question (status, probe), a lanchat hello, an HTTP request
+    (a browser: lanchat/web/), or a raw client.
 
     `refusal` is set for a lanchat hello with a wrong field (a bad name, an unknown version):
     such a client gets a clear refusal, not a raw-mode greeting. `consumed` says whether the
@@ -38,6 +44,8 @@ def detect_client(first_line: bytes | LineTooLong | None) -> Opening:
     """The kind of client whose first line is `first_line` (None: it said nothing yet)."""
     if first_line is None or isinstance(first_line, LineTooLong):
         return Opening("raw")
+    if _REQUEST_LINE.fullmatch(first_line):
+        return Opening("http")
     question = service_request(first_line)
     if question is not None:
         return Opening(question)

@@ -21,7 +21,8 @@ RESERVED_NAMES = frozenset(
 SOFTWARE = f"lanchat {__version__}"
 STATUS_VERSION = 1  # of the status documents (lanchat/protocol/status.py, docs/status.md)
 
-ClientKind = Literal["lanchat", "raw"]
+# web: a browser over a WebSocket (lanchat/web/); it speaks the lanchat frames, one per message
+ClientKind = Literal["lanchat", "raw", "web"]
 
 
 class FrameError(ValueError):
@@ -48,6 +49,8 @@ class LineTooLong:
 
 class LineDecoder:
     """Splits a byte stream into lines; an overlong line becomes one LineTooLong, then resyncs."""
+
+    closing = False  # a line stream never says goodbye by itself (a WebSocket's close does)
 
     def __init__(self, max_line: int = MAX_LINE_BYTES) -> None:
         self.max_line = max_line

@@ -62,7 +62,7 @@ class RelayConnection:
 
     id: int
     name: str
-    kind: str  # "lanchat" or "raw"
+    kind: str  # "lanchat", "raw" or "web" (a browser; `program` names it)
     program: str  # what a lanchat client named in its hello; "" for raw clients
     remote: str | None  # ip:port
     local: str | None

@@ -132,9 +132,17 @@ class Room:
 
     # --- what clients do -------------------------------------------------------------------
 
-    def join(self, member_id: int, hello: Hello | None, *, announce: bool = True) -> list[Output]:
-        """Admit a client (raw when `hello` is None); Refused says why not. A raw client that
-        has not said anything yet joins unannounced (`announce=False`)."""
+    def join(
+        self,
+        member_id: int,
+        hello: Hello | None,
+        *,
+        announce: bool = True,
+        web: bool = False,
+    ) -> list[Output]:
+        """Admit a client (raw when `hello` is None; `web`: a browser, which says hello too);
+        Refused says why not. A raw client that has not said anything yet joins unannounced
+        (`announce=False`)."""
         if self.closed:
             raise Refused("shutdown", "The server is shutting down.")
         outputs: list[Output] = []
@@ -150,7 +158,7 @@ class Room:
         member = Member(
             member_id,
             self._names.choose(hello),
-            "raw" if hello is None else "lanchat",
+            "raw" if hello is None else "web" if web else "lanchat",
             hello.client if hello else "",
             announced=False,
             since=self._ticks(),

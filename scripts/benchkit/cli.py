@@ -148,7 +148,7 @@ def make_load(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Load
         parser.error("--warmup cannot be negative")
     if args.pid is not None and args.address is None:
         parser.error("--pid goes with --address")
-    if args.kind == "lanchat" and args.server == "ncat":
+    if args.kind != "raw" and args.server == "ncat":
         parser.error("ncat speaks raw lines only: use --kind raw with --server ncat")
     # One line in flight (K = 1) gains nothing from more processes, which would only take cores
     # from the server; many senders need them (measured in docs/performance.md).

@@ -22,6 +22,8 @@ import zlib
 from dataclasses import dataclass
 from enum import Enum
 
+from .websocket import text_frame
+
 MARK = b"~b"
 PROBE_MARK = b"~p"
 FILL_BYTE = b"."
@@ -37,7 +39,7 @@ MAX_PAYLOADS_PER_LINE = 64  # more markers than this in one line are not looked 
 # A damaged payload whose sender and sequence can still be read is attributed to that line.
 _HEADER_RE = re.compile(rb"~b([0-9a-f]{4})([0-9a-f]{8})")
 
-KINDS = ("raw", "lanchat")
+KINDS = ("raw", "lanchat", "web")  # web: the lanchat frames over a WebSocket (one per message)
 
 
 class Verdict(Enum):
@@ -153,7 +155,8 @@ def frame(text: bytes, kind: str) -> bytes:
     """The line a ``kind`` client sends to say ``text`` (ASCII, nothing to escape)."""
     if kind == "raw":
         return text + b"\n"
-    return b'{"type":"message","text":"' + text + b'"}\n'
+    line = b'{"type":"message","text":"' + text + b'"}\n'
+    return text_frame(line[:-1]) if kind == "web" else line
 
 
 def probe_text(round_no: int) -> bytes:

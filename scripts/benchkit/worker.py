@@ -25,6 +25,7 @@ from .accounting import Accounting, Receiver
 from .payload import PayloadFormat, frame, frame_type, hello_line, probe_text, sender_id
 from .results import Load
 from .shared import Shared
+from .websocket import UPGRADE, FrameReader, frame_lines
 
 RECV_BYTES = 256 * 1024
 FLOOD_BATCH = 256  # lines per write in flood mode: enough to keep the socket full
@@ -66,6 +67,7 @@ class Client:
         "sock",
         "welcomed",
         "writing",
+        "ws",
     )
 
     def __init__(self, index: int, sock: socket.socket, sender: bool) -> None:
@@ -82,6 +84,7 @@ class Client:
         self.closed = False
         self.writing = False  # registered for EPOLLOUT
         self.pending = b""  # lanchat: bytes read before the welcome frame
+        self.ws: FrameReader | None = None  # web: the relay's frames back to lines
 
 
 class Worker:
@@ -278,6 +281,10 @@ class Worker:
         if self.cfg.kind == "lanchat":
             client.out += hello_line(f"b{client.index}")
             self._flush(client)
+        elif self.cfg.kind == "web":  # the upgrade and the hello at once: no round trip
+            client.ws = FrameReader()
+            client.out += UPGRADE + frame_lines(hello_line(f"b{client.index}"))
+            self._flush(client)
         else:
             client.welcomed = True
 
@@ -317,6 +324,14 @@ class Worker:
         if not data:
             self._close(client, "eof")
             return
+        if client.ws is not None:
+            lines = client.ws.feed(data)
+            if lines is None:
+                self._close(client, "refused")
+                return
+            data = lines
+            if not data:
+                return
         if ancillary:
             # When the kernel queued the data, on the wall clock, moved to the monotonic one.
             sec, nsec = struct.unpack("qq", ancillary[0][2])

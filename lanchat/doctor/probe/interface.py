@@ -103,6 +103,21 @@ class Resolved:
         return {"addresses": list(self.addresses), "error": self.error}
 
 
+@dataclass(frozen=True)
+class PageResult:
+    """What `GET /` on a relay's port answered: its chat page for browsers, or not."""
+
+    status: int | None  # the HTTP status; None: no HTTP answer at all
+    detail: str  # what came back, or what went wrong, in words
+    content_type: str = ""
+    csp: bool = False  # it came with a Content-Security-Policy
+    size: int = 0  # bytes of the page
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data for JSON output."""
+        return asdict(self)
+
+
 class Probe(Protocol):
     """Everything the checks may ask of the operating system."""
 
@@ -155,6 +170,10 @@ class Probe(Protocol):
         self, address: str, port: int, payload: bytes, timeouts: Sequence[float]
     ) -> bytes | None:
         """Send a datagram, resending after each timeout; the first answer, or None."""
+        ...
+
+    def fetch_page(self, address: str, port: int, timeout: float) -> PageResult:
+        """`GET /` over HTTP on address:port: the chat page a browser would get."""
         ...
 
     def monotonic(self) -> float:

@@ -22,12 +22,14 @@ from lanchat.doctor.probe.interface import (
     ConnectResult,
     HandshakeResult,
     Listener,
+    PageResult,
     Resolved,
 )
 from lanchat.errors import RejectedError, UnreachableError
 from lanchat.netinfo import LocalAddress, host_port, local_addresses
 
 MAX_FILE_BYTES = 1 << 16  # the files read (/proc/net/route, os-release...) are small
+MAX_PAGE_BYTES = 1 << 16  # the chat page is ~10 KB with its files; its HTML is ~1 KB
 # Where system tools live when PATH lacks the sbin directories (non-root shells on Debian).
 _SYSTEM_PATH = ("/usr/local/sbin", "/usr/sbin", "/sbin")
 
@@ -163,6 +165,27 @@ class SystemProbe:
             source = None
         connected = ConnectResult("connected", address, port, seconds, source=source)
         return connected, _greet(sock, address, port, timeout)
+
+    def fetch_page(self, address: str, port: int, timeout: float) -> PageResult:
+        """One GET / with http.client (the stdlib), its answer in words."""
+        import http.client
+
+        connection = http.client.HTTPConnection(address, port, timeout=timeout)
+        try:
+            connection.request("GET", "/", headers={"User-Agent": "lanchat doctor"})
+            response = connection.getresponse()
+            body = response.read(MAX_PAGE_BYTES)
+        except (OSError, http.client.HTTPException) as e:
+            return PageResult(None, f"no HTTP answer: {e or type(e).__name__}")
+        finally:
+            connection.close()
+        return PageResult(
+            response.status,
+            f"HTTP {response.status} {response.reason}",
+            response.getheader("Content-Type", ""),
+            response.getheader("Content-Security-Policy") is not None,
+            len(body),
+        )
 
     def udp_request(
         self, address: str, port: int, payload: bytes, timeouts: Sequence[float]

@@ -1,0 +1,225 @@
+// lanchat's page: one WebSocket to the relay that served it; each message one protocol frame
+// (docs/protocol.md, "Browsers"). Nothing from the network ever becomes markup: text goes in
+// with textContent only, and the Content-Security-Policy forbids inline script anyway.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const log = $("log"), state = $("state"), say = $("say"), send = $("send");
+const KEEP = 1000;  // messages kept on the page
+
+let ws = null;
+let myName = localStorage.getItem("lanchat.name") || "";
+let epoch = null, lastSeq = 0;  // for resume: no duplicates, and a note for a gap
+let present = [];  // names, in joining order
+let maxLine = 4096;  // bytes of one frame, from the welcome
+let retry = 0, whoAsked = false, leaving = false, welcomed = false, asking = false;
+
+// --- showing things --------------------------------------------------------------------------
+
+function hue(name) {  // a stable colour per name
+  let h = 0;
+  for (const c of name.toLowerCase()) h = (h * 31 + c.codePointAt(0)) % 360;
+  return h;
+}
+
+function nameSpan(name) {
+  const span = document.createElement("span");
+  span.className = "who";
+  span.textContent = name;
+  span.style.setProperty("--hue", hue(name));
+  return span;
+}
+
+function mentions(text) {
+  if (!myName) return false;
+  const escaped = myName.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+  return new RegExp(`(^|[^\\p{L}\\p{N}_])@?${escaped}($|[^\\p{L}\\p{N}_])`, "iu").test(text);
+}
+
+function add(parts, cls, time) {
+  const stick = log.parentElement.scrollTop + log.parentElement.clientHeight
+    >= log.parentElement.scrollHeight - 40;
+  const li = document.createElement("li");
+  if (cls) li.className = cls;
+  const t = document.createElement("time");
+  const when = time ? new Date(time * 1000) : new Date();
+  t.dateTime = when.toISOString();
+  t.textContent = when.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+  li.append(t, ...parts);
+  log.append(li);
+  while (log.children.length > KEEP) log.firstElementChild.remove();
+  if (stick) li.scrollIntoView({ block: "end" });
+}
+
+const note = (text, cls = "note", time) => add([text], cls, time);
+
+function showWho() {
+  const ul = $("who");
+  ul.replaceChildren(...present.map((n) => {
+    const li = document.createElement("li");
+    li.append(nameSpan(n));
+    return li;
+  }));
+  $("count").textContent = `(${present.length})`;
+}
+
+function setState(text, down) {
+  state.textContent = text;
+  state.classList.toggle("down", down);
+  say.disabled = send.disabled = down;
+}
+
+// --- the connection --------------------------------------------------------------------------
+
+function connect() {
+  leaving = welcomed = false;
+  setState("Connecting…", true);
+  const scheme = location.protocol === "https:" ? "wss:" : "ws:";
+  ws = new WebSocket(`${scheme}//${location.host}/ws`);
+  ws.onopen = () => {
+    const hello = { type: "hello", version: 1, name: myName, client: "lanchat web" };
+    if (epoch) hello.resume = { epoch, seq: lastSeq };
+    ws.send(JSON.stringify(hello));
+  };
+  ws.onmessage = (e) => {
+    let frame;
+    try { frame = JSON.parse(e.data); } catch { return; }
+    receive(frame);
+  };
+  ws.onclose = () => {
+    ws = null;
+    if (asking) return;  // the name form says what to do
+    if (leaving) { setState("You left. Reload the page to join again.", true); return; }
+    const wait = Math.min(15, 2 ** retry++) + Math.random();
+    setState(`Disconnected. Reconnecting in ${Math.round(wait)} s…`, true);
+    setTimeout(connect, wait * 1000);
+  };
+}
+
+function receive(f) {
+  const fresh = typeof f.seq === "number" && f.seq > lastSeq;
+  switch (f.type) {
+    case "welcome":
+      if (f.epoch !== epoch) lastSeq = 0;  // a new history: its seqs start again
+      if (epoch) note("Reconnected.");
+      epoch = f.epoch;
+      welcomed = true;
+      myName = f.name;
+      maxLine = f.max_line || maxLine;
+      retry = 0;
+      $("room").textContent = `lanchat · ${f.room}`;
+      document.title = `${f.room} · lanchat`;
+      setState(`Connected as ${f.name}`, false);
+      if (document.activeElement === document.body) say.focus();
+      break;
+    case "who":
+      present = f.names;
+      showWho();
+      if (whoAsked) note(`Here (${f.count}): ${f.names.join(", ")}`);
+      whoAsked = false;
+      break;
+    case "gap":
+      note(f.message, "gap", f.time);
+      break;
+    case "message":
+    case "action":
+      if (f.history && !fresh) return;  // seen before a reconnect: no duplicates
+      if (f.type === "action") add(["* ", nameSpan(f.from), ` ${f.text}`], mentioned(f), f.time);
+      else add([nameSpan(f.from), `: ${f.text}`], mentioned(f), f.time);
+      break;
+    case "join":
+      if (!fresh) return;
+      if (!present.includes(f.name)) present.push(f.name);
+      showWho();
+      add([nameSpan(f.name), " joined."], "note", f.time);
+      break;
+    case "leave":
+      if (!fresh) return;
+      present = present.filter((n) => n !== f.name);
+      showWho();
+      add([nameSpan(f.name), ` left (${f.reason}).`], "note", f.time);
+      break;
+    case "nick":
+      if (!fresh) return;
+      present = present.map((n) => (n === f.old ? f.new : n));
+      showWho();
+      if (f.old === myName) {
+        myName = f.new;
+        localStorage.setItem("lanchat.name", f.new);
+        setState(`Connected as ${f.new}`, false);
+      }
+      add([nameSpan(f.old), " is now ", nameSpan(f.new), "."], "note", f.time);
+      break;
+    case "error":
+      note(f.message, "note error", f.time);
+      if (!welcomed && f.code.startsWith("name") || f.code === "bad-name") askName();
+      break;
+    case "bye":
+      if (f.reason === "quit" || f.reason === "refused") leaving = true;
+      note(f.message, "note", f.time);
+      break;
+  }
+  // Only room events count: private frames (welcome, who, error...) repeat the last seq.
+  if (fresh && ROOM_EVENTS.has(f.type)) lastSeq = f.seq;
+}
+
+const ROOM_EVENTS = new Set(["message", "action", "join", "leave", "nick", "bye"]);
+
+const mentioned = (f) => (f.from !== myName && mentions(f.text) ? "mention" : "");
+
+// --- what you type -----------------------------------------------------------------------------
+
+function frameFor(text) {
+  if (!text.startsWith("/") || text.startsWith("//")) {
+    return { type: "message", text: text.startsWith("//") ? text.slice(1) : text };
+  }
+  const [cmd, ...rest] = text.slice(1).split(" ");
+  const arg = rest.join(" ").trim();
+  switch (cmd.toLowerCase()) {
+    case "me": return arg ? { type: "action", text: arg } : null;
+    case "nick": return arg ? { type: "nick", name: arg } : null;
+    case "who": whoAsked = true; return { type: "who" };
+    case "quit": leaving = true; return { type: "bye" };
+    default:
+      note("Commands: /me ACTION, /nick NAME, /who, /quit; //text sends a line starting with /.");
+      return null;
+  }
+}
+
+$("say-form").addEventListener("submit", (e) => {
+  e.preventDefault();
+  const text = say.value.trim();
+  if (!text || !ws || ws.readyState !== WebSocket.OPEN) return;
+  const frame = frameFor(text);
+  if (frame) {
+    const json = JSON.stringify(frame);
+    if (new TextEncoder().encode(json).length > maxLine) {  // kept in the box, to shorten
+      note(`That is too long to send (at most ${maxLine} bytes). Shorten it, or send it in parts.`);
+      return;
+    }
+    ws.send(json);
+  }
+  say.value = "";
+});
+
+$("name-form").addEventListener("submit", (e) => {
+  e.preventDefault();
+  myName = $("name").value.trim();
+  asking = false;
+  localStorage.setItem("lanchat.name", myName);
+  $("name-form").hidden = true;
+  $("say-form").hidden = false;
+  connect();
+});
+
+function askName() {  // asked once, remembered in this browser (again if the relay refused it)
+  leaving = asking = true;  // no reconnect with a name the relay refused
+  localStorage.removeItem("lanchat.name");
+  $("say-form").hidden = true;
+  $("name-form").hidden = false;
+  setState("Choose a name to join.", true);
+  $("name").focus();
+}
+
+if (myName) connect();
+else askName();

@@ -1,0 +1,162 @@
+"""A real browser: the distribution's Chromium driven by Playwright, on http://127.0.0.1 only.
+
+Skipped with the reason where Chromium or Playwright is missing (scripts/system-packages lists
+chromium; Playwright's own browser download is not used)."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import WAIT, Ncat, free_port
+from lanchat.relay import Relay
+from lanchat.store import open_store
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+MS = int(WAIT * 1000)
+RECONNECT_MS = 4 * MS  # the page waits 1-2 s (and a random part) before it reconnects
+
+sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+pytestmark = [pytest.mark.ncat, pytest.mark.timeout(120)]
+
+
+@pytest.fixture
+def chromium() -> Iterator[Any]:
+    """The system's Chromium; each launch gets a fresh profile (user-data-dir) of its own."""
+    if not Path(CHROMIUM).exists():
+        pytest.skip("chromium is not installed (scripts/install-system-packages installs it)")
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+def join(browser: Any, url: str, name: str, **context: Any) -> Any:
+    """A page in a context of its own (its own localStorage) that chose `name`."""
+    page = browser.new_context(**context).new_page()
+    page.goto(url)
+    page.fill("#name", name)
+    page.press("#name", "Enter")
+    return page
+
+
+def say(page: Any, text: str) -> None:
+    page.fill("#say", text)
+    page.press("#say", "Enter")
+
+
+def log_item(page: Any, text: str) -> Any:
+    return page.locator("#log li", has_text=text)
+
+
+def test_two_pages_and_ncat_chat_then_reconnect_after_a_restart(
+    chromium: Any, tmp_path: Path
+) -> None:
+    expect = sync_api.expect
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/"
+    relay = Relay("127.0.0.1", port, store=open_store(tmp_path / "history.db"))
+    relay.start()
+    ncat = Ncat(port)
+    try:
+        ncat.send("hi from ncat")
+        ann = join(chromium, url, "ann")
+        expect(ann.locator("#state")).to_have_text("Connected as ann", timeout=MS)
+        expect(ann.locator("#name-form")).to_be_hidden()
+        hostile = "<img src=x onerror=window.pwned=1>"
+        say(ann, hostile)
+        expect(log_item(ann, hostile)).to_have_count(1, timeout=MS)
+
+        # A name that would be markup is refused by the relay, and shown as text.
+        bob = join(chromium, url, hostile)
+        expect(bob.locator("#name-form")).to_be_visible(timeout=MS)
+        # The relay's refusal quotes the name (cut to the field's 24 characters): as text.
+        expect(log_item(bob, f"'{hostile[:24]}' is not")).to_have_count(1, timeout=MS)
+        expect(bob.locator("#state")).to_have_text("Choose a name to join.")
+
+        bob.fill("#name", "bob")
+        bob.press("#name", "Enter")
+        expect(bob.locator("#state")).to_have_text("Connected as bob", timeout=MS)
+
+        # History: what was said before bob came, as text (no element made of it).
+        expect(log_item(bob, "hi from ncat")).to_have_count(1, timeout=MS)
+        expect(log_item(bob, hostile)).to_have_count(1, timeout=MS)
+        for page in (ann, bob):
+            assert page.locator("#log img").count() == 0
+            assert page.evaluate("window.pwned") is None
+        expect(bob.locator("#who")).to_contain_text("ann", timeout=MS)
+
+        say(ann, "hello bob")
+        say(bob, "/me waves")
+        expect(log_item(bob, "hello bob")).to_have_count(1, timeout=MS)
+        expect(log_item(ann, "* bob waves")).to_have_count(1, timeout=MS)
+        ncat.wait_line("hello bob")
+        ncat.wait_line("bob waves")
+        ncat.send("bob: hi")
+        expect(log_item(bob, "bob: hi")).to_have_class("mention", timeout=MS)
+        expect(log_item(bob, "hi from ncat")).not_to_have_class("mention")
+
+        # The relay restarts (its history on disk): both pages come back by themselves,
+        # resume, and show nothing twice.
+        ncat.close()
+        relay.stop()
+        expect(ann.locator("#state")).to_contain_text("Reconnecting", timeout=MS)
+        relay = Relay("127.0.0.1", port, store=open_store(tmp_path / "history.db"))
+        relay.start()
+        ncat = Ncat(port)
+        for page, name in ((ann, "ann"), (bob, "bob")):
+            expect(page.locator("#state")).to_have_text(
+                f"Connected as {name}", timeout=RECONNECT_MS
+            )
+        ncat.send("after the restart")
+        for page in (ann, bob):
+            expect(log_item(page, "after the restart")).to_have_count(1, timeout=MS)
+            expect(log_item(page, "hello bob")).to_have_count(1)
+            expect(log_item(page, "Reconnected.")).to_have_count(1)
+            expect(page.locator("#log li.gap")).to_have_count(0)
+    finally:
+        ncat.close()
+        relay.stop()
+
+
+def test_a_restart_that_lost_the_history_shows_a_gap_note(chromium: Any) -> None:
+    expect = sync_api.expect
+    port = free_port()
+    relay = Relay("127.0.0.1", port)  # no store: a restart starts a new history (epoch)
+    relay.start()
+    try:
+        page = join(
+            chromium, f"http://127.0.0.1:{port}/", "cam", viewport={"width": 390, "height": 844}
+        )
+        expect(page.locator("#state")).to_have_text("Connected as cam", timeout=MS)
+        say(page, "before")
+        expect(log_item(page, "before")).to_have_count(1, timeout=MS)
+        relay.stop()
+        relay = Relay("127.0.0.1", port)
+        relay.start()
+        expect(page.locator("#state")).to_have_text("Connected as cam", timeout=RECONNECT_MS)
+        expect(page.locator("#log li.gap")).to_have_count(1, timeout=MS)
+        say(page, "after")
+        expect(log_item(page, "after")).to_have_count(1, timeout=MS)
+        say(page, "é" * 4000)  # 4000 characters, 8000 bytes: over the line limit
+        expect(log_item(page, "too long to send")).to_have_count(1, timeout=MS)
+        expect(page.locator("#say")).to_have_value("é" * 4000)  # kept, to shorten
+        expect(page.locator("#say")).to_be_focused()  # keyboard only: typing goes on
+    finally:
+        relay.stop()
