@@ -70,7 +70,7 @@ Not under a lock, on purpose:
   atomic but promises no order, and would need these three under the lock.
 
 Longer than the house's ~300 lines on purpose: the log, the passes, parking and the hang-ups are
-one state machine under one token, and the table of who owns what (below) describes all of it;
+one state machine under one token, and the table of who owns what (above) describes all of it;
 split across modules, its fields would have owners in several files.
 """
 
