@@ -26,6 +26,7 @@ MAX_LINGERING = 256  # refused sockets kept open at once; beyond, they are close
 REASONS = {
     "too-many-connections": "too many connections from one address",
     "server-full": "the room is full",
+    "shutdown": "the server was shutting down",
     "bad-hello": "a lanchat hello the room refused (name, version)",
     "status-refused": "a status query from another computer",
     "no-thread": "the machine could not start another thread",

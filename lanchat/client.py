@@ -70,6 +70,16 @@ _RAW_REFUSALS = {
     b"! The server is full": "server-full",
     b"! The server is shutting down": "shutdown",
 }
+
+
+def _raw_refusal(line: bytes) -> str | None:
+    """The refusal code of a relay's '! ' line to a client it does not let in, or None."""
+    code = next((c for prefix, c in _RAW_REFUSALS.items() if line.startswith(prefix)), None)
+    if code is None and line.startswith(b"! ") and b"taken" in line:
+        code = "name-taken"  # a late hello's name, refused after the raw greeting
+    return code
+
+
 MAX_STATUS_LINE = 64 << 20  # thousands of connections make one long line
 SEND_FLAGS: int = getattr(socket, "MSG_DONTWAIT", 0)  # a ping never waits for room
 KEEPALIVE_PING = "lanchat-keepalive"  # our own pings' token: their pongs are not shown
@@ -259,7 +269,7 @@ class Connection:
             if listen_first:
                 said = _listen_first(sock, host, port, min(timeout, GREETING_WAIT_SECONDS))
                 first = said.split(b"\n", 1)[0].rstrip(b"\r") if said else b""
-                code = next((c for p, c in _RAW_REFUSALS.items() if first.startswith(p)), None)
+                code = _raw_refusal(first)
                 if code is not None:
                     message = first[2:].decode("utf-8", "replace")
                     raise RejectedError(
@@ -429,15 +439,7 @@ def _await_answer(
     # knows what kind of client this is (too many connections from one address).
     if (refused_as_raw or not frames) and closed and refusal is not None:
         said = refusal[2:].decode("utf-8", "replace")
-        code = (
-            "name-taken"
-            if "taken" in said
-            else "server-full"
-            if "full" in said
-            else "too-many-connections"
-            if "Too many connections" in said
-            else ""
-        )
+        code = _raw_refusal(refusal) or ""
         raise RejectedError(f"{where} refused to let us in: {said}", _refusal_hint(code))
     if foreign and not frames:
         sample = foreign[0].decode("utf-8", "replace")[:60]

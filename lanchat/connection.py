@@ -55,7 +55,7 @@ from lanchat.protocol import (
     parse_raw_line,
     parse_request,
 )
-from lanchat.protocol.detect import Opening, detect_client
+from lanchat.protocol.detect import Opening, client_kind, detect_client
 from lanchat.room import Item, Refused
 from lanchat.tuning import RECV_BUSY_BYTES, RECV_BYTES
 from lanchat.web import WebOptions
@@ -176,9 +176,7 @@ class Connection:
         elif opening.kind == "http":
             return self._web()
         elif opening.refusal is not None:  # a lanchat client with a bad hello: say why
-            self._refused("bad-hello")
-            refused = Refused(opening.refusal.code, opening.refusal.message)
-            self._say_and_close(refusal_frames("lanchat", refused, self.hub.room.seq))
+            self._refuse("lanchat", Refused(opening.refusal.code, opening.refusal.message))
         else:
             return self._chat(opening.hello, lines[1:] if opening.consumed else lines, eof)
         return "closed"
@@ -193,9 +191,7 @@ class Connection:
             self._say_and_close(start.data)
             return "closed"
         if isinstance(start.hello, FrameError):
-            self._refused("bad-hello")
-            refused = Refused(start.hello.code, start.hello.message)
-            self._say_and_close(refusal_frames("web", refused, self.hub.room.seq))
+            self._refuse("web", Refused(start.hello.code, start.hello.message))
             return "closed"
         self._decoder = start.decoder
         return self._chat(start.hello, start.lines, start.eof, web=True)
@@ -207,9 +203,7 @@ class Connection:
             self.hub.join(client, hello, announce=hello is not None or bool(lines), web=web)
         except Refused as refused:
             self._joined = False
-            self._refused("server-full" if refused.code == "server-full" else "bad-hello")
-            kind: ClientKind = "raw" if hello is None else "web" if web else "lanchat"
-            self._say_and_close(refusal_frames(kind, refused, self.hub.room.seq))
+            self._refuse(client_kind(hello, web=web), refused)
             return "closed"
         if isinstance(self._decoder, MessageDecoder):  # a browser's pongs and closes go
             self._decoder.reply = lambda data: self.hub.reply(client, data)  # in order now
@@ -304,6 +298,12 @@ class Connection:
                 )
             )
         self._say_and_close(answer, peer_closes=True)
+
+    def _refuse(self, kind: ClientKind, refused: Refused) -> None:
+        """Say why this client is not let in, count it for the log, and close."""
+        reason = refused.code if refused.code in ("server-full", "shutdown") else "bad-hello"
+        self._refused(reason)
+        self._say_and_close(refusal_frames(kind, refused, self.hub.room.seq))
 
     def _refused(self, reason: str) -> None:
         self._refusals.add(str(self.client.address[0]), reason)

@@ -22,7 +22,7 @@ runs a pass, a reader inline or the writer), and `Client.sock_lock`. Order: toke
 then sock_lock; nothing waits for the token while holding the lock (kick() only tries it).
 
     field                                   written by / under        read by / under
-    end, _frames, _origins, _ends (append)  publish: lock             passes: token (slices)
+    end, _frames, _origins, _ends, _totals  publish: lock             passes: token (slices)
     _base, _base_bytes, the lists (trim)    _trim: token and lock     passes: token
     _clients, _kinds, _roster, _departed    lock                      passes iterate _roster
                                                                       without the lock (below);
@@ -278,6 +278,7 @@ class Fanout:
         # that what a client is owed in bytes is one subtraction (for the backlog limit).
         self._ends: dict[str, list[int]] = {"raw": [], "lanchat": [], "web": []}
         self._base_bytes: dict[str, int] = {"raw": 0, "lanchat": 0, "web": 0}  # ... up to _base
+        self._totals: dict[str, int] = {"raw": 0, "lanchat": 0, "web": 0}  # ... up to `end`
         self._clients: dict[int, Client] = {}
         self._kinds: dict[str, int] = {"raw": 0, "lanchat": 0, "web": 0}  # clients per kind
         # Everyone a pass visits, append-only between rebuilds: a pass iterates it without a copy
@@ -337,16 +338,18 @@ class Fanout:
         nobody reads); with a store, `event` is saved before any pass sends the frame."""
         if self._save is not None and event is not None:
             self._unsaved.append(event)
-        self._frames["raw"].append(text)
-        self._frames["lanchat"].append(json)
-        self._frames["web"].append(web)
+        # (once per message, for every kind: written out, a loop cost 160 ns more per message)
+        frames, ends, totals = self._frames, self._ends, self._totals
+        frames["raw"].append(text)
+        frames["lanchat"].append(json)
+        frames["web"].append(web)
+        totals["raw"] += len(text)
+        totals["lanchat"] += len(json)
+        totals["web"] += len(web)
+        ends["raw"].append(totals["raw"])
+        ends["lanchat"].append(totals["lanchat"])
+        ends["web"].append(totals["web"])
         self._origins.append(origin)
-        ends = self._ends["raw"]
-        ends.append((ends[-1] if ends else self._base_bytes["raw"]) + len(text))
-        ends = self._ends["lanchat"]
-        ends.append((ends[-1] if ends else self._base_bytes["lanchat"]) + len(json))
-        ends = self._ends["web"]
-        ends.append((ends[-1] if ends else self._base_bytes["web"]) + len(web))
         self.end += 1
         self._requested = True
 

@@ -106,8 +106,8 @@ class Hub:
         a browser); Refused says why not (nothing was sent to it then)."""
         with self.lock:
             outputs = self.room.join(client.id, hello, announce=announce, web=web)
-            client.member = self.room.member(client.id)
-            client.kind = "raw" if hello is None else "web" if web else "lanchat"
+            member = client.member = self.room.member(client.id)
+            client.kind = member.kind if member is not None else client.kind  # the room's word
             self._clients[client.id] = client
             self.fanout.add(client)
             self._apply(outputs, client)

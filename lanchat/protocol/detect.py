@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-from lanchat.protocol.lines import FrameError, LineTooLong
+from lanchat.protocol.lines import ClientKind, FrameError, LineTooLong
 from lanchat.protocol.requests import Hello, parse_hello, service_request
 
 OpeningKind = Literal["status", "probe", "lanchat", "raw", "http"]
@@ -38,6 +38,12 @@ class Opening:
     @property
     def consumed(self) -> bool:
         return self.kind != "raw"
+
+
+def client_kind(hello: Hello | None, *, web: bool = False) -> ClientKind:
+    """Which frames a chat client reads: text lines without a hello, WebSocket messages for a
+    browser, JSON lines for a lanchat client."""
+    return "raw" if hello is None else "web" if web else "lanchat"
 
 
 def detect_client(first_line: bytes | LineTooLong | None) -> Opening:

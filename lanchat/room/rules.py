@@ -45,6 +45,7 @@ from lanchat.protocol import (
     WhoList,
     clean_text,
 )
+from lanchat.protocol.detect import client_kind
 from lanchat.room.history import History, Past, new_epoch
 from lanchat.room.names import Names
 from lanchat.room.notices import JOIN, LEAVE, NoticeBudget
@@ -158,7 +159,7 @@ class Room:
         member = Member(
             member_id,
             self._names.choose(hello),
-            "raw" if hello is None else "web" if web else "lanchat",
+            client_kind(hello, web=web),
             hello.client if hello else "",
             announced=False,
             since=self._ticks(),
