@@ -20,6 +20,7 @@ LAYERS = {
     "lanchat.stopping": 1,
     "lanchat.admission": 1,  # who may connect: stdlib only
     "lanchat.cores": 1,
+    "lanchat.paths": 1,  # where lanchat's own files live: stdlib only
     "lanchat.hangup": 1,  # how a connection ends at the socket: stdlib only
     "lanchat.room": 2,  # the room's rules: protocol only, no sockets, no threads
     "lanchat.netinfo": 2,
