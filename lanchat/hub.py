@@ -10,7 +10,7 @@ socket (tests/test_room.py).
 Threads and what they own (fanout.py has the table of the delivery state):
 
     who                  runs                                       holds
-    reader (1 per conn)  Hub.join/handle/drop, then kick()           the lock; then tries the token
+    reader (1 per conn)  Hub.join/handle/drop/promote, then kick()   the lock; then tries the token
                          Hub.upgrade (a late hello)                 the token, then the lock
     writer (fanout)      passes, parked sockets, hang-ups            the pass token
     a pass that gives up Hub._failed (through Fanout.on_failed)      the token, then the lock
@@ -100,12 +100,21 @@ class Hub:
     # --- what readers call (without the lock) ----------------------------------------------
 
     def join(
-        self, client: Client, hello: Hello | None, *, announce: bool = True, web: bool = False
+        self,
+        client: Client,
+        hello: Hello | None,
+        *,
+        announce: bool = True,
+        web: bool = False,
+        operator: bool = False,
     ) -> None:
         """Make `client` a member (announced to the room unless it has said nothing yet; `web`:
-        a browser); Refused says why not (nothing was sent to it then)."""
+        a browser; `operator`: it may moderate the room); Refused says why not (nothing was
+        sent to it then)."""
         with self.lock:
-            outputs = self.room.join(client.id, hello, announce=announce, web=web)
+            outputs = self.room.join(
+                client.id, hello, announce=announce, web=web, operator=operator
+            )
             member = client.member = self.room.member(client.id)
             client.kind = member.kind if member is not None else client.kind  # the room's word
             self._clients[client.id] = client
@@ -129,6 +138,13 @@ class Hub:
         with self.lock:
             self._apply(self.room.handle(client.id, items), client)
         self.fanout.kick()  # in this thread, unless a pass is running already
+
+    def promote(self, client: Client) -> None:
+        """Make a member an operator (it proved it may be one: lanchat/room's promote tells the
+        room); nothing if it is not, or no longer, in the room."""
+        with self.lock:
+            self._apply(self.room.promote(client.id), client)
+        self.fanout.kick()
 
     def reply(self, client: Client, data: bytes) -> None:
         """Bytes for one client outside the room's frames (a browser's pong or close reply), in

@@ -26,6 +26,7 @@ from lanchat.protocol import (
     Left,
     LineDecoder,
     LineTooLong,
+    Moderation,
     Ping,
     Pong,
     Problem,
@@ -426,6 +427,8 @@ SERVER_FRAMES = [
     Problem(8, 2.0, "name-taken", "That name is taken."),
     Pong(8, 2.0, "t"),
     Goodbye(9, 2.0, "shutdown", "Server shutting down. Goodbye."),
+    Moderation(10, 2.0, "operator", "ana", "", "ana is now an operator"),
+    Moderation(11, 2.0, "mute", "bo", "ana", "bo is muted for 10 minutes by ana", minutes=10),
 ]
 
 
@@ -449,6 +452,8 @@ class TestServerFrames:
         assert encode_text(Joined(2, 0, "bo", "raw", 2)) == b"* bo joined (2 here)\n"
         assert encode_text(Renamed(3, 0, "bo", "bob")) == b"* bo is now known as bob\n"
         assert encode_text(Problem(3, 0, "x", "Bad.")) == b"! Bad.\n"
+        moderation = Moderation(4, 0, "operator", "ana", "", "ana is now an operator")
+        assert encode_text(moderation) == b"* ana is now an operator\n"
 
     def test_history_is_marked_for_raw_clients(self) -> None:
         text = encode_history_text([Chat(1, 0, "ana", "old", history=True)]).decode()

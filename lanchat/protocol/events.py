@@ -166,6 +166,23 @@ class Goodbye(Event):
 
 
 @dataclass(frozen=True)
+class Moderation(Event):
+    """What an operator did, told to the room: `text` says it for people ("bob is muted for
+    10 minutes by teacher"); the other fields say it for programs. `action` is one of
+    "operator" (`name` was made an operator), "kick", "mute", "unmute", "ban", "topic"; `by`
+    is the operator ("" when the server did it)."""
+
+    TYPE: ClassVar[str] = "moderation"
+    action: str = ""
+    name: str = ""  # whom it is about ("" for a topic)
+    by: str = ""
+    text: str = ""
+    reason: str = ""  # a kick's or a ban's reason, as the operator gave it
+    minutes: int = 0  # a mute's length
+    topic: str = ""  # a topic's new text
+
+
+@dataclass(frozen=True)
 class ProbeAnswer(Event):
     """The answer to a probe: which server and room, without joining it."""
 
@@ -196,6 +213,7 @@ ServerFrame = (
     | Pong
     | Goodbye
     | HelpText
+    | Moderation
 )
 
 _EVENT_TYPES: dict[str, type[Event]] = {
@@ -211,6 +229,7 @@ _EVENT_TYPES: dict[str, type[Event]] = {
         Pong,
         Goodbye,
         ProbeAnswer,
+        Moderation,
     )
 }
 
@@ -295,6 +314,8 @@ def render_line(frame: Event) -> str:
         return f"* {frame.server}, room {frame.room}"
     if isinstance(frame, Gap):
         return f"! {frame.message}"
+    if isinstance(frame, Moderation):
+        return f"* {frame.text}"
     raise TypeError(f"no text form for {type(frame).__name__}")
 
 

@@ -57,6 +57,7 @@ class Member:
     # scan or an idle socket costs nobody a notice.
     announced: bool = True
     since: float = 0.0  # when it joined (the room's ticks)
+    operator: bool = False  # may moderate the room (joined as one, or promoted: Room.promote)
 
 
 # --- outputs: what must happen ------------------------------------------------------------

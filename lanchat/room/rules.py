@@ -32,6 +32,7 @@ from lanchat.protocol import (
     Joined,
     Left,
     LineTooLong,
+    Moderation,
     Ping,
     Pong,
     Problem,
@@ -140,10 +141,12 @@ class Room:
         *,
         announce: bool = True,
         web: bool = False,
+        operator: bool = False,
     ) -> list[Output]:
         """Admit a client (raw when `hello` is None; `web`: a browser, which says hello too);
         Refused says why not. A raw client that has not said anything yet joins unannounced
-        (`announce=False`)."""
+        (`announce=False`). `operator`: it may moderate the room from the start (the room is
+        told so when it is announced)."""
         if self.closed:
             raise Refused("shutdown", "The server is shutting down.")
         outputs: list[Output] = []
@@ -163,6 +166,7 @@ class Room:
             hello.client if hello else "",
             announced=False,
             since=self._ticks(),
+            operator=operator,
         )
         self._members[member_id] = member
         self._names.add(member)
@@ -179,12 +183,29 @@ class Room:
         self._present += 1
 
     def _joined(self, member: Member) -> list[Output]:
-        """Tell everyone `member` is here (after its greeting: a higher seq), or count it."""
-        if not self._notices.allow(JOIN, self._ticks()):
+        """Tell everyone `member` is here (after its greeting: a higher seq), or count it; an
+        operator's arrival is always told (a notice budget must not hide who may moderate)."""
+        outputs: list[Output] = []
+        if self._notices.allow(JOIN, self._ticks()):
+            joined = Joined(self._next(), self._clock(), member.name, member.kind, self._present)
+            outputs.append(Publish(joined))
+        if member.operator:
+            outputs.append(self._made_operator(member, ""))
+        return outputs
+
+    def promote(self, member_id: int, by: str = "") -> list[Output]:
+        """Make a member an operator and tell the room (`by`: who did it, "" for the server);
+        nothing if it is not here or is one already. A member not yet announced (a silent raw
+        connection) is told about when it is."""
+        member = self._members.get(member_id)
+        if member is None or member.operator:
             return []
-        return [
-            Publish(Joined(self._next(), self._clock(), member.name, member.kind, self._present))
-        ]
+        member.operator = True
+        return [self._made_operator(member, by)] if member.announced else []
+
+    def _made_operator(self, member: Member, by: str) -> Publish:
+        text = f"{member.name} is now an operator" + (f" (made one by {by})" if by else "")
+        return Publish(Moderation(self._next(), self._clock(), "operator", member.name, by, text))
 
     def tick(self) -> list[Output]:
         """What time alone brings about: the summary of a burst of joins and leaves that has

@@ -150,6 +150,10 @@ function receive(f) {
       }
       add([nameSpan(f.old), " is now ", nameSpan(f.new), "."], "note", f.time);
       break;
+    case "moderation":
+      if (!fresh) return;
+      note(f.text, "note", f.time);
+      break;
     case "error":
       note(f.message, "note error", f.time);
       if (!welcomed && f.code.startsWith("name") || f.code === "bad-name") askName();
@@ -163,7 +167,7 @@ function receive(f) {
   if (fresh && ROOM_EVENTS.has(f.type)) lastSeq = f.seq;
 }
 
-const ROOM_EVENTS = new Set(["message", "action", "join", "leave", "nick", "bye"]);
+const ROOM_EVENTS = new Set(["message", "action", "join", "leave", "nick", "bye", "moderation"]);
 
 const mentioned = (f) => (f.from !== myName && mentions(f.text) ? "mention" : "");
 
