@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from lanchat import __version__
+from lanchat.admission import BANNED_LINE, DENIED_LINE
 from lanchat.errors import RejectedError, UnreachableError, UsageError
 from lanchat.netinfo import host_port
 from lanchat.protocol import (
@@ -69,6 +70,11 @@ _RAW_REFUSALS = {
     b"! Too many connections": "too-many-connections",
     b"! The server is full": "server-full",
     b"! The server is shutting down": "shutdown",
+    # --allow/--deny and an operator's /ban, at accept (lanchat/admission.py), and a ban the
+    # room itself says (a connection accepted just before the ban)
+    DENIED_LINE.partition(" (")[0].encode(): "denied",
+    BANNED_LINE.partition(" (")[0].encode(): "banned",
+    b"! You were banned": "banned",
 }
 
 
@@ -542,6 +548,10 @@ def _refusal_hint(code: str) -> str:
         "shutdown": "The server is stopping; try again when it is back.",
         "too-many-connections": "Close other lanchat windows on this PC, or ask whoever runs "
         "the server to raise --max-per-address.",
+        "denied": "The server lets in only some addresses (lanchat serve --allow, --deny); "
+        "ask whoever runs it.",
+        "banned": "An operator banned this address until the server restarts; ask them if "
+        "that was a mistake.",
     }.get(code, "")
 
 

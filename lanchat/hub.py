@@ -23,6 +23,8 @@ Threads and what they own (fanout.py has the table of the delivery state):
                               Read without it, as a snapshot: room.name and max_clients (never
                               change), room.seq in a probe or refusal (an int), room.started
     Hub._clients              the hub lock (members' connections by member id)
+    Hub.bans                  added to under the hub lock (a /ban); the accept thread reads
+                              it under its own small lock (lanchat/admission.py)
     Hub.listeners             filled before the relay starts, then only read
     the store (store.py)      given to the fan-out at start; only a pass (the token) saves to it
     Client.member             set once under the hub lock at join; its fields are the room's
@@ -47,6 +49,7 @@ import threading
 import time
 from collections.abc import Callable
 
+from lanchat.admission import AddressBans, plain_ip
 from lanchat.fanout import (
     LINGER_SECONDS,
     MAX_BACKLOG_BYTES,
@@ -65,7 +68,20 @@ from lanchat.protocol import (
     encode_json,
     encode_text,
 )
-from lanchat.room import Greet, Hangup, Item, Member, Output, Publish, Recode, Refused, Room, Send
+from lanchat.room import (
+    BarAddress,
+    Greet,
+    Hangup,
+    Item,
+    Member,
+    ModerationView,
+    Output,
+    Publish,
+    Recode,
+    Refused,
+    Room,
+    Send,
+)
 from lanchat.web.websocket import encode_close, encode_message
 
 log = logging.getLogger(__name__)
@@ -84,8 +100,12 @@ class Hub:
         max_backlog: int = MAX_BACKLOG_FRAMES,
         max_backlog_bytes: int = MAX_BACKLOG_BYTES,
         save: Callable[[list[Event]], None] | None = None,
+        bans: AddressBans | None = None,
     ) -> None:
         self.room = room
+        # Addresses operators banned: the room says so (BarAddress), the hub adds them here,
+        # and the relay's accept thread refuses them (lanchat/admission.py).
+        self.bans = bans if bans is not None else AddressBans()
         self.lock = threading.Lock()
         self.fanout = Fanout(
             self.lock,
@@ -113,7 +133,12 @@ class Hub:
         sent to it then)."""
         with self.lock:
             outputs = self.room.join(
-                client.id, hello, announce=announce, web=web, operator=operator
+                client.id,
+                hello,
+                announce=announce,
+                web=web,
+                operator=operator,
+                address=_address_of(client),
             )
             member = client.member = self.room.member(client.id)
             client.kind = member.kind if member is not None else client.kind  # the room's word
@@ -180,6 +205,11 @@ class Hub:
         with self.lock:
             return self.room.members, self.room.messages, self.room.rate()
 
+    def moderation(self) -> ModerationView:
+        """Operators, mutes, bans and the topic, consistently."""
+        with self.lock:
+            return self.room.moderation()
+
     @property
     def size(self) -> int:
         with self.lock:
@@ -222,12 +252,22 @@ class Hub:
                     fanout.send_private(client, encode_close())  # after its bye frame
                 linger = SHUTDOWN_LINGER_SECONDS if output.reason == "shutdown" else LINGER_SECONDS
                 fanout.close(client, linger)
+            elif type(output) is BarAddress:
+                self.bans.add(output.address)
         for event in told:
             for listener in self.listeners:
                 try:
                     listener(event, actor)
                 except Exception as e:  # the log's problem, not the room's
                     log.error("an event listener failed on %s: %r", type(event).__name__, e)
+
+
+def _address_of(client: Client) -> str:
+    """The client's IP address as the room keeps it (what a /ban bans)."""
+    address = client.address
+    if isinstance(address, tuple) and address:
+        return plain_ip(str(address[0]))
+    return ""
 
 
 # Hang-ups after which a browser gets no close frame: it closed itself (and had its close

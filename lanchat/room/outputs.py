@@ -32,6 +32,9 @@ GOODBYES = {
     "shutdown": "Server shutting down. Goodbye.",
     "idle": "You were disconnected to make room for someone else: the room is full and you "
     "had not said anything since you connected. Connect again to go on.",
+    # An operator's: the room says who and why instead (lanchat/room/moderation.py).
+    "kicked": "You were removed from the room by an operator.",
+    "banned": "You were banned from the room by an operator, until the server restarts.",
 }
 
 
@@ -58,6 +61,7 @@ class Member:
     announced: bool = True
     since: float = 0.0  # when it joined (the room's ticks)
     operator: bool = False  # may moderate the room (joined as one, or promoted: Room.promote)
+    address: str = ""  # the IP address it connects from (what a /ban bans); "" if none
 
 
 # --- outputs: what must happen ------------------------------------------------------------
@@ -107,4 +111,12 @@ class Hangup:
     reason: str
 
 
-Output = Publish | Send | Greet | Recode | Hangup
+@dataclass(frozen=True, slots=True)
+class BarAddress:
+    """Refuse new connections from this address until the server stops (an operator's /ban);
+    the hub hands it to admission (lanchat/admission.py), which decides at accept."""
+
+    address: str
+
+
+Output = Publish | Send | Greet | Recode | Hangup | BarAddress
