@@ -68,12 +68,17 @@ def plain_ip(address: str) -> str:
     return str(ip)
 
 
-def is_loopback(address: str) -> bool:
-    """Whether `address` (an IP address as text) is the server's own computer's loopback."""
-    try:
-        return ipaddress.ip_address(plain_ip(address)).is_loopback
-    except ValueError:
-        return False
+# Where programs on the server's own computer connect from unless they choose otherwise.
+DEFAULT_LOOPBACK = frozenset({"127.0.0.1", "::1"})
+
+
+def own_computer(address: str, local: str | None) -> bool:
+    """Whether a connection from `address` to our `local` address is one the server's own
+    computer makes as a matter of course: from 127.0.0.1 or ::1, or from the very address it
+    reached (a PC connecting to its own LAN address). Every program there shares that
+    address, `lanchat status` included; another 127/8 source is only ever chosen on purpose."""
+    peer = plain_ip(address)
+    return peer in DEFAULT_LOOPBACK or (local is not None and peer == plain_ip(local))
 
 
 def parse_network(text: str) -> Network:

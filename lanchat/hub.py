@@ -49,7 +49,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from lanchat.admission import AddressBans, plain_ip
+from lanchat.admission import AddressBans, own_computer, plain_ip
 from lanchat.fanout import (
     LINGER_SECONDS,
     MAX_BACKLOG_BYTES,
@@ -138,7 +138,8 @@ class Hub:
                 announce=announce,
                 web=web,
                 operator=operator,
-                address=_address_of(client),
+                address=_address_of(client.address),
+                own_computer=_own_computer(client),
             )
             member = client.member = self.room.member(client.id)
             client.kind = member.kind if member is not None else client.kind  # the room's word
@@ -262,12 +263,17 @@ class Hub:
                     log.error("an event listener failed on %s: %r", type(event).__name__, e)
 
 
-def _address_of(client: Client) -> str:
-    """The client's IP address as the room keeps it (what a /ban bans)."""
-    address = client.address
-    if isinstance(address, tuple) and address:
-        return plain_ip(str(address[0]))
+def _address_of(endpoint: object) -> str:
+    """The IP address of a socket address, as the room keeps it (what a /ban bans)."""
+    if isinstance(endpoint, tuple) and endpoint:
+        return plain_ip(str(endpoint[0]))
     return ""
+
+
+def _own_computer(client: Client) -> bool:
+    """The client is on the server's own computer (lanchat.admission.own_computer)."""
+    address = _address_of(client.address)
+    return bool(address) and own_computer(address, _address_of(client.local) or None)
 
 
 # Hang-ups after which a browser gets no close frame: it closed itself (and had its close

@@ -19,7 +19,7 @@ from lanchat.admission import (
     Refusal,
     Refusals,
     Refuser,
-    is_loopback,
+    own_computer,
     parse_network,
     plain_ip,
 )
@@ -155,7 +155,14 @@ def test_plain_ip_and_bans_compare_addresses_as_the_same_address() -> None:
     bans.add("10.0.0.5")
     assert bans.barred("::ffff:10.0.0.5") and bans.barred("10.0.0.5")
     assert not bans.barred("10.0.0.6")
-    assert is_loopback("::ffff:127.0.0.1") and not is_loopback("10.0.0.5")
+
+
+def test_the_servers_own_computer_is_its_usual_loopback_or_the_address_it_reached() -> None:
+    assert own_computer("127.0.0.1", "127.0.0.1") and own_computer("::1", None)
+    assert own_computer("::ffff:127.0.0.1", "::ffff:127.0.0.1")
+    assert own_computer("192.168.1.10", "::ffff:192.168.1.10")  # to its own LAN address
+    assert not own_computer("192.168.1.11", "192.168.1.10")
+    assert not own_computer("127.0.0.2", "127.0.0.1")  # a source chosen on purpose
 
 
 # --- with a real `lanchat serve`: refused at accept, said to both kinds, counted in the log -----

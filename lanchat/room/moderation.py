@@ -16,9 +16,11 @@ people ("bob is muted for 10 minutes by teacher"), so nothing an operator does i
 * /ban: every connection from the member's address leaves (reason "banned"), and the room
   returns BarAddress for the hub to hand to admission (lanchat/admission.py), which refuses that
   address on the accept thread until the server stops; the room also refuses a join from it
-  (one accepted just before the ban). Loopback cannot be banned: every client on the server's
-  own computer shares it, the server's own `lanchat status` included. An operator cannot ban
-  their own address (a school's NAT can make a whole room one address): /kick does.
+  (one accepted just before the ban). The server's own computer cannot be banned: its programs
+  connect from 127.0.0.1, ::1 or its own LAN address, which all of them share, the server's
+  own `lanchat status` included (lanchat.admission.own_computer; another 127/8 source address,
+  chosen on purpose, can be). An operator cannot ban their own address (a school's NAT can
+  make a whole room one address): /kick does.
 * /topic TEXT: the room's topic, in every newcomer's welcome, in `/topic`, in `lanchat status`
   and on the web page.
 
@@ -27,7 +29,6 @@ Owned by the room (rules.py), called under the hub lock like everything else of 
 
 from __future__ import annotations
 
-import ipaddress
 import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -87,13 +88,6 @@ class ModerationView:
     operators: tuple[str, ...]
     muted: tuple[MuteRecord, ...]
     bans: tuple[BanRecord, ...]
-
-
-def _loopback(address: str) -> bool:
-    try:
-        return ipaddress.ip_address(address).is_loopback
-    except ValueError:
-        return False
 
 
 def _minutes(n: int) -> str:
@@ -168,11 +162,11 @@ class Moderator:
 
     def _ban(self, by: Member, target: Member, reason: str) -> list[Output]:
         address = target.address
-        if not address or _loopback(address):
+        if not address or target.own_computer:
             message = (
-                f"{target.name} is on the server's own computer: its address (loopback) is "
-                "shared by every program there, `lanchat status` included, so it cannot be "
-                f"banned. Use /kick {target.name}."
+                f"{target.name} connects from the server's own computer, whose address every "
+                "program there shares (`lanchat status` included), so it cannot be banned. "
+                f"Use /kick {target.name}."
             )
             return [self._refuse(by, "cannot-ban", message)]
         if address == by.address:

@@ -62,6 +62,9 @@ class Member:
     since: float = 0.0  # when it joined (the room's ticks)
     operator: bool = False  # may moderate the room (joined as one, or promoted: Room.promote)
     address: str = ""  # the IP address it connects from (what a /ban bans); "" if none
+    # It connects as programs on the server's own computer do (lanchat.admission.own_computer):
+    # that address cannot be banned.
+    own_computer: bool = False
 
 
 # --- outputs: what must happen ------------------------------------------------------------

@@ -173,12 +173,14 @@ class Room:
         web: bool = False,
         operator: bool = False,
         address: str = "",
+        own_computer: bool = False,
     ) -> list[Output]:
         """Admit a client (raw when `hello` is None; `web`: a browser, which says hello too);
         Refused says why not. A raw client that has not said anything yet joins unannounced
         (`announce=False`). `operator`: it may moderate the room from the start (the room is
         told so when it is announced). `address`: its IP address (lanchat.admission.plain_ip),
-        what a /ban bans."""
+        what a /ban bans; `own_computer`: it connects as the server's own computer does, and
+        so cannot be banned (lanchat/room/moderation.py)."""
         if self.closed:
             raise Refused("shutdown", "The server is shutting down.")
         if self._moderator.banned(address):  # accepted just before the ban came in
@@ -202,6 +204,7 @@ class Room:
             since=self._ticks(),
             operator=operator,
             address=address,
+            own_computer=own_computer,
         )
         self._members[member_id] = member
         self._names.add(member)
