@@ -89,8 +89,8 @@ def serve(
             "--allow",
             metavar="CIDR",
             help="Let in only addresses in this network, e.g. 192.168.1.0/24 or fd00::/8; a "
-            "bare address is just that address (repeatable; this PC itself is always let in "
-            "unless a rule names a loopback address).",
+            "bare address is just that address (repeatable; this PC is always let in over "
+            "loopback, unless a rule names a loopback address).",
         ),
     ] = None,
     deny: Annotated[
