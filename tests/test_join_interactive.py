@@ -56,8 +56,9 @@ def test_a_kicked_terminal_says_why_and_ends_without_a_key_pressed() -> None:
     relay.hub.promote(next(c for c in relay.hub.fanout.clients if c.name == "teacher"))
     term = Terminal("join", f"127.0.0.1:{port}", "--name", "tty")
     try:
-        term.wait_for(b"/quit")  # the session is up, the prompt waits for a line
+        term.wait_for(b"tty>")  # the prompt runs: the kick must end it from outside
         term.type(b"half a li")  # being typed when the kick comes
+        term.wait_for(b"half a li")
         teacher.wait_json(lambda f: f["type"] == "join" and f["name"] == "tty")
         teacher.send_json({"type": "kick", "name": "tty", "reason": "enough"})
         term.wait_for(b"removed from the room by teacher: enough")
