@@ -168,7 +168,11 @@ class AddressBans:
 
     def barred(self, address: str) -> bool:
         with self._lock:
-            return plain_ip(address) in self._addresses
+            if not self._addresses:  # the usual case, at every accept: nothing to parse
+                return False
+        ip = plain_ip(address)
+        with self._lock:
+            return ip in self._addresses
 
 
 @dataclass(frozen=True)

@@ -70,11 +70,10 @@ _RAW_REFUSALS = {
     b"! Too many connections": "too-many-connections",
     b"! The server is full": "server-full",
     b"! The server is shutting down": "shutdown",
-    # --allow/--deny and an operator's /ban, at accept (lanchat/admission.py), and a ban the
-    # room itself says (a connection accepted just before the ban)
+    # --allow/--deny and an operator's /ban, at accept (lanchat/admission.py); the room's own
+    # word for a ban (a connection accepted just before it) starts the same way
     DENIED_LINE.partition(" (")[0].encode(): "denied",
     BANNED_LINE.partition(" (")[0].encode(): "banned",
-    b"! You were banned": "banned",
 }
 
 

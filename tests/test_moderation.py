@@ -136,6 +136,15 @@ def test_operators_may_act_on_each_other(room: Room) -> None:
     assert problems(room.handle(TEACHER, ["hello?"]), TEACHER) == ["muted"]
 
 
+def test_the_operator_at_the_servers_own_computer_is_out_of_reach(room: Room) -> None:
+    room.join(5, Hello(1, "console"), operator=True, address="127.0.0.1", own_computer=True)
+    for request in (Kick("console"), Mute("console"), Ban("console")):
+        outputs = room.handle(TEACHER, [request])
+        assert problems(outputs, TEACHER) == ["console-operator"] and published(outputs) == []
+    assert room.member(5) is not None and room.moderation().muted == ()
+    assert published(room.handle(5, [Kick("teacher")]))  # the console may act on others
+
+
 def test_a_muted_member_is_not_relayed_and_is_told_for_how_long(room: Room, ticks: Clock) -> None:
     (told,) = published(room.handle(TEACHER, [Mute("bob")]))  # 10 minutes by default
     assert told == Moderation(

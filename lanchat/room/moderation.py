@@ -3,8 +3,10 @@ it does.
 
 An operator is a member the relay made one (Member.operator: Room.promote, or joining as one).
 Only operators may moderate; anyone else who tries gets a private refusal and nothing happens.
-An operator may act on anyone but themselves, other operators included: two teachers share a
-room as equals. Every action is told to the room in a `moderation` frame, with a sentence for
+An operator may act on anyone but themselves, other operators included (two teachers share a
+room as equals), except the console: an operator on the server's own computer
+(Member.own_computer), the person who can stop the server anyway, cannot be kicked, muted or
+banned by another. Every action is told to the room in a `moderation` frame, with a sentence for
 people ("bob is muted for 10 minutes by teacher"), so nothing an operator does is hidden.
 
 * /kick: the member leaves (reason "kicked") with a goodbye that says who and why. They may
@@ -145,6 +147,12 @@ class Moderator:
             return [self._refuse(member, "no-such-name", message)]
         if target is member:
             return [self._refuse(member, "not-yourself", f"You cannot use {command} on yourself.")]
+        if target.operator and target.own_computer:
+            message = (
+                f"{target.name} is an operator at the server's own computer: other operators "
+                f"cannot use {command} on them."
+            )
+            return [self._refuse(member, "console-operator", message)]
         if isinstance(request, Kick):
             return self._kick(member, target, request.reason)
         if isinstance(request, Mute):

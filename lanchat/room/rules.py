@@ -73,6 +73,7 @@ RATE_WINDOW_SECONDS = 10  # `lanchat status` reports messages per second over th
 # A full room makes room for a newcomer by letting go of a connection that has not said a word
 # for this long (a forgotten terminal, an idle socket), never of anyone who has spoken.
 SILENT_GRACE_SECONDS = 60.0
+BANNED = "Your address was banned from this room by an operator, until the server restarts."
 
 
 class Room:
@@ -184,7 +185,7 @@ class Room:
         if self.closed:
             raise Refused("shutdown", "The server is shutting down.")
         if self._moderator.banned(address):  # accepted just before the ban came in
-            raise Refused("banned", GOODBYES["banned"])
+            raise Refused("banned", BANNED)
         outputs: list[Output] = []
         if self.max_clients and len(self._members) >= self.max_clients:
             silent = self._longest_silent()
