@@ -167,6 +167,16 @@ def test_a_muted_member_is_not_relayed_and_is_told_for_how_long(room: Room, tick
     assert [m.name for m in room.moderation().muted] == ["bob"]
 
 
+def test_a_muted_operators_reply_comes_in_order_after_what_they_did(room: Room) -> None:
+    room.promote(BOB)
+    room.handle(TEACHER, [Mute("bob", 5)])
+    outputs = room.handle(BOB, [Kick("carol"), "and stay out"])  # moderating is not speaking
+    kick = published(outputs)[0]
+    (reply,) = [e for e in sent(outputs, BOB) if isinstance(e, Problem)]
+    assert isinstance(kick, Moderation) and kick.action == "kick"
+    assert reply.code == "muted" and reply.seq == room.seq >= kick.seq  # seq never goes back
+
+
 def test_a_mute_runs_out_on_a_tick_and_is_told(room: Room, ticks: Clock) -> None:
     room.handle(TEACHER, [Mute("bob", 2)])
     ticks.now += 119

@@ -234,16 +234,17 @@ class Moderator:
 
     # --- what time and speech bring about ------------------------------------------------------
 
-    def silence(self, member: Member) -> Problem | None:
-        """Why `member` may not speak now (a running mute), as the private reply; else None."""
-        if not self._mutes:  # the common case, on every line: no name key to work out
+    def silence(self, member: Member) -> MuteRecord | None:
+        """The mute that keeps `member` from speaking now, if one does."""
+        if not self._mutes:  # the common case, on every batch: no name key to work out
             return None
+        return self.muted_for(member, self._room.ticks())
+
+    def muted_reply(self, record: MuteRecord) -> Problem:
+        """The private reply to a muted member's words: for how long (made when it is sent,
+        so its seq is the room's latest)."""
         room = self._room
-        now = room.ticks()
-        record = self.muted_for(member, now)
-        if record is None:
-            return None
-        left = max(1, math.ceil((record.until - now) / 60))
+        left = max(1, math.ceil((record.until - room.ticks()) / 60))
         message = (
             f"You are muted by {record.by} for {left} more minute{'s' if left != 1 else ''}: "
             "what you send does not reach the room until then."

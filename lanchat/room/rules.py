@@ -311,12 +311,12 @@ class Room:
             self._mark_present(member)  # its first words: now it is here
             outputs += self._joined(member)
         # A mute: its words (and renames) go nowhere, and it is told so once per batch.
-        silenced = self._moderator.silence(member)
+        muted = self._moderator.silence(member)
         told = False
         for item in items:
-            if silenced is not None and (type(item) is str or isinstance(item, Say | SetName)):
+            if muted is not None and (type(item) is str or isinstance(item, Say | SetName)):
                 if not told:
-                    outputs.append(Send(member_id, silenced))
+                    outputs.append(Send(member_id, self._moderator.muted_reply(muted)))
                     told = True
             elif type(item) is str:
                 self._say(member, item, False, outputs)
