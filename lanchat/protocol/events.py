@@ -79,15 +79,30 @@ class Gap(Event):
 
 @dataclass(frozen=True)
 class WhoList(Event):
-    """Who is here: `count` people; `names` lists them all, except in a big room's greeting."""
+    """Who is here: `count` people; `names` lists them all, except in a big room's greeting.
+    With a backplane (several relays, one room), `relays` names the relay of each person who
+    is on another one, as (name, relay) pairs; on the wire `{"name": "relay"}`."""
 
     TYPE: ClassVar[str] = "who"
     names: tuple[str, ...] = ()
     count: int = 0
+    relays: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         if self.count < len(self.names):
             object.__setattr__(self, "count", len(self.names))
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "type": self.TYPE,
+            "seq": self.seq,
+            "time": round(self.time, 3),
+            "names": list(self.names),
+            "count": self.count,
+        }
+        if self.relays:  # only with a backplane: the wire stays as it was without one
+            d["relays"] = dict(self.relays)
+        return d
 
 
 @dataclass(frozen=True)
@@ -193,6 +208,18 @@ class TopicIs(Event):
 
 
 @dataclass(frozen=True)
+class Notice(Event):
+    """Something about the room's service that everyone on this relay should know, not said by
+    a person: the backplane linking it to the other relays went away (`backplane-down`), came
+    back (`backplane-back`), or lost its history (`backplane-reset`). Private to one relay; its
+    seq is that of the last room event, like a private frame's."""
+
+    TYPE: ClassVar[str] = "notice"
+    code: str = ""
+    message: str = ""
+
+
+@dataclass(frozen=True)
 class ProbeAnswer(Event):
     """The answer to a probe: which server and room, without joining it."""
 
@@ -225,6 +252,7 @@ ServerFrame = (
     | HelpText
     | Moderation
     | TopicIs
+    | Notice
 )
 
 _EVENT_TYPES: dict[str, type[Event]] = {
@@ -242,6 +270,7 @@ _EVENT_TYPES: dict[str, type[Event]] = {
         ProbeAnswer,
         Moderation,
         TopicIs,
+        Notice,
     )
 }
 
@@ -306,7 +335,9 @@ def render_line(frame: Event) -> str:
             return "* Nobody else is here yet."
         more = frame.count - len(frame.names)
         rest = f", and {more} more (/who lists everyone)" if more > 0 else ""
-        return f"* {frame.count} here: {', '.join(frame.names)}{rest}."
+        where = dict(frame.relays)
+        names = (f"{n} (on {where[n]})" if n in where else n for n in frame.names)
+        return f"* {frame.count} here: {', '.join(names)}{rest}."
     if isinstance(frame, Welcome):
         topic = f"\n* Topic: {frame.topic}" if frame.topic else ""
         return (
@@ -333,6 +364,8 @@ def render_line(frame: Event) -> str:
         if not frame.topic:
             return "* No topic is set."
         return f"* Topic: {frame.topic}" + (f" (set by {frame.by})" if frame.by else "")
+    if isinstance(frame, Notice):
+        return f"* {frame.message}"
     raise TypeError(f"no text form for {type(frame).__name__}")
 
 
@@ -378,6 +411,8 @@ def parse_event(line: bytes) -> ServerFrame:
         cls = _EVENT_TYPES[kind]
         if cls is WhoList:
             obj["names"] = tuple(str(n) for n in obj.get("names", ()))
+            relays = obj.get("relays") or {}
+            obj["relays"] = tuple((str(n), str(r)) for n, r in dict(relays).items())
         known = cls.__dataclass_fields__
         frame = cls(**{k: v for k, v in obj.items() if k in known})
     except (KeyError, TypeError, ValueError):

@@ -99,6 +99,31 @@ class RelayMute:
 
 
 @dataclass(frozen=True)
+class BackplaneStatus:
+    """The relay's link to the other relays of its room (`serve --backplane`)."""
+
+    url: str  # the Redis URL, without its password
+    stream: str  # the room's stream key
+    relay: str  # this relay's name among them
+    state: str  # "connected", "lagging", "down", "connecting" or "stopped"
+    since: float  # Unix time the state began
+    error: str | None  # why it is down
+    epoch: str  # the room's history id (the same on every relay)
+    seq: int  # the last seq of the stream this relay delivered
+    behind: int  # entries of the stream it has not delivered yet (at the last heartbeat)
+    waiting: int  # our events not back from the stream yet
+    lag: float  # seconds the oldest of them has waited
+    relays: int  # relays of the room alive (heartbeats), this one included
+
+    def to_dict(self) -> dict[str, Any]:
+        return _flat_dict(self)
+
+    @classmethod
+    def from_dict(cls, document: Any) -> BackplaneStatus:
+        return _known_fields(cls, document)
+
+
+@dataclass(frozen=True)
 class RelayBan:
     """An address banned until the relay stops."""
 
@@ -170,12 +195,13 @@ class RelayModeration:
 @dataclass(frozen=True)
 class RelayStatus:
     """The whole answer: `{"type": "status", "version": 1, "server": ..., "moderation": ...,
-    "connections": [...]}`; an answer without `moderation` (a relay from before it) reads as
-    no moderation."""
+    "connections": [...], "backplane": ...}`; an answer without `moderation` (a relay from
+    before it) reads as no moderation, one without `backplane` as none (`null`: none)."""
 
     server: RelayServer
     connections: tuple[RelayConnection, ...]
     moderation: RelayModeration = RelayModeration()
+    backplane: BackplaneStatus | None = None  # with `serve --backplane`
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -184,6 +210,7 @@ class RelayStatus:
             "server": self.server.to_dict(),
             "moderation": self.moderation.to_dict(),
             "connections": [c.to_dict() for c in self.connections],
+            "backplane": self.backplane.to_dict() if self.backplane is not None else None,
         }
 
     @classmethod
@@ -195,8 +222,10 @@ class RelayStatus:
         if not isinstance(connections, list):
             raise ValueError("not a status document: no list of connections")
         moderation = document.get("moderation")
+        backplane = document.get("backplane")  # absent from relays before it existed
         return cls(
             RelayServer.from_dict(document.get("server")),
             tuple(RelayConnection.from_dict(c) for c in connections),
             RelayModeration() if moderation is None else RelayModeration.from_dict(moderation),
+            BackplaneStatus.from_dict(backplane) if backplane is not None else None,
         )
