@@ -34,6 +34,7 @@ from lanchat.room import (
     NOTICE_WINDOW_SECONDS,
     RATE_WINDOW_SECONDS,
     SUMMARY_AFTER_SECONDS,
+    Claim,
     Greet,
     Hangup,
     Output,
@@ -41,6 +42,7 @@ from lanchat.room import (
     Publish,
     Recode,
     Refused,
+    RemotePerson,
     Room,
     Send,
 )
@@ -509,3 +511,97 @@ def test_a_silent_operator_is_announced_as_one_when_it_speaks(room: Room) -> Non
     assert room.promote(1) == []  # not announced yet: nobody is told about a silent socket
     told = published(room.handle(1, ["hello"]))
     assert [type(e) for e in told] == [Joined, Moderation, Chat]
+
+
+# --- with a backplane: the stream orders the events, other relays hold names ----------------
+
+
+@pytest.fixture
+def relayed() -> Room:
+    """A room whose order is a backplane's stream (external_order)."""
+    return Room("lobby", history=3, clock=Clock(), ticks=Clock(), external_order=True)
+
+
+def test_a_relayed_room_leaves_the_seq_and_history_to_the_stream(relayed: Room) -> None:
+    relayed.join(1, hello("ana"))
+    chat = published(relayed.handle(1, [Say("hi")]))[0]
+    assert isinstance(chat, Chat) and chat.seq == 0  # the stream gives the seq
+    assert relayed.seq == 0 and len(relayed.history) == 0
+    relayed.delivered(Joined(1, 1.0, "ana", "lanchat", 1))
+    relayed.delivered(Chat(2, 1.0, "ana", "hi"))
+    relayed.delivered(Chat(3, 1.0, "ben", "hey"), "h2")  # another relay's
+    assert relayed.seq == 3 and [c.text for c in relayed.history] == ["hi", "hey"]
+    greet = relayed.join(2, hello("cy", exact=True, client="x"))[0]
+    assert isinstance(greet, Greet) and greet.welcome.seq == 3 and len(greet.history) == 2
+
+
+def test_while_the_backplane_is_away_chats_are_held_then_take_their_place(relayed: Room) -> None:
+    relayed.delivered(Chat(5, 1.0, "ben", "before"), "h2")
+    shown = relayed.provisional(Chat(0, 2.0, "ana", "during"))
+    assert shown.seq == 5  # a resume point never passes what the stream has not ordered
+    resumed = relayed.join(1, Hello(1, "cy", False, "", Resume(relayed.epoch, 5)))[0]
+    assert isinstance(resumed, Greet)
+    assert [c.text for c in resumed.history] == ["during"]  # held chats are replayed
+    relayed.delivered(Chat(6, 3.0, "ben", "from h2 meanwhile"), "h2")
+    relayed.confirmed(Chat(7, 2.0, "ana", "during"))  # ours, back from the stream
+    assert relayed.seq == 7
+    assert [(c.seq, c.text) for c in relayed.history] == [
+        (5, "before"),
+        (6, "from h2 meanwhile"),
+        (7, "during"),
+    ]
+
+
+def test_names_on_other_relays_are_taken_and_who_lists_everyone(relayed: Room) -> None:
+    relayed.delivered(Joined(1, 1.0, "ben", "lanchat", 1), "h2")
+    with pytest.raises(Refused):
+        relayed.join(1, hello("BEN", exact=True))
+    outputs = relayed.join(2, hello("ben"))
+    assert isinstance(outputs[0], Greet) and outputs[0].welcome.name == "ben-2"
+    assert relayed.take_claims() == [Claim("ben-2", 2)]
+    who = sent(relayed.handle(2, [AskWho()]), 2)[0]
+    assert isinstance(who, WhoList)
+    assert who.names == ("ben-2", "ben") and who.count == 2 and who.relays == (("ben", "h2"),)
+    relayed.delivered(Renamed(2, 1.0, "ben", "bob"), "h2")
+    relayed.delivered(Left(3, 1.0, "bob", "quit", 1), "h2")
+    assert sent(relayed.handle(2, [AskWho()]), 2)[0] == WhoList(3, 1000.0, ("ben-2",), 1)
+    relayed.handle(2, [Quit()])
+    assert relayed.take_claims() == [Claim("ben-2", 0)]
+
+
+def test_a_refresh_of_the_others_keeps_what_newer_events_said(relayed: Room) -> None:
+    relayed.delivered(Joined(8, 1.0, "dan", "raw", 1), "h3")
+    relayed.set_remote({"ben": RemotePerson("ben", "h2")}, as_of=7)  # read before dan came
+    greet = relayed.join(2, hello("eve"))[0]
+    assert isinstance(greet, Greet) and set(greet.who.names) == {"eve", "ben", "dan"}
+    relayed.set_remote({"ben": RemotePerson("ben", "h2")}, as_of=9)  # dan left meanwhile
+    greet = relayed.join(3, hello("fay"))[0]
+    assert isinstance(greet, Greet) and "dan" not in greet.who.names
+
+
+def test_a_name_given_elsewhere_at_the_same_moment_becomes_a_variant(relayed: Room) -> None:
+    relayed.join(1, hello("zed", exact=True))
+    outputs = relayed.name_taken(1, "zed", "h2")
+    assert published(outputs) == [Renamed(0, 1000.0, "zed", "zed-2")]
+    problem = sent(outputs, 1)[0]
+    assert isinstance(problem, Problem) and problem.code == "name-taken" and "h2" in problem.message
+    assert relayed.take_claims()[-2:] == [Claim("zed", 0), Claim("zed-2", 1)]
+    assert relayed.name_taken(1, "zed", "h2") == []  # renamed already: nothing to undo
+
+
+def test_a_relay_that_stops_tells_the_others_who_left_with_it(relayed: Room) -> None:
+    relayed.join(1, hello("ana"))
+    relayed.join(2, hello("al"))
+    relayed.take_claims()
+    events = published(relayed.shutdown())
+    assert events[:2] == [
+        Left(0, 1000.0, "ana", "shutdown", 1),
+        Left(0, 1000.0, "al", "shutdown", 0),
+    ]
+    assert isinstance(events[2], Goodbye)  # ours alone: the hub sends it here
+    assert relayed.take_claims() == [Claim("ana", 0), Claim("al", 0)]
+    crowd = Room("lobby", clock=Clock(), ticks=Clock(), external_order=True)
+    for member in range(1, NOTICE_BURST + 2):
+        crowd.join(member, hello(f"p{member}"))
+    summary = published(crowd.shutdown())[0]
+    assert isinstance(summary, Summary) and summary.left == NOTICE_BURST + 1

@@ -9,6 +9,8 @@
     notices.py  join and leave notices one by one up to a burst, then one summary
     history.py  the bounded history of chats, its epoch, and what a reconnecting client
                 missed (resume and gap); Past, where a history starts
+    remote.py   with a backplane: the people on the other relays of the room, and the names
+                this relay gives and frees (Claim)
 
 Like h11's connection object it does no I/O; the hub (lanchat/hub.py) calls it under its lock
 and applies what it returns. tests/test_room.py tests it without a socket.
@@ -38,6 +40,7 @@ from lanchat.room.outputs import (
     Refused,
     Send,
 )
+from lanchat.room.remote import Claim, RemotePerson, RemoteRoster
 from lanchat.room.rules import GREETING_NAMES, RATE_WINDOW_SECONDS, SILENT_GRACE_SECONDS, Room
 
 __all__ = [
@@ -51,6 +54,7 @@ __all__ = [
     "SUMMARY_AFTER_SECONDS",
     "BanRecord",
     "BarAddress",
+    "Claim",
     "Greet",
     "Hangup",
     "History",
@@ -65,6 +69,8 @@ __all__ = [
     "Publish",
     "Recode",
     "Refused",
+    "RemotePerson",
+    "RemoteRoster",
     "Room",
     "Send",
     "new_epoch",

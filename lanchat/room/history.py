@@ -8,6 +8,13 @@ says what cannot be replayed: chats pushed out of the history, or everything whe
 differs. Only chats (messages and actions) are kept and replayed; joins, leaves and renames
 are not (the greeting's who-list says who is here). The room (rules.py) owns one History and
 calls it under the hub lock, like everything else of the room.
+
+With a backplane (lanchat/backplane/) the history holds the chats in the stream's order. While
+the backplane cannot be reached, this relay's own chats are shown here at once and held apart
+(`hold`): they have no seq of the stream's yet. They are replayed to newcomers after the others,
+and to anyone resuming meanwhile (who may have seen some of them already: seen twice, never
+missed); when the stream takes them they leave the held list (`release`) and are remembered in
+their place in the order (docs/reliability.md, "Several relays").
 """
 
 from __future__ import annotations
@@ -42,14 +49,31 @@ class History:
         self.epoch = past.epoch
         self.trimmed = past.trimmed
         self._chats: deque[Chat] = deque(maxlen=size)
+        self._held: deque[Chat] = deque()  # shown here while the backplane was away
         for chat in past.chats:
             self.remember(chat)
 
+    @property
+    def size(self) -> int:
+        """How many chats it keeps."""
+        return self._chats.maxlen or 0
+
     def __len__(self) -> int:
-        return len(self._chats)
+        return len(self._chats) + len(self._held)
 
     def __iter__(self) -> Iterator[Chat]:
-        return iter(self._chats)
+        yield from self._chats
+        yield from self._held
+
+    def hold(self, chat: Chat) -> None:
+        """A chat shown here before the stream put it in order (the backplane is away)."""
+        self._held.append(chat)
+
+    def release(self) -> None:
+        """The oldest held chat reached the stream (own chats come back in the order they
+        were said); it is remembered in its place by remember()."""
+        if self._held:
+            self._held.popleft()
 
     def remember(self, chat: Chat) -> None:
         """Keep a chat, noting the newest one this lets go."""
@@ -67,8 +91,9 @@ class History:
         """The chats to replay to a newcomer (all of them) or to a client resuming from
         `resume` (those after its seq, walked newest first: O(missed)), and what cannot be
         replayed. `seq` is the room's newest seq (a resume past it is from another history)."""
+        held = tuple(replace(chat, history=True) for chat in self._held)
         if resume is None or resume.epoch != self.epoch or resume.seq > seq:
-            every = tuple(replace(chat, history=True) for chat in self._chats)
+            every = tuple(replace(chat, history=True) for chat in self._chats) + held
             if resume is None:
                 return every, None
             message = (
@@ -82,6 +107,7 @@ class History:
                 break
             missed.append(replace(chat, history=True))
         missed.reverse()
+        missed += held  # perhaps seen before: twice rather than never (see the top)
         gap = None
         if self.trimmed > resume.seq:
             first, last = resume.seq + 1, self.trimmed

@@ -3,7 +3,8 @@
 Names are compared by their key (lanchat/protocol: case, width, font style and look-alike
 letters do not count), so `ana`, `ANA` and a Cyrillic look-alike of `ana` are one name. A
 client without a name is `guest-N`; a wanted name that is taken gets a suffix (`ana-2`) unless
-the client asked for that exact name. Pure, owned by the room.
+the client asked for that exact name. With a backplane, names held on the other relays of the
+room (room/remote.py) count as taken too. Pure, owned by the room.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import itertools
 
 from lanchat.protocol import MAX_NAME_CHARS, Hello, name_key, name_problem, name_taken
 from lanchat.room.outputs import Member, Refused
+from lanchat.room.remote import RemoteRoster
 
 MAX_NAME_SUFFIX = 999  # alice-2 ... alice-999, then the name counts as taken
 
@@ -19,9 +21,10 @@ MAX_NAME_SUFFIX = 999  # alice-2 ... alice-999, then the name counts as taken
 class Names:
     """The members by name key."""
 
-    def __init__(self) -> None:
+    def __init__(self, remote: RemoteRoster | None = None) -> None:
         self._holders: dict[str, Member] = {}
         self._guest_numbers = itertools.count(1)
+        self._remote = remote if remote is not None else RemoteRoster()
 
     def add(self, member: Member) -> None:
         self._holders[name_key(member.name)] = member
@@ -40,38 +43,53 @@ class Names:
         """The name a client gets (Refused says why it gets none); `ignoring` a member whose
         own name counts as free (a late hello choosing again)."""
 
-        def free(name: str) -> bool:
-            holder = self._holders.get(name_key(name))
-            return holder is None or holder is ignoring
-
         if hello is None or hello.name is None:
             while True:
                 name = f"guest-{next(self._guest_numbers)}"
-                if free(name):
+                if self._free(name, ignoring):
                     return name
         problem = name_problem(hello.name)
         if problem is not None:
             raise Refused(problem.code, problem.message)
-        if free(hello.name):
+        if self._free(hello.name, ignoring):
             return hello.name
         if hello.exact:
-            holder = self._holders[name_key(hello.name)]
-            raise Refused("name-taken", name_taken(hello.name, holder.name))
+            raise Refused("name-taken", name_taken(hello.name, self._holder_name(hello.name)))
+        variant = self.variant(hello.name, ignoring)
+        if variant is None:
+            raise Refused("name-taken", f"The name {hello.name} and its variants are taken.")
+        return variant
+
+    def variant(self, name: str, ignoring: Member | None = None) -> str | None:
+        """The first free `name-2` ... `name-999`, or None."""
         for n in range(2, MAX_NAME_SUFFIX + 1):
             suffix = f"-{n}"
-            name = hello.name[: MAX_NAME_CHARS - len(suffix)] + suffix
-            if free(name):
-                return name
-        raise Refused("name-taken", f"The name {hello.name} and its variants are taken.")
+            candidate = name[: MAX_NAME_CHARS - len(suffix)] + suffix
+            if self._free(candidate, ignoring):
+                return candidate
+        return None
+
+    def _free(self, name: str, ignoring: Member | None) -> bool:
+        key = name_key(name)
+        holder = self._holders.get(key)
+        return (holder is None or holder is ignoring) and key not in self._remote
+
+    def _holder_name(self, name: str) -> str:
+        key = name_key(name)
+        holder = self._holders.get(key)
+        if holder is not None:
+            return holder.name
+        remote = self._remote.get(key)
+        return remote.name if remote is not None else name
 
     def why_not(self, member: Member, new: str) -> tuple[str, str] | None:
         """(code, message) if `member` cannot be called `new`, else None."""
         problem = name_problem(new)
         if problem is not None:
             return problem.code, problem.message
-        holder = self._holders.get(name_key(new))
-        if holder is not None and holder is not member:
-            return "name-taken", f"{name_taken(new, holder.name)} Pick another one with /nick NAME."
+        if not self._free(new, member):
+            taken = name_taken(new, self._holder_name(new))
+            return "name-taken", f"{taken} Pick another one with /nick NAME."
         return None
 
     def rename(self, member: Member, new: str) -> None:

@@ -9,9 +9,17 @@ Every event takes the next sequence number here, so everyone sees one order.
 The history of chats and what a reconnecting client missed (resume) are lanchat/room/history.py;
 what operators may do (kick, mute, ban, topic) is lanchat/room/moderation.py.
 
+With a backplane (lanchat/backplane/, `external_order`), several relays carry the room and the
+order is the stream's: what the room publishes carries seq 0, the backplane puts it in the
+stream, and the hub calls `delivered()` for each event in the stream's order (this relay's and
+the others'), which gives the room its seq and history. Names stay the room's decision, with the
+other relays' names as taken (room/remote.py); the names it gives or frees are listed in
+`claims` for the backplane to record, and a name another relay took first meanwhile comes back
+through `name_taken()`.
+
 About 400 lines: every request type's rule is here or one call away, the one place to read what
-the room does; names, notices, history, moderation and the outputs are their own modules beside
-it.
+the room does; names, notices, history, moderation, the other relays' people and the outputs
+are their own modules beside it.
 """
 
 from __future__ import annotations
@@ -20,6 +28,7 @@ import itertools
 import time
 from collections import deque
 from collections.abc import Callable
+from dataclasses import replace
 
 from lanchat.protocol import (
     DEFAULT_HISTORY,
@@ -29,6 +38,7 @@ from lanchat.protocol import (
     AskHelp,
     AskWho,
     Chat,
+    Event,
     FrameError,
     Goodbye,
     Hello,
@@ -54,7 +64,7 @@ from lanchat.protocol.detect import client_kind
 from lanchat.room.history import History, Past, new_epoch
 from lanchat.room.moderation import MODERATION_REQUESTS, ModerationView, Moderator
 from lanchat.room.names import Names
-from lanchat.room.notices import JOIN, LEAVE, NoticeBudget
+from lanchat.room.notices import JOIN, LEAVE, NOTICE_BURST, NoticeBudget
 from lanchat.room.outputs import (
     GOODBYES,
     Greet,
@@ -67,6 +77,7 @@ from lanchat.room.outputs import (
     Refused,
     Send,
 )
+from lanchat.room.remote import Claim, RemotePerson, RemoteRoster
 
 GREETING_NAMES = 100  # names in the who-list of the greeting (the count is always there)
 RATE_WINDOW_SECONDS = 10  # `lanchat status` reports messages per second over this window
@@ -89,6 +100,7 @@ class Room:
         clock: Callable[[], float] = time.time,
         ticks: Callable[[], float] = time.monotonic,
         past: Past | None = None,
+        external_order: bool = False,
     ) -> None:
         past = past or Past(new_epoch())
         self.name = name
@@ -104,8 +116,13 @@ class Room:
         self._members: dict[int, Member] = {}  # by id, in joining order
         self._present = 0  # announced members
         self._notices = NoticeBudget()
-        self._names = Names()
+        self._remote = RemoteRoster()  # people on the other relays (a backplane)
+        self._names = Names(self._remote)
         self._moderator = Moderator(self)
+        # With a backplane: the stream orders the events (see the top), and the names given
+        # and freed wait here for it to record them (take_claims).
+        self.external_order = external_order
+        self._claims: list[Claim] = []
 
     # --- questions -------------------------------------------------------------------------
 
@@ -118,6 +135,11 @@ class Room:
     def size(self) -> int:
         """People present: announced members (a silent connection is not counted)."""
         return self._present
+
+    @property
+    def everyone(self) -> int:
+        """People present in the whole room: here and on the other relays of a backplane."""
+        return self._present + len(self._remote)
 
     @property
     def connections(self) -> int:
@@ -220,13 +242,14 @@ class Room:
     def _mark_present(self, member: Member) -> None:
         member.announced = True
         self._present += 1
+        self._claim(member.name, member.id)
 
     def _joined(self, member: Member) -> list[Output]:
         """Tell everyone `member` is here (after its greeting: a higher seq), or count it; an
         operator's arrival is always told (a notice budget must not hide who may moderate)."""
         outputs: list[Output] = []
         if self._notices.allow(JOIN, self._ticks()):
-            joined = Joined(self._next(), self._clock(), member.name, member.kind, self._present)
+            joined = Joined(self._next(), self._clock(), member.name, member.kind, self.everyone)
             outputs.append(Publish(joined))
         if member.operator:
             outputs.append(self._made_operator(member, ""))
@@ -253,7 +276,7 @@ class Room:
         outputs = self._moderator.tick()
         due = self._notices.due(self._ticks())
         if due is not None:
-            summary = Summary(self._next(), self._clock(), *due, self._present)
+            summary = Summary(self._next(), self._clock(), *due, self.everyone)
             outputs.append(Publish(summary))
         return outputs
 
@@ -330,8 +353,7 @@ class Room:
             elif isinstance(item, SetName):
                 self._rename(member, item.name, outputs)
             elif isinstance(item, AskWho):
-                names = tuple(m.name for m in self._members.values() if m.announced)
-                outputs.append(Send(member_id, WhoList(self.seq, self._clock(), names)))
+                outputs.append(Send(member_id, self._who(self._clock())))
             elif isinstance(item, Ping):
                 outputs.append(Send(member_id, Pong(self.seq, self._clock(), item.token)))
             elif isinstance(item, AskHelp):
@@ -355,8 +377,9 @@ class Room:
         outputs: list[Output] = []
         if member.announced:  # a silent connection leaves as it came: unannounced
             self._present -= 1
+            self._claim(member.name, 0)
             if self._notices.allow(LEAVE, self._ticks()):
-                left = Left(self._next(), self._clock(), member.name, reason, self._present)
+                left = Left(self._next(), self._clock(), member.name, reason, self.everyone)
                 outputs.append(Publish(left))
         goodbye = goodbye or GOODBYES.get(reason)
         if goodbye:
@@ -369,19 +392,108 @@ class Room:
         if self.closed:
             return []
         self.closed = True
+        outputs: list[Output] = self._farewells() if self.external_order else []
         goodbye = Goodbye(self._next(), self._clock(), "shutdown", GOODBYES["shutdown"])
-        outputs: list[Output] = [Publish(goodbye)]
+        outputs.append(Publish(goodbye))
         outputs += [Hangup(member_id, "shutdown") for member_id in self._members]
         self._members.clear()
         self._present = 0
         self._names.clear()
         return outputs
 
+    def _farewells(self) -> list[Output]:
+        """This relay stops but the room goes on (a backplane): the others are told who left
+        with it (one by one, or one summary for more than a burst), and the names are freed."""
+        here = [m for m in self._members.values() if m.announced]
+        for member in here:
+            self._claim(member.name, 0)
+        now, left = self._clock(), len(here)
+        if left > NOTICE_BURST:
+            return [Publish(Summary(0, now, 0, left, len(self._remote)))]
+        return [
+            Publish(Left(0, now, m.name, "shutdown", len(self._remote) + left - i))
+            for i, m in enumerate(here, 1)
+        ]
+
+    # --- with a backplane: the stream's order, the other relays' people ---------------------
+
+    def delivered(self, event: Event, relay: str = "") -> None:
+        """`event` in the order every relay delivers (the backplane's stream): it is the newest
+        seq now, a chat joins the history, and another relay's (`relay`) joins, leaves and
+        renames change who is on the other relays."""
+        self.seq = max(self.seq, event.seq)
+        if type(event) is Chat:
+            self.history.remember(event)
+        if relay:
+            self._remote.apply(event, relay)
+
+    def provisional(self, event: Event) -> Event:
+        """One of our events shown here before the stream ordered it (the backplane is away):
+        it carries the seq of the last event in the stream's order, so a client's resume point
+        never passes what the stream has not ordered yet; a chat is held (history.py)."""
+        shown = replace(event, seq=self.seq)
+        if type(shown) is Chat:
+            self.history.hold(shown)
+        return shown
+
+    def confirmed(self, event: Event) -> None:
+        """A provisional event reached the stream: it takes its place in the order (it was
+        shown already)."""
+        if type(event) is Chat:
+            self.history.release()
+        self.delivered(event)
+
+    def restart_history(self, past: Past) -> None:
+        """The stream's history was lost and a new one begins (Redis lost its data)."""
+        self.seq = past.seq
+        self.history = History(self.history.size, past)
+
+    def set_remote(self, people: dict[str, RemotePerson], as_of: int) -> None:
+        """Who is on the other relays (by name key), as the backplane read it when the stream's
+        newest seq was `as_of`."""
+        self._remote.set_all(people, as_of)
+
+    def take_claims(self) -> list[Claim]:
+        """The names given and freed since the last call, for the backplane to record."""
+        claims, self._claims = self._claims, []
+        return claims
+
+    def name_taken(self, member_id: int, name: str, relay: str) -> list[Output]:
+        """Another relay gave `name` to someone first (both admitted it within moments): our
+        member takes a variant of it and is told why."""
+        self._remote.add(name, relay)
+        member = self._members.get(member_id)
+        if member is None or member.name != name:
+            return []  # gone or renamed meanwhile: nothing to undo
+        new = self._names.variant(name, member)
+        if new is None:
+            return []
+        outputs: list[Output] = []
+        self._rename(member, new, outputs)
+        message = f"The name {name} was taken on relay {relay} at the same moment: you are {new}."
+        return [*outputs, self._problem(member, "name-taken", message)]
+
     # --- the rules -------------------------------------------------------------------------
 
     def _next(self) -> int:
+        if self.external_order:
+            return 0  # the backplane's stream gives it its seq (delivered)
         self.seq += 1
         return self.seq
+
+    def _claim(self, name: str, member_id: int) -> None:
+        if self.external_order:
+            self._claims.append(Claim(name, member_id))
+
+    def _who(self, now: float, limit: int | None = None) -> WhoList:
+        """Everyone present (the first `limit` names), with the relay of those elsewhere."""
+        here = (m.name for m in self._members.values() if m.announced)
+        elsewhere = [(p.name, p.relay) for p in self._remote]
+        names = itertools.chain(here, (name for name, _ in elsewhere))
+        listed = tuple(itertools.islice(names, limit)) if limit is not None else tuple(names)
+        shown = set(listed)
+        relays = tuple(pair for pair in elsewhere if pair[0] in shown)
+        return WhoList(self.seq, now, listed, self.everyone, relays)
 
     def _greeting(self, member: Member, resume: Resume | None = None) -> Greet:
         now = self._clock()
@@ -398,9 +510,7 @@ class Room:
         )
         # A newcomer to a big room gets the first names and the count, not thousands of names
         # (that was O(room) bytes per join); /who lists everyone on request.
-        present = (m.name for m in self._members.values() if m.announced)
-        names = tuple(itertools.islice(present, GREETING_NAMES))
-        return Greet(member.id, welcome, WhoList(self.seq, now, names, self.size), replay, gap)
+        return Greet(member.id, welcome, self._who(now, GREETING_NAMES), replay, gap)
 
     def _say(self, member: Member, text: str, action: bool, outputs: list[Output]) -> None:
         text = clean_text(text).strip()
@@ -409,7 +519,8 @@ class Room:
             outputs.append(self._problem(member, "empty", message))
             return
         chat = Chat(self._next(), self._clock(), member.name, text, action)
-        self.history.remember(chat)
+        if not self.external_order:  # else the history is the stream's (delivered)
+            self.history.remember(chat)
         self.messages += 1
         second = int(self._ticks())
         counts = self._per_second
@@ -428,6 +539,9 @@ class Room:
             return
         old = member.name
         self._names.rename(member, new)
+        if member.announced:
+            self._claim(old, 0)
+            self._claim(new, member.id)
         outputs.append(Publish(Renamed(self._next(), self._clock(), old, new)))
 
     def _problem(self, member: Member, code: str, message: str) -> Send:
