@@ -7,6 +7,14 @@ queues it in the fan-out log, and lets the lock go; then it asks the fan-out to 
 chat line walks reader -> room -> fan-out once, and the room's rules can be tested without a
 socket (tests/test_room.py).
 
+With a backplane (lanchat/backplane/, several relays carrying one room) the walk has one more
+step: what the room publishes goes to the backplane (`Sequencer.submit`, under the lock), which
+appends it to the room's stream in Redis; the backplane's reader thread hands every event of
+the stream back in the stream's order (`deliver`), this relay's own among them, and only then
+is it encoded and queued in the fan-out. So every client of every relay gets one order. While
+the backplane is away, submit() says so and the event is shown here at once (`provisional`);
+show_here() does the same for what the backplane held when it went away.
+
 Threads and what they own (fanout.py has the table of the delivery state):
 
     who                  runs                                       holds
@@ -17,6 +25,8 @@ Threads and what they own (fanout.py has the table of the delivery state):
     the stopping thread  Hub.shutdown (Relay.stop)                   the lock, then tries the token
     the accept thread    Hub.tick, about once a second               the lock, then tries the token
     status / keeper      Hub.snapshot(), Fanout.holds                the hub lock / nothing
+    backplane threads    Hub.deliver/show_here/notice/set_remote/   the lock, then tries the token
+                         name_taken/restart_history
 
     field                     owner
     Hub.room (all of Room)    the hub lock: the room is not thread-safe, the lock serialises it.
@@ -26,6 +36,8 @@ Threads and what they own (fanout.py has the table of the delivery state):
     Hub.bans                  added to under the hub lock (a /ban); the accept thread reads
                               it under its own small lock (lanchat/admission.py)
     Hub.listeners             filled before the relay starts, then only read
+    Hub.sequencer             set once by attach() before the relay starts, then only read;
+                              its own state has its own lock, taken inside the hub lock
     the store (store.py)      given to the fan-out at start; only a pass (the token) saves to it
     Client.member             set once under the hub lock at join; its fields are the room's
     Client.close_reason       written under the hub lock; readers may read it without the lock
@@ -33,7 +45,8 @@ Threads and what they own (fanout.py has the table of the delivery state):
     Client counters, cursor,  read by Relay.status() without a guard: each an int, a stale
       kind (for status)       value shows in one status document
 
-Lock order: the pass token before the hub lock, never the other way round. Nothing waits for
+Lock order: the pass token before the hub lock, never the other way round; the backplane's
+lock (lanchat/backplane/link.py) after the hub lock. Nothing waits for
 the token while it holds the lock: kick() runs after the lock is released and only tries the
 token; Hub.upgrade takes the token first, then the lock.
 
@@ -47,7 +60,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
 
 from lanchat.admission import AddressBans, own_computer, plain_ip
 from lanchat.fanout import (
@@ -63,6 +78,7 @@ from lanchat.protocol import (
     Event,
     Goodbye,
     Hello,
+    Notice,
     Problem,
     encode_history_text,
     encode_json,
@@ -70,15 +86,18 @@ from lanchat.protocol import (
 )
 from lanchat.room import (
     BarAddress,
+    Claim,
     Greet,
     Hangup,
     Item,
     Member,
     ModerationView,
     Output,
+    Past,
     Publish,
     Recode,
     Refused,
+    RemotePerson,
     Room,
     Send,
 )
@@ -89,6 +108,31 @@ log = logging.getLogger(__name__)
 # Someone who wants to see every published event (the serve log): called under the hub lock
 # with the client whose action caused it (None for the server's own), so it must not block.
 Listener = Callable[[Event, Client | None], None]
+
+
+class Sequencer(Protocol):
+    """What the hub needs from a backplane (lanchat/backplane/): one order for the events of
+    several relays. Both are called with the hub lock held and must not block."""
+
+    def submit(self, event: Event, origin: int, actor: Client | None) -> bool:
+        """Take one of the room's events for the stream; False: the backplane is away, so the
+        hub shows it here at once (it is still appended when the backplane is back)."""
+        ...
+
+    def names(self, claims: list[Claim]) -> None:
+        """Record names the room gave and freed."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Arrival:
+    """An event in the stream's order, as the backplane hands it to the hub."""
+
+    event: Event  # with its seq in the stream
+    relay: str = ""  # the other relay it came from; "" for ours
+    origin: int = 0  # ours, from a raw client: that client skips its own line
+    actor: Client | None = None  # ours: the client whose action it was (for the log)
+    shown: bool = False  # ours, shown here already while the backplane was away
 
 
 class Hub:
@@ -116,6 +160,11 @@ class Hub:
         )
         self.listeners: list[Listener] = []
         self._clients: dict[int, Client] = {}
+        self.sequencer: Sequencer | None = None
+
+    def attach(self, sequencer: Sequencer) -> None:
+        """Order the room's events through a backplane (before the relay starts)."""
+        self.sequencer = sequencer
 
     # --- what readers call (without the lock) ----------------------------------------------
 
@@ -199,6 +248,67 @@ class Hub:
             self.fanout.hurry(SHUTDOWN_LINGER_SECONDS)  # those already leaving, too
         self.fanout.kick()
 
+    # --- what a backplane calls (without the lock) ------------------------------------------
+
+    def deliver(self, take: Callable[[], Sequence[Arrival]]) -> None:
+        """Events in the stream's order (`take()`, called under the lock, so that the backplane
+        lets go of ours in the same step): each takes its seq, and goes to every client here
+        unless it is ours and was shown already (then it only takes its place)."""
+        told: list[tuple[Event, Client | None]] = []
+        with self.lock:
+            room = self.room
+            if room.closed:
+                return
+            for arrival in take():
+                event = arrival.event
+                if arrival.shown:
+                    room.confirmed(event)
+                    continue
+                room.delivered(event, arrival.relay)
+                self._publish(event, arrival.origin)
+                told.append((event, arrival.actor))
+            self._tell(told)
+        self.fanout.kick()
+
+    def show_here(self, take: Callable[[], tuple[Sequence[Arrival], Notice | None]]) -> None:
+        """The backplane went away: show what it still held of ours here at once, then its
+        notice (`take()` is called under the lock, so no event is submitted meanwhile)."""
+        told: list[tuple[Event, Client | None]] = []
+        with self.lock:
+            arrivals, notice = take()
+            for arrival in arrivals:
+                event = self.room.provisional(arrival.event)
+                self._publish(event, arrival.origin)
+                told.append((event, arrival.actor))
+            if notice is not None:
+                told.append(self._notice(notice))
+            self._tell(told)
+        self.fanout.kick()
+
+    def notice(self, code: str, message: str) -> None:
+        """Tell everyone here about the room's service (Notice: the backplane's state)."""
+        with self.lock:
+            self._tell([self._notice(Notice(0, 0.0, code, message))])
+        self.fanout.kick()
+
+    def set_remote(self, people: dict[str, RemotePerson], as_of: int) -> None:
+        """Who is on the other relays of the room, as the backplane read it at seq `as_of`."""
+        with self.lock:
+            self.room.set_remote(people, as_of)
+
+    def name_taken(self, member_id: int, name: str, relay: str) -> None:
+        """Another relay gave `name` away first: our member takes a variant."""
+        with self.lock:
+            self._apply(self.room.name_taken(member_id, name, relay), None)
+        self.fanout.kick()
+
+    def restart_history(self, past: Past, notice: Notice) -> None:
+        """The stream's history was lost (Redis lost its data): a new epoch begins."""
+        with self.lock:
+            self.room.restart_history(past)
+            self._tell([self._notice(notice)])
+        self.fanout.kick()
+
     # --- questions -------------------------------------------------------------------------
 
     def snapshot(self) -> tuple[list[Member], int, float]:
@@ -227,16 +337,16 @@ class Hub:
         """Carry out every output, then tell the listeners: a listener that fails cannot leave
         an output half applied (a member gone from the room but never hung up on)."""
         fanout = self.fanout
+        sequencer = self.sequencer
         told: list[Event] = []
         for output in outputs:
             if type(output) is Publish:
                 event = output.event
-                # Once per kind, and a kind nobody in the room reads is not encoded at all.
-                text = encode_text(event) if fanout.reads("raw") else b""
-                web = fanout.reads("web")
-                json = encode_json(event) if web or fanout.reads("lanchat") else b""
-                frame = encode_message(json) if web else b""  # one for every browser
-                fanout.publish(text, json, output.origin, event, frame)
+                if sequencer is not None and type(event) is not Goodbye:  # (shutdown: ours)
+                    if sequencer.submit(event, output.origin, actor):
+                        continue  # it comes back in the stream's order (deliver)
+                    event = self.room.provisional(event)  # the backplane is away
+                self._publish(event, output.origin)
                 told.append(event)
             elif type(output) is Send:
                 client = self._clients[output.to]
@@ -255,7 +365,32 @@ class Hub:
                 fanout.close(client, linger)
             elif type(output) is BarAddress:
                 self.bans.add(output.address)
-        for event in told:
+        if sequencer is not None:
+            claims = self.room.take_claims()
+            if claims:
+                sequencer.names(claims)
+        if told and self.listeners:
+            self._tell([(event, actor) for event in told])
+
+    def _publish(self, event: Event, origin: int) -> None:
+        """Queue one room event for everyone (lock held)."""
+        fanout = self.fanout
+        # Once per kind, and a kind nobody in the room reads is not encoded at all.
+        text = encode_text(event) if fanout.reads("raw") else b""
+        web = fanout.reads("web")
+        json = encode_json(event) if web or fanout.reads("lanchat") else b""
+        frame = encode_message(json) if web else b""  # one for every browser
+        fanout.publish(text, json, origin, event, frame)
+
+    def _notice(self, notice: Notice) -> tuple[Event, Client | None]:
+        """Queue a notice for everyone here, with the seq of the last room event (lock held)."""
+        event = Notice(self.room.seq, time.time(), notice.code, notice.message)
+        self._publish(event, 0)
+        return event, None
+
+    def _tell(self, told: list[tuple[Event, Client | None]]) -> None:
+        """Tell the listeners, after the outputs are applied (lock held)."""
+        for event, actor in told:
             for listener in self.listeners:
                 try:
                     listener(event, actor)
