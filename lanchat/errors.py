@@ -58,3 +58,7 @@ class StoreError(LanchatError):
     """`serve --store PATH`: the history file cannot be opened, created or written."""
 
     exit_code = ExitCode.STORE
+
+
+class BackplaneError(UnreachableError):
+    """`serve --backplane URL`: the backplane (Redis) cannot be reached, or is not usable."""

@@ -29,6 +29,7 @@ LAYERS = {
     "lanchat.web": 3,  # HTTP (h11) and WebSocket (websockets) for browsers, the page's files
     "lanchat.hub": 4,  # applies the room's outputs to the fan-out
     "lanchat.connection": 5,
+    "lanchat.backplane": 5,  # several relays, one room: Redis (redis-py) under the hub
     "lanchat.relay": 6,
     "lanchat.client": 6,
     "lanchat.discovery": 6,
@@ -79,6 +80,7 @@ THIRD_PARTY = {
     "websockets": {"lanchat.web"},
     "h11": {"lanchat.web"},
     "segno": {"lanchat.output"},
+    "redis": {"lanchat.backplane"},
 }
 
 
@@ -149,6 +151,15 @@ def test_the_room_does_no_io() -> None:
         assert not tops & {"socket", "select", "selectors", "threading", "asyncio"}, path
         lanchat = {name for name in imported if name.startswith("lanchat.")}
         assert all(n.startswith(("lanchat.protocol", "lanchat.room")) for n in lanchat), path
+
+
+def test_the_backplanes_data_does_no_io() -> None:
+    """The backplane's entries, outbox and scripts are pure (tests/test_backplane_entries.py
+    needs no Redis because of this): only link.py talks to Redis, with threads."""
+    pure = [PACKAGE / "backplane" / f"{name}.py" for name in ("entries", "outbox", "scripts")]
+    for path in pure:
+        tops = {name.split(".")[0] for name in imports_of(path)}
+        assert not tops & {"socket", "select", "selectors", "threading", "redis"}, path
 
 
 def test_every_module_has_a_layer() -> None:
