@@ -22,7 +22,7 @@ import selectors
 import socket
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lanchat import __version__
 from lanchat.admission import (
@@ -60,10 +60,14 @@ from lanchat.room import Past, Room
 from lanchat.store import Store
 from lanchat.web import WebOptions
 
+if TYPE_CHECKING:
+    from lanchat.backplane import Backplane
+
 FD_RESERVE = 32  # descriptors kept for the listener, the writer, logs and refusals
 LISTEN_BACKLOG = min(socket.SOMAXCONN, 4096)  # connections the OS queues before accept()
 ACCEPT_RETRY_SECONDS = 0.1  # out of descriptors: wait this long before accepting again
 TICK_SECONDS = 1.0  # how often the accept loop lets the room do what time brings (summaries)
+BACKPLANE_STOP_SECONDS = 1.0  # of stop()'s time, for the farewells to reach the other relays
 log = logging.getLogger(__name__)
 
 
@@ -105,6 +109,7 @@ class Relay:
         rules: AddressRules = AddressRules(),  # noqa: B008 (frozen: one shared default is fine)
         store: Store | None = None,
         web: WebOptions | None = WebOptions(),  # noqa: B008 (frozen: one shared default is fine)
+        backplane: Backplane | None = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -118,8 +123,19 @@ class Relay:
         # every pass commits its frames there before it sends them; without, history is in
         # memory only and a restart starts a new epoch.
         past: Past | None = store.load(history) if store is not None else None
+        # With a backplane the history is the room's stream in Redis, shared by every relay
+        # of the room, and the stream puts the events in order (lanchat/backplane/).
+        if backplane is not None:
+            past = backplane.open(history)
+        self.backplane = backplane
         self.hub = Hub(
-            Room(room, history=history, max_clients=max_clients, past=past),
+            Room(
+                room,
+                history=history,
+                max_clients=max_clients,
+                past=past,
+                external_order=backplane is not None,
+            ),
             max_backlog,
             max_backlog_bytes,
             save=store.save if store is not None else None,
@@ -162,6 +178,8 @@ class Relay:
         host, port = self._listener.getsockname()[:2]
         self._address = (str(host), int(port))
         self.hub.fanout.start()
+        if self.backplane is not None:
+            self.backplane.start(self.hub)
         self._accept_thread = threading.Thread(
             target=self._accept_loop, args=(self._listener,), name="lanchat-accept", daemon=True
         )
@@ -196,6 +214,8 @@ class Relay:
 
     def stop(self, timeout: float = 2.0) -> None:
         """Tell everyone, hang up on everyone, end every thread; returns within `timeout` or so."""
+        if self._listener is None and self.backplane is not None:
+            self.backplane.stop(0)  # opened, never started (the port was taken)
         if self._stopped.is_set() or self._listener is None:
             return
         self._stopped.set()
@@ -205,6 +225,8 @@ class Relay:
             self._accept_thread.join(timeout)
         self._listener.close()
         self.hub.shutdown()
+        if self.backplane is not None:  # the room's farewells go to the other relays first
+            self.backplane.stop(max(0.1, min(BACKPLANE_STOP_SECONDS, deadline - time.monotonic())))
         self.wait_readers(0, max(0.0, deadline - time.monotonic()))
         self.hub.fanout.stop(max(0.1, deadline - time.monotonic()))
         if self.store is not None:
@@ -350,7 +372,9 @@ class Relay:
             messages=messages,
             rate=rate,
         )
-        return RelayStatus(server, connections, self._moderation_status()).to_dict()
+        backplane = self.backplane.status() if self.backplane is not None else None
+        moderation = self._moderation_status()
+        return RelayStatus(server, connections, moderation, backplane).to_dict()
 
     def _moderation_status(self) -> RelayModeration:
         """Who moderates, who is muted or banned, the topic, and the address rules."""

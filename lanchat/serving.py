@@ -40,7 +40,9 @@ from lanchat.tuning import THREAD_STACK_BYTES
 from lanchat.web import WEB_PATH, WebOptions
 
 if TYPE_CHECKING:
+    from lanchat.backplane import Backplane
     from lanchat.discovery import Advertisement, Advertiser
+    from lanchat.protocol.status import BackplaneStatus
 
 ADVERTISE_WAIT_SECONDS = 5.0  # registering takes ~1.7 s (probing for a name clash first)
 LOG_QUEUE = 10000  # events waiting for the log; beyond that they are counted, not kept
@@ -71,6 +73,8 @@ class ServeOptions:
     web: bool = True  # the chat page and its WebSocket on the same port (lanchat/web/)
     web_origins: tuple[str, ...] = ()  # pages elsewhere allowed to open the WebSocket
     qr: bool = True  # the banner shows a QR code of the page's address
+    backplane: str | None = None  # redis://HOST:PORT/DB: one room with other relays
+    relay_name: str | None = None  # this relay's name among them (default: host[:port])
 
 
 @dataclass(frozen=True)
@@ -91,6 +95,7 @@ class Listening:
     qr: bool = False  # ... and a QR code of the first one
     allow: tuple[str, ...] = ()  # --allow and --deny, as networks (CIDR)
     deny: tuple[str, ...] = ()
+    backplane: BackplaneStatus | None = None  # the link to the room's other relays
     pid: int = field(default_factory=os.getpid)
     version: str = __version__
 
@@ -145,6 +150,7 @@ def run_server(options: ServeOptions, log: ServeLog) -> Stopped:
         from lanchat.store import open_store
 
         store = open_store(options.store, keep=options.store_keep, keep_days=options.store_days)
+    backplane = _backplane(options) if options.backplane is not None else None
     relay = Relay(
         options.host,
         options.port,
@@ -157,6 +163,7 @@ def run_server(options: ServeOptions, log: ServeLog) -> Stopped:
         rules=rules,
         store=store,
         web=WebOptions(options.web_origins) if options.web else None,
+        backplane=backplane,
     )
     restored = len(relay.room.history)  # before anyone can join
     events: queue.Queue[tuple[Any, Any]] = queue.Queue(maxsize=LOG_QUEUE)
@@ -184,7 +191,8 @@ def run_server(options: ServeOptions, log: ServeLog) -> Stopped:
         bound_host, bound_port = relay.address
         advertisement = _off()
         if options.mdns:
-            advertiser = _advertise(options, bound_port, enqueue)
+            group = backplane.epoch if backplane is not None else None
+            advertiser = _advertise(options, bound_port, enqueue, group)
             advertisement = advertiser.wait_settled(ADVERTISE_WAIT_SECONDS)
         log.listening(
             Listening(
@@ -202,6 +210,7 @@ def run_server(options: ServeOptions, log: ServeLog) -> Stopped:
                 qr=options.qr,
                 allow=rules.to_texts()[0],
                 deny=rules.to_texts()[1],
+                backplane=backplane.status() if backplane is not None else None,
             )
         )
         _log_events(events, log, relay.refusals)
@@ -316,8 +325,9 @@ def _off() -> Advertisement:
     return Advertisement("off", message="--no-mdns or LANCHAT_NO_MDNS")
 
 
-def _advertise(options: ServeOptions, port: int, enqueue: Any) -> Advertiser:
-    """Start announcing the server; later changes go to the event queue."""
+def _advertise(options: ServeOptions, port: int, enqueue: Any, group: str | None) -> Advertiser:
+    """Start announcing the server; later changes go to the event queue. `group`: the room's
+    history id on a backplane, which tells `discover` the relays of one room apart."""
     from lanchat.discovery import advertise
 
     return advertise(
@@ -327,4 +337,15 @@ def _advertise(options: ServeOptions, port: int, enqueue: Any) -> Advertiser:
         wanted=list(options.interfaces),
         on_change=enqueue,  # called in the advertiser's thread: enqueue never blocks
         web=WEB_PATH if options.web else None,
+        group=group,
     )
+
+
+def _backplane(options: ServeOptions) -> Backplane:
+    """The link to the room's other relays (`--backplane`); it connects when the relay is made."""
+    from lanchat.backplane import Backplane, default_relay_name, parse_address
+
+    address = parse_address(options.backplane or "")
+    port = options.port or os.getpid()  # --port 0: no port to tell two relays of a PC apart
+    name = options.relay_name or default_relay_name(socket.gethostname(), port)
+    return Backplane(address, options.room, name, host=options.host, port=options.port)

@@ -12,7 +12,13 @@ from typing import Any
 from lanchat.client import query_relay
 from lanchat.netinfo import endpoint_text
 from lanchat.protocol import DEFAULT_PORT, STATUS_VERSION
-from lanchat.protocol.status import RelayConnection, RelayModeration, RelayServer, RelayStatus
+from lanchat.protocol.status import (
+    BackplaneStatus,
+    RelayConnection,
+    RelayModeration,
+    RelayServer,
+    RelayStatus,
+)
 
 _STATE_NOTES = {
     "TIME_WAIT": "closed; the OS keeps the port pair reserved for a minute or two",
@@ -97,6 +103,7 @@ class StatusReport:
     notes: tuple[str, ...] = field(default=())  # what the OS did not tell us, and why
     # Operators, mutes, bans, the topic and the address rules (None: no relay answered).
     moderation: RelayModeration | None = None
+    backplane: BackplaneStatus | None = None  # the link to the room's other relays, if any
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -109,6 +116,7 @@ class StatusReport:
             "listening": [row.to_dict() for row in self.listening],
             "connections": [row.to_dict() for row in self.connections],
             "notes": list(self.notes),
+            "backplane": self.backplane.to_dict() if self.backplane is not None else None,
         }
 
 
@@ -239,6 +247,7 @@ def collect_status(port: int = DEFAULT_PORT) -> StatusReport:
         problem,
         tuple(os_view.notes),
         document.moderation if document is not None else None,
+        document.backplane if document is not None else None,
     )
 
 

@@ -18,6 +18,7 @@ import pytest
 from conftest import ROOT, WAIT, Terminal, run_lanchat
 from lanchat.errors import ExitCode
 from lanchat.protocol.status import (
+    BackplaneStatus,
     RelayBan,
     RelayConnection,
     RelayModeration,
@@ -240,6 +241,9 @@ def test_the_doc_lists_exactly_the_fields_of_each_document() -> None:
     assert tables["## The JSON document (version 1)"] == set(empty.to_dict())
     assert tables["SERVER:"] == {f.name for f in fields(ServerSummary)}
     assert tables["Each ROW:"] == {f.name for f in fields(SocketRow)}
+    assert tables["BACKPLANE (the same in the relay's answer below):"] == {
+        f.name for f in fields(BackplaneStatus)
+    }
     assert tables["`server`:"] == {f.name for f in fields(RelayServer)}
     assert tables["MODERATION:"] == {f.name for f in fields(RelayModeration)}
     assert tables["Each MUTE:"] == {f.name for f in fields(RelayMute)}

@@ -30,7 +30,8 @@ EPILOG = (  # the examples under --help
     "  lanchat serve --store chat.db      # history survives a restart\n\n"
     "  lanchat serve --no-web             # no chat page for browsers on the port\n\n"
     "  lanchat serve --allow 192.168.1.0/24   # only this network (and this PC) may join\n\n"
-    "Environment: LANCHAT_PORT, LANCHAT_ROOM."
+    "  lanchat serve --backplane redis://10.0.0.5/0   # several relays, one room\n\n"
+    "Environment: LANCHAT_PORT, LANCHAT_ROOM, LANCHAT_BACKPLANE, LANCHAT_RELAY_NAME."
 )
 
 
@@ -156,6 +157,27 @@ def serve(
         bool,
         typer.Option("--no-qr", help="Do not draw the QR code of the page's address."),
     ] = False,
+    backplane: Annotated[
+        str | None,
+        typer.Option(
+            "--backplane",
+            metavar="URL",
+            envvar="LANCHAT_BACKPLANE",
+            help="Carry the room together with other relays through this Redis "
+            "(redis://HOST:PORT/DB): everyone on every relay sees one conversation in one "
+            "order. The history is then the room's stream there (not --store).",
+        ),
+    ] = None,
+    relay_name: Annotated[
+        str | None,
+        typer.Option(
+            "--relay-name",
+            metavar="NAME",
+            envvar="LANCHAT_RELAY_NAME",
+            help="This relay's name among the room's relays, shown in /who (default: this "
+            "PC's name, and the port if not 7420). Keep it the same across restarts.",
+        ),
+    ] = None,
     all_cores: Annotated[
         bool,
         typer.Option(
@@ -172,6 +194,22 @@ def serve(
     problem = room_problem(room)
     if problem:
         raise UsageError(problem, "Example: --room physics-101")
+    if backplane is not None:
+        from lanchat.backplane import parse_address
+
+        parse_address(backplane)  # UsageError: not a Redis URL
+        if store is not None:
+            raise UsageError(
+                "--store and --backplane both keep the room's history: use one of them.",
+                "With a backplane the history is the room's stream in Redis (make Redis "
+                "persist it: appendonly yes).",
+            )
+    if relay_name is not None:
+        from lanchat.backplane import relay_name_problem
+
+        name_problem = relay_name_problem(relay_name)
+        if name_problem:
+            raise UsageError(f"--relay-name {relay_name!r}: {name_problem}", "Example: h1")
     for origin in web_origins or ():
         if not ORIGIN.fullmatch(origin):
             raise UsageError(
@@ -207,5 +245,7 @@ def serve(
         web=not no_web,
         web_origins=tuple(web_origins or ()),
         qr=not no_qr,
+        backplane=backplane,
+        relay_name=relay_name,
     )
     run_server(options, log)

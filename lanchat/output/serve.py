@@ -10,7 +10,7 @@ from rich.text import Text
 
 from lanchat.admission import Refusal
 from lanchat.output import address_rules_text, chat_text, print_json, stdout_console
-from lanchat.protocol import Chat, Event, Joined, Left, Moderation, Renamed, render_line
+from lanchat.protocol import Chat, Event, Joined, Left, Moderation, Notice, Renamed, render_line
 from lanchat.serving import Listening, Stopped
 from lanchat.web import page_url
 
@@ -85,7 +85,18 @@ def serve_banner(console: Console, info: Listening) -> None:
         listed = ", ".join(f"{a.address} ({', '.join(a.tags)})" for a in virtual[:4])
         console.print(Text(f"Not for the LAN: {listed}", style="dim"))
     console.print(advertisement_text(info.advertisement))
-    if info.store is None:
+    if info.backplane is not None:
+        b = info.backplane
+        others = max(0, b.relays - 1)
+        console.print(
+            Text(
+                f"One room with the other relays on the backplane {b.url} (this relay: {b.relay}; "
+                f"{others} other{'s' if others != 1 else ''} up). History is the room's stream "
+                "there: a restart resumes where everyone is.",
+                style="dim",
+            )
+        )
+    elif info.store is None:
         console.print(
             Text(
                 "History is kept in memory only: a restart forgets it (--store PATH keeps it).",
@@ -146,6 +157,8 @@ def serve_event_dict(event: Event, address: str | None) -> dict[str, Any] | None
     if kind in ("message", "action"):
         d["action"] = kind == "action"
         kind = "message"
+    elif kind == "notice":
+        kind = "backplane"  # the only notices so far: the backplane's state
     elif kind not in ("join", "leave", "nick", "moderation"):
         return None
     if address and kind in ("join", "moderation"):  # who joined; which operator acted
@@ -174,6 +187,8 @@ def serve_event_text(event: Event, address: str | None) -> Text | None:
     if isinstance(event, Moderation):  # an operator's action stands out from the chat
         where = f" (from {address})" if address and event.by else ""
         return Text(f"{render_line(event)}{where}", style="bold magenta")
+    if isinstance(event, Notice):  # the backplane went away, came back, lost its history
+        return Text(f"! {event.message}", style="yellow")
     return None
 
 
@@ -218,9 +233,10 @@ class JsonServeLog:
                 "version": info.version,
                 "max_clients": info.max_clients,
                 "notes": list(info.notes),
-                "store": info.store,  # null: history in memory only
+                "store": info.store,  # null: history in memory only (or in the backplane)
                 "allow": list(info.allow),
                 "deny": list(info.deny),
+                "backplane": info.backplane.to_dict() if info.backplane is not None else None,
                 "restored": info.restored,
                 "mdns": info.advertisement.to_dict(),
                 "web": [page_url(a.address, info.port) for a in info.addresses if a.usable]

@@ -11,7 +11,7 @@ from rich.table import Table
 from rich.text import Text
 
 from lanchat.output import address_rules_text, name_style
-from lanchat.protocol.status import RelayModeration
+from lanchat.protocol.status import BackplaneStatus, RelayModeration
 from lanchat.status import StatusReport
 
 
@@ -53,6 +53,8 @@ def status_view(report: StatusReport, now: float) -> Group:
         parts.append(Text(report.problem or "No lanchat server.", style="bold yellow"))
     if report.moderation is not None:
         parts += moderation_lines(report.moderation, now)
+    if report.backplane is not None:
+        parts.append(backplane_text(report.backplane, now))
     if report.listening:
         listen = Table(title="Listening", title_justify="left", box=box.SIMPLE_HEAD)
         for column in ("Proto", "Local address", "State", "PID", "Program"):
@@ -128,6 +130,23 @@ def moderation_lines(m: RelayModeration, now: float) -> list[Text]:
     if m.allow or m.deny:
         lines.append(Text.assemble(("Addresses: ", "bold"), address_rules_text(m.allow, m.deny)))
     return lines
+
+
+def backplane_text(b: BackplaneStatus, now: float) -> Text:
+    """One line: the link to the room's other relays, its state and how far behind it is."""
+    style = {"connected": "green", "lagging": "yellow"}.get(b.state, "bold red")
+    others = max(0, b.relays - 1)
+    text = Text.assemble(
+        ("backplane ", "bold"),
+        (b.state, style),
+        f" for {_ago(now - b.since)}: {b.url}, stream {b.stream}, relay {b.relay!r} "
+        f"({others} other{'s' if others != 1 else ''} up), seq {b.seq}",
+    )
+    if b.behind or b.waiting:
+        text.append(f", {b.behind} to read, {b.waiting} of ours waiting ({b.lag:.1f} s)")
+    if b.error:
+        text.append(f" - {b.error}", style="red")
+    return text
 
 
 def _kind(kind: str | None, client: str | None) -> str:
