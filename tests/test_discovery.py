@@ -26,6 +26,7 @@ from lanchat.discovery import (
     Reached,
     Server,
     choose_server,
+    group_rooms,
     instance_name,
     local_networks,
     matching_servers,
@@ -339,8 +340,68 @@ def test_refresh_action(old: AdvertPlan | None, new: AdvertPlan, action: str) ->
 # --- the client's choice -----------------------------------------------------------------------
 
 
-def srv(room: str, host: str, *addresses: str, port: int = 7420) -> Server:
-    return Server(f"{room} on {host}", room, host, addresses or ("10.0.0.5",), port, 1, "", False)
+def srv(
+    room: str, host: str, *addresses: str, port: int = 7420, group: str | None = None
+) -> Server:
+    return Server(
+        f"{room} on {host}",
+        room,
+        host,
+        addresses or ("10.0.0.5",),
+        port,
+        1,
+        "",
+        False,
+        group=group,
+    )
+
+
+# --- several relays of one room (a backplane) ------------------------------------------------
+
+
+def test_relays_of_one_room_are_one_room_the_nearest_first() -> None:
+    networks = local_networks(PC)  # this PC is on 192.168.1.0/24
+    far = srv("lobby", "h2", "10.1.0.2", group="9f2c41d07a3b5e86")
+    near = srv("lobby", "h1", "192.168.1.40", group="9f2c41d07a3b5e86")
+    other_backplane = srv("lobby", "h3", "192.168.1.41", group="00aa")
+    alone = srv("lobby", "h4", "192.168.1.42")
+    rooms = group_rooms([far, near, other_backplane, alone], networks)
+    assert [[s.host for s in room.relays] for room in rooms] == [["h1", "h2"], ["h3"], ["h4"]]
+    assert rooms[0].group == "9f2c41d07a3b5e86"
+    out = io.StringIO()
+    print_servers(stdout_console(out, wide=True), rooms, 1.0)
+    text = out.getvalue()
+    assert text.startswith("4 lanchat servers answered in 3 rooms")
+    assert "lobby (2 relays, nearest first)" in text and "another relay of it" in text
+
+
+def test_join_without_an_address_takes_the_nearest_relay_of_a_room_without_asking() -> None:
+    far = srv("lobby", "h2", "10.1.0.2", group="9f2c")
+    near = srv("lobby", "h1", "192.168.1.40", group="9f2c")
+    asked: list[list[Server]] = []
+
+    def pick(servers: list[Server]) -> Server | None:
+        asked.append(servers)
+        return None
+
+    reached = reach_server(
+        [far, near],
+        None,
+        seconds=1.0,
+        networks=local_networks(PC),
+        pick=pick,
+        connect=lambda server, address, last: address,
+    )
+    assert reached.server is near and reached.connection == "192.168.1.40" and not asked
+
+
+def test_the_txt_group_round_trips_and_a_strange_one_is_ignored() -> None:
+    txt = txt_properties("lobby", "1.0", group="9f2c41d07a3b5e86")
+    assert txt["group"] == "9f2c41d07a3b5e86"
+    assert "group" not in txt_properties("lobby", "1.0")
+    for value, seen in (("9f2c41d07a3b5e86", "9f2c41d07a3b5e86"), ("Nope!", None), ("", None)):
+        server = parse_service(Record(properties=props(group=value)))
+        assert server is not None and server.group == seen
 
 
 def test_order_prefers_own_subnet_then_link_local() -> None:
@@ -462,7 +523,7 @@ def test_reach_report_names_the_failed_addresses_then_the_one_used() -> None:
 )
 def test_print_servers_says_how_to_join(servers: list[Server], hint: str) -> None:
     out = io.StringIO()
-    print_servers(stdout_console(out), servers, 1.04)
+    print_servers(stdout_console(out), group_rooms(servers, []), 1.04)
     text = out.getvalue()
     assert text.startswith(f"{len(servers)} lanchat server")
     assert "ROOM" in text and "lobby on h1" in text and hint in text

@@ -12,7 +12,7 @@ import segno
 from rich.console import Console
 
 from conftest import run_lanchat
-from lanchat.discovery import SERVICE_TYPE, parse_service, txt_properties
+from lanchat.discovery import SERVICE_TYPE, group_rooms, parse_service, txt_properties
 from lanchat.netinfo import LocalAddress
 from lanchat.output.discovery import print_servers
 from lanchat.output.serve import qr_text, serve_banner
@@ -95,7 +95,7 @@ def test_the_txt_record_says_where_the_page_is_and_discover_shows_its_url() -> N
     assert server.web_url("192.168.1.23") == "http://192.168.1.23:7420/"
     assert json.loads(json.dumps(server.to_dict()))["web"] == "/"
     out = StringIO()
-    print_servers(Console(file=out, width=200, no_color=True), [server], 1.0)
+    print_servers(Console(file=out, width=200, no_color=True), group_rooms([server], []), 1.0)
     assert "In a browser (lobby): http://192.168.1.23:7420/" in out.getvalue()
     old = parse_service(Record(txt_properties("lobby", "1.0")))
     assert old is not None and old.web is None and old.web_url("192.168.1.23") is None

@@ -36,7 +36,8 @@ def discover(
     """Find the lanchat servers on this network (mDNS): room, host, addresses, port, versions."""
     import time
 
-    from lanchat.discovery import DISCOVER_TIMEOUT, NO_SERVER_HINT
+    from lanchat import netinfo
+    from lanchat.discovery import DISCOVER_TIMEOUT, NO_SERVER_HINT, group_rooms, local_networks
     from lanchat.discovery import discover as find_servers
     from lanchat.errors import UnreachableError
     from lanchat.output import print_json, stderr_console
@@ -49,12 +50,21 @@ def discover(
     started = time.monotonic()
     with searching(stderr_console(), limit) as progress:
         servers = find_servers(limit, on_progress=progress)
+    # Relays of one room (a backplane: the same room and TXT group) are shown as one room,
+    # the nearest (on our own subnet) first.
+    rooms = group_rooms(servers, local_networks(netinfo.local_addresses()))
     if json_out:
-        print_json([s.to_dict() for s in servers])
+        print_json(
+            [
+                {**s.to_dict(), "nearest": i == 0}
+                for room in rooms
+                for i, s in enumerate(room.relays)
+            ]
+        )
     elif servers:
         from lanchat.output import stdout_console
 
-        print_servers(stdout_console(), servers, time.monotonic() - started)
+        print_servers(stdout_console(), rooms, time.monotonic() - started)
     if not servers:
         raise UnreachableError(
             f"No lanchat server answered on this network within {limit:g} s.", NO_SERVER_HINT

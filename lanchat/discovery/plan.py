@@ -229,6 +229,8 @@ def reach_server(
     (choose_server; `pick` asks the user among several), then its addresses in order
     (order_addresses over this PC's `networks`), each given to connect(server, address, is_last)
     until one works (try_in_turn). Prints nothing; the errors say what to try."""
+    # The relays of one room (a backplane) are one choice: the nearest of them.
+    servers = [group.relays[0] for group in group_rooms(servers, networks)]
     server = choose_server(servers, room, seconds=seconds, pick=pick)
     order = order_addresses(server.addresses, networks)
     connection, address, failed = try_in_turn(
@@ -260,18 +262,47 @@ def order_addresses(addresses: Sequence[str], networks: Sequence[IPNetwork]) -> 
     then the rest (perhaps routed, perhaps a virtual adapter of the server). Stable otherwise.
     """
 
-    def rank(text: str) -> int:
-        try:
-            ip = ipaddress.ip_address(text.partition("%")[0])
-        except ValueError:
-            return 9
-        if any(ip.version == n.version and ip in n for n in networks):
-            return 0 if ip.version == 4 else 1
-        if ip.version == 6 and ip.is_link_local:
-            return 2
-        return 3 if ip.version == 4 else 4
+    return sorted(addresses, key=lambda text: address_rank(text, networks))
 
-    return sorted(addresses, key=rank)
+
+def address_rank(text: str, networks: Sequence[IPNetwork]) -> int:
+    """How near an address is, for order_addresses: 0 (our IPv4 subnet) ... 9 (not one)."""
+    try:
+        ip = ipaddress.ip_address(text.partition("%")[0])
+    except ValueError:
+        return 9
+    if any(ip.version == n.version and ip in n for n in networks):
+        return 0 if ip.version == 4 else 1
+    if ip.version == 6 and ip.is_link_local:
+        return 2
+    return 3 if ip.version == 4 else 4
+
+
+@dataclass(frozen=True)
+class RoomRelays:
+    """One room as discovery sees it: its relays (several with a backplane), nearest first."""
+
+    room: str
+    group: str | None  # the backplane's group (TXT `group`); None: a room of one server
+    relays: tuple[Server, ...]
+
+
+def group_rooms(servers: Sequence[Server], networks: Sequence[IPNetwork]) -> list[RoomRelays]:
+    """Servers as rooms: those with the same room and backplane group together, the nearest
+    first (an address on our own subnet beats a routed one), in the order rooms were found."""
+    rooms: dict[tuple[str, str], list[Server]] = {}
+    for server in servers:
+        key = (server.room.casefold(), server.group) if server.group else ("", server.name)
+        rooms.setdefault(key, []).append(server)
+
+    def distance(server: Server) -> int:
+        return min((address_rank(a, networks) for a in server.addresses), default=9)
+
+    grouped = []
+    for members in rooms.values():
+        nearest = sorted(members, key=distance)  # stable: equally near keep their order
+        grouped.append(RoomRelays(nearest[0].room, nearest[0].group, tuple(nearest)))
+    return grouped
 
 
 def browse_interfaces(local: Sequence[LocalAddress]) -> tuple[tuple[str, ...], tuple[str, ...]]:

@@ -20,6 +20,10 @@ TXT_ROOM = "room"  # the room name, as `serve --room` gave it
 TXT_VERSION = "version"  # the lanchat version of the server, free text
 TXT_PASSWORD = "password"  # noqa: S105  "1": joining needs a password; "0" (always, for now)
 TXT_WEB = "web"  # the chat page's path on the same port ("/"); absent: no page (serve --no-web)
+# The room's history id when relays share it through a backplane (serve --backplane): servers
+# with the same room and group are relays of one room. Absent: a room of its own.
+TXT_GROUP = "group"
+_GROUP = re.compile(r"[0-9a-f]{1,32}")
 
 # A DNS label holds 63 bytes; zeroconf appends "-N" when it renames on a clash.
 MAX_INSTANCE_BYTES = 56
@@ -34,16 +38,24 @@ MAX_WEB_PATH_CHARS = 64
 
 
 def txt_properties(
-    room: str, version: str, *, password: bool = False, web: str | None = None
+    room: str,
+    version: str,
+    *,
+    password: bool = False,
+    web: str | None = None,
+    group: str | None = None,
 ) -> dict[str, str]:
-    """The TXT record of a server (`web`: the path of its chat page, when it serves one)."""
+    """The TXT record of a server (`web`: the path of its chat page, when it serves one;
+    `group`: the room's history id on a backplane)."""
     web_key = {TXT_WEB: web} if web is not None else {}
+    group_key = {TXT_GROUP: group} if group is not None else {}
     return {
         TXT_PROTOCOL: str(PROTOCOL_VERSION),
         TXT_ROOM: room,
         TXT_VERSION: version,
         TXT_PASSWORD: "1" if password else "0",
         **web_key,
+        **group_key,
     }
 
 
@@ -112,6 +124,7 @@ class Server:
     version: str  # '' when the server did not say
     password: bool
     web: str | None = None  # the chat page's path (TXT `web`); None: it serves none
+    group: str | None = None  # TXT `group`: relays with the same room and group are one room
 
     def web_url(self, address: str) -> str | None:
         """The chat page a browser opens at one of the addresses: 'http://10.0.0.5:7420/'."""
@@ -161,7 +174,13 @@ def parse_service(record: ServiceRecord) -> Server | None:
         version=clean_text(txt.get(TXT_VERSION) or "")[:MAX_VERSION_CHARS],
         password=bool(int(password_flag)),
         web=_web_path(txt.get(TXT_WEB)),
+        group=_group(txt.get(TXT_GROUP)),
     )
+
+
+def _group(value: str | None) -> str | None:
+    """A backplane group from TXT `group`: lowercase hex (an epoch), else none."""
+    return value if value is not None and _GROUP.fullmatch(value) else None
 
 
 def _web_path(value: str | None) -> str | None:

@@ -14,7 +14,7 @@ from typing import Any
 from rich.console import Console
 from rich.text import Text
 
-from lanchat.discovery import Change, Reached, Server
+from lanchat.discovery import Change, Reached, RoomRelays, Server
 from lanchat.output import notice
 
 
@@ -38,16 +38,47 @@ def servers_table(servers: Sequence[Server]) -> Any:
     return table
 
 
-def print_servers(console: Console, servers: Sequence[Server], seconds: float) -> None:
-    """The result of `lanchat discover` for people."""
-    many = "s" if len(servers) != 1 else ""
-    console.print(Text(f"{len(servers)} lanchat server{many} answered ({seconds:.1f} s):"))
-    console.print(servers_table(servers))
-    first = servers[0]
-    rooms = {s.room.casefold() for s in servers}
-    if len(servers) == 1:
+def rooms_table(rooms: Sequence[RoomRelays]) -> Any:
+    """The servers found, one row each, the relays of one room (a backplane) together under
+    it, the nearest first (a rich Table)."""
+    from rich.table import Table
+
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for column in ("ROOM", "HOST", "ADDRESSES", "PORT", "PROTOCOL", "VERSION", "NAME"):
+        table.add_column(column, overflow="fold")
+    for room in rooms:
+        for i, s in enumerate(room.relays):
+            if i == 0:
+                cell = Text(s.room, style="bold")
+                if len(room.relays) > 1:
+                    cell.append(f" ({len(room.relays)} relays, nearest first)", style="dim")
+            else:
+                cell = Text("  another relay of it", style="dim")
+            table.add_row(
+                cell,
+                s.host,
+                "\n".join(s.addresses),
+                str(s.port),
+                str(s.protocol),
+                s.version or "?",
+                Text(s.name, style="dim"),
+            )
+    return table
+
+
+def print_servers(console: Console, rooms: Sequence[RoomRelays], seconds: float) -> None:
+    """The result of `lanchat discover` for people: the rooms, each with its relays."""
+    count = sum(len(room.relays) for room in rooms)
+    many = "s" if count != 1 else ""
+    several = f" in {len(rooms)} room{'s' if len(rooms) != 1 else ''}" if len(rooms) < count else ""
+    console.print(Text(f"{count} lanchat server{many} answered{several} ({seconds:.1f} s):"))
+    console.print(rooms_table(rooms))
+    first = rooms[0].relays[0]
+    names = {room.room.casefold() for room in rooms}
+    servers = [s for room in rooms for s in room.relays]
+    if len(rooms) == 1:
         how = "lanchat join"
-    elif len(rooms) == len(servers):
+    elif len(names) == len(rooms):
         how = f"lanchat join --room {shlex.quote(first.room)}"
     else:  # two servers of one room: only the address tells them apart
         how = f"lanchat join {first.endpoint(first.addresses[0])}"
