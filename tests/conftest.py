@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from redis_kit import redis_server  # noqa: F401  (a real redis-server, tests/redis_kit.py)
 
 from lanchat.relay import Relay
 from netlab import (
