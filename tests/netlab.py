@@ -1,4 +1,5 @@
-"""Multi-host test lab: network namespaces as PCs on a bridge that lives in its own namespace.
+"""Multi-host test lab: network namespaces as PCs on a bridge that lives in its own namespace;
+with `subnets=2`, two such links joined by a router namespace (PCs in two buildings).
 
 Stdlib only, because scripts/netlab imports this file by path; the pytest fixture at the end is
 defined only when pytest has been imported (the test suite). docs/netlab.md explains the topology
@@ -25,13 +26,15 @@ from typing import IO, Any
 SUBNET = "10.213.0.0/24"
 IFNAME = "eth0"
 MAX_HOSTS = 250
+MAX_SUBNETS = 8  # 10.213.0.0/24 ... 10.213.7.0/24
+ROUTER_HOST = 254  # the router's address on every subnet: 10.213.S.254
 COMMAND_TIMEOUT = 10.0  # one setup/teardown command; they take milliseconds
 KILL_GRACE = 2.0  # how long a process gets after SIGTERM (and the pids after SIGKILL)
 FIREWALL_ACTIONS = ("drop", "reject")
 FIREWALL_BACKENDS = ("iptables", "nft")
 FIREWALL_PROTOS = ("tcp", "udp")
 
-_NET = "10.213.0."
+_NET = "10.213."
 _NS_ROOT = "/run/netns"
 # Unprivileged users often lack /usr/sbin in PATH, where ip and sysctl live.
 _SYSTEM_PATH = ("/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin")
@@ -283,8 +286,21 @@ def _start_keeper() -> subprocess.Popen[str]:
     return keeper
 
 
+def subnet_of(index: int, hosts: int, subnets: int) -> int:
+    """Which subnet host `index` (1-based) is on: the hosts are split in order, the first
+    subnets taking one more when they do not divide evenly (4 hosts, 2 subnets: h1 h2 | h3 h4)."""
+    per, extra = divmod(hosts, subnets)
+    bounds, end = [], 0
+    for s in range(subnets):
+        end += per + (1 if s < extra else 0)
+        bounds.append(end)
+    return next(s for s, bound in enumerate(bounds) if index <= bound)
+
+
 class Lab:
-    """A running lab: a switch namespace with br0 and hosts h1..hN on 10.213.0.0/24."""
+    """A running lab: a switch namespace with br0 and hosts h1..hN on 10.213.0.0/24; with
+    several subnets, one switch per subnet (10.213.S.0/24) and a router namespace that joins
+    them (10.213.S.254 on each; every host routes the others' subnets through it)."""
 
     subnet = SUBNET
 
@@ -294,15 +310,18 @@ class Lab:
         hosts: int,
         *,
         default_route: bool,
+        subnets: int = 1,
         keeper: subprocess.Popen[str] | None = None,
         keeper_pid: int | None = None,
     ) -> None:
         self.prefix = prefix
         self.default_route = default_route
+        self.subnets = subnets
         self.switch_netns = f"{prefix}-sw"
+        self.router_netns = f"{prefix}-rt" if subnets > 1 else None
         self.keeper_pid = keeper.pid if keeper is not None else keeper_pid
         self.setup_seconds = 0.0
-        self.hosts = [Host(self, i) for i in range(1, hosts + 1)]
+        self.hosts = [Host(self, i, subnet_of(i, hosts, subnets)) for i in range(1, hosts + 1)]
         self._keeper = keeper
         self._procs: list[subprocess.Popen[Any]] = []
         self._closed = False
@@ -312,23 +331,43 @@ class Lab:
         """'root' (ip netns in the real /run) or 'userns' (inside the keeper's namespaces)."""
         return "root" if self.keeper_pid is None else "userns"
 
+    def switch_of(self, subnet: int) -> str:
+        """The switch namespace of one subnet (`<P>-sw` for the first, `<P>-sw1` ...)."""
+        return self.switch_netns if subnet == 0 else f"{self.switch_netns}{subnet}"
+
+    def subnet_text(self, subnet: int) -> str:
+        return f"{_NET}{subnet}.0/24"
+
     @classmethod
-    def create(cls, hosts: int, *, default_route: bool = False, prefix: str | None = None) -> Lab:
-        """Build a lab of `hosts` PCs; LabUnavailable if this machine cannot."""
+    def create(
+        cls,
+        hosts: int,
+        *,
+        default_route: bool = False,
+        prefix: str | None = None,
+        subnets: int = 1,
+    ) -> Lab:
+        """Build a lab of `hosts` PCs (on `subnets` links joined by a router); LabUnavailable
+        if this machine cannot."""
         if isinstance(hosts, bool) or not isinstance(hosts, int) or not 1 <= hosts <= MAX_HOSTS:
             raise ValueError(f"hosts must be an integer from 1 to {MAX_HOSTS}, not {hosts!r}")
+        if isinstance(subnets, bool) or not isinstance(subnets, int):
+            raise ValueError(f"subnets must be an integer, not {subnets!r}")
+        if not 1 <= subnets <= min(MAX_SUBNETS, hosts):
+            raise ValueError(f"subnets must be from 1 to {min(MAX_SUBNETS, hosts)}, not {subnets}")
         prefix = f"nl{os.getpid()}-{next(_counter)}" if prefix is None else check_prefix(prefix)
         reason = lab_support()
         if reason is not None:
             raise LabUnavailable(reason)
         keeper = None
         if is_real_root():
-            taken = [n for n in _names(prefix, hosts) if os.path.exists(f"{_NS_ROOT}/{n}")]
+            names = _names(prefix, hosts, subnets)
+            taken = [n for n in names if os.path.exists(f"{_NS_ROOT}/{n}")]
             if taken:
                 raise LabError(f"namespace {taken[0]} already exists: a lab named {prefix} is up")
         else:
             keeper = _start_keeper()
-        lab = cls(prefix, hosts, default_route=default_route, keeper=keeper)
+        lab = cls(prefix, hosts, default_route=default_route, subnets=subnets, keeper=keeper)
         started = time.monotonic()
         try:
             lab._build()
@@ -358,7 +397,9 @@ class Lab:
     def _build(self) -> None:
         """Create namespaces, bridge and veths, then configure every host (batched, parallel)."""
         t = _tools()
-        names = [self.switch_netns, *(h.netns for h in self.hosts)]
+        switches = [self.switch_of(n) for n in range(self.subnets)]
+        router = [self.router_netns] if self.router_netns else []
+        names = [*switches, *router, *(h.netns for h in self.hosts)]
         _run(
             self._ip(["-batch", "-"]),
             "creating namespaces",
@@ -372,27 +413,47 @@ class Lab:
         host = [f"net.ipv6.conf.{c}.accept_dad=0" for c in ("all", "default")]
         host += [f"net.ipv4.conf.{c}.rp_filter=0" for c in ("all", "default")]
         sysctl = [t["sysctl"], "-q", "-e", "-w"]  # -e: bridge-nf-* exist only with br_netfilter
+        # The router forwards IPv4 between the lab's subnets, and nothing else exists to
+        # forward to: it has no uplink (docs/netlab.md, "Two subnets and a router").
+        routing = ["net.ipv4.ip_forward=1", *host]
         _run_all(
-            [(self._netns_exec(self.switch_netns, [*sysctl, *switch]), "")]
+            [(self._netns_exec(sw, [*sysctl, *switch]), "") for sw in switches]
+            + [(self._netns_exec(rt, [*sysctl, *routing]), "") for rt in router]
             + [(self._netns_exec(h.netns, [*sysctl, *host]), "") for h in self.hosts],
             "setting sysctls",
         )
-        bridge = [
-            "link add br0 type bridge stp_state 0 forward_delay 0 mcast_snooping 0",
-            "link set br0 up",
-        ]
-        for h in self.hosts:
-            # The peer goes straight into the host: no interface ever exists in the root netns.
-            bridge.append(
-                f"link add sw-{h.name} type veth peer name {IFNAME} address {h.mac} netns {h.netns}"
-            )
-            bridge.append(f"link set sw-{h.name} master br0 up")
-        _run(
-            self._ip(["-n", self.switch_netns, "-batch", "-"]),
-            "building the switch",
-            input="\n".join(bridge) + "\n",
-        )
         jobs = []
+        for subnet, sw in enumerate(switches):
+            bridge = [
+                "link add br0 type bridge stp_state 0 forward_delay 0 mcast_snooping 0",
+                "link set br0 up",
+            ]
+            for h in self.hosts:
+                if h.subnet != subnet:
+                    continue
+                # The peer goes straight into the host: no interface ever exists in the root
+                # netns.
+                bridge.append(
+                    f"link add sw-{h.name} type veth peer name {IFNAME} address {h.mac} "
+                    f"netns {h.netns}"
+                )
+                bridge.append(f"link set sw-{h.name} master br0 up")
+            if self.router_netns:
+                bridge.append(
+                    f"link add sw-rt type veth peer name eth{subnet} netns {self.router_netns}"
+                )
+                bridge.append("link set sw-rt master br0 up")
+            jobs.append((self._ip(["-n", sw, "-batch", "-"]), "\n".join(bridge) + "\n"))
+        _run_all(jobs, "building the switches")
+        jobs = []
+        if self.router_netns:
+            lines = ["link set lo up"]
+            for subnet in range(self.subnets):
+                lines.append(f"addr add {_NET}{subnet}.{ROUTER_HOST}/24 dev eth{subnet}")
+                lines.append(f"link set eth{subnet} up")
+            jobs.append(
+                (self._ip(["-n", self.router_netns, "-batch", "-"]), "\n".join(lines) + "\n")
+            )
         for h in self.hosts:
             lines = [
                 "link set lo up",
@@ -400,6 +461,9 @@ class Lab:
                 f"link set {IFNAME} multicast on up",
                 f"route add 224.0.0.0/4 dev {IFNAME}",  # zeroconf's Default interface needs it
             ]
+            for other in range(self.subnets):  # the other buildings, through the router
+                if other != h.subnet:
+                    lines.append(f"route add {self.subnet_text(other)} via {h.router}")
             if self.default_route:
                 lines.append(f"route add default dev {IFNAME} scope link")
             jobs.append((self._ip(["-n", h.netns, "-batch", "-"]), "\n".join(lines) + "\n"))
@@ -430,7 +494,9 @@ class Lab:
         return _netns_pids(self._enter(), self._names())
 
     def _names(self) -> list[str]:
-        return [*(h.netns for h in self.hosts), self.switch_netns]
+        switches = [self.switch_of(n) for n in range(self.subnets)]
+        router = [self.router_netns] if self.router_netns else []
+        return [*(h.netns for h in self.hosts), *router, *switches]
 
     def state(self) -> dict[str, Any]:
         """What scripts/netlab stores to find this lab again (see attach)."""
@@ -438,6 +504,7 @@ class Lab:
         return {
             "prefix": self.prefix,
             "hosts": len(self.hosts),
+            "subnets": self.subnets,
             "default_route": self.default_route,
             "keeper_pid": self.keeper_pid,
             "keeper_start": start,
@@ -453,6 +520,7 @@ class Lab:
                 prefix,
                 hosts,
                 default_route=bool(state["default_route"]),
+                subnets=int(state.get("subnets", 1)),
                 keeper_pid=None if keeper_pid is None else int(keeper_pid),
             )
         except (KeyError, TypeError, ValueError) as exc:
@@ -515,8 +583,10 @@ def _reap(proc: subprocess.Popen[Any], deadline: float) -> list[str]:
     return []
 
 
-def _names(prefix: str, hosts: int) -> list[str]:
-    return [f"{prefix}-sw", *(f"{prefix}-h{i}" for i in range(1, hosts + 1))]
+def _names(prefix: str, hosts: int, subnets: int = 1) -> list[str]:
+    switches = [f"{prefix}-sw", *(f"{prefix}-sw{n}" for n in range(1, subnets))]
+    router = [f"{prefix}-rt"] if subnets > 1 else []
+    return [*switches, *router, *(f"{prefix}-h{i}" for i in range(1, hosts + 1))]
 
 
 def _netns_pids(enter: list[str], names: list[str]) -> dict[str, list[int]]:
@@ -572,7 +642,7 @@ def remove_stale(prefix: str) -> list[str]:
         entries = os.listdir(_NS_ROOT)
     except FileNotFoundError:
         return []
-    pattern = re.compile(re.escape(prefix) + r"-(sw|h[0-9]+)")
+    pattern = re.compile(re.escape(prefix) + r"-(sw[0-9]*|rt|h[0-9]+)")
     names = sorted(n for n in entries if pattern.fullmatch(n))
     if names:
         _remove([], names, must_vanish=True)
@@ -589,14 +659,16 @@ def _iptables_is_nft() -> bool:
 class Host:
     """One PC of the lab: its own netns, eth0 on the lab bridge, a private 127.0.0.1."""
 
-    def __init__(self, lab: Lab, index: int) -> None:
+    def __init__(self, lab: Lab, index: int, subnet: int = 0) -> None:
         self.index = index
+        self.subnet = subnet  # which of the lab's links (10.213.S.0/24)
         self.name = f"h{index}"
-        self.ip = f"{_NET}{index}"
+        self.ip = f"{_NET}{subnet}.{index}"
+        self.router = f"{_NET}{subnet}.{ROUTER_HOST}"  # its way to the other subnets
         self.ifname = IFNAME
         self.netns = f"{lab.prefix}-h{index}"
-        self.mac = f"02:00:0a:d5:00:{index:02x}"
-        self.ip6_link_local = f"fe80::aff:fed5:{index:x}"  # EUI-64 of the MAC
+        self.mac = f"02:00:0a:d5:{subnet:02x}:{index:02x}"
+        self.ip6_link_local = f"fe80::aff:fed5:{subnet * 256 + index:x}"  # EUI-64 of the MAC
         self._lab = lab
 
     def __repr__(self) -> str:
@@ -736,14 +808,15 @@ if "pytest" in sys.modules:  # loaded by the test suite; scripts/netlab never pa
 
     @pytest.fixture
     def lab_factory() -> Iterator[Callable[..., Lab]]:
-        """make(hosts=3, default_route=False) -> Lab; skips where no lab can be made."""
+        """make(hosts=3, default_route=False, subnets=1) -> Lab; skips where no lab can be
+        made."""
         labs: list[Lab] = []
 
-        def make(hosts: int = 3, default_route: bool = False) -> Lab:
+        def make(hosts: int = 3, default_route: bool = False, subnets: int = 1) -> Lab:
             reason = lab_support()
             if reason is not None:
                 pytest.skip(f"no network-namespace lab here: {reason}")
-            lab = Lab.create(hosts, default_route=default_route)
+            lab = Lab.create(hosts, default_route=default_route, subnets=subnets)
             labs.append(lab)
             return lab
 

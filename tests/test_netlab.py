@@ -21,6 +21,7 @@ from netlab import (
     is_real_root,
     lab_support,
     missing_tools,
+    subnet_of,
 )
 
 MakeLab = Callable[..., Lab]
@@ -365,6 +366,45 @@ def test_mdns_service_in_h1_is_found_from_h2(lab_factory: MakeLab) -> None:
     assert blocked["seen"] == []
     server.stdin.close()
     assert server.wait(5) == 0
+
+
+def test_hosts_are_split_over_the_subnets_in_order() -> None:
+    assert [subnet_of(i, 4, 2) for i in range(1, 5)] == [0, 0, 1, 1]
+    assert [subnet_of(i, 5, 2) for i in range(1, 6)] == [0, 0, 0, 1, 1]
+    assert [subnet_of(i, 3, 3) for i in range(1, 4)] == [0, 1, 2]
+
+
+@pytest.mark.lab
+def test_two_subnets_are_joined_by_a_router_and_mdns_stays_on_its_link(
+    lab_factory: MakeLab,
+) -> None:
+    before = root_view()
+    lab = lab_factory(4, subnets=2)
+    h1, h3, h4 = lab.host(1), lab.host(3), lab.host(4)
+    assert (h1.ip, h3.ip, h3.router) == ("10.213.0.1", "10.213.1.3", "10.213.1.254")
+    route = h1.run([find_tool("ip"), "route", "get", h3.ip], timeout=5, check=True).stdout
+    assert " via 10.213.0.254 " in route  # another building: through the router
+    start_server(h3)
+    assert probe(h1, h3.ip) == "ok echo:hi"
+    if h1.run([sys.executable, "-c", "import zeroconf"], timeout=10).returncode != 0:
+        pytest.skip("zeroconf is not importable")
+    server = h3.popen(
+        [sys.executable, "-c", REGISTER, h3.ip], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    )
+    assert server.stdout is not None and server.stdin is not None
+    assert LineReader(server.stdout).readline(6.0) == "registered"
+    here = json.loads(h4.run([sys.executable, "-c", BROWSE, "3"], timeout=10).stdout)
+    assert here["seen"] == ["h3._lanchat._tcp.local."]  # its own link finds it ...
+    there = json.loads(h1.run([sys.executable, "-c", BROWSE, "1.5"], timeout=10).stdout)
+    assert there["seen"] == []  # ... the other link does not: mDNS does not cross routers
+    server.stdin.close()
+    assert server.wait(5) == 0
+    lab.close()
+    after = root_view()
+    # (other labs may come and go meanwhile: only this one's namespaces are looked for)
+    assert lab.prefix not in after.pop("ip netns list")
+    before.pop("ip netns list")
+    assert after == before
 
 
 def run_script(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
