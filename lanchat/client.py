@@ -36,6 +36,7 @@ from lanchat.protocol import (
     Hello,
     LineDecoder,
     LineTooLong,
+    Mark,
     Ping,
     Pong,
     ProbeAnswer,
@@ -348,6 +349,8 @@ class Connection:
                 self.last_seq = max(self.last_seq, frame.seq)
                 if type(frame) is Pong and frame.token == KEEPALIVE_PING:
                     continue  # ours: it only says the server is there
+                if type(frame) is Mark:
+                    continue  # only a resume point (taken above): nothing to show
                 yield frame
             try:
                 # select(), not a socket timeout: that would apply to our sends as well

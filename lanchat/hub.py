@@ -78,6 +78,7 @@ from lanchat.protocol import (
     Event,
     Goodbye,
     Hello,
+    Mark,
     Notice,
     Problem,
     encode_history_text,
@@ -259,14 +260,19 @@ class Hub:
             room = self.room
             if room.closed:
                 return
+            placed = False  # the last of ours shown already has a seq nobody was sent yet
             for arrival in take():
                 event = arrival.event
                 if arrival.shown:
                     room.confirmed(event)
+                    placed = True
                     continue
                 room.delivered(event, arrival.relay)
                 self._publish(event, arrival.origin)
                 told.append((event, arrival.actor))
+                placed = False
+            if placed:  # so that a resume starts after them, not before (Mark)
+                self._publish(Mark(room.seq, time.time()), 0, raw=False)
             self._tell(told)
         self.fanout.kick()
 
@@ -372,11 +378,11 @@ class Hub:
         if told and self.listeners:
             self._tell([(event, actor) for event in told])
 
-    def _publish(self, event: Event, origin: int) -> None:
-        """Queue one room event for everyone (lock held)."""
+    def _publish(self, event: Event, origin: int, *, raw: bool = True) -> None:
+        """Queue one room event for everyone (lock held); `raw` False: not for raw clients."""
         fanout = self.fanout
         # Once per kind, and a kind nobody in the room reads is not encoded at all.
-        text = encode_text(event) if fanout.reads("raw") else b""
+        text = encode_text(event) if raw and fanout.reads("raw") else b""
         web = fanout.reads("web")
         json = encode_json(event) if web or fanout.reads("lanchat") else b""
         frame = encode_message(json) if web else b""  # one for every browser

@@ -261,7 +261,11 @@ def test_a_redis_outage_loses_and_repeats_nothing(redis_server: Any, relays: Mak
         back = c.wait_json(lambda f: f["type"] == "notice", timeout=10)
         assert back["code"] == "backplane-back"
     assert [f["text"] for f in chats(al, 1)] == ["during b"]  # b's, now; a's not again
-    assert [f["text"] for f in chats(ben, 1)] == ["during a"]
+    placed = chats(ben, 1)[0]
+    assert placed["text"] == "during a"
+    # a's people were shown "during a" before it had a seq; their resume point passes its
+    # place in the stream (a later frame, or a mark), so a reconnect does not replay it.
+    _frame(al, lambda f: f["seq"] >= placed["seq"])
     say(ana, "after 1")
     say(ben, "after 2")
     everyone = {}
@@ -277,6 +281,43 @@ def test_a_redis_outage_loses_and_repeats_nothing(redis_server: Any, relays: Mak
     count = welcome["history"]
     history = [newcomer.wait_json(lambda f: f.get("history"))["text"] for _ in range(count)]
     assert sorted(history) == sorted(expected)
+
+
+def test_lines_shown_during_an_outage_are_not_replayed_to_those_who_saw_them(
+    redis_server: Any, relays: Make
+) -> None:
+    """Shown at once while Redis was away, a line gets its seq only when Redis is back; a
+    client that then reconnects must not be given it again (a mark moves its resume point)."""
+    redis = redis_server(persist=True)
+    a = relays(redis.url, "ra")
+    ana, al = client(a, "ana"), client(a, "al")
+    redis.kill()
+    al.wait_json(lambda f: f["type"] == "notice")
+    say(ana, "during")
+    assert [f["text"] for f in chats(al, 1)] == ["during"]
+    redis.start()
+    al.wait_json(lambda f: f.get("code") == "backplane-back")
+    mark = al.wait_json(lambda f: f["type"] == "mark")  # "during" is in the stream now
+    resume = {"epoch": a.room.epoch, "seq": max(json.loads(line)["seq"] for line in al.lines)}
+    assert resume["seq"] == mark["seq"]
+    al.close()
+    ana.wait_json(lambda f: f["type"] == "leave" and f["name"] == "al")  # the name is free
+    again = LineClient(a.address[1])
+    hello = {"type": "hello", "version": 1, "name": "al", "exact": True, "resume": resume}
+    again.send_json(hello)
+    welcome = again.wait_json(lambda f: f["type"] == "welcome")
+    assert welcome["resumed"] is True and welcome["history"] == 0  # nothing said twice
+    say(ana, "after")
+    assert [f["text"] for f in chats(again, 1)] == ["after"]
+
+
+def _frame(c: LineClient, predicate: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
+    """The first frame so far (or to come) for which `predicate` holds."""
+    for line in c.lines:
+        frame = json.loads(line)
+        if predicate(frame):
+            return frame
+    return c.wait_json(predicate)
 
 
 def _all_chats(c: LineClient) -> list[dict[str, Any]]:

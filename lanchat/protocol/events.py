@@ -220,6 +220,16 @@ class Notice(Event):
 
 
 @dataclass(frozen=True)
+class Mark(Event):
+    """Nothing to show: everything up to `seq` has been sent to this client, some of it before
+    it had that seq (with a backplane, lines shown at once while the backplane was away, now
+    placed in the stream's order). A client takes `seq` as the point to resume from, so a
+    reconnect does not replay those lines. Sent to lanchat clients and browsers only."""
+
+    TYPE: ClassVar[str] = "mark"
+
+
+@dataclass(frozen=True)
 class ProbeAnswer(Event):
     """The answer to a probe: which server and room, without joining it."""
 
@@ -253,6 +263,7 @@ ServerFrame = (
     | Moderation
     | TopicIs
     | Notice
+    | Mark
 )
 
 _EVENT_TYPES: dict[str, type[Event]] = {
@@ -271,6 +282,7 @@ _EVENT_TYPES: dict[str, type[Event]] = {
         Moderation,
         TopicIs,
         Notice,
+        Mark,
     )
 }
 
@@ -366,6 +378,8 @@ def render_line(frame: Event) -> str:
         return f"* Topic: {frame.topic}" + (f" (set by {frame.by})" if frame.by else "")
     if isinstance(frame, Notice):
         return f"* {frame.message}"
+    if isinstance(frame, Mark):
+        return ""  # nothing to show (raw clients are never sent one)
     raise TypeError(f"no text form for {type(frame).__name__}")
 
 

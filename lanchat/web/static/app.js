@@ -173,6 +173,9 @@ function receive(f) {
       note(f.message, "note error", f.time);
       if (!welcomed && f.code.startsWith("name") || f.code === "bad-name") askName();
       break;
+    case "notice":  // the room's service: its backplane went away or came back
+      note(f.message, "note", f.time);
+      break;
     case "bye":
       if (f.reason === "quit" || f.reason === "refused") leaving = true;
       if (f.reason === "kicked" || f.reason === "banned") removed = true;  // final: no reconnect
@@ -183,7 +186,8 @@ function receive(f) {
   if (fresh && ROOM_EVENTS.has(f.type)) lastSeq = f.seq;
 }
 
-const ROOM_EVENTS = new Set(["message", "action", "join", "leave", "nick", "bye", "moderation"]);
+// "mark": nothing to show, only where to resume from (docs/protocol.md).
+const ROOM_EVENTS = new Set(["message", "action", "join", "leave", "nick", "bye", "moderation", "mark"]);
 
 const mentioned = (f) => (f.from !== myName && mentions(f.text) ? "mention" : "");
 
