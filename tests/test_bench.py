@@ -9,11 +9,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from redis_kit import redis_path
 
 from conftest import ROOT, lanchat_env, ncat_path
 from scripts.benchkit.accounting import Accounting, Receiver
 from scripts.benchkit.payload import MARK, PayloadFormat, Verdict, frame, sender_id
-from scripts.benchkit.results import percentile_ms
+from scripts.benchkit.results import Load, percentile_ms
+from scripts.benchkit.worker import WorkerConfig
 
 BENCH = ROOT / "scripts" / "bench"
 FMT = PayloadFormat(64)
@@ -239,6 +241,19 @@ def test_small_run_against_lanchat_is_clean(kind: str) -> None:
     [run] = out["runs"]
     assert (run["server"], run["kind"]) == ("lanchat", kind)
     assert_clean(run)
+
+
+@pytest.mark.parametrize("kind", ["raw", "lanchat"])
+def test_a_small_run_over_two_relays_of_one_room_is_clean(kind: str) -> None:
+    """--backplane --relays 2: clients spread over two relays on a fresh redis-server; every
+    line reaches every client of both, once and in order."""
+    redis_path()  # skips, saying why, where redis-server is missing
+    out = run_bench("--server", "lanchat", "--backplane", "--relays", "2", "--kind", kind, *SMALL)
+    [run] = out["runs"]
+    assert_clean(run)
+    load = Load("raw", 4, 1, "window", 1, 1.0, 1, 64, 0, 1, 1, False, 1, 1, 1.0, None, True)
+    config = WorkerConfig(0, "127.0.0.1", 7001, "raw", 0, load, ports=(7001, 7002))
+    assert [config.port_for(i) for i in range(4)] == [7001, 7002, 7001, 7002]  # both relays
 
 
 def test_the_generators_websocket_frames_are_what_the_relays_library_reads_and_writes() -> None:

@@ -16,7 +16,15 @@ from .payload import KINDS, MAX_LINE_BYTES, MAX_SENDERS, MAX_SEQ, MIN_LINE_BYTES
 from .report import render_runs, render_summary
 from .results import Load, RunResult, Spread, ratios, summarise
 from .runner import run_once
-from .servers import BenchError, Server, external_server, find_ncat, start_lanchat, start_ncat
+from .servers import (
+    BenchError,
+    Server,
+    external_server,
+    find_ncat,
+    start_lanchat,
+    start_ncat,
+    start_relays,
+)
 
 MAX_CLIENTS = 60_000  # sender ids have 4 hex digits, and ports run out near 64k anyway
 AUTO_PROCS_FROM = 50  # clients from which (with K > 1) the default is a process per core
@@ -30,6 +38,7 @@ examples:
   scripts/bench --server lanchat --kind lanchat --mode flood --duration 3
   scripts/bench --server lanchat --connect-only --clients 5000 --hold 5
   scripts/bench --address 127.0.0.1:7420 --pid 1234 --clients 50
+  scripts/bench --server lanchat --backplane --relays 4 --clients 100 --senders 10
 
 "window" mode: a sender keeps at most W lines outstanding; a line is outstanding until every
 other client (whichever generator process holds it) has received it, intact or damaged.
@@ -124,6 +133,17 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="OPT",
         help="one more option for `lanchat serve` (repeatable), e.g. --lanchat-option=--all-cores",
     )
+    p.add_argument(
+        "--backplane",
+        action="store_true",
+        help="lanchat on a backplane: a fresh redis-server and --relays relays of one room",
+    )
+    p.add_argument(
+        "--relays",
+        type=_positive(int),
+        default=1,
+        help="with --backplane: relays of the room, clients spread over them (default 1)",
+    )
     p.add_argument("--json", action="store_true", help="print JSON only on stdout")
     return p
 
@@ -150,6 +170,10 @@ def make_load(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Load
         parser.error("--pid goes with --address")
     if args.kind != "raw" and args.server == "ncat":
         parser.error("ncat speaks raw lines only: use --kind raw with --server ncat")
+    if args.relays > 1 and not args.backplane:
+        parser.error("--relays goes with --backplane")
+    if args.backplane and (args.server == "ncat" or args.address):
+        parser.error("--backplane starts lanchat relays: not with --server ncat or --address")
     # One line in flight (K = 1) gains nothing from more processes, which would only take cores
     # from the server; many senders need them (measured in docs/performance.md).
     spread = n >= AUTO_PROCS_FROM and k > 1
@@ -191,6 +215,8 @@ def _start(name: str, args: argparse.Namespace) -> Server:
     """A fresh server called ``name`` (or the external one)."""
     if name == "ncat":
         return start_ncat(args.ncat)
+    if name == "lanchat" and args.backplane:
+        return start_relays(args.relays, args.lanchat_option)
     if name == "lanchat":
         return start_lanchat(args.lanchat_option)
     return external_server(args.address, args.pid)

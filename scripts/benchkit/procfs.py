@@ -25,6 +25,22 @@ class ProcSample:
     fds: int
 
 
+def sample_processes(pids: tuple[int, ...]) -> ProcSample | None:
+    """The figures of several processes added up (a room of several relays and its Redis);
+    None if one of them is gone or unreadable."""
+    samples = [sample_process(pid) for pid in pids]
+    if not samples or any(s is None for s in samples):
+        return None
+    present = [s for s in samples if s is not None]
+    return ProcSample(
+        cpu_s=sum(s.cpu_s for s in present),
+        rss_kb=sum(s.rss_kb for s in present),
+        hwm_kb=sum(s.hwm_kb for s in present),
+        threads=sum(s.threads for s in present),
+        fds=sum(s.fds for s in present),
+    )
+
+
 def sample_process(pid: int) -> ProcSample | None:
     """Read ``pid``'s figures from /proc; None if it is gone or unreadable."""
     try:
@@ -113,12 +129,12 @@ class Mark:
     own_cpu: float
 
     @classmethod
-    def take(cls, pid: int | None) -> Mark:
-        """Look now at the server ``pid`` (if known), the machine and this process."""
+    def take(cls, pids: tuple[int, ...]) -> Mark:
+        """Look now at the server's processes (if known), the machine and this process."""
         usage = resource.getrusage(resource.RUSAGE_SELF)
         return cls(
             at=time.monotonic(),
-            server=sample_process(pid) if pid else None,
+            server=sample_processes(pids) if pids else None,
             machine=machine_cpu(),
             own_cpu=usage.ru_utime + usage.ru_stime,
         )

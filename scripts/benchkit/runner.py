@@ -53,6 +53,7 @@ class _Generator:
                 index=index,
                 host=server.host,
                 port=server.port,
+                ports=server.ports(),
                 kind=kind,
                 connect_window=connect_window,
                 load=load,
@@ -117,7 +118,7 @@ class _Generator:
     def _sample_rss(self) -> None:
         """Keep the highest resident size and descriptor count seen."""
         if self.server.pid is not None:
-            sample = procfs.sample_process(self.server.pid)
+            sample = procfs.sample_processes(self.server.pids())
             if sample is not None:
                 self.rss_peak_kb = max(self.rss_peak_kb, sample.rss_kb)
                 self.fds_peak = max(self.fds_peak, sample.fds)
@@ -186,7 +187,7 @@ def _drive(gen: _Generator, load: Load, facts: dict[str, Any]) -> None:
     problems = [u["problem"] for u in ups if u["problem"]]
     if problems:
         raise BenchError(f"the generator {problems[0]}; raise the hard limit (ulimit -Hn)")
-    before = Mark.take(gen.server.pid)
+    before = Mark.take(gen.server.pids())
     gen.tell("connect")
     connected = gen.gather("connected", before.at + setup + 30)
     facts["connected"] = sum(c["connected"] for c in connected)
@@ -200,7 +201,7 @@ def _drive(gen: _Generator, load: Load, facts: dict[str, Any]) -> None:
     facts["silent"] = sum(c["silent"] for c in connected)
     gen.tell("probe")
     ready = gen.gather("ready", time.monotonic() + setup + 30)
-    after = Mark.take(gen.server.pid)
+    after = Mark.take(gen.server.pids())
     facts["ready_clients"] = sum(r["clients"] for r in ready)
     if all(r["ready"] for r in ready):
         facts["ready_s"] = max(r["at"] for r in ready) - before.at
@@ -235,7 +236,7 @@ def _load(gen: _Generator, load: Load, facts: dict[str, Any]) -> None:
 
     def tick() -> None:
         if len(marks) < 2 and time.monotonic() >= (m0, m1)[len(marks)]:
-            marks.append(Mark.take(gen.server.pid))
+            marks.append(Mark.take(gen.server.pids()))
 
     results = gen.gather("result", m1 + load.drain + 30, tick, (m0, m1))
     facts["results"] = results
@@ -248,5 +249,5 @@ def _server_after(gen: _Generator, facts: dict[str, Any]) -> None:
     """The server's figures at the end of the run, its clients still connected."""
     pid = gen.server.pid
     if pid is not None:
-        facts["server_end"] = procfs.sample_process(pid)
+        facts["server_end"] = procfs.sample_processes(gen.server.pids())
         facts["server_fd_limit"] = procfs.fd_limit(pid)

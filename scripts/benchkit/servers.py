@@ -51,15 +51,31 @@ class Server:
     proc: subprocess.Popen[bytes] | None = None
     tail: bytearray = field(default_factory=bytearray)  # the end of its stderr
     exit_code: int | None = None
+    # Several relays of one room (--relays): the other relays and the Redis between them, whose
+    # CPU and memory count as the server's; clients are spread over the relays' ports.
+    parts: list[Server] = field(default_factory=list)
+
+    def ports(self) -> tuple[int, ...]:
+        """Where clients connect: this relay, then the others of its room."""
+        return (self.port, *(p.port for p in self.parts if p.name == "lanchat"))
+
+    def pids(self) -> tuple[int, ...]:
+        """Every process the server is made of (for /proc figures)."""
+        own = (self.pid,) if self.pid is not None else ()
+        return own + tuple(p.pid for p in self.parts if p.pid is not None)
 
     def outputs(self) -> list[int]:
         """The pipes to keep reading so the server never blocks on its output."""
+        parts = [fd for p in self.parts for fd in p.outputs()]
         if self.proc is None:
-            return []
-        return [p.fileno() for p in (self.proc.stdout, self.proc.stderr) if p and not p.closed]
+            return parts
+        own = [p.fileno() for p in (self.proc.stdout, self.proc.stderr) if p and not p.closed]
+        return own + parts
 
     def drain(self) -> None:
         """Read whatever the server has written (its stderr tail is kept)."""
+        for part in self.parts:
+            part.drain()
         if self.proc is None:
             return
         for pipe in (self.proc.stdout, self.proc.stderr):
@@ -78,7 +94,11 @@ class Server:
                     del self.tail[:-TAIL_BYTES]
 
     def gone(self) -> str | None:
-        """A sentence if the server process has exited, else None."""
+        """A sentence if the server process (or a part) has exited, else None."""
+        for part in self.parts:
+            said = part.gone()
+            if said:
+                return said
         if self.proc is None or self.proc.poll() is None:
             return None
         self.drain()
@@ -90,7 +110,13 @@ class Server:
         return f": {lines[-1].strip()}" if lines else ""
 
     def stop(self) -> None:
-        """SIGTERM, then SIGKILL if it has not exited in time (by pid, the one we started)."""
+        """SIGTERM, then SIGKILL if it has not exited in time (by pid, the one we started);
+        the other relays, then their Redis, after this one."""
+        self._stop()
+        for part in self.parts:
+            part.stop()
+
+    def _stop(self) -> None:
         proc = self.proc
         if proc is None:
             return
@@ -159,6 +185,51 @@ def start_ncat(ncat: str = "ncat") -> Server:
         if b"in use" not in bytes(server.tail):
             raise BenchError(f"ncat did not start listening{server.last_words() or ' in time'}")
     raise BenchError(f"ncat found no free port in {PORT_ATTEMPTS} attempts")
+
+
+def start_redis() -> Server:
+    """A fresh redis-server on a free loopback port, nothing kept on disk (the backplane)."""
+    exe = shutil.which("redis-server")
+    if exe is None:
+        raise BenchError("redis-server not found (--backplane needs one): apt install redis-server")
+    for _ in range(PORT_ATTEMPTS):
+        port = _free_port(HOST)
+        proc = subprocess.Popen(
+            [exe, "--port", str(port), "--bind", HOST, "--save", "", "--appendonly", "no"],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
+        server = Server("redis", HOST, port, proc.pid, proc)
+        _unblock(server)
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline and proc.poll() is None:
+            if _accepts(HOST, port):
+                return server
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(0.02)  # a pause that also notices an early exit
+        server.stop()
+    raise BenchError(f"redis-server did not start in {PORT_ATTEMPTS} attempts")
+
+
+def start_relays(count: int, options: Sequence[str] = ()) -> Server:
+    """`count` lanchat relays of one room on one backplane (a fresh redis-server): the first is
+    the Server, the others and Redis its parts."""
+    redis = start_redis()
+    relays: list[Server] = []
+    try:
+        for i in range(count):
+            backplane = ("--backplane", f"redis://{HOST}:{redis.port}/0", "--relay-name", f"r{i}")
+            relays.append(start_lanchat([*backplane, *options]))
+    except BaseException:
+        for relay in relays:
+            relay.stop()
+        redis.stop()
+        raise
+    first = relays[0]
+    first.parts = [*relays[1:], redis]
+    return first
 
 
 def start_lanchat(options: Sequence[str] = ()) -> Server:

@@ -49,6 +49,11 @@ class WorkerConfig:
     kind: str  # the clients' kind for this server (ncat: always raw)
     connect_window: int  # connections not yet confirmed by the server at once; 0: no limit
     load: Load
+    ports: tuple[int, ...] = ()  # several relays of one room: client i goes to ports[i % n]
+
+    def port_for(self, client: int) -> int:
+        """Where client number `client` connects: the relays of a room take turns."""
+        return self.ports[client % len(self.ports)] if self.ports else self.port
 
 
 class Client:
@@ -230,7 +235,7 @@ class Worker:
                 sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
             client = Client(index, sock, index < cfg.load.senders)
             self.clients.append(client)
-            err = sock.connect_ex((cfg.host, cfg.port))
+            err = sock.connect_ex((cfg.host, cfg.port_for(index)))
             if err not in (0, errno.EINPROGRESS):
                 self._fail(client, err)
                 continue
