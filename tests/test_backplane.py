@@ -311,6 +311,31 @@ def test_lines_shown_during_an_outage_are_not_replayed_to_those_who_saw_them(
     assert [f["text"] for f in chats(again, 1)] == ["after"]
 
 
+def test_a_redis_that_lost_its_data_starts_a_new_history(redis_server: Any, relays: Make) -> None:
+    """Redis without persistence, killed and started again empty: the relays make one new
+    epoch, tell their people, keep their seqs growing, and the room goes on."""
+    redis = redis_server()  # no AOF: a restart loses everything
+    a, b = relays(redis.url, "ra"), relays(redis.url, "rb")
+    ana, ben = client(a, "ana"), client(b, "ben")
+    say(ana, "before")
+    last = chats(ben, 1)[0]["seq"]
+    old = a.room.epoch
+    redis.kill()
+    ben.wait_json(lambda f: f.get("code") == "backplane-down")
+    redis.start()
+    reset = ben.wait_json(lambda f: f.get("code") == "backplane-reset")
+    assert "lost" in reset["message"]
+    ben.wait_json(lambda f: f.get("code") == "backplane-back")
+    ana.wait_json(lambda f: f.get("code") == "backplane-back")
+    assert a.room.epoch == b.room.epoch != old
+    say(ana, "after")
+    after = chats(ben, 1)[0]
+    assert after["text"] == "after" and after["seq"] > last  # a client's seq never goes back
+    newcomer = LineClient(b.address[1])
+    welcome = newcomer.hello("cy")
+    assert welcome["epoch"] == b.room.epoch and welcome["history"] == 1  # "after" alone
+
+
 def _frame(c: LineClient, predicate: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
     """The first frame so far (or to come) for which `predicate` holds."""
     for line in c.lines:
