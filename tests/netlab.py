@@ -489,6 +489,29 @@ class Lab:
     def _track(self, proc: subprocess.Popen[Any]) -> None:
         self._procs.append(proc)
 
+    def router_popen(
+        self, args: list[str], *, private_run: bool = False, **popen_kwargs: Any
+    ) -> subprocess.Popen[str]:
+        """Start args in the router namespace (a lab with subnets), hostname `router`; with
+        `private_run` in a mount namespace of its own with an empty /run (a daemon's pid file
+        and socket stay out of the machine's /run). Killed at close()."""
+        self._check_open()
+        if self.router_netns is None:
+            raise LabError("this lab has one subnet: no router (Lab.create(..., subnets=2))")
+        t = _tools()
+        mount = f"{shlex.quote(t['mount'])} -n -t tmpfs tmpfs /run && " if private_run else ""
+        script = f'{mount}{shlex.quote(t["hostname"])} router && exec "$@"'
+        # unshare --mount makes the new mount namespace's propagation private (unshare(1)).
+        flags = ["--uts", "--mount"] if private_run else ["--uts"]
+        wrapped = [t["unshare"], *flags, "--", t["sh"], "-c", script, "router", *args]
+        popen_kwargs.setdefault("text", True)
+        popen_kwargs.setdefault("stdin", subprocess.DEVNULL)
+        proc: subprocess.Popen[str] = subprocess.Popen(
+            self._netns_exec(self.router_netns, wrapped), **popen_kwargs
+        )
+        self._track(proc)
+        return proc
+
     def netns_pids(self) -> dict[str, list[int]]:
         """Processes inside each lab namespace, by namespace name."""
         return _netns_pids(self._enter(), self._names())

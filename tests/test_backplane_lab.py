@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 from redis_kit import RedisServer, redis_path
 
-from conftest import LanchatProcess
-from netlab import Lab
+from conftest import LanchatProcess, run_lanchat
+from netlab import Lab, LineReader, find_tool, missing_tools
 
 pytestmark = pytest.mark.lab
 MakeLab = Callable[..., Lab]
@@ -144,4 +144,71 @@ def test_two_subnets_one_room_through_redis_survives_redis_and_a_relay_restartin
     newcomer.rest(timeout=3 * START)
     history = [t for t in messages(newcomer) if t in every]
     assert len(history) == len(set(history))
+    redis.kill()
+
+
+REFLECTOR = """\
+[server]
+use-ipv4=yes
+use-ipv6=no
+allow-interfaces=eth0,eth1
+enable-dbus=no
+
+[publish]
+disable-publishing=yes
+
+[reflector]
+enable-reflector=yes
+reflect-filters=_lanchat._tcp.local
+"""
+
+
+def test_discover_shows_the_relays_of_one_room_as_one_room_across_a_reflector(
+    lab_factory: MakeLab, lanchat_process: Any, tmp_path: Path
+) -> None:
+    """One relay per building, one backplane; avahi reflects _lanchat._tcp (only) between the
+    buildings (docs/discovery.md, "Across routers"): discover in each building shows one room
+    of two relays, its own building's first, and join without an address goes to that one."""
+    redis_path()
+    reason = missing_tools("avahi-daemon")
+    if reason is not None:
+        pytest.skip(reason)
+    lab = lab_factory(4, subnets=2)  # h1 h2 | h3 h4
+    h1, h2, h3, h4 = (lab.host(i) for i in range(1, 5))
+    redis = RedisServer(tmp_path, host=h1).start()
+    conf = tmp_path / "avahi-daemon.conf"
+    conf.write_text(REFLECTOR)
+    avahi = lab.router_popen(
+        [find_tool("avahi-daemon"), "-f", str(conf), "--no-drop-root", "--no-chroot",
+         "--no-rlimits"],
+        private_run=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    assert avahi.stdout is not None
+    reader = LineReader(avahi.stdout)
+    while "Server startup complete" not in reader.readline(START):
+        pass
+    for relay, host in (("a", h2), ("b", h3)):
+        serve = lanchat_process(
+            "serve", "--json", "--backplane", redis.url, "--relay-name", relay, host=host
+        )
+        listening = serve.wait_json(lambda e: e.get("event") == "listening", timeout=START)
+        assert listening["mdns"]["advertised"], listening
+    for here, nearest, other in ((h4, h3, h2), (h1, h2, h3)):
+        servers: list[dict[str, Any]] = []
+        for _ in range(3):  # a reflected answer comes ~0.4 s after the local one, and now and
+            # then after discover has settled: asked again, as a person would
+            found = run_lanchat("discover", "--json", "--timeout", "5", host=here, timeout=30)
+            assert found.returncode == 0, found.stderr
+            servers = json.loads(found.stdout)
+            if len(servers) == 2:
+                break
+        # (the relay on this link also answers with its IPv6 link-local address)
+        assert [s["addresses"][0] for s in servers] == [nearest.ip, other.ip], servers
+        assert servers[0]["group"] == servers[1]["group"] is not None
+        assert [s["nearest"] for s in servers] == [True, False]
+    joined = run_lanchat("join", "--name", "eve", "--json", host=h4, timeout=30)
+    assert joined.returncode == 0, joined.stderr
+    assert f"connected via {h3.ip}:7420" in joined.stderr  # building 2's own relay
+    avahi.terminate()
+    avahi.wait(START)
     redis.kill()
