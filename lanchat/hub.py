@@ -348,10 +348,12 @@ class Hub:
         for output in outputs:
             if type(output) is Publish:
                 event = output.event
-                if sequencer is not None and type(event) is not Goodbye:  # (shutdown: ours)
-                    if sequencer.submit(event, output.origin, actor):
-                        continue  # it comes back in the stream's order (deliver)
-                    event = self.room.provisional(event)  # the backplane is away
+                if sequencer is not None:
+                    # The shutdown's bye is ours alone; anything else goes to the stream and
+                    # comes back in its order (deliver), unless the backplane is away.
+                    if type(event) is not Goodbye and sequencer.submit(event, output.origin, actor):
+                        continue
+                    event = self.room.provisional(event)  # here, at once
                 self._publish(event, output.origin)
                 told.append(event)
             elif type(output) is Send:

@@ -31,13 +31,12 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 from lanchat.errors import UsageError
-from lanchat.protocol import Event, FrameError, encode_json, name_key, parse_event
+from lanchat.protocol import DEFAULT_PORT, Event, FrameError, encode_json, name_key, parse_event
 
 DEFAULT_REDIS_PORT = 6379
 SCHEMES = ("redis", "rediss", "unix")
 MAX_RUNS = 4096  # runs the dedupe remembers (each restart of each relay is one)
 START = "0-0"  # the stream id before every entry
-_STREAM_ID = re.compile(r"(\d+)-(\d+)")
 RELAY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,62}")
 
 
@@ -134,26 +133,8 @@ def relay_name_problem(name: str) -> str | None:
 
 def default_relay_name(hostname: str, port: int) -> str:
     """This PC's name, and the port when it is not the default: 'h1', 'ana-pc:7421'."""
-    from lanchat.protocol import DEFAULT_PORT
-
     host = re.sub(r"[^A-Za-z0-9._-]+", "-", hostname.split(".", 1)[0]).strip("-._") or "relay"
     return host[:50] if port == DEFAULT_PORT else f"{host[:50]}:{port}"
-
-
-# --- stream ids ----------------------------------------------------------------------------
-
-
-def parse_stream_id(text: str) -> tuple[int, int]:
-    """'1700000000000-3' -> (1700000000000, 3); EntryError if it is not a stream id."""
-    match = _STREAM_ID.fullmatch(text)
-    if match is None:
-        raise EntryError(f"not a stream id: {text[:40]!r}")
-    return int(match[1]), int(match[2])
-
-
-def later_id(a: str, b: str) -> str:
-    """The later of two stream ids (where the reader goes on from)."""
-    return a if parse_stream_id(a) >= parse_stream_id(b) else b
 
 
 # --- entries -------------------------------------------------------------------------------

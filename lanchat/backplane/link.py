@@ -25,14 +25,19 @@ Who owns what:
 
     field                              owner
     _state, _since, _error, _outbox,   `_lock` (a Condition's lock; the writer waits on it). Taken
-      _claims, _seq, _behind,            inside the hub lock by submit()/names() and by the
-      _relays                            callbacks Hub.deliver/show_here run; never held while
+      _claims, _seq, _beats              inside the hub lock by submit()/names() and by the
+                                         callbacks Hub.deliver/show_here run; never held while
                                          taking the hub lock (lock order: hub, then ours)
     _last_id, _dedupe, _read_seq        the reader thread (before start: open())
     _head_seq, _relays_alive           the writer thread; read by status() without a lock (ints)
-    _hub, _redis, _run, _epoch         set before the threads start; _epoch changes only on the
-                                         reader thread, under `_lock`, when Redis lost its data
+    _hub, _redis, _scripts, _run       set before the threads start, then only read
+    _epoch                             written under `_lock` by the reader when Redis lost its
+                                         data; the writer reads it without the lock: a stale
+                                         epoch only gets its append refused (EPOCH), which takes
+                                         the link down and up again with the new one
     _stopping                          a threading.Event: set once by stop()
+
+A failure that is not Redis's (a bug) costs one log line and a reconnect, never a dead thread.
 """
 
 from __future__ import annotations
@@ -266,12 +271,14 @@ class Backplane:
                 reply = self._redis.xread(
                     {self.keys.stream: self._last_id}, count=READ_COUNT, block=READ_BLOCK_MS
                 )
+                entries = self._entries(reply)
+                if entries and self._hub is not None:
+                    self._hub.deliver(functools.partial(self._arrivals, entries))
             except _redis_errors() as e:
                 self._went_down(e)
-                continue
-            entries = self._entries(reply)
-            if entries and self._hub is not None:
-                self._hub.deliver(functools.partial(self._arrivals, entries))
+            except Exception as e:  # a bug (see the top): logged, and the link starts again
+                log.exception("backplane reader failed: %r", e)
+                self._went_down(e)
 
     def _entries(self, reply: Any) -> list[Entry]:
         """The new entries of an XREAD reply, copies of retried appends dropped."""
@@ -409,7 +416,9 @@ class Backplane:
                 if time.monotonic() >= next_beat and not self._stopping.is_set():
                     next_beat = time.monotonic() + self.heartbeat
                     self._heartbeat()
-            except _redis_errors() as e:
+            except Exception as e:  # Redis's failure, or a bug (logged): the link starts again
+                if not isinstance(e, _redis_errors()):
+                    log.exception("backplane writer failed: %r", e)
                 if claims:
                     with self._lock:
                         self._claims.extendleft(reversed(claims))
