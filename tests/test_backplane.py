@@ -7,6 +7,8 @@ there is none."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -283,6 +285,31 @@ def test_a_redis_outage_loses_and_repeats_nothing(redis_server: Any, relays: Mak
     count = welcome["history"]
     history = [newcomer.wait_json(lambda f: f.get("history"))["text"] for _ in range(count)]
     assert sorted(history) == sorted(expected)
+
+
+def test_a_frozen_redis_shows_what_was_on_its_way_and_appends_it_once(
+    redis_server: Any, relays: Make
+) -> None:
+    """Redis stops answering (SIGSTOP: the connections stay open, commands time out) just as a
+    line goes to it: the relay shows it to its people when the timeout says Redis is away, and
+    when Redis runs again (SIGCONT, and it may now carry out the append it had received) the
+    others get it once, and its own people do not get it again."""
+    redis = redis_server()
+    a, b = relays(redis.url, "ra"), relays(redis.url, "rb")
+    ana, al, ben = client(a, "ana"), client(a, "al"), client(b, "ben")
+    assert redis.proc is not None
+    os.kill(redis.proc.pid, signal.SIGSTOP)
+    try:
+        say(ana, "on its way")
+        assert [f["text"] for f in chats(al, 1, timeout=10)] == ["on its way"]
+        assert al.wait_json(lambda f: f["type"] == "notice")["code"] == "backplane-down"
+    finally:
+        os.kill(redis.proc.pid, signal.SIGCONT)
+    al.wait_json(lambda f: f.get("code") == "backplane-back", timeout=10)
+    assert [f["text"] for f in chats(ben, 1, timeout=10)] == ["on its way"]
+    say(ana, "next")
+    assert [f["text"] for f in chats(al, 1)] == ["next"]  # not "on its way" again
+    assert [f["text"] for f in chats(ben, 1)] == ["next"]  # nor a copy of it
 
 
 def test_lines_shown_during_an_outage_are_not_replayed_to_those_who_saw_them(
