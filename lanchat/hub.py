@@ -46,9 +46,9 @@ Threads and what they own (fanout.py has the table of the delivery state):
       kind (for status)       value shows in one status document
 
 Lock order: the pass token before the hub lock, never the other way round; the backplane's
-lock (lanchat/backplane/link.py) after the hub lock. Nothing waits for
-the token while it holds the lock: kick() runs after the lock is released and only tries the
-token; Hub.upgrade takes the token first, then the lock.
+lock (lanchat/backplane/link.py) after the hub lock. Nothing waits for the token while it holds
+the lock: kick() runs after the lock is released and only tries the token; Hub.upgrade takes the
+token first, then the lock.
 
 Re-entry: a pass that gives up on a client (gone, too slow) calls Hub._failed with the token
 held. _failed takes the lock, applies the leave, and does not kick: the pass in progress sees

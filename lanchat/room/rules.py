@@ -487,13 +487,12 @@ class Room:
 
     def _who(self, now: float, limit: int | None = None) -> WhoList:
         """Everyone present (the first `limit` names), with the relay of those elsewhere."""
-        here = (m.name for m in self._members.values() if m.announced)
-        elsewhere = [(p.name, p.relay) for p in self._remote]
-        names = itertools.chain(here, (name for name, _ in elsewhere))
-        listed = tuple(itertools.islice(names, limit)) if limit is not None else tuple(names)
-        shown = set(listed)
-        relays = tuple(pair for pair in elsewhere if pair[0] in shown)
-        return WhoList(self.seq, now, listed, self.everyone, relays)
+        here = ((m.name, "") for m in self._members.values() if m.announced)
+        people = itertools.chain(here, ((p.name, p.relay) for p in self._remote))
+        listed = list(itertools.islice(people, limit))  # O(limit), not O(room), per greeting
+        names = tuple(name for name, _ in listed)
+        relays = tuple((name, relay) for name, relay in listed if relay)
+        return WhoList(self.seq, now, names, self.everyone, relays)
 
     def _greeting(self, member: Member, resume: Resume | None = None) -> Greet:
         now = self._clock()
