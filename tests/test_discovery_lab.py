@@ -116,6 +116,8 @@ def test_discover_on_h2_finds_the_server_on_h1_and_ignores_foreign_records(
             "version": __version__,
             "password": False,
             "web": "/",  # the chat page's path, from the TXT record
+            "group": None,  # no backplane: a room of its own
+            "nearest": True,  # the first (here: only) relay of its room
         }
     ]
     assert "Traceback" not in stderr
