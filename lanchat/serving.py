@@ -11,6 +11,7 @@ import queue
 import socket
 import threading
 import time
+import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -347,5 +348,5 @@ def _backplane(options: ServeOptions) -> Backplane:
 
     address = parse_address(options.backplane or "")
     port = options.port or os.getpid()  # --port 0: no port to tell two relays of a PC apart
-    name = options.relay_name or default_relay_name(socket.gethostname(), port)
+    name = options.relay_name or default_relay_name(socket.gethostname(), port, uuid.getnode())
     return Backplane(address, options.room, name, host=options.host, port=options.port)

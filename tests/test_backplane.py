@@ -382,6 +382,21 @@ def _all_chats(c: LineClient) -> list[dict[str, Any]]:
     return [f for f in seen if not f.get("history")]
 
 
+def test_two_relays_with_one_name_are_said_to_clash(redis_server: Any, relays: Make) -> None:
+    """Cloned PCs with one --relay-name would free and take each other's names: the heartbeat
+    notices another process writing it, and status says so."""
+    redis = redis_server()
+    a, b = relays(redis.url, "same"), relays(redis.url, "same")
+    assert a.backplane is not None and b.backplane is not None
+    for _ in range(3):  # beats of both, interleaved: each finds the other's run in the key
+        assert a.backplane.wait_heartbeat(WAIT) and b.backplane.wait_heartbeat(WAIT)
+    errors = [r.status()["backplane"]["error"] or "" for r in (a, b)]
+    assert any("another relay calls itself 'same'" in e for e in errors), errors
+    alone = relays(redis.url, "other")
+    assert alone.backplane is not None and alone.backplane.wait_heartbeat(WAIT)
+    assert alone.status()["backplane"]["error"] is None
+
+
 def test_serve_without_its_backplane_says_so_and_exits_unreachable() -> None:
     port = free_port()  # nothing listens there
     result = run_lanchat(

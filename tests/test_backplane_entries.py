@@ -153,8 +153,9 @@ def test_backplane_urls() -> None:
 
 
 def test_relay_names() -> None:
-    assert default_relay_name("ana-pc.school.example", 7420) == "ana-pc"
-    assert default_relay_name("ana pc", 7421) == "ana-pc:7421"
+    assert default_relay_name("ana-pc.school.example", 7420, 0x02000A0B0C0D) == "ana-pc-0b0c0d"
+    assert default_relay_name("ana pc", 7421, 0x0B0C0D) == "ana-pc-0b0c0d:7421"
+    assert relay_name_problem(default_relay_name("x" * 80, 65535, 2**48 - 1)) is None
     assert relay_name_problem("h1") is None and relay_name_problem("h1:7421") is None
     for bad in ("", "-x", "a b", "a/b", "x" * 64):
         assert relay_name_problem(bad) is not None

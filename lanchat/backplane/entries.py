@@ -131,10 +131,13 @@ def relay_name_problem(name: str) -> str | None:
     return "A relay name has 1 to 63 letters, digits, '.', '_', ':' or '-' (not first)."
 
 
-def default_relay_name(hostname: str, port: int) -> str:
-    """This PC's name, and the port when it is not the default: 'h1', 'ana-pc:7421'."""
+def default_relay_name(hostname: str, port: int, node: int) -> str:
+    """This PC's name with 6 hex digits of its node id (its MAC address: cloned classroom PCs
+    share a name, never a MAC), and the port when it is not the default: 'h1-0a0b0c',
+    'ana-pc-0a0b0c:7421'. The same on every start, so a restarted relay is the same relay."""
     host = re.sub(r"[^A-Za-z0-9._-]+", "-", hostname.split(".", 1)[0]).strip("-._") or "relay"
-    return host[:50] if port == DEFAULT_PORT else f"{host[:50]}:{port}"
+    name = f"{host[:40]}-{node & 0xFFFFFF:06x}"
+    return name if port == DEFAULT_PORT else f"{name}:{port}"
 
 
 # --- entries -------------------------------------------------------------------------------

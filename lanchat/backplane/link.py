@@ -456,12 +456,19 @@ class Backplane:
         # (room/remote.py keeps what later events changed).
         pipe = self._redis.pipeline(transaction=True)
         alive_ms = int(max(ALIVE_SECONDS, 3 * self.heartbeat) * 1000)
-        pipe.set(keys.alive(self.relay), self._run, px=alive_ms)
+        pipe.set(keys.alive(self.relay), self._run, px=alive_ms, get=True)
         pipe.hset(keys.relays, self.relay, info)
         pipe.hgetall(keys.names)
         pipe.hkeys(keys.relays)
         pipe.hget(keys.meta, "seq")
-        _, _, names, relays, head = pipe.execute()
+        previous, _, names, relays, head = pipe.execute()
+        if previous is not None and _text(previous) != self._run and self._beats:
+            # Since our last beat another process wrote this relay's heartbeat: two relays
+            # share a name, and would free and take each other's names.
+            clash = f"another relay calls itself {self.relay!r}: give each its own --relay-name"
+            log.error("backplane: %s", clash)
+            with self._lock:
+                self._error = clash
         relay_names = [_text(r) for r in relays or ()]
         alive_values = self._redis.mget([keys.alive(r) for r in relay_names]) if relay_names else []
         alive = {r for r, v in zip(relay_names, alive_values, strict=True) if v is not None}

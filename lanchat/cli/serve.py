@@ -174,8 +174,9 @@ def serve(
             "--relay-name",
             metavar="NAME",
             envvar="LANCHAT_RELAY_NAME",
-            help="This relay's name among the room's relays, shown in /who (default: this "
-            "PC's name, and the port if not 7420). Keep it the same across restarts.",
+            help="This relay's name among the room's relays, shown in /who; one name per "
+            "relay, the same across its restarts (default: this PC's name and 6 hex digits of "
+            "its MAC address, and the port if not 7420).",
         ),
     ] = None,
     all_cores: Annotated[
