@@ -147,6 +147,7 @@ def test_backplane_urls() -> None:
     assert parse_address("rediss://lanchat:pw@r.example:6380/0").shown == (
         "rediss://lanchat:***@r.example:6380/0"
     )
+    assert parse_address("unix:///run/redis/redis.sock?db=1").shown.startswith("unix://")
     for bad in ("10.0.0.5:6379", "http://x/0", "redis://", "redis://h:port/0", "redis://h/x"):
         with pytest.raises(UsageError):
             parse_address(bad)

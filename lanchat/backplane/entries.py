@@ -13,7 +13,7 @@ event, appended by the relay whose client caused it, with five fields:
     relay  the appending relay's name (`--relay-name`), for /who and the serve log
     event  the event as a lanchat client reads it (protocol/events.py), its seq left 0
 
-Redis 7.0 has no idempotent XADD (IDMP came later), so an append whose answer was lost (a
+Redis 7.0 has no idempotent XADD, so an append whose answer was lost (a
 timeout, a dropped connection) is simply sent again, and the reader drops every entry whose
 (run, lseq) it has delivered already: `Dedupe`. A run appends its entries in lseq order and a
 retry resends a suffix of them, so "lseq not above the highest seen for this run" is exactly
@@ -33,7 +33,6 @@ from urllib.parse import quote, urlsplit
 from lanchat.errors import UsageError
 from lanchat.protocol import DEFAULT_PORT, Event, FrameError, encode_json, name_key, parse_event
 
-DEFAULT_REDIS_PORT = 6379
 SCHEMES = ("redis", "rediss", "unix")
 MAX_RUNS = 4096  # runs the dedupe remembers (each restart of each relay is one)
 START = "0-0"  # the stream id before every entry
@@ -73,7 +72,7 @@ class Keys:
 
     @property
     def relays(self) -> str:
-        """A hash: relay name -> its run and address (relay_info), for status and /who."""
+        """A hash: relay name -> its run and address (relay_info), for status."""
         return f"{self.prefix}:relays"
 
     @property
@@ -118,8 +117,8 @@ def parse_address(url: str) -> Address:
         parts.port  # noqa: B018  (urlsplit checks the port only when asked)
     except ValueError:
         raise UsageError(f"--backplane {url!r}: the port is not a number.", example) from None
-    db = parts.path.strip("/")
-    if db and not db.isdigit():
+    db = parts.path.strip("/")  # (a unix:// URL's path is its socket; ?db=N picks the database)
+    if parts.scheme != "unix" and db and not db.isdigit():
         raise UsageError(f"--backplane {url!r}: the database is a number (/0).", example)
     return Address(url)
 
