@@ -6,8 +6,10 @@ redis (redis-py).
                 appends (run + lseq), the names hash's values, relay names, the URL
     outbox.py   pure: our events on their way through the stream (lseq, sent, shown, back)
     scripts.py  the Lua scripts that must run atomically in Redis (append with seq, names)
-    link.py     the I/O: Backplane, the reader (XREAD BLOCK) and the writer (appends, names,
-                heartbeats) threads, reconnects with backoff, outages
+    stream.py   the Redis commands of the room's stream: history at start, XREAD BLOCK, appends
+    presence.py the Redis commands of who is where: names given and freed, heartbeats
+    link.py     Backplane: the reader (reads, delivers) and writer (appends, names, heartbeats)
+                threads, up and down, reconnects with backoff, what an outage does
 
 The hub (lanchat/hub.py) sees a Backplane as its Sequencer; docs/reliability.md ("Several
 relays") says what one order, resume and an outage guarantee.

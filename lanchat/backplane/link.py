@@ -1,12 +1,13 @@
-"""The relay's link to its room's stream in Redis: the only module that talks to Redis (redis-py,
-from two threads of its own). The data it reads and writes is entries.py's; what waits for the
-stream is outbox.py's; the Lua it runs is scripts.py's.
+"""The relay's link to its room's stream in Redis: its two threads, its state (up or down), and
+what an outage does. The Redis commands are stream.py's (history, reads, appends) and
+presence.py's (names, heartbeats); the data is entries.py's; what waits for the stream is
+outbox.py's; the Lua is scripts.py's.
 
 Theory of operation. open() (before the relay starts) reads the room's history: its epoch and
 the newest chats, so that a restarted relay greets and resumes clients like the others do.
 Then two threads:
 
-* the reader XREADs the stream with BLOCK (READ_BLOCK_MS, so that stop() is heard) from the
+* the reader XREADs the stream with BLOCK (stream.READ_BLOCK_MS: stop() is heard) from the
   last entry it delivered, drops copies of retried appends, and hands every entry to the hub in
   the stream's order (Hub.deliver): the other relays' events and ours, which only then reach our
   clients. While the backplane is down it reconnects with backoff, and when Redis answers again
@@ -30,7 +31,8 @@ Who owns what:
                                          taking the hub lock (lock order: hub, then ours)
     _last_id, _dedupe, _read_seq        the reader thread (before start: open())
     _head_seq, _relays_alive           the writer thread; read by status() without a lock (ints)
-    _hub, _redis, _scripts, _run       set before the threads start, then only read
+    _hub, _conn, _run                  set before the threads start, then only read (_conn is a
+                                         redis-py client: a connection pool, for both threads)
     _epoch                             written under `_lock` by the reader when Redis lost its
                                          data; the writer reads it without the lock: a stale
                                          epoch only gets its append refused (EPOCH), which takes
@@ -48,10 +50,9 @@ import secrets
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
 from typing import Any
 
-from lanchat.backplane import scripts
+from lanchat.backplane import presence, stream
 from lanchat.backplane.entries import (
     START,
     Address,
@@ -60,40 +61,26 @@ from lanchat.backplane.entries import (
     EntryError,
     Keys,
     decode_entry,
-    entry_fields,
-    names_value,
-    read_names_value,
     relay_info,
-    remote_people,
 )
-from lanchat.backplane.outbox import Outbox, Waiting
+from lanchat.backplane.outbox import Outbox
+from lanchat.backplane.stream import redis_errors
 from lanchat.errors import BackplaneError
 from lanchat.fanout import Client
 from lanchat.hub import Arrival, Hub
-from lanchat.protocol import Chat, Event, Notice, name_key
+from lanchat.protocol import Event, Notice
 from lanchat.protocol.status import BackplaneStatus
-from lanchat.room import Claim, Past, RemotePerson, new_epoch
+from lanchat.room import Claim, Past
 
 log = logging.getLogger(__name__)
 
 DEFAULT_KEEP = 100_000  # entries the stream keeps (MAXLEN ~): its history for resumes
-SOCKET_TIMEOUT = 2.0  # a Redis command unanswered this long: the backplane is down
-CONNECT_TIMEOUT = 1.0
 OPEN_TIMEOUT = 5.0  # how long `serve` tries to reach Redis before it gives up
-READ_BLOCK_MS = 500  # XREAD BLOCK: how soon the reader notices stop()
-READ_COUNT = 1000  # entries per XREAD
 APPEND_BATCH = 500  # events per append script call
 HEARTBEAT_SECONDS = 2.0  # refresh our heartbeat, read who is on the other relays
 ALIVE_SECONDS = 3 * HEARTBEAT_SECONDS  # a relay silent this long is dead; its names free
 RECONNECT_MIN, RECONNECT_MAX = 0.1, 2.0  # backoff between reconnect attempts (doubling)
 LAGGING_SECONDS = 1.0  # our oldest event not back from the stream this long: "lagging"
-HISTORY_WINDOW = 10  # open() reads up to this many entries per history chat (joins between)
-
-
-def _redis_errors() -> tuple[type[BaseException], ...]:
-    import redis
-
-    return (redis.RedisError, OSError)
 
 
 class Backplane:
@@ -119,8 +106,7 @@ class Backplane:
         self._host, self._port = host, port
         self._run = secrets.token_hex(6)
         self._started = time.time()
-        self._redis: Any = None
-        self._scripts: dict[str, Any] = {}
+        self._conn: stream.Connection | None = None
         self._hub: Hub | None = None
         self._epoch = ""
         self._lock = threading.Condition()
@@ -144,36 +130,13 @@ class Backplane:
     def open(self, history: int, timeout: float = OPEN_TIMEOUT) -> Past:
         """Reach Redis, take the room's epoch (a new one if the room is new) and its newest
         chats; BackplaneError if Redis does not answer within `timeout` seconds."""
-        import redis
-        from redis.backoff import NoBackoff
-        from redis.retry import Retry
-
-        try:
-            self._redis = redis.Redis.from_url(
-                self.address.url,
-                socket_timeout=SOCKET_TIMEOUT,
-                socket_connect_timeout=CONNECT_TIMEOUT,
-                retry=Retry(NoBackoff(), 0),  # we retry ourselves, knowing what is safe to
-                client_name=f"lanchat-{self.relay}",  # repeat (copies are dropped on read)
-            )
-            self._scripts = {
-                name: self._redis.register_script(source)
-                for name, source in (
-                    ("init", scripts.INIT),
-                    ("append", scripts.APPEND),
-                    ("names", scripts.NAMES),
-                )
-            }
-        except (ValueError, redis.RedisError) as e:
-            raise BackplaneError(
-                f"--backplane {self.address.shown}: {e}.",
-                "Give the URL of a Redis server: --backplane redis://HOST:6379/0",
-            ) from None
+        self._conn = conn = stream.connect(self.address, self.relay)
         deadline = time.monotonic() + timeout
         while True:
             try:
-                return self._load(history)
-            except _redis_errors() as e:
+                start = stream.read_history(conn, self.keys, history)
+                break
+            except redis_errors() as e:
                 if time.monotonic() >= deadline:
                     raise BackplaneError(
                         f"Cannot reach the backplane {self.address.shown}: {e}.",
@@ -181,48 +144,17 @@ class Backplane:
                         "of a room need it to start.",
                     ) from None
             self._stopping.wait(RECONNECT_MAX / 4)
+        self._epoch = start.past.epoch
+        self._seq = self._read_seq = start.past.seq
+        self._last_id, self._dedupe = start.last_id, start.dedupe
+        return start.past
 
-    def _load(self, history: int) -> Past:
-        epoch, head = self._init(self._seq)
-        window = max(history * HISTORY_WINDOW, 100)
-        newest = self._redis.xrevrange(self.keys.stream, "+", "-", count=window)
-        entries: list[Entry] = []
-        for entry_id, fields in reversed(newest or []):
-            try:
-                entries.append(decode_entry(entry_id, fields))
-            except EntryError as e:
-                log.warning("backplane: skipped an entry that is not lanchat's: %s", e)
-        chats: list[Chat] = []
-        dedupe = Dedupe()
-        for entry in entries:
-            if dedupe.fresh(entry.run, entry.lseq) and isinstance(entry.event, Chat):
-                chats.append(entry.event)
-        seq = entries[-1].seq if entries else head
-        trimmed = 0
-        if len(chats) > history:
-            trimmed = chats[-history - 1].seq
-        elif entries and entries[0].seq > 1:  # older entries exist, unread (or trimmed)
-            trimmed = entries[0].seq - 1
-        self._epoch = epoch
-        self._seq = self._read_seq = seq
-        self._last_id = entries[-1].id if entries else self._stream_end()
-        self._dedupe = dedupe
-        kept = tuple(chats[-history:]) if history else ()
-        return Past(epoch, seq, kept, trimmed)
-
-    def _init(self, after: int) -> tuple[str, int]:
-        """The room's (epoch, seq), made first if the room is new to this Redis."""
-        epoch, seq = self._scripts["init"](keys=[self.keys.meta], args=[new_epoch(), after])
-        return _text(epoch), int(seq or 0)
-
-    def _stream_end(self) -> str:
-        """Where to read from in an empty stream: its last id ever (an entry trimmed away
-        would otherwise come back as new)."""
-        try:
-            info = self._redis.xinfo_stream(self.keys.stream)
-        except _redis_errors():  # no stream yet (ResponseError: no such key)
-            return START
-        return _text(info.get("last-generated-id") or info.get(b"last-generated-id") or START)
+    @property
+    def _opened(self) -> stream.Connection:
+        """The connection open() made (the threads start after it)."""
+        if self._conn is None:
+            raise RuntimeError("the backplane is used before open()")
+        return self._conn
 
     @property
     def epoch(self) -> str:
@@ -268,22 +200,19 @@ class Backplane:
                     continue
                 backoff = RECONNECT_MIN
             try:
-                reply = self._redis.xread(
-                    {self.keys.stream: self._last_id}, count=READ_COUNT, block=READ_BLOCK_MS
-                )
-                entries = self._entries(reply)
+                entries = self._entries(stream.read_new(self._opened, self.keys, self._last_id))
                 if entries and self._hub is not None:
                     self._hub.deliver(functools.partial(self._arrivals, entries))
-            except _redis_errors() as e:
+            except redis_errors() as e:
                 self._went_down(e)
             except Exception as e:  # a bug (see the top): logged, and the link starts again
                 log.exception("backplane reader failed: %r", e)
                 self._went_down(e)
 
-    def _entries(self, reply: Any) -> list[Entry]:
-        """The new entries of an XREAD reply, copies of retried appends dropped."""
+    def _entries(self, pairs: list[tuple[Any, Any]]) -> list[Entry]:
+        """The new entries read, copies of retried appends dropped."""
         fresh: list[Entry] = []
-        for entry_id, fields in _stream_entries(reply):
+        for entry_id, fields in pairs:
             self._last_id = _text(entry_id)
             try:
                 entry = decode_entry(entry_id, fields)
@@ -322,8 +251,8 @@ class Backplane:
     def _reconnect(self) -> bool:
         """Redis answers again: go on with the same history, or learn that it was lost."""
         try:
-            epoch, head = self._init(self._seq)
-        except _redis_errors():
+            epoch, head = stream.room_epoch(self._opened, self.keys, self._seq)
+        except redis_errors():
             return False
         if epoch != self._epoch:
             self._lost_history(epoch, head)
@@ -348,7 +277,12 @@ class Backplane:
         with self._lock:
             self._epoch = epoch
             self._seq = max(self._seq, head)
-        self._last_id = self._stream_end()
+        self._last_id = START
+        if self._conn is not None:
+            try:
+                self._last_id = stream.stream_end(self._conn, self.keys)
+            except redis_errors():
+                pass  # the reader finds out at its next read
         self._read_seq = 0
         self._dedupe = Dedupe()
         if self._hub is not None:
@@ -417,7 +351,7 @@ class Backplane:
                     next_beat = time.monotonic() + self.heartbeat
                     self._heartbeat()
             except Exception as e:  # Redis's failure, or a bug (logged): the link starts again
-                if not isinstance(e, _redis_errors()):
+                if not isinstance(e, redis_errors()):
                     log.exception("backplane writer failed: %r", e)
                 if claims:
                     with self._lock:
@@ -429,55 +363,31 @@ class Backplane:
                     if not self._outbox.unsent() and not self._claims:
                         return
 
-    def _append(self, batch: list[Waiting]) -> None:
-        args: list[Any] = [self.keep, self._epoch, self._run, self.relay]
-        for waiting in batch:
-            args += entry_fields(waiting.lseq, waiting.event)
-        self._scripts["append"](keys=[self.keys.stream, self.keys.meta], args=args)
+    def _append(self, batch: list[Any]) -> None:
+        conn = self._opened
+        stream.append(conn, self.keys, self.keep, self._epoch, self._run, self.relay, batch)
 
     def _record_names(self, claims: list[Claim]) -> None:
-        args: list[Any] = [self.relay, self.keys.alive_prefix]
-        for claim in claims:
-            op = "+" if claim.member else "-"
-            args += [op, name_key(claim.name), names_value(claim.name, self.relay)]
-        taken = self._scripts["names"](keys=[self.keys.names], args=args)
-        held = [c for c in claims if c.member]
-        for i in range(0, len(taken or ()), 2):
-            key, value = _text(taken[i]), read_names_value(taken[i + 1])
-            for claim in held:
-                if name_key(claim.name) == key and value is not None and self._hub is not None:
-                    self._hub.name_taken(claim.member, claim.name, value[1])
+        lost = presence.record_names(self._opened.names, self.keys, self.relay, claims)
+        for claim, holder in lost:
+            if self._hub is not None:
+                self._hub.name_taken(claim.member, claim.name, holder)
 
     def _heartbeat(self) -> None:
-        """Say we are alive, and read who is on the other relays (the names hash)."""
-        keys = self.keys
+        """Say we are alive, and read who is on the other relays (presence.py)."""
         info = relay_info(self._run, self._host, self._port, self._started)
-        # One transaction: the names as they were when the stream's newest seq was `head`
-        # (room/remote.py keeps what later events changed).
-        pipe = self._redis.pipeline(transaction=True)
         alive_ms = int(max(ALIVE_SECONDS, 3 * self.heartbeat) * 1000)
-        pipe.set(keys.alive(self.relay), self._run, px=alive_ms, get=True)
-        pipe.hset(keys.relays, self.relay, info)
-        pipe.hgetall(keys.names)
-        pipe.hkeys(keys.relays)
-        pipe.hget(keys.meta, "seq")
-        previous, _, names, relays, head = pipe.execute()
-        if previous is not None and _text(previous) != self._run and self._beats:
+        beat = presence.beat(self._opened.client, self.keys, self.relay, self._run, info, alive_ms)
+        if beat.previous not in (None, self._run) and self._beats:
             # Since our last beat another process wrote this relay's heartbeat: two relays
             # share a name, and would free and take each other's names.
             clash = f"another relay calls itself {self.relay!r}: give each its own --relay-name"
             log.error("backplane: %s", clash)
             with self._lock:
                 self._error = clash
-        relay_names = [_text(r) for r in relays or ()]
-        alive_values = self._redis.mget([keys.alive(r) for r in relay_names]) if relay_names else []
-        alive = {r for r, v in zip(relay_names, alive_values, strict=True) if v is not None}
-        self._relays_alive = len(alive)
-        self._head_seq = int(head or 0)
-        people = remote_people(names or {}, alive, self.relay)
+        self._relays_alive, self._head_seq = beat.relays, beat.head
         if self._hub is not None:
-            remote = {k: RemotePerson(n, r) for k, (n, r) in people.items()}
-            self._hub.set_remote(remote, self._head_seq)
+            self._hub.set_remote(beat.people, beat.head)
         with self._lock:
             self._beats += 1
             self._lock.notify_all()
@@ -500,15 +410,15 @@ class Backplane:
             self._lock.notify_all()
         for thread in self._threads:
             thread.join(max(0.0, deadline - time.monotonic()))
-        if self._redis is not None:
+        if self._conn is not None:
             try:
-                pipe = self._redis.pipeline(transaction=False)
+                pipe = self._conn.client.pipeline(transaction=False)
                 pipe.delete(self.keys.alive(self.relay))
                 pipe.hdel(self.keys.relays, self.relay)
                 pipe.execute()
-            except _redis_errors():
+            except redis_errors():
                 pass  # Redis is away: the heartbeat expires by itself
-            self._redis.close()
+            self._conn.client.close()
         with self._lock:
             self._set_state("stopped")
 
@@ -543,19 +453,6 @@ class Backplane:
                 lag=round(lag, 3),
                 relays=self._relays_alive,
             )
-
-
-def _stream_entries(reply: Any) -> list[tuple[Any, Any]]:
-    """The (id, fields) pairs of an XREAD reply: [[key, [(id, fields), ...]]] (RESP2, what
-    redis-py speaks unless the URL asks for protocol=3: then {key: [[(id, fields), ...]]})."""
-    if not reply:
-        return []
-    streams: Sequence[Any] = list(reply.values()) if isinstance(reply, dict) else reply
-    pairs: list[tuple[Any, Any]] = []
-    for stream in streams:
-        entries = stream[0] if isinstance(reply, dict) else stream[1]
-        pairs += [(entry[0], entry[1]) for entry in entries]
-    return pairs
 
 
 def _text(value: Any) -> str:

@@ -27,4 +27,4 @@ for relays in 1 2 4; do
   run lat100-relays$relays  "$AFTER" $LAT  --backplane --relays $relays
   run rate100-relays$relays "$AFTER" $RATE --backplane --relays $relays
 done
-echo ALLDONE > "$D/done"
+
