@@ -135,7 +135,9 @@ def test_a_name_another_relay_gave_away_at_the_same_moment_is_renamed(
     loses, and its holder becomes "zed-2" and is told why."""
     redis = redis_server()
     a = relays(redis.url, "ra", heartbeat=60)  # reads the others' names at start only
-    relays(redis.url, "rb")  # the other relay, alive (its heartbeat)
+    b = relays(redis.url, "rb")  # the other relay, alive (its heartbeat)
+    assert a.backplane is not None and a.backplane.wait_heartbeat(WAIT, first=True)
+    assert b.backplane is not None and b.backplane.wait_heartbeat(WAIT, first=True)
     holder = json.dumps({"name": "zed", "relay": "rb"})
     redis.command("HSET", "lanchat:{lobby}:names", "zed", holder)  # rb gave it away just now
     zed = LineClient(a.address[1])
@@ -357,6 +359,10 @@ def test_a_redis_that_lost_its_data_starts_a_new_history(redis_server: Any, rela
     ben.wait_json(lambda f: f.get("code") == "backplane-back")
     ana.wait_json(lambda f: f.get("code") == "backplane-back")
     assert a.room.epoch == b.room.epoch != old
+    # What a still held for the lost stream (had Redis died before "before" came back to a)
+    # goes into the new one again: b, which delivered it, must know it as a copy still.
+    assert a.backplane is not None and b.backplane is not None
+    assert not b.backplane._dedupe.fresh(a.backplane._run, 2)  # ana's join 1, "before" 2
     say(ana, "after")
     after = chats(ben, 1)[0]
     assert after["text"] == "after" and after["seq"] > last  # a client's seq never goes back

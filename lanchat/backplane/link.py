@@ -284,7 +284,8 @@ class Backplane:
             except redis_errors():
                 pass  # the reader finds out at its next read
         self._read_seq = 0
-        self._dedupe = Dedupe()
+        # The dedupe stays: runs and their lseqs go on in the new stream, and what the relays
+        # held for the lost one is appended again there, copies of what was delivered before.
         if self._hub is not None:
             self._hub.restart_history(
                 Past(epoch, head),
@@ -392,11 +393,12 @@ class Backplane:
             self._beats += 1
             self._lock.notify_all()
 
-    def wait_heartbeat(self, timeout: float) -> bool:
+    def wait_heartbeat(self, timeout: float, *, first: bool = False) -> bool:
         """Wait until a heartbeat that started after this call is done (it read the other
-        relays afresh); False if none within `timeout` seconds."""
+        relays afresh), or with `first` until the first one is; False if none within
+        `timeout` seconds."""
         with self._lock:
-            target = self._beats + 2  # the one under way may have read before the call
+            target = 1 if first else self._beats + 2  # (one under way may have read before)
             return self._lock.wait_for(lambda: self._beats >= target, timeout)
 
     # --- stopping, status -----------------------------------------------------------------
