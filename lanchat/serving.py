@@ -1,16 +1,20 @@
 """Running `lanchat serve`: the relay, its mDNS announcement, the signals that stop it, and the
 stream of events for the log. Rendering is the caller's (a ServeLog from lanchat.output), so
-this module prints nothing."""
+this module prints nothing.
+
+Threads: the main thread runs the log (it sleeps LOG_EVERY, then hands the log what the room
+queued meanwhile, in batches of at most LOG_BATCH: lanchat/logqueue.py), and is the one that
+Ctrl-C and SIGTERM interrupt. Everything else runs in the relay's threads."""
 
 from __future__ import annotations
 
 import errno
 import ipaddress
 import os
-import queue
 import socket
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -18,6 +22,7 @@ from lanchat import __version__, netinfo
 from lanchat.admission import AddressRules, Refusal, Refusals
 from lanchat.cores import CoreKeeper, core_of_thread
 from lanchat.errors import AddressInUseError, UsageError
+from lanchat.logqueue import LOG_QUEUE, LogQueue
 from lanchat.netinfo import LocalAddress, endpoint_text
 from lanchat.protocol import (
     DEFAULT_HISTORY,
@@ -43,7 +48,11 @@ if TYPE_CHECKING:
     from lanchat.discovery import Advertisement, Advertiser
 
 ADVERTISE_WAIT_SECONDS = 5.0  # registering takes ~1.7 s (probing for a name clash first)
-LOG_QUEUE = 10000  # events waiting for the log; beyond that they are counted, not kept
+# The log's pace: what the room queued is written every LOG_EVERY seconds, LOG_BATCH lines per
+# write at most (a write lets the relay's threads have the GIL; the log thread holds it while
+# it formats a batch, ~1 µs a line). Waking per event cost the room a thread wake-up per line.
+LOG_EVERY = 0.05
+LOG_BATCH = 256
 REFUSALS_EVERY = 0.5  # refused connections are logged at most this often, counted
 
 
@@ -101,15 +110,22 @@ class Stopped:
 
     clients: int  # people told the server is shutting down
     messages: int
-    log_lines_dropped: int
+    log_lines_dropped: int  # events the log could not keep up with (skipped, counted)
 
 
 class ServeLog(Protocol):
-    """Where a running server reports: the banner, each room event, mDNS changes, the end."""
+    """Where a running server reports: the banner, the room's events, mDNS changes, the end."""
 
     def listening(self, info: Listening) -> None: ...
 
-    def event(self, event: Event, address: str | None) -> None: ...
+    def events(self, batch: Sequence[tuple[Event, str | None]]) -> None:
+        """Room events in order, each with the address of the client that caused it (joins);
+        written at once (one write for the batch)."""
+        ...
+
+    def skipped(self, count: int) -> None:
+        """`count` more events were skipped: the log could not keep up with the room."""
+        ...
 
     def advertisement(self, state: Advertisement) -> None: ...
 
@@ -159,17 +175,9 @@ def run_server(options: ServeOptions, log: ServeLog) -> Stopped:
         web=WebOptions(options.web_origins) if options.web else None,
     )
     restored = len(relay.room.history)  # before anyone can join
-    events: queue.Queue[tuple[Any, Any]] = queue.Queue(maxsize=LOG_QUEUE)
-    dropped = [0]
-
-    def enqueue(item: Any, client: Any = None) -> None:  # under the room lock: never block
-        try:
-            events.put_nowait((item, client))
-        except queue.Full:
-            dropped[0] += 1
-
+    events = LogQueue(LOG_QUEUE)
     if not options.quiet:
-        relay.hub.listeners.append(enqueue)
+        relay.hub.listeners.append(events.put)  # under the room lock: never blocks
     # The handler is in place before anyone can learn the port, so a prompt SIGTERM is clean.
     previous = stop_on_sigterm()
     advertiser: Advertiser | None = None
@@ -184,7 +192,7 @@ def run_server(options: ServeOptions, log: ServeLog) -> Stopped:
         bound_host, bound_port = relay.address
         advertisement = _off()
         if options.mdns:
-            advertiser = _advertise(options, bound_port, enqueue)
+            advertiser = _advertise(options, bound_port, events.put_always)
             advertisement = advertiser.wait_settled(ADVERTISE_WAIT_SECONDS)
         log.listening(
             Listening(
@@ -209,6 +217,7 @@ def run_server(options: ServeOptions, log: ServeLog) -> Stopped:
         pass
     finally:
         ignore_stop_signals()
+        events.close()  # the goodbyes of the stop are not logged (what happened before is)
         if advertiser is not None:
             advertiser.withdraw()  # the mDNS goodbye goes out while the relay says its own
         people = relay.hub.size
@@ -220,7 +229,8 @@ def run_server(options: ServeOptions, log: ServeLog) -> Stopped:
         if advertiser is not None:
             advertiser.close()
         restore_sigterm(previous)
-    summary = Stopped(people, relay.room.messages, dropped[0])
+    _write_log(events, log, len(events))
+    summary = Stopped(people, relay.room.messages, events.skipped)
     log.stopped(summary)
     return summary
 
@@ -286,28 +296,47 @@ def _start(relay: Relay, port: int) -> None:
         raise
 
 
-def _log_events(events: queue.Queue[tuple[Any, Any]], log: ServeLog, refusals: Refusals) -> None:
-    """Hand every event to the log, in order, until a signal ends the run; refused
-    connections are counted by the relay and logged here, one line per address and reason
-    at most every REFUSALS_EVERY seconds (a port scan is a line, not thousands)."""
-    from lanchat.discovery import Advertisement
-
+def _log_events(events: LogQueue, log: ServeLog, refusals: Refusals) -> None:
+    """Hand the events to the log, in order and in batches, until a signal ends the run, and
+    say when some were skipped; refused connections are counted by the relay and logged here,
+    one line per address and reason at most every REFUSALS_EVERY seconds (a port scan is a
+    line, not thousands)."""
     next_refusals = time.monotonic() + REFUSALS_EVERY
+    told = 0  # skipped events the log has been told of
     while True:
-        try:  # a timeout, so that Ctrl-C is seen on Windows too
-            item, client = events.get(timeout=REFUSALS_EVERY)
-        except queue.Empty:
-            item = None
+        time.sleep(LOG_EVERY)  # (a sleep, not a wait on a lock: Ctrl-C ends it on Windows too)
+        # Skips counted by now happened while the queue was full, after what is in it now.
+        skipped, waiting = events.skipped, len(events)
+        _write_log(events, log, waiting)
+        if skipped > told:
+            log.skipped(skipped - told)
+            told = skipped
         if time.monotonic() >= next_refusals:
             next_refusals = time.monotonic() + REFUSALS_EVERY
             for refusal in refusals.take():
                 log.refused(refusal)
-        if item is None:
-            continue
+
+
+def _write_log(events: LogQueue, log: ServeLog, count: int) -> None:
+    """Give the log the next `count` queued items: room events in batches, mDNS changes alone."""
+    if not count:
+        return
+    from lanchat.discovery import Advertisement
+
+    batch: list[tuple[Event, str | None]] = []
+    for item, client in events.take(count):
         if isinstance(item, Advertisement):  # the addresses changed, or mDNS failed
+            if batch:
+                log.events(batch)
+                batch = []
             log.advertisement(item)
-        else:
-            log.event(item, endpoint_text(client.address) if client is not None else None)
+            continue
+        batch.append((item, endpoint_text(client.address) if client is not None else None))
+        if len(batch) >= LOG_BATCH:
+            log.events(batch)
+            batch = []
+    if batch:
+        log.events(batch)
 
 
 def _off() -> Advertisement:

@@ -22,6 +22,7 @@ LAYERS = {
     "lanchat.cores": 1,
     "lanchat.paths": 1,  # where lanchat's own files live: stdlib only
     "lanchat.hangup": 1,  # how a connection ends at the socket: stdlib only
+    "lanchat.logqueue": 1,  # the room's events on their way to serve's log: stdlib only
     "lanchat.room": 2,  # the room's rules: protocol only, no sockets, no threads
     "lanchat.netinfo": 2,
     "lanchat.fanout": 3,  # delivery (knows the room's Member type only)

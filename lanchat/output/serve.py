@@ -1,16 +1,27 @@
 """What `lanchat serve` shows: the banner with the commands to type on other PCs, then a line per
-room event; or, with --json, one JSON object per line. Both are ServeLogs (lanchat.serving)."""
+room event; or, with --json, one JSON object per line. Both are ServeLogs (lanchat.serving).
+
+A busy room makes thousands of events a second, so the per-event lines are not rendered by rich
+one by one (~120 µs each, the most expensive part of a busy relay: docs/performance.md): the
+frequent ones are joined from their pieces with each style's escape codes, which rich renders
+once per style for this console (so NO_COLOR and non-terminals behave as everywhere else), and a
+batch is written at once. The bytes are rich's own (tests/test_serve_log.py); rare events, and
+the banner, go through rich as before.
+"""
 
 from __future__ import annotations
 
+import json
+import sys
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.text import Text
 
 from lanchat.admission import Refusal
-from lanchat.output import address_rules_text, chat_text, print_json, stdout_console
-from lanchat.protocol import Chat, Event, Joined, Left, Moderation, Renamed, render_line
+from lanchat.output import address_rules_text, chat_text, name_style, print_json, stdout_console
+from lanchat.protocol import Chat, Event, Joined, Left, Moderation, Renamed, clock, render_line
 from lanchat.serving import Listening, Stopped
 from lanchat.web import page_url
 
@@ -177,19 +188,95 @@ def serve_event_text(event: Event, address: str | None) -> Text | None:
     return None
 
 
+Pieces = list[tuple[str, str]]  # (text, style): a line as rich would style it
+
+
+def serve_event_pieces(event: Event, address: str | None) -> Pieces | None:
+    """serve_event_text's line for the frequent events, as styled pieces; None for the others."""
+    if isinstance(event, Chat):
+        stamp = (f"[{clock(event.time)}] ", "dim")
+        name = (event.sender, name_style(event.sender))
+        body = (event.text, "dim" if event.history else "")
+        if event.action:
+            return [stamp, ("* ", ""), name, (" ", ""), body]
+        return [stamp, ("<", ""), name, ("> ", ""), body]
+    if isinstance(event, Joined):
+        where = f" from {address}" if address else ""
+        return [(f"* {event.name} joined{where} ({event.kind}; {event.count} here)", "dim")]
+    if isinstance(event, Left | Renamed):
+        return [(render_line(event), "dim")]
+    return None
+
+
+_MARK = "\ue000"  # a private-use character: what a style is wrapped around, to find its codes
+
+
+class StyleCodes:
+    """Each style's escape codes (before, after) as `console` writes them, asked of rich once
+    per style: none where the console is not a terminal, no colours under NO_COLOR."""
+
+    def __init__(self, console: Console) -> None:
+        self._console = console
+        self._codes: dict[str, tuple[str, str]] = {"": ("", "")}
+        # A legacy Windows console is styled through its API, not escape codes: plain text.
+        self._plain = console.legacy_windows
+
+    def line(self, pieces: Pieces) -> str:
+        """The pieces as one line of output, newline included."""
+        parts: list[str] = []
+        codes = self._codes
+        for text, style in pieces:
+            found = codes.get(style)
+            if found is None:
+                found = self._ask(style)
+            before, after = found
+            parts += (before, text, after)
+        parts.append("\n")
+        return "".join(parts)
+
+    def _ask(self, style: str) -> tuple[str, str]:
+        codes = ("", "")
+        if not self._plain:
+            with self._console.capture() as captured:
+                self._console.print(Text(_MARK, style=style), end="")
+            before, _, after = captured.get().partition(_MARK)
+            codes = (before, after)
+        self._codes[style] = codes
+        return codes
+
+
 class TextServeLog:
     """The console log of a server, for people."""
 
     def __init__(self, console: Console | None = None) -> None:
         self.console = console or stdout_console()
+        self._styles = StyleCodes(self.console)
 
     def listening(self, info: Listening) -> None:
         serve_banner(self.console, info)
 
-    def event(self, event: Event, address: str | None) -> None:
-        text = serve_event_text(event, address)
-        if text is not None:
-            self.console.print(text)
+    def events(self, batch: Sequence[tuple[Event, str | None]]) -> None:
+        lines = []
+        for event, address in batch:
+            pieces = serve_event_pieces(event, address)
+            if pieces is not None:
+                lines.append(self._styles.line(pieces))
+                continue
+            text = serve_event_text(event, address)
+            if text is not None:  # a rare event: through rich, in its place
+                self._write(lines)
+                lines = []
+                self.console.print(text)
+        self._write(lines)
+
+    def _write(self, lines: list[str]) -> None:
+        if lines:
+            out = self.console.file
+            out.write("".join(lines))
+            out.flush()
+
+    def skipped(self, count: int) -> None:
+        self.console.print(Text(f"… {_lines(count)} skipped: {_BEHIND}.", style="yellow"))
 
     def advertisement(self, state: Advertisement) -> None:
         self.console.print(advertisement_text(state))
@@ -198,9 +285,18 @@ class TextServeLog:
         self.console.print(refusal_text(refusal))
 
     def stopped(self, summary: Stopped) -> None:
+        skipped = summary.log_lines_dropped
+        more = f" {_lines(skipped)} in all were skipped: {_BEHIND}." if skipped else ""
         self.console.print(
-            f"Stopped. {summary.clients} people were told the server is shutting down."
+            f"Stopped. {summary.clients} people were told the server is shutting down.{more}"
         )
+
+
+_BEHIND = "the log could not keep up"
+
+
+def _lines(count: int) -> str:
+    return f"{count} log line{'s' if count != 1 else ''}"
 
 
 class JsonServeLog:
@@ -229,10 +325,18 @@ class JsonServeLog:
             }
         )
 
-    def event(self, event: Event, address: str | None) -> None:
-        line = serve_event_dict(event, address)
-        if line is not None:
-            print_json(line)
+    def events(self, batch: Sequence[tuple[Event, str | None]]) -> None:
+        lines = [
+            json.dumps(d, ensure_ascii=False) + "\n"
+            for event, address in batch
+            if (d := serve_event_dict(event, address)) is not None
+        ]
+        if lines:  # print_json's format, one write for the batch
+            sys.stdout.write("".join(lines))
+            sys.stdout.flush()
+
+    def skipped(self, count: int) -> None:
+        print_json({"event": "skipped", "lines": count})
 
     def advertisement(self, state: Advertisement) -> None:
         print_json({"event": "mdns", **state.to_dict()})
