@@ -212,13 +212,17 @@ def flood_while_the_log_is_stuck(log: StuckLog, lines: int, failures: list[str])
         ):
             got, deadline = b"", time.monotonic() + WAIT
             while b"here" not in got and time.monotonic() < deadline:  # its welcome and who
-                got += receiver.recv(65536)  # (timeout WAIT per read)
+                chunk = receiver.recv(65536)  # (timeout WAIT per read)
+                assert chunk, "the receiver was disconnected"
+                got += chunk
             sender.sendall(b"first\n")
             assert log.stuck.wait(WAIT)  # the log is stuck writing its first batch
             sender.sendall(b"".join(b"line %d\n" % i for i in range(lines)))
             got, deadline = b"", time.monotonic() + WAIT
             while got.count(b"line ") < lines and time.monotonic() < deadline:
-                got += receiver.recv(65536)  # (timeout WAIT per read)
+                chunk = receiver.recv(65536)  # (timeout WAIT per read)
+                assert chunk, "the receiver was disconnected"
+                got += chunk
             assert got.count(b"line ") == lines, "the room waited for the log"
             log.gate.set()
             assert log.wait_for_messages(lines + 1), "the log never caught up"
