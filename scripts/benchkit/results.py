@@ -73,6 +73,7 @@ class RunResult:
     window: int
     rate: float
     line_bytes: int
+    shape: str  # how the clients are spread over generator processes (Load.shape)
     procs: int
     connect_window: int  # connections opened before the server served them; 0: all at once
     latency_clock: str  # kernel: arrival = the kernel's receive stamp; read: when read
@@ -178,6 +179,10 @@ def ratios(ours: dict[str, Spread], theirs: dict[str, Spread]) -> dict[str, floa
     return out
 
 
+# Generator shapes: how the N clients are spread over generator processes, and when senders send.
+SHAPES = ("split", "per-core", "pooled")
+
+
 @dataclass(frozen=True)
 class Load:
     """The load of a run, identical for every server it is run against."""
@@ -199,6 +204,21 @@ class Load:
     setup_timeout: float
     connect_window: int | None  # None: the server's default (see connect_window_for)
     kernel_time: bool
+    # split / per-core: client i in process i % procs, each process's senders evenly spaced;
+    # pooled: the senders in process 0, every other client in process 1, senders at random phases
+    shape: str = "split"
+
+    def clients_of(self, worker: int) -> range:
+        """The client numbers generator process ``worker`` holds."""
+        if self.shape == "pooled":
+            return range(0, self.senders) if worker == 0 else range(self.senders, self.clients)
+        return range(worker, self.clients, self.procs)
+
+    def owner(self, client: int) -> int:
+        """The generator process that holds client number ``client``."""
+        if self.shape == "pooled":
+            return 0 if client < self.senders else 1
+        return client % self.procs
 
 
 def why(facts: dict[str, Any]) -> str:
@@ -280,6 +300,7 @@ def make_result(
         window=load.window,
         rate=load.rate,
         line_bytes=load.line_bytes,
+        shape=load.shape,
         procs=load.procs,
         connect_window=connect_window,
         latency_clock="kernel" if load.kernel_time else "read",

@@ -1,10 +1,11 @@
 """One generator process: it holds a share of the clients, sends for its share of the senders, and
 accounts for everything its clients receive. A coordinator drives it through a pipe (see runner).
 
-Client ``i`` belongs to worker ``i % procs``; senders are clients ``0 .. K-1``. Window mode needs to
-know when a line has reached *every* receiver, whichever worker holds it: each worker publishes, per
-sender, how many lines all of its own receivers have (``Shared.done``), and wakes the sender's
-worker through a pipe when that moves.
+Client ``i`` belongs to worker ``load.owner(i)`` (``i % procs``, or by role: results.SHAPES);
+senders are clients ``0 .. K-1``. Window mode needs to know when a line has reached *every*
+receiver, whichever worker holds it: each worker publishes, per sender, how many lines all of its
+own receivers have (``Shared.done``), and wakes the sender's worker through a pipe when that
+moves.
 """
 
 from __future__ import annotations
@@ -49,6 +50,9 @@ class WorkerConfig:
     kind: str  # the clients' kind for this server (ncat: always raw)
     connect_window: int  # connections not yet confirmed by the server at once; 0: no limit
     load: Load
+    # Rate mode: each sender's first line as a share of the period (by client number), or None:
+    # this worker's senders take turns, evenly spaced.
+    phases: tuple[float, ...] | None = None
 
 
 class Client:
@@ -123,6 +127,8 @@ class Worker:
         self.rate_due = 0
         self.rate_turn = 0
         self.rate_lag_ns = 0
+        self.rate_plan: list[tuple[int, Client]] = []  # (ns into each period, sender), in order
+        self.rate_t0 = 0  # ns: the start of the first period
         self.receivers_of: list[int] = []  # per sender: local receivers open when the load began
         self.to_open: list[int] = []  # client numbers not connected yet (last one first)
         self.unconfirmed: dict[Client, float] = {}  # connecting: client -> when to stop waiting
@@ -205,7 +211,7 @@ class Worker:
         """Open every local client (all at once, or ``connect_window`` unconfirmed at a time)
         and wait until each is usable or has failed."""
         cfg = self.cfg
-        self.to_open = list(range(cfg.index, cfg.load.clients, cfg.load.procs))
+        self.to_open = list(cfg.load.clients_of(cfg.index))
         self.to_open.reverse()  # popped from the end: lowest index first
         self.connecting = True
         self._open_more()
@@ -416,9 +422,18 @@ class Worker:
         if self.cfg.load.mode == "window":
             self.dirty = {c for c in self.senders if not c.closed}
         elif self.cfg.load.mode == "rate" and local:
-            interval = 1e9 / (self.cfg.load.rate * local)
-            offset = interval * self.cfg.index / self.cfg.load.procs  # spread the workers' turns
-            self.rate_due = int(t0 * 1e9 + offset)
+            period = 1e9 / self.cfg.load.rate
+            phases = self.cfg.phases
+            if phases is None:  # evenly spaced, the workers' turns spread between each other's
+                interval = period / local
+                offset = interval * self.cfg.index / self.cfg.load.procs
+                plan = [(offset + i * interval, c) for i, c in enumerate(self.senders)]
+            else:  # each sender at its own phase
+                plan = sorted(((phases[c.index] * period, c) for c in self.senders), key=_first)
+            self.rate_plan = [(int(at), c) for at, c in plan]
+            self.rate_t0 = int(t0 * 1e9)
+            self.rate_turn = 0
+            self.rate_due = self.rate_t0 + self.rate_plan[0][0]
         elif self.cfg.load.mode == "flood":
             for client in self.senders:
                 if not client.closed:
@@ -474,19 +489,20 @@ class Worker:
                     self._send_lines(client, FLOOD_BATCH)
 
     def _send_rate(self) -> None:
-        """Send every line that is due, round-robin over the local senders."""
-        live = self.senders
-        if not live:
+        """Send every line that is due, in the order of the plan, period after period."""
+        plan = self.rate_plan
+        if not plan:
             return
-        interval = 1e9 / (self.cfg.load.rate * len(live))
+        period = 1e9 / self.cfg.load.rate
         now = time.monotonic_ns()
         for _ in range(MAX_SENDS_PER_TURN):
             if now < self.rate_due:
                 return
             self.rate_lag_ns = max(self.rate_lag_ns, now - self.rate_due)
-            self._send_lines(live[self.rate_turn % len(live)], 1)
+            self._send_lines(plan[self.rate_turn % len(plan)][1], 1)
             self.rate_turn += 1
-            self.rate_due += int(interval)
+            cycle, turn = divmod(self.rate_turn, len(plan))
+            self.rate_due = self.rate_t0 + int(cycle * period) + plan[turn][0]
 
     def _publish_done(self) -> None:
         """Window mode: share the local done marks that moved and wake the senders' workers."""
@@ -494,7 +510,7 @@ class Worker:
         for sid in self.acct.advanced:
             sender = int(sid, 16)
             self.shared.set_done(self.cfg.index, sender, self.acct.windows[sid].done)
-            owner = sender % self.cfg.load.procs
+            owner = self.cfg.load.owner(sender)
             local = self.sender_by_id.get(sid)
             if local is not None:
                 self.dirty.add(local)
@@ -516,6 +532,10 @@ class Worker:
         """Deliveries the local receivers should see, given the senders' counts so far."""
         sent = self.shared.sent
         return sum(n * sent(s) for s, n in enumerate(self.receivers_of))
+
+
+def _first(pair: tuple[float, Client]) -> float:
+    return pair[0]
 
 
 def _clock_offset() -> int:
