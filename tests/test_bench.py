@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -10,10 +12,12 @@ from typing import Any
 
 import pytest
 
-from conftest import ROOT, lanchat_env, ncat_path
+from conftest import ROOT, WAIT, lanchat_env, ncat_path
 from scripts.benchkit.accounting import Accounting, Receiver
 from scripts.benchkit.payload import MARK, PayloadFormat, Verdict, frame, sender_id
-from scripts.benchkit.results import percentile_ms
+from scripts.benchkit.results import Load, percentile_ms
+from scripts.benchkit.runner import sender_phases
+from scripts.benchkit.servers import skipped_in_log, start_lanchat
 
 BENCH = ROOT / "scripts" / "bench"
 FMT = PayloadFormat(64)
@@ -23,7 +27,7 @@ T0 = 1_000_000_000_000  # a send time, ns
 TOP_KEYS = {"config", "runs", "summary", "ratios"}
 RUN_KEYS = {
     "server", "run", "ok", "error", "kind", "mode", "clients", "senders", "window", "rate",
-    "line_bytes", "procs", "connect_window", "latency_clock", "warmup_s", "duration_s",
+    "line_bytes", "shape", "procs", "connect_window", "latency_clock", "warmup_s", "duration_s",
     "connect_s", "ready_s", "connected", "ready_clients", "still_open", "sent", "expected",
     "delivered", "lost", "duplicates", "reordered", "corrupted", "corrupted_attributed",
     "disconnected", "measured_deliveries", "deliveries_per_s", "lines_per_s", "latency_p50_ms",
@@ -285,6 +289,73 @@ def test_vs_ncat_alternates_and_prints_ratios() -> None:
     lanchat = out["summary"]["lanchat"]["deliveries_per_s"]["median"]
     ncat = out["summary"]["ncat"]["deliveries_per_s"]["median"]
     assert ratio == pytest.approx(lanchat / ncat)
+
+
+RATE = ["--mode", "rate", "--rate", "50", "--clients", "10", "--senders", "3"]
+RATE += ["--warmup", "0.2", "--duration", "0.5", "--drain", "3"]
+
+
+def test_the_pooled_shape_puts_senders_and_receivers_apart_at_random_phases() -> None:
+    out = run_bench("--server", "lanchat", "--shape", "pooled", *RATE)
+    [run] = out["runs"]
+    assert (run["shape"], run["procs"]) == ("pooled", 2)
+    assert_clean(run)
+    load = Load(**out["config"]["load"])
+    assert [list(load.clients_of(w)) for w in (0, 1)] == [[0, 1, 2], list(range(3, 10))]
+    assert [load.owner(i) for i in (0, 2, 3, 9)] == [0, 0, 1, 1]
+    phases = sender_phases(load, seed=0, run=1)
+    assert phases == sender_phases(load, seed=0, run=1)  # run 1 of each server: the same load
+    assert phases != sender_phases(load, seed=0, run=2) != sender_phases(load, seed=1, run=2)
+    assert phases is not None and len(phases) == 3 and all(0 <= p < 1 for p in phases)
+
+
+def test_the_per_core_shape_runs_a_process_per_core() -> None:
+    out = run_bench("--server", "lanchat", "--shape", "per-core", *RATE)
+    [run] = out["runs"]
+    assert (run["shape"], run["procs"]) == ("per-core", min(10, os.cpu_count() or 1))
+    assert_clean(run)
+    load = Load(**out["config"]["load"])
+    assert sender_phases(load, seed=0, run=1) is None  # evenly spaced
+
+
+def read_until(sock: socket.socket, text: bytes) -> None:
+    got = b""
+    for _ in range(1000):  # each read waits WAIT s at most
+        if text in got:
+            return
+        chunk = sock.recv(4096)
+        assert chunk, f"closed after {got!r}"
+        got += chunk
+    raise AssertionError(f"{text!r} never came")
+
+
+def test_lanchat_runs_as_the_readme_starts_it_with_its_log_on() -> None:
+    server = start_lanchat()
+    try:
+        address = (server.host, server.port)
+        with (
+            socket.create_connection(address, timeout=WAIT) as reader,
+            socket.create_connection(address, timeout=WAIT) as writer,
+        ):
+            read_until(reader, b"here")  # its welcome and who
+            writer.sendall(b"hello, bench\n")
+            read_until(reader, b"hello, bench")
+    finally:
+        server.stop()
+    assert b"> hello, bench\n" in server.log_tail  # the text log, as people see it
+    assert server.log_tail.endswith(b"shutting down.\n") and server.log_skipped is None
+
+
+def test_a_log_that_fell_behind_is_noted() -> None:
+    lines = {
+        "text": b"* bo left (1 here)\nStopped. 3 people were told the server is shutting down. "
+        b"812 log lines in all were skipped: the log could not keep up.\n",
+        "json": b'{"event": "shutdown", "clients": 3, "messages": 9, "log_lines_dropped": 812}\n',
+        "kept up": b"Stopped. 3 people were told the server is shutting down.\n",
+        "empty": b"",
+    }
+    found = {name: skipped_in_log(text) for name, text in lines.items()}
+    assert found == {"text": 812, "json": 812, "kept up": None, "empty": None}
 
 
 def test_expected_failures_are_one_line_errors(tmp_path: Path) -> None:

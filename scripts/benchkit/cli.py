@@ -14,7 +14,7 @@ from typing import Any
 from . import procfs
 from .payload import KINDS, MAX_LINE_BYTES, MAX_SENDERS, MAX_SEQ, MIN_LINE_BYTES
 from .report import render_runs, render_summary
-from .results import Load, RunResult, Spread, ratios, summarise
+from .results import SHAPES, Load, RunResult, Spread, ratios, summarise
 from .runner import run_once
 from .servers import BenchError, Server, external_server, find_ncat, start_lanchat, start_ncat
 
@@ -33,6 +33,15 @@ examples:
 
 "window" mode: a sender keeps at most W lines outstanding; a line is outstanding until every
 other client (whichever generator process holds it) has received it, intact or damaged.
+
+generator shapes (--shape), the same load made differently:
+  split     client i in process i mod P (--procs; default one per core, at most 4, from 50
+            clients with several senders, else 1); in rate mode each process's senders take
+            turns, evenly spaced, and the processes' turns interleave
+  per-core  as split, with exactly one process per core
+  pooled    the K senders in one process and every other client in a second one; in rate mode
+            each sender starts at a random phase of its period (--seed; run k of each server
+            gets the same phases)
 """
 
 
@@ -95,7 +104,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--runs", type=_positive(int), help="runs per server (default 3 with --vs, else 1)"
     )
     p.add_argument(
-        "--procs", type=_positive(int), help="generator processes (default: 1 per core if K > 1)"
+        "--procs",
+        type=_positive(int),
+        help="generator processes of the split shape (default: 1 per core if K > 1)",
+    )
+    p.add_argument(
+        "--shape",
+        choices=SHAPES,
+        default="split",
+        help="how the clients are spread over generator processes (below; default split)",
+    )
+    p.add_argument(
+        "--seed", type=int, default=0, help="pooled shape: the seed of the senders' phases"
     )
     p.add_argument(
         "--connect-window",
@@ -150,10 +170,19 @@ def make_load(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Load
         parser.error("--pid goes with --address")
     if args.kind != "raw" and args.server == "ncat":
         parser.error("ncat speaks raw lines only: use --kind raw with --server ncat")
-    # One line in flight (K = 1) gains nothing from more processes, which would only take cores
-    # from the server; many senders need them (measured in docs/performance.md).
-    spread = n >= AUTO_PROCS_FROM and k > 1
-    procs = args.procs or (min(MAX_AUTO_PROCS, procfs.cpu_count()) if spread else 1)
+    if args.procs is not None and args.shape != "split":
+        parser.error(f"--procs goes with --shape split (--shape {args.shape} decides it)")
+    if args.shape == "pooled" and k >= n:
+        parser.error("--shape pooled needs clients that do not send (--senders below --clients)")
+    if args.shape == "per-core":
+        procs = procfs.cpu_count()
+    elif args.shape == "pooled":
+        procs = 2  # the senders, and everyone else
+    else:
+        # One line in flight (K = 1) gains nothing from more processes, which would only take
+        # cores from the server; many senders need them (docs/benchmarking.md).
+        spread = n >= AUTO_PROCS_FROM and k > 1
+        procs = args.procs or (min(MAX_AUTO_PROCS, procfs.cpu_count()) if spread else 1)
     return Load(
         kind=args.kind,
         clients=n,
@@ -172,6 +201,7 @@ def make_load(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Load
         setup_timeout=args.setup_timeout,
         connect_window=args.connect_window,
         kernel_time=args.latency_clock == "kernel",
+        shape=args.shape,
     )
 
 
@@ -216,11 +246,13 @@ def execute(args: argparse.Namespace, load: Load) -> list[RunResult]:
             progress(f"    the machine was not idle within {args.wait_quiet:g} s; running anyway")
         server = _start(name, args)
         try:
-            result = run_once(server, load, kind, counts[name])
+            result = run_once(server, load, kind, counts[name], args.seed)
         finally:
             server.stop()
         if server.name == "lanchat" and server.exit_code not in (0, None):
             result.notes.append(f"lanchat exited with code {server.exit_code} on SIGTERM")
+        if server.log_skipped:
+            result.notes.append(f"lanchat's log skipped {server.log_skipped} lines (behind)")
         results.append(result)
         if not result.ok:
             progress(f"    failed: {result.error}")
@@ -235,7 +267,7 @@ def describe(load: Load, kind: str) -> str:
     return (
         f"{load.clients} {kind} clients, {load.senders} senders, "
         f"{pace.get(load.mode, 'flood')}, {load.line_bytes}-byte lines, "
-        f"{load.warmup:g}+{load.duration:g} s, {load.procs} generator process(es)"
+        f"{load.warmup:g}+{load.duration:g} s, {load.procs} generator process(es) ({load.shape})"
     )
 
 

@@ -4,30 +4,36 @@ external server given by address (and optionally pid)."""
 from __future__ import annotations
 
 import contextlib
-import json
 import os
-import select
+import re
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 HOST = "127.0.0.1"
-# The command that starts lanchat's relay; its first stdout line is a JSON "listening" event.
+# The command that starts lanchat's relay as the README starts it, its log on (a line per event,
+# written to a file: LANCHAT_LOG); `--lanchat-option=--quiet` measures it without the log,
+# `--lanchat-option=--json` with the JSON log. The port is added (a free one).
 LANCHAT_SERVE = [
     sys.executable,
     # --no-mdns: the relay is what is measured (and nothing is announced beyond 127.0.0.1).
-    *("-m", "lanchat", "serve", "--host", HOST, "--port", "0", "--json", "--quiet", "--no-mdns"),
-    # --max-rate 0: the per-person flood limit (200 lines/s) would cap each sender; what is
-    # measured is how much the relay can carry (docs/performance.md, "The tool").
+    *("-m", "lanchat", "serve", "--host", HOST, "--no-mdns"),
+    # --max-rate 0: the per-person flood limit (200 lines/s) would cap each sender of a
+    # saturation run; what is measured is how much the relay can carry (docs/benchmarking.md).
     *("--max-rate", "0"),
 ]
+LANCHAT_IN_USE = 6  # lanchat's exit code when its port is taken: another free port is tried
+# What the log's last line says when it skipped lines (lanchat/output/serve.py, text or JSON).
+LOG_SKIPPED = re.compile(rb'(\d+) log lines? in all were skipped|"log_lines_dropped": (\d+)')
 # ncat accepts 100 clients unless told otherwise; the benchmark wants its real ceiling.
 NCAT_MAX_CONNS = 100_000
 START_TIMEOUT = 10.0  # seconds for a server to start listening
@@ -51,6 +57,9 @@ class Server:
     proc: subprocess.Popen[bytes] | None = None
     tail: bytearray = field(default_factory=bytearray)  # the end of its stderr
     exit_code: int | None = None
+    log: IO[bytes] | None = None  # lanchat's stdout (its event log), a temporary file
+    log_tail: bytes = b""  # the end of that log (after stop())
+    log_skipped: int | None = None  # lines the log said it skipped (after stop())
 
     def outputs(self) -> list[int]:
         """The pipes to keep reading so the server never blocks on its output."""
@@ -107,6 +116,21 @@ class Server:
         for pipe in (proc.stdout, proc.stderr):
             if pipe is not None and not pipe.closed:
                 pipe.close()
+        if self.log is not None:
+            self.log.seek(max(0, self.log.seek(0, os.SEEK_END) - TAIL_BYTES))
+            self.log_tail = self.log.read()
+            self.log_skipped = skipped_in_log(self.log_tail)
+            self.log.close()  # (a temporary file: gone once closed)
+            self.log = None
+
+
+def skipped_in_log(tail: bytes) -> int | None:
+    """How many lines lanchat's log said it skipped, from its last line (None: not said)."""
+    lines = tail.strip().splitlines()
+    found = LOG_SKIPPED.search(lines[-1]) if lines else None
+    if found is None:
+        return None
+    return int(found.group(1) or found.group(2))
 
 
 def _free_port(host: str) -> int:
@@ -162,49 +186,41 @@ def start_ncat(ncat: str = "ncat") -> Server:
 
 
 def start_lanchat(options: Sequence[str] = ()) -> Server:
-    """A fresh lanchat relay (with extra `lanchat serve` options); its port is read from its first
-    (JSON) line."""
+    """A fresh lanchat relay (with extra `lanchat serve` options) on a free loopback port,
+    accepting connections; its log goes to a temporary file, which never blocks it."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH")]))
-    proc = subprocess.Popen(
-        [*LANCHAT_SERVE, *options],
-        cwd=PROJECT_ROOT,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        start_new_session=True,
-    )
-    server = Server("lanchat", HOST, 0, proc.pid, proc)
-    stdout = proc.stdout
-    if stdout is None:
-        raise BenchError("lanchat relay: no stdout pipe")
-    line = b""
-    deadline = time.monotonic() + START_TIMEOUT
-    while not line.endswith(b"\n") and time.monotonic() < deadline:
-        ready, _, _ = select.select([stdout], [], [], max(deadline - time.monotonic(), 0))
-        if not ready:
-            break
-        chunk = os.read(stdout.fileno(), 1)  # byte by byte: later output stays in the pipe
-        if not chunk:
-            break
-        line += chunk
-    _unblock(server)
-    try:
-        event = json.loads(line)
-        port = int(event["port"])
-        if event.get("event") != "listening":
-            raise ValueError(event)
-    except (ValueError, KeyError, TypeError):
+    for _ in range(PORT_ATTEMPTS):
+        port = _free_port(HOST)
+        log = tempfile.TemporaryFile(prefix="bench-lanchat-log-")  # noqa: SIM115 (stop() closes it)
+        proc = subprocess.Popen(
+            [*LANCHAT_SERVE, "--port", str(port), *options],
+            cwd=PROJECT_ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
+        server = Server("lanchat", HOST, port, proc.pid, proc, log=log)
+        _unblock(server)
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                break
+            if _accepts(HOST, port):
+                return server
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(0.05)  # a pause that also notices an early exit
         server.stop()
-        said = server.last_words() or (f": {line.decode(errors='replace').strip()}" if line else "")
-        hint = ""
-        if "ModuleNotFoundError" in said:
-            hint = " (run the benchmark with the Python that has lanchat's dependencies, e.g. "
-            hint += ".venv/bin/python scripts/bench)"
-        raise BenchError(f"lanchat relay did not start{said or ' in time'}{hint}") from None
-    server.port = port
-    return server
+        if server.exit_code != LANCHAT_IN_USE:
+            said = server.last_words()
+            hint = ""
+            if "ModuleNotFoundError" in said:
+                hint = " (run the benchmark with the Python that has lanchat's dependencies, "
+                hint += "e.g. .venv/bin/python scripts/bench)"
+            raise BenchError(f"lanchat relay did not start{said or ' in time'}{hint}")
+    raise BenchError(f"lanchat found no free port in {PORT_ATTEMPTS} attempts")
 
 
 def external_server(address: str, pid: int | None) -> Server:
