@@ -24,7 +24,7 @@ FMT = PayloadFormat(64)
 T0 = 1_000_000_000_000  # a send time, ns
 
 # The keys docs/performance.md documents for `--json`.
-TOP_KEYS = {"config", "runs", "summary", "ratios"}
+TOP_KEYS = {"config", "runs", "summary", "ratios", "pair_ratios"}
 RUN_KEYS = {
     "server", "run", "ok", "error", "kind", "mode", "clients", "senders", "window", "rate",
     "line_bytes", "shape", "procs", "connect_window", "latency_clock", "warmup_s", "duration_s",
@@ -289,6 +289,21 @@ def test_vs_ncat_alternates_and_prints_ratios() -> None:
     lanchat = out["summary"]["lanchat"]["deliveries_per_s"]["median"]
     ncat = out["summary"]["ncat"]["deliveries_per_s"]["median"]
     assert ratio == pytest.approx(lanchat / ncat)
+    [run_l, run_n] = out["runs"]
+    pair = out["pair_ratios"]["ncat"]["deliveries_per_s"]
+    assert pair["runs"] == 1
+    assert pair["median"] == pytest.approx(run_l["deliveries_per_s"] / run_n["deliveries_per_s"])
+
+
+def test_vs_quiet_alternates_lanchat_with_and_without_its_log() -> None:
+    out = run_bench("--vs", "quiet", "--runs", "2", *SMALL)
+    order = [r["server"] for r in out["runs"]]
+    assert order == ["lanchat", "lanchat-quiet", "lanchat-quiet", "lanchat"]
+    for run in out["runs"]:
+        assert_clean(run)
+    assert out["ratios"] is None  # (lanchat / ncat)
+    spread = out["pair_ratios"]["lanchat-quiet"]["server_us_per_delivery"]
+    assert spread["runs"] == 2 and spread["min"] <= spread["median"] <= spread["max"]
 
 
 RATE = ["--mode", "rate", "--rate", "50", "--clients", "10", "--senders", "3"]

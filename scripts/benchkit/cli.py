@@ -14,10 +14,12 @@ from typing import Any
 from . import procfs
 from .payload import KINDS, MAX_LINE_BYTES, MAX_SENDERS, MAX_SEQ, MIN_LINE_BYTES
 from .report import render_runs, render_summary
-from .results import SHAPES, Load, RunResult, Spread, ratios, summarise
+from .results import SHAPES, Load, RunResult, Spread, pair_ratios, ratios, summarise
 from .runner import run_once
 from .servers import BenchError, Server, external_server, find_ncat, start_lanchat, start_ncat
 
+# --vs: the servers lanchat (as the README starts it) is compared with in one invocation.
+VERSUS = {"ncat": ["ncat"], "quiet": ["lanchat-quiet"], "ncat+quiet": ["ncat", "lanchat-quiet"]}
 MAX_CLIENTS = 60_000  # sender ids have 4 hex digits, and ports run out near 64k anyway
 AUTO_PROCS_FROM = 50  # clients from which (with K > 1) the default is a process per core
 MAX_AUTO_PROCS = 4  # ... up to this many: the server needs cores too
@@ -82,7 +84,12 @@ def build_parser() -> argparse.ArgumentParser:
     target.add_argument(
         "--server", choices=("lanchat", "ncat"), help="run against one fresh server"
     )
-    target.add_argument("--vs", choices=("ncat",), help="alternate fresh lanchat and ncat runs")
+    target.add_argument(
+        "--vs",
+        choices=tuple(VERSUS),
+        help="alternate fresh lanchat runs with ncat's, with lanchat --quiet's (its log off), "
+        "or with both",
+    )
     target.add_argument("--address", metavar="HOST:PORT", help="an already running relay")
     p.add_argument("--pid", type=int, help="with --address: its process, for /proc figures")
     p.add_argument("--kind", choices=KINDS, default="raw", help="client kind (default raw)")
@@ -206,12 +213,14 @@ def make_load(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Load
 
 
 def plan_runs(args: argparse.Namespace) -> list[str]:
-    """The order of the runs: with --vs, lanchat and ncat alternate as ABBA... to cancel drift."""
+    """The order of the runs: with --vs, the servers alternate as ABBA... (ABCCBA... with
+    three) to cancel drift."""
     if args.vs:
         runs = args.runs or 3
+        servers = ["lanchat", *VERSUS[args.vs]]
         order: list[str] = []
         for i in range(runs):
-            order += ["lanchat", "ncat"] if i % 2 == 0 else ["ncat", "lanchat"]
+            order += servers if i % 2 == 0 else servers[::-1]
         return order
     name = "external" if args.address else (args.server or "lanchat")
     return [name] * (args.runs or 1)
@@ -223,6 +232,10 @@ def _start(name: str, args: argparse.Namespace) -> Server:
         return start_ncat(args.ncat)
     if name == "lanchat":
         return start_lanchat(args.lanchat_option)
+    if name == "lanchat-quiet":
+        server = start_lanchat([*args.lanchat_option, "--quiet"])
+        server.name = name
+        return server
     return external_server(args.address, args.pid)
 
 
@@ -249,7 +262,7 @@ def execute(args: argparse.Namespace, load: Load) -> list[RunResult]:
             result = run_once(server, load, kind, counts[name], args.seed)
         finally:
             server.stop()
-        if server.name == "lanchat" and server.exit_code not in (0, None):
+        if server.name.startswith("lanchat") and server.exit_code not in (0, None):
             result.notes.append(f"lanchat exited with code {server.exit_code} on SIGTERM")
         if server.log_skipped:
             result.notes.append(f"lanchat's log skipped {server.log_skipped} lines (behind)")
@@ -271,27 +284,38 @@ def describe(load: Load, kind: str) -> str:
     )
 
 
+Summaries = dict[str, dict[str, Spread]]  # per server, per figure
+
+
 def compare(
     results: list[RunResult],
-) -> tuple[dict[str, dict[str, Spread]], dict[str, float | None] | None, list[str]]:
-    """Per server the summary of its runs; with both servers the ratios, and why some are not."""
+) -> tuple[Summaries, dict[str, float | None] | None, Summaries, list[str]]:
+    """Per server the summary of its runs; with ncat, lanchat's medians divided by ncat's; per
+    server compared with lanchat, the spread of the run-by-run ratios; and why some are not."""
     servers = dict.fromkeys(r.server for r in results)  # in order of appearance
     summaries = {s: summarise([r for r in results if r.server == s]) for s in servers}
+    ours = [r for r in results if r.server == "lanchat"]
+    pairs = {
+        s: pair_ratios(ours, [r for r in results if r.server == s])
+        for s in servers
+        if s != "lanchat" and ours
+    }
     if "lanchat" not in summaries or "ncat" not in summaries:
-        return summaries, None, []
+        return summaries, None, pairs, []
     compared = ratios(summaries["lanchat"], summaries["ncat"])
     windows = {r.server: r.connect_window for r in results}
     if windows["lanchat"] == windows["ncat"]:
-        return summaries, compared, []
+        return summaries, compared, pairs, []
     # Different connect procedures: their times are not to be divided.
     for key in ("connect_s", "ready_s"):
         if key in compared:
             compared[key] = None
+        pairs["ncat"].pop(key, None)
     note = (
         f"connect and ready times are not compared: {_pacing(windows['lanchat'])} for lanchat, "
         f"{_pacing(windows['ncat'])} for ncat (--connect-window)"
     )
-    return summaries, compared, [note]
+    return summaries, compared, pairs, [note]
 
 
 def _pacing(window: int) -> str:
@@ -318,19 +342,20 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("bench: interrupted", file=sys.stderr)
         return Exit.INTERRUPTED
-    summaries, compared, footnotes = compare(results)
+    summaries, compared, pairs, footnotes = compare(results)
     if args.json:
         out = {
             "config": {**vars(args), "load": asdict(load)},
             "runs": [r.to_dict() for r in results],
             "summary": {s: {k: v.to_dict() for k, v in f.items()} for s, f in summaries.items()},
             "ratios": compared,
+            "pair_ratios": {s: {k: v.to_dict() for k, v in f.items()} for s, f in pairs.items()},
         }
         print(json.dumps(out, indent=2))
     else:
         print(render_runs(results))
         print()
-        print(render_summary(summaries, compared, "connect" if load.connect_only else load.mode))
+        print(render_summary(summaries, pairs, "connect" if load.connect_only else load.mode))
         for note in footnotes:
             print(f"* {note}")
     return Exit.OK if all(r.ok for r in results) else Exit.RUN_FAILED

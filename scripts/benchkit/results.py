@@ -169,6 +169,24 @@ def summarise(results: list[RunResult]) -> dict[str, Spread]:
     return summary
 
 
+def pair_ratios(ours: list[RunResult], theirs: list[RunResult]) -> dict[str, Spread]:
+    """Per figure, lanchat's run k divided by the other server's run k (runs that completed
+    on both sides): their median and range. A ratio whose range crosses a target is not
+    settled, whatever its median says."""
+    mine = {r.run: r for r in ours if r.ok}
+    pairs = [(mine[r.run], r) for r in theirs if r.ok and r.run in mine]
+    out: dict[str, Spread] = {}
+    for key, _ in figures_for(pairs[0][0].mode if pairs else ""):
+        values = [
+            float(a) / float(b)
+            for x, y in pairs
+            if (a := getattr(x, key)) is not None and (b := getattr(y, key))
+        ]
+        if values:
+            out[key] = Spread(statistics.median(values), min(values), max(values), len(values))
+    return out
+
+
 def ratios(ours: dict[str, Spread], theirs: dict[str, Spread]) -> dict[str, float | None]:
     """lanchat's median divided by ncat's, per figure both have (None where ncat's is 0)."""
     out: dict[str, float | None] = {}
