@@ -9,6 +9,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import asdict
 from enum import IntEnum
+from pathlib import Path
 from typing import Any
 
 from . import procfs
@@ -16,7 +17,15 @@ from .payload import KINDS, MAX_LINE_BYTES, MAX_SENDERS, MAX_SEQ, MIN_LINE_BYTES
 from .report import render_runs, render_summary
 from .results import SHAPES, Load, RunResult, Spread, pair_ratios, ratios, summarise
 from .runner import run_once
-from .servers import BenchError, Server, external_server, find_ncat, start_lanchat, start_ncat
+from .servers import (
+    PROJECT_ROOT,
+    BenchError,
+    Server,
+    external_server,
+    find_ncat,
+    start_lanchat,
+    start_ncat,
+)
 
 # --vs: the servers lanchat (as the README starts it) is compared with in one invocation.
 VERSUS = {"ncat": ["ncat"], "quiet": ["lanchat-quiet"], "ncat+quiet": ["ncat", "lanchat-quiet"]}
@@ -151,6 +160,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="OPT",
         help="one more option for `lanchat serve` (repeatable), e.g. --lanchat-option=--all-cores",
     )
+    p.add_argument(
+        "--lanchat-tree",
+        type=Path,
+        default=PROJECT_ROOT,
+        metavar="DIR",
+        help="run the lanchat of this checkout (a before/after with the same generator)",
+    )
     p.add_argument("--json", action="store_true", help="print JSON only on stdout")
     return p
 
@@ -169,6 +185,8 @@ def make_load(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Load
         parser.error(f"--max-lines cannot exceed {MAX_SEQ + 1}")
     if args.connect_window is not None and args.connect_window < 0:
         parser.error("--connect-window cannot be negative")
+    if not (args.lanchat_tree / "lanchat" / "__main__.py").is_file():
+        parser.error(f"--lanchat-tree {args.lanchat_tree}: no lanchat checkout there")
     if args.wait_quiet < 0:
         parser.error("--wait-quiet cannot be negative")
     if args.warmup < 0:
@@ -231,9 +249,9 @@ def _start(name: str, args: argparse.Namespace) -> Server:
     if name == "ncat":
         return start_ncat(args.ncat)
     if name == "lanchat":
-        return start_lanchat(args.lanchat_option)
+        return start_lanchat(args.lanchat_option, args.lanchat_tree)
     if name == "lanchat-quiet":
-        server = start_lanchat([*args.lanchat_option, "--quiet"])
+        server = start_lanchat([*args.lanchat_option, "--quiet"], args.lanchat_tree)
         server.name = name
         return server
     return external_server(args.address, args.pid)
@@ -351,7 +369,7 @@ def main(argv: list[str] | None = None) -> int:
             "ratios": compared,
             "pair_ratios": {s: {k: v.to_dict() for k, v in f.items()} for s, f in pairs.items()},
         }
-        print(json.dumps(out, indent=2))
+        print(json.dumps(out, indent=2, default=str))  # (a Path: its text)
     else:
         print(render_runs(results))
         print()

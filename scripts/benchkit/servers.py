@@ -185,17 +185,18 @@ def start_ncat(ncat: str = "ncat") -> Server:
     raise BenchError(f"ncat found no free port in {PORT_ATTEMPTS} attempts")
 
 
-def start_lanchat(options: Sequence[str] = ()) -> Server:
-    """A fresh lanchat relay (with extra `lanchat serve` options) on a free loopback port,
-    accepting connections; its log goes to a temporary file, which never blocks it."""
+def start_lanchat(options: Sequence[str] = (), tree: Path = PROJECT_ROOT) -> Server:
+    """A fresh lanchat relay (with extra `lanchat serve` options; the lanchat of checkout `tree`)
+    on a free loopback port, accepting connections; its log goes to a temporary file, which
+    never blocks it."""
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH")]))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(tree), env.get("PYTHONPATH")]))
     for _ in range(PORT_ATTEMPTS):
         port = _free_port(HOST)
         log = tempfile.TemporaryFile(prefix="bench-lanchat-log-")  # noqa: SIM115 (stop() closes it)
         proc = subprocess.Popen(
             [*LANCHAT_SERVE, "--port", str(port), *options],
-            cwd=PROJECT_ROOT,
+            cwd=tree,
             env=env,
             stdin=subprocess.DEVNULL,
             stdout=log,
