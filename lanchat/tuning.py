@@ -33,6 +33,15 @@ INLINE_PASSES = 2
 # per send without it, 28 with it; sat100 0.25 -> 0.19 µs of CPU per delivery (since bb9d138).
 # A quiet room never waits.
 COALESCE_SECONDS = 0.002
+# ... and only while the writer is short of CPU: when the room's frames, each in a pass of its
+# own, would keep the passes busy this share of a core (frames/s, times the CPU time one pass to
+# everyone takes, measured over DEMAND_WINDOW_SECONDS; holding changes neither much, so a hold
+# does not feed itself). The rule before held after any pass that found two frames, and a hold
+# makes the next pass find several: at 100 clients and 1000 lines/s the room held for ever with
+# a core to spare (p50 1.46 ms against ncat's 0.28; issue 15). Below this the frames go out as
+# they come (docs/performance.md, "When a hold pays").
+HOLD_DEMAND = 0.5
+DEMAND_WINDOW_SECONDS = 0.1
 # ... but only a room this big: a pass to a handful of clients costs less than the wake-up the
 # hold adds (10 clients, one sender: 2.96 against 1.68 µs of CPU per delivery, p50 latency
 # 2.25 against 0.15 ms; "A hold only in a big room").

@@ -60,8 +60,11 @@ def fanout() -> Iterator[tuple[Fanout, threading.Lock]]:
 
 @pytest.fixture
 def big_room_fanout() -> Iterator[tuple[Fanout, threading.Lock]]:
-    """A fan-out for which one client is a big room, and whose hold lasts 0.5 s."""
-    fan, lock, failed = start_fanout(hold_min_clients=1, coalesce_seconds=0.5)
+    """A fan-out for which one client is a big room whose writer is short of CPU (any demand is
+    too much, measured at every pass), and whose hold lasts 0.5 s."""
+    fan, lock, failed = start_fanout(
+        hold_min_clients=1, coalesce_seconds=0.5, hold_demand=1e-12, demand_window=0
+    )
     yield fan, lock
     fan.stop(WAIT)
     assert failed == []
@@ -149,6 +152,43 @@ def test_a_big_rooms_multi_frame_pass_holds(
         fan.kick()
         assert read_exactly(theirs, 6) == b"a1\na2\n"
         assert fan.holds == 1
+        hang_up(fan, lock, client)
+
+
+def test_a_big_room_with_cpu_to_spare_sends_frames_as_they_come() -> None:
+    """Frames that meet in a pass are no reason to hold by themselves: under the rule before,
+    every held pass met several frames and held again (issue 15)."""
+    fan, lock, failed = start_fanout(
+        hold_min_clients=1, coalesce_seconds=0.5, hold_demand=1e12, demand_window=0
+    )
+    try:
+        with member(fan, lock) as (client, theirs):
+            for i in range(3):
+                with lock:
+                    fan.publish(b"a%d\n" % i, b"")
+                    fan.publish(b"b%d\n" % i, b"")
+                fan.kick()
+                assert read_exactly(theirs, 6) == b"a%d\nb%d\n" % (i, i)
+            assert fan.demand > 0 and not fan.short  # measured: far below the (huge) threshold
+            assert fan.holds == 0 and not fan.holding
+            hang_up(fan, lock, client)
+    finally:
+        fan.stop(WAIT)
+    assert failed == []
+
+
+def test_the_demand_is_frames_per_second_times_the_cpu_of_a_pass(
+    big_room_fanout: tuple[Fanout, threading.Lock],
+) -> None:
+    fan, lock = big_room_fanout
+    assert (fan.demand, fan.short) == (0.0, False)  # nothing measured yet: no hold
+    with member(fan, lock) as (client, theirs):
+        with lock:
+            fan.publish(b"a1\n", b"")
+        fan.kick()
+        assert read_exactly(theirs, 3) == b"a1\n"
+        assert fan.demand > 0 and fan.short  # a window ended with the pass (demand_window=0)
+        assert fan.holds == 0  # one frame, none meanwhile: nothing to share a send with
         hang_up(fan, lock, client)
 
 
