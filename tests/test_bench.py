@@ -32,7 +32,8 @@ RUN_KEYS = {
     "delivered", "lost", "duplicates", "reordered", "corrupted", "corrupted_attributed",
     "disconnected", "measured_deliveries", "deliveries_per_s", "lines_per_s", "latency_p50_ms",
     "latency_p95_ms", "latency_p99_ms", "latency_max_ms", "server_cpu_s",
-    "server_us_per_delivery", "server_cpu_util", "server_peak_rss_mb", "server_max_rss_mb",
+    "server_us_per_delivery", "total_us_per_delivery", "server_cpu_util", "server_peak_rss_mb",
+    "server_max_rss_mb",
     "server_threads", "server_fds", "server_max_fds", "server_fd_limit", "generator_cpu_util",
     "generator_max_proc_util", "machine_busy", "other_cpu_util", "limit", "notes",
 }  # fmt: skip
@@ -224,6 +225,8 @@ def assert_clean(run: dict[str, Any], clients: int = 10) -> None:
     assert run["deliveries_per_s"] > 0
     assert 0 < run["latency_p50_ms"] <= run["latency_p99_ms"] <= run["latency_max_ms"]
     assert run["server_cpu_s"] is not None and run["server_peak_rss_mb"] > 0
+    if run["server_us_per_delivery"] is not None:  # (None when no CPU tick fell in the run)
+        assert run["total_us_per_delivery"] >= run["server_us_per_delivery"]
     assert run["server_fds"] >= clients
 
 

@@ -17,6 +17,7 @@ DISTURBED = 0.1  # cores used by other processes during a run above which it is 
 LOAD_FIGURES: tuple[tuple[str, str], ...] = (
     ("deliveries_per_s", "deliveries/s"),
     ("server_us_per_delivery", "server CPU µs/delivery"),
+    ("total_us_per_delivery", "server+generator µs/deliv"),
     ("server_cpu_util", "server CPU (cores)"),
     ("latency_p50_ms", "latency p50 ms"),
     ("latency_p95_ms", "latency p95 ms"),
@@ -102,6 +103,9 @@ class RunResult:
     latency_max_ms: float | None
     server_cpu_s: float | None
     server_us_per_delivery: float | None
+    # ... and the generator's CPU with it: a relay whose sends wait for the receivers' ACKs
+    # (Nagle, as ncat's) has the kernel finish them in the receivers' processes, on their bill
+    total_us_per_delivery: float | None
     server_cpu_util: float | None
     server_peak_rss_mb: float | None
     server_max_rss_mb: float | None
@@ -348,6 +352,11 @@ def make_result(
         server_cpu_s=_round(server_cpu),
         server_us_per_delivery=(
             _round(server_cpu / measured * 1e6) if loaded and server_cpu and measured else None
+        ),
+        total_us_per_delivery=(
+            _round((server_cpu + span.generator_cpu * wall) / measured * 1e6)
+            if loaded and span is not None and server_cpu and measured
+            else None
         ),
         server_cpu_util=_round(server_cpu / wall) if server_cpu is not None and wall else None,
         server_peak_rss_mb=_round(end.hwm_kb / 1024) if end is not None else None,
