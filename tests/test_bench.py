@@ -23,7 +23,7 @@ BENCH = ROOT / "scripts" / "bench"
 FMT = PayloadFormat(64)
 T0 = 1_000_000_000_000  # a send time, ns
 
-# The keys docs/performance.md documents for `--json`.
+# The keys docs/benchmarking.md documents for `--json`.
 TOP_KEYS = {"config", "runs", "summary", "ratios", "pair_ratios"}
 RUN_KEYS = {
     "server", "run", "ok", "error", "kind", "mode", "clients", "senders", "window", "rate",
