@@ -29,7 +29,7 @@ from lanchat.output.serve import (
     serve_event_pieces,
     serve_event_text,
 )
-from lanchat.protocol import Chat, Event, Goodbye, Joined, Left, Renamed, Summary
+from lanchat.protocol import Chat, Event, Goodbye, Joined, Left, Moderation, Renamed, Summary
 from lanchat.serving import Listening, ServeOptions, Stopped, run_server
 
 T = 1_700_000_000.0
@@ -44,6 +44,9 @@ EVENTS: list[tuple[Event, str | None]] = [
     (Left(8, T, "bob", "quit", 0), None),
     (Summary(9, T, 3, 1, 4), None),  # no line in the log (and no fast form)
     (Goodbye(10, T, "shutdown", "Server shutting down."), None),
+    # no fast form: rich renders it, between the lines written before and after it
+    (Moderation(11, T, "kick", "cy", "ana", "cy was kicked by ana"), "10.0.0.9:1"),
+    (Chat(12, T, "ana", "after the kick"), None),
 ]
 
 CONSOLES = {
@@ -70,7 +73,7 @@ def test_text_lines_are_the_bytes_rich_printed_one_by_one(name: str) -> None:
             reference.print(text)
     TextServeLog(console(ours, **CONSOLES[name])).events(EVENTS)
     assert ours.getvalue() == by_rich.getvalue()
-    assert ours.getvalue().count("\n") == 8  # nothing for the summary or the goodbye
+    assert ours.getvalue().count("\n") == 10  # nothing for the summary or the goodbye
     if name == "file":
         assert "\x1b" not in ours.getvalue()
     if name == "terminal":
@@ -79,25 +82,7 @@ def test_text_lines_are_the_bytes_rich_printed_one_by_one(name: str) -> None:
 
 def test_the_frequent_events_take_the_fast_form() -> None:
     fast = [type(e).__name__ for e, a in EVENTS if serve_event_pieces(e, a) is not None]
-    assert fast == ["Joined", "Joined", "Chat", "Chat", "Chat", "Renamed", "Left", "Left"]
-
-
-def test_a_rare_event_keeps_its_place_between_fast_lines(monkeypatch: pytest.MonkeyPatch) -> None:
-    """An event without a fast form (none is logged on this branch: others add their own) goes
-    through rich, between the lines written before and after it."""
-    from rich.text import Text
-
-    import lanchat.output.serve as serve_output
-
-    monkeypatch.setattr(serve_output, "serve_event_text", lambda e, a: Text(f"! rare {e.seq}"))
-    out = io.StringIO()
-    log = TextServeLog(console(out))
-    log.events([(Joined(1, T, "ana", "raw", 1), None), (Summary(2, T), None), (Left(3, T), None)])
-    assert out.getvalue().splitlines() == [
-        "* ana joined (raw; 1 here)",
-        "! rare 2",
-        "*  left (0 here)",
-    ]
+    assert fast == ["Joined", "Joined", "Chat", "Chat", "Chat", "Renamed", "Left", "Left", "Chat"]
 
 
 def test_json_lines_are_the_bytes_print_json_wrote_one_by_one() -> None:
@@ -111,7 +96,8 @@ def test_json_lines_are_the_bytes_print_json_wrote_one_by_one() -> None:
         JsonServeLog().events(EVENTS)
     assert ours.getvalue() == before.getvalue()
     assert [json.loads(line)["event"] for line in ours.getvalue().splitlines()] == [
-        "join", "join", "message", "message", "message", "nick", "leave", "leave",
+        "join", "join", "message", "message", "message", "nick", "leave", "leave", "moderation",
+        "message",
     ]  # fmt: skip
 
 
