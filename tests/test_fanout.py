@@ -31,14 +31,22 @@ def test_latch_opens_once_for_every_waiter() -> None:
 
 
 class Failures(list[str]):
-    """The reasons the fan-out gave up on clients; `dropped` is set at the first."""
+    """The reasons the fan-out gave up on clients; `dropped` is set at the first. Like the hub
+    (Hub._failed: the room lets the client go), it closes a client given up on: a pass that came
+    after would otherwise find it still owing too much and give up on it a second time."""
 
     def __init__(self) -> None:
         super().__init__()
         self.dropped = threading.Event()
+        self.fan: Fanout | None = None
 
     def __call__(self, client: Client, reason: str) -> None:
-        self.append(reason)
+        if self.fan is None:
+            self.append(reason)
+        else:
+            with self.fan.lock:  # (the token is held: the lock after it, as the hub takes it)
+                self.append(reason)  # under the lock: a feeder holding it sees both or neither
+                self.fan.close(client, linger=0.1)
         self.dropped.set()
 
 
@@ -46,6 +54,7 @@ def start_fanout(**options: float) -> tuple[Fanout, threading.Lock, Failures]:
     lock = threading.Lock()
     failed = Failures()
     fan = Fanout(lock, failed, **options)  # type: ignore[arg-type]
+    failed.fan = fan
     fan.start()
     return fan, lock, failed
 
@@ -221,16 +230,14 @@ def feed_a_reader_that_never_reads(
             theirs.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # and never reads
             for _ in range(10_000):  # 40 MB of 4 KB frames if nothing stopped it
                 with lock:
+                    if failed:  # given up on, and closed (nothing more goes to it, as in a room)
+                        break
                     feed(fan, client)
                     check(client)
                 fan.kick()
-                if failed:
-                    break
             # (a loop that never blocks can keep the writer from the lock until it ends)
             assert failed.dropped.wait(WAIT)
             assert failed == ["too-slow"]
-            with lock:
-                fan.close(client, linger=0.1)  # as the hub does when the pass gives up
             fan.kick()
             assert client.done.wait(WAIT)
     finally:
