@@ -50,7 +50,7 @@ if TYPE_CHECKING:
 ADVERTISE_WAIT_SECONDS = 5.0  # registering takes ~1.7 s (probing for a name clash first)
 # The log's pace: what the room queued is written every LOG_EVERY seconds, LOG_BATCH lines per
 # write at most (a write lets the relay's threads have the GIL; the log thread holds it while
-# it formats a batch, ~1 µs a line). Waking per event cost the room a thread wake-up per line.
+# it formats a batch, 2-5 µs a line). Waking per event cost the room a thread wake-up per line.
 LOG_EVERY = 0.05
 LOG_BATCH = 256
 REFUSALS_EVERY = 0.5  # refused connections are logged at most this often, counted
