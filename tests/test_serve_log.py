@@ -228,6 +228,9 @@ def test_a_stuck_log_skips_lines_counts_them_and_never_holds_up_the_room(
     failures: list[str] = []
     lines = 3000
     driver = threading.Thread(target=flood_while_the_log_is_stuck, args=(log, lines, failures))
+    # run_server ignores Ctrl-C while it stops (and leaves it so: `lanchat serve` exits next);
+    # an ignored SIGINT would be inherited by every process the later tests start.
+    sigint = signal.getsignal(signal.SIGINT)
     driver.start()
     try:
         options = ServeOptions(
@@ -235,6 +238,7 @@ def test_a_stuck_log_skips_lines_counts_them_and_never_holds_up_the_room(
         )
         summary = run_server(options, log)  # here, in the main thread: it owns the signals
     finally:
+        signal.signal(signal.SIGINT, sigint)
         driver.join(WAIT * 4)
     assert failures == []
     chats = [e for e in log.lines if isinstance(e, Chat)]
