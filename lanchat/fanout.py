@@ -75,6 +75,8 @@ Not under a lock, on purpose:
   the one it started with. `_frames[kind][lo:hi]` is sliced by the token holder while readers
   append under the lock: list slicing and appending are each atomic in CPython (with the GIL,
   and with per-object locks in the free-threaded build).
+- After a pass, `end` is read without the lock to see whether frames came while it ran: a stale
+  value moves one hold decision, nothing else.
 - `_requested`, `_hold_until`, `_hold_armed` are single attribute writes that readers check
   without the lock to avoid taking it for every line. Each is written before the action that
   depends on it is announced (a frame is in the log before `_requested` is set; a hold is
