@@ -32,21 +32,26 @@ import select
 import socket
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from lanchat.admission import Refusals
+from lanchat.auth.login import LOGIN_SECONDS, Admitted, Conversation, Gate, Leave, Step
 from lanchat.fanout import SEND_FLAGS, Client
-from lanchat.hub import Hub, refusal_frames
+from lanchat.hub import Hub, encode_for, refusal_frames
 from lanchat.protocol import (
     DEFAULT_MAX_RATE,
     DETECT_SECONDS,
     ClientKind,
     FrameError,
+    Goodbye,
     Hello,
     LineDecoder,
     LineTooLong,
+    Login,
     ProbeAnswer,
     Problem,
     decode_line,
@@ -60,7 +65,7 @@ from lanchat.room import Item, Refused
 from lanchat.tuning import RECV_BUSY_BYTES, RECV_BYTES
 from lanchat.web import WebOptions
 from lanchat.web.handshake import WebStart, open_web
-from lanchat.web.websocket import MessageDecoder
+from lanchat.web.websocket import MessageDecoder, encode_close
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +73,9 @@ BURST_SECONDS = 2.0  # a burst may be this many seconds' worth of lines (400 by 
 
 Lines = list[bytes | LineTooLong]
 ToItems = Callable[[Sequence[bytes | LineTooLong]], list[Item]]
+OnLogin = Callable[[Login], None]  # a member's /login: handled here, never relayed
 JOIN_WAIT_SECONDS = 10.0  # how long a leaving reader waits for the writer to hang up
+LOGIN_SEND_SECONDS = 5.0  # a client that does not read its login's answers is let go
 
 
 @dataclass(frozen=True)
@@ -80,6 +87,7 @@ class ConnectionPolicy:
     burst_seconds: float = BURST_SECONDS
     stopping: threading.Event = field(default_factory=threading.Event)  # the relay stops
     web: WebOptions | None = field(default_factory=WebOptions)  # None: no page (--no-web)
+    gate: Gate | None = None  # logins (lanchat/auth); None: no passwords, no operators
 
     @property
     def burst(self) -> float:
@@ -178,7 +186,7 @@ class Connection:
         elif opening.refusal is not None:  # a lanchat client with a bad hello: say why
             self._refuse("lanchat", Refused(opening.refusal.code, opening.refusal.message))
         else:
-            return self._chat(opening.hello, lines[1:] if opening.consumed else lines, eof)
+            return self._enter(opening.hello, lines[1:] if opening.consumed else lines, eof)
         return "closed"
 
     def _web(self) -> str:
@@ -194,25 +202,48 @@ class Connection:
             self._refuse("web", Refused(start.hello.code, start.hello.message))
             return "closed"
         self._decoder = start.decoder
-        return self._chat(start.hello, start.lines, start.eof, web=True)
+        return self._enter(start.hello, start.lines, start.eof, web=True)
 
-    def _chat(self, hello: Hello | None, lines: Lines, eof: bool, *, web: bool = False) -> str:
+    def _enter(self, hello: Hello | None, lines: Lines, eof: bool, *, web: bool = False) -> str:
+        """Into the room: at once, or once logged in where the relay asks for a login."""
+        gate = self.policy.gate
+        if gate is None or not gate.asks(hello):
+            return self._chat(hello, lines, eof, web=web)
+        admitted, lines, eof = self._log_in(self._login(gate, hello, web=web), lines, eof)
+        if admitted is None:
+            return "closed"
+        return self._chat(admitted.hello, lines, eof, web=web, operator=admitted.operator)
+
+    def _chat(
+        self,
+        hello: Hello | None,
+        lines: Lines,
+        eof: bool,
+        *,
+        web: bool = False,
+        operator: bool | None = None,
+    ) -> str:
+        """Join the room, then read until the client leaves. `operator` is None for a client
+        that did not log in (True or False: it did, and has spoken, so it is announced)."""
         client = self.client
         self._joined = True  # from here on, whatever happens, finish() makes it leave
-        try:  # a raw client that has said nothing yet is greeted, but not announced
-            self.hub.join(client, hello, announce=hello is not None or bool(lines), web=web)
+        # A raw client that has said nothing yet is greeted, but not announced.
+        announce = hello is not None or bool(lines) or operator is not None
+        try:
+            self.hub.join(client, hello, announce=announce, web=web, operator=bool(operator))
         except Refused as refused:
             self._joined = False
             self._refuse(client_kind(hello, web=web), refused)
             return "closed"
         if isinstance(self._decoder, MessageDecoder):  # a browser's pongs and closes go
             self._decoder.reply = lambda data: self.hub.reply(client, data)  # in order now
-        to_items: ToItems = _raw_items if hello is None else _lanchat_items
+        to_items = self._items(hello)
         if lines:
             self._hand_over(to_items(lines))
         # A lanchat hello that came after the raw greeting (a slow network) still counts, as
-        # long as it is the first line this client sends.
-        reason = "closed" if eof else self._read_loop(to_items, hello is None and not lines)
+        # long as it is the first line this client sends (and it has not logged in as raw).
+        upgradable = hello is None and not lines and operator is None
+        reason = "closed" if eof else self._read_loop(to_items, upgradable)
         if client.close_reason is None:
             self._hand_over(to_items(self._decoder.finish()))  # nothing typed is lost
         return reason
@@ -250,13 +281,18 @@ class Connection:
                 upgradable = False
                 hello = _hello_or_none(lines[0])
                 if hello is not None:
-                    to_items = _lanchat_items
+                    to_items = self._items(hello)
                     lines = lines[1:]
                     self.hub.upgrade(client, hello)
             if self.policy.max_rate:
                 self._hand_over_paced(lines, to_items)
             else:
                 self._hand_over(to_items(lines))
+
+    def _items(self, hello: Hello | None) -> ToItems:
+        """How this client's lines become room items: raw lines or lanchat frames, its /login
+        lines taken out on the way (handled here, never relayed or logged)."""
+        return partial(_raw_items if hello is None else _lanchat_items, on_login=self._member_login)
 
     def _hand_over(self, items: list[Item]) -> None:
         if items:
@@ -279,6 +315,116 @@ class Connection:
             self._tokens -= count
             self._hand_over(to_items(lines[done : done + count]))
             done += count
+
+    # --- logging in: before joining, and a member's /login -----------------------------------
+
+    def _login(self, gate: Gate, hello: Hello | None, *, web: bool) -> Conversation:
+        """The login conversation of this connection (lanchat/auth/login.py)."""
+        client = self.client
+        host, port = str(client.local[0]), int(client.local[1])
+        return Conversation(
+            gate,
+            hello=hello,
+            web=web,
+            address=str(client.address[0]),
+            local=(host.removeprefix("::ffff:"), port),
+            binding=channel_binding(client.sock),
+            seq=lambda: self.hub.room.seq,  # a snapshot (hub.py's table)
+        )
+
+    def _log_in(
+        self, login: Conversation, lines: Lines, eof: bool
+    ) -> tuple[Admitted | None, Lines, bool]:
+        """Talk with the client until it has logged in (Admitted, the lines that came after
+        its login, peer closed) or not (None): it is not a member meanwhile, and all it is
+        sent goes straight to its socket."""
+        pending = deque(lines)
+        deadline = time.monotonic() + LOGIN_SECONDS
+        step = login.start()
+        while True:
+            if not self._perform(step, login.kind):
+                return None, [], eof
+            if isinstance(step.outcome, Admitted):
+                return step.outcome, list(pending), eof
+            if step.outcome is not None:
+                return None, [], eof
+            while not pending:
+                if eof:
+                    return None, [], eof  # gone without logging in: nobody is told
+                more, eof = self._read_more(deadline)
+                if more is None:
+                    break
+                pending.extend(more)
+            step = login.feed(pending.popleft()) if pending else login.expired()
+
+    def _perform(self, step: Step, kind: ClientKind) -> bool:
+        """Pause, count, say what `step` says (and hang up if it ends the login); False when
+        the relay is stopping meanwhile."""
+        if step.pause and self.policy.stopping.wait(step.pause):
+            return False  # the relay stops: nobody waits for this answer
+        if step.refusal is not None:
+            self._refused(step.refusal)
+        data = b"".join(encode_for(kind, event) for event in step.say)
+        if isinstance(step.outcome, Leave):
+            if step.outcome.refused and kind != "raw":
+                seq, now = self.hub.room.seq, time.time()
+                data += encode_for(kind, Goodbye(seq, now, "refused", "Not logged in."))
+            self._say_and_close(data + (encode_close() if kind == "web" else b""))
+        elif data:
+            sock = self.client.sock
+            sock.settimeout(LOGIN_SEND_SECONDS)
+            try:
+                sock.sendall(data)
+            finally:
+                sock.settimeout(None)
+        return True
+
+    def _read_more(self, deadline: float) -> tuple[Lines | None, bool]:
+        """The next lines before `deadline` (None: none came in time), and whether the peer
+        closed."""
+        sock, client = self.client.sock, self.client
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return None, False
+        sock.settimeout(remaining)
+        try:
+            data = sock.recv(RECV_BYTES)
+        except TimeoutError:
+            return None, False
+        finally:
+            sock.settimeout(None)
+        if not data:
+            rest: Lines = [*self._decoder.finish()]
+            return rest, True
+        client.bytes_in += len(data)
+        lines = self._decoder.feed(data)
+        client.lines_in += len(lines)
+        return lines, self._decoder.closing
+
+    def _member_login(self, request: Login) -> None:
+        """A member's /login: the operator password or token makes it an operator. Answered
+        through the hub (the fan-out owns the socket now), never relayed, never logged."""
+        client, gate = self.client, self.policy.gate
+        kind = client.kind
+        if gate is None or request.password is None:
+            text = (
+                "This relay has no operator login."
+                if gate is None
+                else "Log in before joining: `lanchat join --operator HOST`."
+            )
+            self.hub.reply(
+                client, encode_for(kind, Problem(self.hub.room.seq, time.time(), "bad-login", text))
+            )
+            return
+        login = self._login(gate, None, web=kind == "web")
+        step = login.member_login(request.password)
+        if step.pause and self.policy.stopping.wait(step.pause):
+            return
+        if step.refusal is not None:
+            self._refused(step.refusal)
+        self.hub.reply(client, b"".join(encode_for(kind, event) for event in step.say))
+        if isinstance(step.outcome, Admitted) and step.outcome.operator:
+            self.hub.promote(client)  # the room tells everyone (moderation's Room.promote)
 
     # --- answers before (or instead of) joining ---------------------------------------------
 
@@ -360,6 +506,13 @@ def configure(sock: socket.socket, keepalive: float) -> None:
             sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, option), value)
 
 
+def channel_binding(sock: Any) -> bytes | None:
+    """The TLS channel's tls-server-end-point data (RFC 5929), or None on plain TCP. A TLS
+    socket (lanchat/tls) says so by having `channel_binding`; a plain one has none."""
+    binding = getattr(sock, "channel_binding", None)
+    return binding() if binding is not None else None
+
+
 def _hello_or_none(line: bytes | LineTooLong) -> Hello | None:
     if isinstance(line, LineTooLong):
         return None
@@ -369,14 +522,18 @@ def _hello_or_none(line: bytes | LineTooLong) -> Hello | None:
         return None
 
 
-def _raw_items(lines: Sequence[bytes | LineTooLong]) -> list[Item]:
+# A raw line starting with one of these may be a command (" /login pw" among them): it is parsed.
+_COMMAND_STARTS = ("/", "", " ", "\t")
+
+
+def _raw_items(lines: Sequence[bytes | LineTooLong], on_login: OnLogin) -> list[Item]:
     items: list[Item] = []
     for line in lines:
         if isinstance(line, LineTooLong):
             items.append(line)
             continue
         text = decode_line(line)
-        if text[:1] not in ("/", "") and not text.isspace():
+        if text[:1] not in _COMMAND_STARTS and not text.isspace():
             items.append(text)  # the common case, a plain message: no request object needed
             continue
         try:
@@ -384,19 +541,26 @@ def _raw_items(lines: Sequence[bytes | LineTooLong]) -> list[Item]:
         except FrameError as e:
             items.append(e)
             continue
-        if item is not None:
+        if type(item) is Login:
+            on_login(item)
+        elif item is not None:
             items.append(item)
     return items
 
 
-def _lanchat_items(lines: Sequence[bytes | LineTooLong]) -> list[Item]:
+def _lanchat_items(lines: Sequence[bytes | LineTooLong], on_login: OnLogin) -> list[Item]:
     items: list[Item] = []
     for line in lines:
         if isinstance(line, LineTooLong):
             items.append(line)
         elif line.strip():
             try:
-                items.append(parse_request(line))
+                item = parse_request(line)
             except FrameError as e:
                 items.append(e)
+                continue
+            if type(item) is Login:
+                on_login(item)
+            else:
+                items.append(item)
     return items

@@ -35,6 +35,7 @@ from lanchat.admission import (
     Refuser,
     plain_ip,
 )
+from lanchat.auth.login import Gate
 from lanchat.connection import Connection, ConnectionPolicy
 from lanchat.errors import AddressInUseError, LanchatError
 from lanchat.fanout import MAX_BACKLOG_BYTES, MAX_BACKLOG_FRAMES, Client
@@ -105,11 +106,14 @@ class Relay:
         rules: AddressRules = AddressRules(),  # noqa: B008 (frozen: one shared default is fine)
         store: Store | None = None,
         web: WebOptions | None = WebOptions(),  # noqa: B008 (frozen: one shared default is fine)
+        gate: Gate | None = None,  # passwords and operator logins (lanchat/auth); None: none
     ) -> None:
         self.host = host
         self.port = port
         self._stopped = threading.Event()
-        self.policy = ConnectionPolicy(keepalive, max_rate, stopping=self._stopped, web=web)
+        self.policy = ConnectionPolicy(
+            keepalive, max_rate, stopping=self._stopped, web=web, gate=gate
+        )
         self.refusals = Refusals()  # counted here, logged by `lanchat serve`
         self._per_address = AddressLimit(max_per_address, loopback_too=limit_loopback)
         self.rules = rules  # --allow, --deny: decided at accept

@@ -24,6 +24,7 @@ LAYERS = {
     "lanchat.hangup": 1,  # how a connection ends at the socket: stdlib only
     "lanchat.room": 2,  # the room's rules: protocol only, no sockets, no threads
     "lanchat.netinfo": 2,
+    "lanchat.auth": 2,  # logins: secrets as verifiers, attempts, the conversation (sans-IO)
     "lanchat.fanout": 3,  # delivery (knows the room's Member type only)
     "lanchat.store": 3,  # history on disk (SQLite): protocol, errors and the room's Past
     "lanchat.web": 3,  # HTTP (h11) and WebSocket (websockets) for browsers, the page's files
