@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from lanchat import __version__, netinfo
 from lanchat.admission import AddressRules, Refusal, Refusals
+from lanchat.auth.login import Gate
+from lanchat.auth.secrets import Secrets, new_token, remove_token, write_token
 from lanchat.cores import CoreKeeper, core_of_thread
 from lanchat.errors import AddressInUseError, UsageError
 from lanchat.netinfo import LocalAddress, endpoint_text
@@ -71,6 +73,10 @@ class ServeOptions:
     web: bool = True  # the chat page and its WebSocket on the same port (lanchat/web/)
     web_origins: tuple[str, ...] = ()  # pages elsewhere allowed to open the WebSocket
     qr: bool = True  # the banner shows a QR code of the page's address
+    # The room password and the operator password, as verifiers only (lanchat/auth/secrets.py);
+    # None: no passwords. Every run adds its own operator token.
+    secrets: Secrets | None = None
+    allow_plain_login: bool = False  # cleartext passwords without TLS (raw /login, browsers)
 
 
 @dataclass(frozen=True)
@@ -91,6 +97,8 @@ class Listening:
     qr: bool = False  # ... and a QR code of the first one
     allow: tuple[str, ...] = ()  # --allow and --deny, as networks (CIDR)
     deny: tuple[str, ...] = ()
+    password: bool = False  # joining needs a password
+    operator_token: str | None = None  # the operator token's file (None: it could not be written)
     pid: int = field(default_factory=os.getpid)
     version: str = __version__
 
@@ -137,6 +145,7 @@ def run_server(options: ServeOptions, log: ServeLog) -> Stopped:
     check_listen_host(options.host)
     rules = address_rules(options.allow, options.deny)
     max_clients, notes = capacity_notes(options.max_clients)
+    notes += password_notes(options)
     # A process-wide setting, made here and not by Relay (tests run relays in-process): every
     # thread started from now on, thousands of readers among them, gets this stack size.
     threading.stack_size(THREAD_STACK_BYTES)
@@ -145,6 +154,8 @@ def run_server(options: ServeOptions, log: ServeLog) -> Stopped:
         from lanchat.store import open_store
 
         store = open_store(options.store, keep=options.store_keep, keep_days=options.store_days)
+    token = new_token()  # this run's operator token: its file is written once the port is known
+    secrets = (options.secrets or Secrets()).with_console(token)
     relay = Relay(
         options.host,
         options.port,
@@ -157,6 +168,7 @@ def run_server(options: ServeOptions, log: ServeLog) -> Stopped:
         rules=rules,
         store=store,
         web=WebOptions(options.web_origins) if options.web else None,
+        gate=Gate(secrets, allow_plain_login=options.allow_plain_login),
     )
     restored = len(relay.room.history)  # before anyone can join
     events: queue.Queue[tuple[Any, Any]] = queue.Queue(maxsize=LOG_QUEUE)
@@ -175,8 +187,10 @@ def run_server(options: ServeOptions, log: ServeLog) -> Stopped:
     advertiser: Advertiser | None = None
     keeper: CoreKeeper | None = None
     people = 0
+    token_port: int | None = None
     try:
         _start(relay, options.port)
+        token_port, token_file = relay.address[1], _write_token(relay.address[1], token, notes)
         if options.one_core:
             fanout = relay.hub.fanout
             keeper = CoreKeeper(lambda: fanout.holds, lambda: core_of_thread(fanout.writer_id))
@@ -202,6 +216,8 @@ def run_server(options: ServeOptions, log: ServeLog) -> Stopped:
                 qr=options.qr,
                 allow=rules.to_texts()[0],
                 deny=rules.to_texts()[1],
+                password=secrets.required,
+                operator_token=token_file,
             )
         )
         _log_events(events, log, relay.refusals)
@@ -219,6 +235,8 @@ def run_server(options: ServeOptions, log: ServeLog) -> Stopped:
             store.close()  # again, harmless: it is closed even if the relay never started
         if advertiser is not None:
             advertiser.close()
+        if token_port is not None:
+            remove_token(token_port, token)
         restore_sigterm(previous)
     summary = Stopped(people, relay.room.messages, dropped[0])
     log.stopped(summary)
@@ -237,6 +255,35 @@ def address_rules(allow: tuple[str, ...], deny: tuple[str, ...]) -> AddressRules
                     f"Examples: {option} 192.168.1.0/24, {option} 10.0.0.7, {option} fd00::/8.",
                 ) from None
     return AddressRules.parse(allow, deny)
+
+
+def _write_token(port: int, token: str, notes: list[str]) -> str | None:
+    """Write the operator token's file; where it is, or None (and a note saying why not)."""
+    try:
+        return str(write_token(port, token))
+    except OSError as e:
+        notes.append(
+            f"The operator token could not be written ({e.strerror or e}): `lanchat join "
+            "--operator` on this PC will ask for the operator password instead."
+        )
+        return None
+
+
+def password_notes(options: ServeOptions) -> list[str]:
+    """What the banner warns about a room password (SCRAM without TLS, plain logins)."""
+    if options.secrets is None or not options.secrets.required:
+        return []
+    notes = [
+        "The room password never crosses the network (SCRAM) and a recorded login cannot be "
+        "replayed, but someone who records a login on this network can try guesses at it "
+        "offline: choose a long password, and use TLS where you can."
+    ]
+    if options.allow_plain_login:
+        notes.append(
+            "--allow-plain-login: passwords typed in ncat or a browser travel in clear text; "
+            "anyone on the network can read them."
+        )
+    return notes
 
 
 def check_listen_host(host: str) -> None:
@@ -327,4 +374,5 @@ def _advertise(options: ServeOptions, port: int, enqueue: Any) -> Advertiser:
         wanted=list(options.interfaces),
         on_change=enqueue,  # called in the advertiser's thread: enqueue never blocks
         web=WEB_PATH if options.web else None,
+        password=options.secrets is not None and options.secrets.required,
     )

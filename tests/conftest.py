@@ -3,6 +3,7 @@ lines with deadlines, real `lanchat` processes, and a check that no test leaves 
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import queue
@@ -12,6 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -166,6 +168,11 @@ def connect(relay: Relay) -> Iterator[Any]:
 # started from the root namespace (and this pytest process) has mDNS switched off at the socket
 # level. Lab hosts switch it back on (lanchat_env(lab=True), netlab.Host.environ).
 os.environ["LANCHAT_NO_MDNS"] = "1"
+# lanchat's own files (every `lanchat serve` writes its operator token there, lanchat/paths.py)
+# go to a directory of this test run, never into the user's own configuration.
+_CONFIG_DIR = tempfile.mkdtemp(prefix="lanchat-tests-config-")
+atexit.register(shutil.rmtree, _CONFIG_DIR, ignore_errors=True)
+os.environ["LANCHAT_CONFIG_DIR"] = _CONFIG_DIR
 
 
 def lanchat_env(*, lab: bool = False) -> dict[str, str]:

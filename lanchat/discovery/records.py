@@ -18,7 +18,7 @@ SERVICE_TYPE = "_lanchat._tcp.local."
 TXT_PROTOCOL = "protocol"  # wire protocol version, a positive integer
 TXT_ROOM = "room"  # the room name, as `serve --room` gave it
 TXT_VERSION = "version"  # the lanchat version of the server, free text
-TXT_PASSWORD = "password"  # noqa: S105  "1": joining needs a password; "0" (always, for now)
+TXT_PASSWORD = "password"  # noqa: S105  "1": joining needs a password (serve --password-file)
 TXT_WEB = "web"  # the chat page's path on the same port ("/"); absent: no page (serve --no-web)
 
 # A DNS label holds 63 bytes; zeroconf appends "-N" when it renames on a clash.

@@ -85,6 +85,19 @@ def serve_banner(console: Console, info: Listening) -> None:
         listed = ", ".join(f"{a.address} ({', '.join(a.tags)})" for a in virtual[:4])
         console.print(Text(f"Not for the LAN: {listed}", style="dim"))
     console.print(advertisement_text(info.advertisement))
+    if info.password:
+        console.print(
+            Text("Password: required (lanchat join asks for it; ncat: /login).", style="bold")
+        )
+    if info.operator_token is not None:
+        local = f"[{host}]" if ":" in host else host if info.host else "127.0.0.1"
+        console.print(
+            Text(
+                f"Operator (may moderate): `lanchat join --operator {local}:{port}` on this PC "
+                f"(it reads the token in {info.operator_token}).",
+                style="dim",
+            )
+        )
     if info.store is None:
         console.print(
             Text(
@@ -218,6 +231,8 @@ class JsonServeLog:
                 "version": info.version,
                 "max_clients": info.max_clients,
                 "notes": list(info.notes),
+                "password": info.password,  # joining needs a password
+                "operator_token": info.operator_token,  # the token's file; null: not written
                 "store": info.store,  # null: history in memory only
                 "allow": list(info.allow),
                 "deny": list(info.deny),
