@@ -18,16 +18,17 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from typing import Any, TypeVar
+from dataclasses import dataclass, field
+from typing import Any, TypeVar, cast
 
 from lanchat import __version__
 from lanchat.admission import BANNED_LINE, DENIED_LINE
-from lanchat.errors import RejectedError, UnreachableError, UsageError
+from lanchat.errors import LoginFailedError, RejectedError, UnreachableError, UsageError
 from lanchat.netinfo import host_port
 from lanchat.protocol import (
     DEFAULT_JOIN_KEEPALIVE_SECONDS,
     DEFAULT_PORT,
+    LOGIN_ROOM,
     PROTOCOL_VERSION,
     Chat,
     FrameError,
@@ -36,6 +37,10 @@ from lanchat.protocol import (
     Hello,
     LineDecoder,
     LineTooLong,
+    Login,
+    LoginChallenge,
+    LoginNeeded,
+    LoginOk,
     Ping,
     Pong,
     ProbeAnswer,
@@ -50,6 +55,7 @@ from lanchat.protocol import (
     encode_status_request,
     parse_event,
 )
+from lanchat.protocol.scram import ScramClient, ScramError
 
 T = TypeVar("T")
 CONNECT_TIMEOUT = 5.0
@@ -65,6 +71,21 @@ QUERY_TIMEOUT = 2.0
 GREETING_WAIT_SECONDS = 1.0
 HELLO_ANSWER_SECONDS = 2.0  # a server that greeted like a relay, to answer the hello as one
 _RAW_WELCOME = re.compile(rb"\* Welcome to .*, guest-[0-9]+\.\r?")
+# A relay with a room password greets a silent client with how to log in instead.
+_RAW_LOGIN = re.compile(rb"[*!] This room needs a password[:,] .*\r?")
+# Error codes that mean the login did not work (docs/protocol.md, "Logging in").
+LOGIN_FAILURES = frozenset(
+    {
+        "wrong-password",
+        "login-locked",
+        "channel-binding",
+        "bad-login",
+        "unknown-user",
+        "login-needed",
+        "login-timeout",
+        "server-not-verified",
+    }
+)
 # What a relay says to a raw client it does not let in (then it hangs up): room.Refused's words.
 _RAW_REFUSALS = {
     b"! Too many connections": "too-many-connections",
@@ -216,6 +237,43 @@ class HandshakeFailed(UnreachableError):
 
 
 @dataclass(frozen=True)
+class Credentials:
+    """A login: a SCRAM user name (LOGIN_ROOM, LOGIN_OPERATOR, LOGIN_CONSOLE) and its secret,
+    kept for reconnects (which log in again without asking)."""
+
+    username: str
+    password: str = field(repr=False)
+
+    @property
+    def operator(self) -> bool:
+        """Whether this login makes us an operator (then we ask for a login in any room)."""
+        return self.username != LOGIN_ROOM
+
+
+class PasswordNeeded(RejectedError):
+    """The relay asks for a password and we were given none: ask, then open again."""
+
+
+def _login_failed(where: str, code: str, message: str) -> LoginFailedError:
+    hint = {
+        "wrong-password": "Check the password (LANCHAT_PASSWORD, or type it again).",
+        "login-locked": "Wait, then try again with the right password.",
+        "server-not-verified": "Do not type the password there again; ask whoever runs the "
+        "relay which address and port it has.",
+        "channel-binding": "Someone may be between you and the relay; connect again on a "
+        "network you trust.",
+    }.get(code, "")
+    return LoginFailedError(f"{where} did not log us in: {message}", hint or None, code=code)
+
+
+def _binding(sock: Any) -> bytes | None:
+    """The TLS channel's tls-server-end-point data, or None on plain TCP (lanchat/tls's socket
+    has `channel_binding`)."""
+    binding = getattr(sock, "channel_binding", None)
+    return binding() if binding is not None else None
+
+
+@dataclass(frozen=True)
 class Greeting:
     """What the server said right after the hello: who we are now, who is here, the history
     (after a resume: what we missed, and a gap when some of it is gone)."""
@@ -257,13 +315,19 @@ class Connection:
         listen_first: bool = False,
         resume: Resume | None = None,
         keepalive: float = DEFAULT_JOIN_KEEPALIVE_SECONDS,
+        credentials: Credentials | None = None,
     ) -> Connection:
         """Connect and say hello (resuming where `resume` says, if given); UnreachableError or
         RejectedError explain a failure.
 
         `listen_first` (a typed address, which may be any line server): wait for the server to
         speak first and send the hello only if it greeted like a relay (its raw greeting);
-        LineServer when it is silent, says something else, or does not answer the hello."""
+        LineServer when it is silent, says something else, or does not answer the hello.
+
+        `credentials`: log in with these when the relay asks (SCRAM: the password never
+        crosses the wire; -PLUS over TLS); operator credentials ask to log in in any room.
+        PasswordNeeded when the relay asks and there are none; LoginFailedError when the
+        login does not work."""
         try:
             sock = socket.create_connection((host, port), timeout=timeout)
         except OSError as e:
@@ -281,13 +345,24 @@ class Connection:
                         f"{host_port(host, port)} refused to let us in: {message}",
                         _refusal_hint(code),
                     )
-                if said is None or not _RAW_WELCOME.fullmatch(first):
+                relay = _RAW_WELCOME.fullmatch(first) or _RAW_LOGIN.fullmatch(first)
+                if said is None or not relay:
                     raise LineServer(sock, host, port, said or b"", hello_sent=False)
-            hello = Hello(PROTOCOL_VERSION, name, exact, f"lanchat {__version__}", resume)
+            operator = credentials is not None and credentials.operator
+            software = f"lanchat {__version__}"
+            hello = Hello(PROTOCOL_VERSION, name, exact, software, resume, login=operator)
             sock.sendall(encode_request(hello))
             wait = min(timeout, HELLO_ANSWER_SECONDS) if listen_first else timeout
             try:
-                conn = cls._handshake(sock, host, port, wait, greeted_as_raw=said is not None)
+                conn = cls._handshake(
+                    sock,
+                    host,
+                    port,
+                    wait,
+                    greeted_as_raw=said is not None,
+                    credentials=credentials,
+                    timeout=timeout,
+                )
             except HandshakeFailed as e:
                 if listen_first and e.kind in ("foreign", "silent"):
                     raise LineServer(sock, host, port, e.said, hello_sent=True) from None
@@ -303,9 +378,19 @@ class Connection:
 
     @classmethod
     def _handshake(
-        cls, sock: socket.socket, host: str, port: int, timeout: float, *, greeted_as_raw: bool
+        cls,
+        sock: socket.socket,
+        host: str,
+        port: int,
+        wait: float,
+        *,
+        greeted_as_raw: bool,
+        credentials: Credentials | None = None,
+        timeout: float = CONNECT_TIMEOUT,
     ) -> Connection:
+        """The answer to our hello: the greeting, after a login if the relay asks for one."""
         decoder = LineDecoder(MAX_SERVER_LINE)
+        where = host_port(host, port)
 
         def greeted(frames: list[ServerFrame]) -> Connection | None:
             greeting = _greeting_from(frames)
@@ -318,9 +403,58 @@ class Connection:
             conn._ready = frames[start + _greeting_length(greeting) :]
             return conn
 
-        return _await_answer(
-            sock, f"{host}:{port}", timeout, decoder, greeted, refused_as_raw=greeted_as_raw
+        def greeted_or_asked(frames: list[ServerFrame]) -> Connection | LoginNeeded | None:
+            asked = next((f for f in frames if isinstance(f, LoginNeeded)), None)
+            return asked if asked is not None else greeted(frames)
+
+        answer = cast(  # mypy cannot solve T from a callable that returns a union
+            "Connection | LoginNeeded",
+            _await_answer(
+                sock, where, wait, decoder, greeted_or_asked, refused_as_raw=greeted_as_raw
+            ),
         )
+        if isinstance(answer, Connection):
+            if credentials is not None and credentials.operator:
+                raise LoginFailedError(
+                    f"{where} let us in without a login, so not as an operator: its lanchat "
+                    "does not know operator logins.",
+                    "Update lanchat on the server.",
+                )
+            return answer
+        if credentials is None:
+            raise PasswordNeeded(f"{where} needs a password to join.", answer.message)
+        scram = ScramClient(credentials.username, credentials.password, binding=_binding(sock))
+        if scram.mechanism not in answer.mechanisms:
+            raise LoginFailedError(
+                f"{where} offers {', '.join(answer.mechanisms) or 'no login'} here, not "
+                f"{scram.mechanism}: someone may be in between, or the relay is too new or old.",
+                "Check that this is the relay you mean; update lanchat on one side.",
+            )
+        sock.sendall(encode_request(Login(scram.mechanism, scram.first())))
+
+        def challenged(frames: list[ServerFrame]) -> LoginChallenge | None:
+            return next((f for f in frames if isinstance(f, LoginChallenge)), None)
+
+        challenge = _await_answer(sock, where, timeout, decoder, challenged)
+        try:
+            sock.sendall(encode_request(Login(data=scram.final(challenge.data))))
+        except ScramError as e:
+            raise _login_failed(where, e.code, e.message) from None
+        verified: list[bool] = []
+
+        def greeted_after_login(frames: list[ServerFrame]) -> Connection | None:
+            ok = next((f for f in frames if isinstance(f, LoginOk)), None)
+            if ok is None:
+                return None
+            if not verified:
+                try:
+                    scram.check(ok.data)  # the relay knows the verifier: it is the real one
+                except ScramError as e:
+                    raise _login_failed(where, e.code, e.message) from None
+                verified.append(True)
+            return greeted(frames)
+
+        return _await_answer(sock, where, timeout, decoder, greeted_after_login)
 
     @property
     def resume(self) -> Resume | None:
@@ -436,6 +570,8 @@ def _await_answer(
             return result
         for frame in frames:
             if isinstance(frame, Problem):
+                if frame.code in LOGIN_FAILURES:
+                    raise _login_failed(where, frame.code, frame.message)
                 raise RejectedError(
                     f"{where} refused to let us in: {frame.message}", _refusal_hint(frame.code)
                 )
@@ -562,7 +698,8 @@ def reconnect(
     until: float | None = None,
 ) -> Connection | None:
     """Try again with growing pauses until connected, `stop` is set or the monotonic clock
-    passes `until` (then None)."""
+    passes `until` (then None). A login that fails (LoginFailedError: the password changed,
+    the relay is not verified) is raised at once: trying again would only lock us out."""
     attempt = 0
     while not stop.is_set():
         try:

@@ -16,6 +16,7 @@ class ExitCode(IntEnum):
     REJECTED = 5  # the server answered but refused us: name taken, room full, version
     ADDRESS_IN_USE = 6  # `lanchat serve`: the port is held by another program
     STORE = 7  # `lanchat serve --store PATH`: the history file cannot be used
+    LOGIN_FAILED = 8  # `lanchat join`: wrong password, locked out, or the server not verified
     INTERRUPTED = 130  # Ctrl-C where it is not the normal way to leave
 
 
@@ -58,3 +59,14 @@ class StoreError(LanchatError):
     """`serve --store PATH`: the history file cannot be opened, created or written."""
 
     exit_code = ExitCode.STORE
+
+
+class LoginFailedError(LanchatError):
+    """`lanchat join`: the login did not work (wrong password, too many tries, a relay that
+    could not prove it knows the password); `code` is the relay's error code, if it said one."""
+
+    exit_code = ExitCode.LOGIN_FAILED
+
+    def __init__(self, message: str, hint: str | None = None, *, code: str = "") -> None:
+        super().__init__(message, hint)
+        self.code = code

@@ -10,15 +10,17 @@ the question which server to join.
 
 from __future__ import annotations
 
+import getpass
+import os
 import queue
 import sys
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
-from lanchat.client import Connection, ConnectionLost, goodbye_reason
-from lanchat.errors import ExitCode, RejectedError, UnreachableError
+from lanchat.client import Connection, ConnectionLost, Credentials, PasswordNeeded, goodbye_reason
+from lanchat.errors import ExitCode, LoginFailedError, RejectedError, UnreachableError
 from lanchat.output import (
     chat_text,
     notice,
@@ -29,11 +31,15 @@ from lanchat.output import (
 )
 from lanchat.protocol import (
     DEFAULT_JOIN_KEEPALIVE_SECONDS,
+    LOGIN_CONSOLE,
+    LOGIN_OPERATOR,
+    LOGIN_ROOM,
     OPERATOR_HELP,
     RAW_HELP,
     AskHelp,
     FrameError,
     Goodbye,
+    Login,
     Quit,
     Request,
     Resume,
@@ -52,6 +58,77 @@ CANDIDATE_TIMEOUT = 2.0  # per address of a discovered server, while others rema
 # or an operator removed us (a kick or a ban is final: coming back is a person's decision).
 FINAL_GOODBYES = frozenset({"quit", "too-slow", "kicked", "banned"})
 REMOVED = frozenset({"kicked", "banned"})
+PASSWORD_TRIES = 3  # a password typed at the terminal may be mistyped this many times
+LOGIN_NOT_SENT = (
+    "Not sent: /login is for ncat and browsers. Here, leave and join again with "
+    "`lanchat join --operator` to log in as an operator."
+)
+
+
+class Password:
+    """The login `join` uses: given (LANCHAT_PASSWORD, the operator token), or asked at the
+    terminal once and kept for reconnects, which log in again without asking."""
+
+    def __init__(self, credentials: Credentials | None, *, operator: bool = False) -> None:
+        self.credentials = credentials
+        self.operator = operator
+        self.asked = False  # typed at the terminal (so a wrong one may be typed again)
+
+    def ask(self, where: str) -> Credentials:
+        """Ask at the terminal (never echoed); LoginFailedError where nobody can be asked."""
+        if not can_ask():
+            variable = "LANCHAT_OPERATOR_PASSWORD" if self.operator else "LANCHAT_PASSWORD"
+            raise LoginFailedError(
+                f"{where} needs a password, and there is no terminal to ask for it.",
+                f"Set {variable} for scripts.",
+            )
+        which = "Operator password" if self.operator else "Password"
+        secret = getpass.getpass(f"{which} for {where}: ")
+        self.credentials = Credentials(LOGIN_OPERATOR if self.operator else LOGIN_ROOM, secret)
+        self.asked = True
+        return self.credentials
+
+    def open(
+        self,
+        where: str,
+        first: Callable[[Credentials | None], Connection],
+        again: Callable[[Credentials | None], Connection],
+    ) -> Connection:
+        """Open with `first`; when the relay asks for a password we do not have, ask and open
+        with `again` (a relay answered: no need to listen first). A password typed wrong at
+        the terminal may be typed again (PASSWORD_TRIES in all); a stale operator token
+        (another run's) gives way to asking for the operator password."""
+        opener, mistakes = first, 0
+        while True:
+            try:
+                return opener(self.credentials)
+            except PasswordNeeded:
+                if self.credentials is not None:
+                    raise
+                self.ask(where)
+            except LoginFailedError as e:
+                stale = self.credentials is not None and self.credentials.username == LOGIN_CONSOLE
+                mistakes += not stale
+                if e.code != "wrong-password" or not (self.asked or stale):
+                    raise
+                if mistakes >= PASSWORD_TRIES:
+                    raise
+                if not stale:
+                    stderr_console().print(f"! {e.message}")
+                self.ask(where)
+            opener = again
+
+
+def can_ask() -> bool:
+    """Whether a password can be typed: a terminal getpass can open (not stdin, which may be
+    the script's lines)."""
+    if os.name == "nt":
+        return sys.stdin.isatty()
+    try:
+        with open("/dev/tty", "rb"):
+            return True
+    except OSError:
+        return False
 
 
 def _request_for(line: str) -> Request | FrameError | None:
@@ -80,6 +157,7 @@ def run_scripted(
     ending: list[str | None] = [None]  # the goodbye reason, if one came
     farewell: list[str] = [""]  # ... and its words
     uncertain: list[Say] = []  # sent, then the server lost track: may not have reached anyone
+    login_failed: list[LoginFailedError] = []  # a reconnect's login did not work
     # The input is read on a thread of its own, so that a session that ends while the input is
     # idle (a dead server, a drop) ends the program too, instead of waiting for the next line.
     inbox: queue.Queue[str | None] = queue.Queue()
@@ -115,13 +193,17 @@ def run_scripted(
                 if reason in FINAL_GOODBYES or reconnect_for <= 0 or open_again is None:
                     return
                 err.print(f"* Connection lost; reconnecting (for up to {reconnect_for:g} s)...")
-                new = session.reconnect(
-                    stop=ended,
-                    on_wait=lambda delay, e: err.print(
-                        f"* Still unreachable ({e}); next try in {delay:g} s."
-                    ),
-                    until=time.monotonic() + reconnect_for,
-                )
+                try:
+                    new = session.reconnect(
+                        stop=ended,
+                        on_wait=lambda delay, e: err.print(
+                            f"* Still unreachable ({e}); next try in {delay:g} s."
+                        ),
+                        until=time.monotonic() + reconnect_for,
+                    )
+                except LoginFailedError as e:  # the password changed: trying again won't help
+                    login_failed.append(e)
+                    new = None
                 current.close()
                 if new is None:
                     return
@@ -169,6 +251,9 @@ def run_scripted(
         if isinstance(request, AskHelp):
             err.print(f"* {RAW_HELP}" + (f" {OPERATOR_HELP}" if session.operator else ""))
             continue
+        if isinstance(request, Login):  # never sent: it would carry the password
+            err.print(f"! {LOGIN_NOT_SENT}")
+            continue
         if isinstance(request, Quit):
             break
         if ended.is_set():
@@ -199,6 +284,8 @@ def run_scripted(
         input_left = True  # dropped: whatever the script still had to say, it was not heard
     if not (input_left or unsent or unconfirmed or uncertain):
         return ExitCode.OK
+    if login_failed:
+        raise login_failed[0]
     why = _ENDINGS.get(ending[0] or "", "the connection was lost")
     lost = [f"{unconfirmed} line(s) sent but not confirmed"] if unconfirmed else []
     lost += [_uncertain_note(uncertain)] if uncertain else []
@@ -284,12 +371,16 @@ def run_interactive(first: Connection, open_again: Opener) -> int:
                 if leaving.is_set() or reason in FINAL_GOODBYES:
                     return
                 say(notice("* Connection to the server lost. Reconnecting...", "bold yellow"))
-                new = session.reconnect(
-                    stop=leaving,
-                    on_wait=lambda delay, e: say(
-                        notice(f"* Still unreachable ({e}); next try in {delay:g} s.", "dim")
-                    ),
-                )
+                try:
+                    new = session.reconnect(
+                        stop=leaving,
+                        on_wait=lambda delay, e: say(
+                            notice(f"* Still unreachable ({e}); next try in {delay:g} s.", "dim")
+                        ),
+                    )
+                except LoginFailedError as e:  # the password changed: trying again won't help
+                    say(notice(f"! {e.message}", "bold red"))
+                    new = None
                 conn.close()
                 if new is None:
                     return
@@ -338,6 +429,9 @@ def run_interactive(first: Connection, open_again: Opener) -> int:
                 if isinstance(request, AskHelp):
                     extra = f" {OPERATOR_HELP}" if session.operator else ""
                     say(notice(f"* {HELP_TEXT}{extra}", "dim"))
+                    continue
+                if isinstance(request, Login):  # never sent: it would carry the password
+                    say(notice(f"! {LOGIN_NOT_SENT}", "bold red"))
                     continue
                 if isinstance(request, Quit):
                     break
@@ -406,24 +500,40 @@ def connect_discovered(
     timeout: float,
     interactive: bool,
     keepalive: float = DEFAULT_JOIN_KEEPALIVE_SECONDS,
+    password: Password | None = None,
 ) -> tuple[Connection, Opener]:
     """`join` without an address: look for servers, then reach_server (lanchat.discovery) takes
     the only one (of `room`) or the one the user picks and tries its addresses, own subnet
-    first; say on stderr which one worked. Returns the connection and how to open it again
-    (same address, resuming) for reconnecting."""
+    first; say on stderr which one worked. A server whose record says it needs a password gets
+    it asked for before the first connection. Returns the connection and how to open it again
+    (same address, resuming, same login) for reconnecting."""
     from lanchat import netinfo
     from lanchat.discovery import discover, local_networks, reach_server
     from lanchat.output.discovery import reach_report, searching
 
     err = stderr_console()
+    login = password if password is not None else Password(None)
     with searching(err, timeout) as progress:
         servers = discover(timeout, on_progress=progress)
 
     def connect(server: Server, address: str, last: bool) -> Connection:
         wait = timeout if last else min(timeout, CANDIDATE_TIMEOUT)
-        return Connection.open(
-            address, server.port, name=name, exact=exact, timeout=wait, keepalive=keepalive
-        )
+        where = server.endpoint(address)
+        if server.password and login.credentials is None:
+            login.ask(where)
+
+        def opener(credentials: Credentials | None) -> Connection:
+            return Connection.open(
+                address,
+                server.port,
+                name=name,
+                exact=exact,
+                timeout=wait,
+                keepalive=keepalive,
+                credentials=credentials,
+            )
+
+        return login.open(where, opener, opener)
 
     reached = reach_server(
         servers,
@@ -446,6 +556,7 @@ def connect_discovered(
             timeout=timeout,
             resume=resume,
             keepalive=keepalive,
+            credentials=login.credentials,
         )
 
     return reached.connection, open_again
