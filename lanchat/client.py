@@ -95,6 +95,7 @@ _RAW_REFUSALS = {
     # word for a ban (a connection accepted just before it) starts the same way
     DENIED_LINE.partition(" (")[0].encode(): "denied",
     BANNED_LINE.partition(" (")[0].encode(): "banned",
+    b"! Too many wrong passwords": "login-locked",
 }
 
 
@@ -341,6 +342,8 @@ class Connection:
                 code = _raw_refusal(first)
                 if code is not None:
                     message = first[2:].decode("utf-8", "replace")
+                    if code in LOGIN_FAILURES:
+                        raise _login_failed(host_port(host, port), code, message)
                     raise RejectedError(
                         f"{host_port(host, port)} refused to let us in: {message}",
                         _refusal_hint(code),
@@ -417,8 +420,8 @@ class Connection:
             if credentials is not None and credentials.operator:
                 raise LoginFailedError(
                     f"{where} let us in without a login, so not as an operator: its lanchat "
-                    "does not know operator logins.",
-                    "Update lanchat on the server.",
+                    "does not know operator logins, or our hello came too late.",
+                    "Try again; if it says the same, update lanchat on the server.",
                 )
             return answer
         if credentials is None:

@@ -120,9 +120,9 @@ class Password:
 
 
 def can_ask() -> bool:
-    """Whether a password can be typed: a terminal getpass can open (not stdin, which may be
-    the script's lines)."""
-    if os.name == "nt":
+    """Whether a password can be typed: stdin is a terminal, or the controlling terminal can be
+    opened (getpass asks there; piped stdin is the script's lines, never a password)."""
+    if sys.stdin.isatty() or os.name == "nt":
         return sys.stdin.isatty()
     try:
         with open("/dev/tty", "rb"):

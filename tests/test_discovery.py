@@ -93,6 +93,10 @@ def test_txt_keys_are_documented_and_parse_back() -> None:
     )
     assert server.to_dict()["addresses"] == ["10.0.0.5", "fe80::1%eth0"]
     assert json.loads(json.dumps(server.to_dict()))["room"] == "lobby"
+    with_password = txt_properties("lobby", "0.1.0", password=True)  # serve --password-file
+    assert with_password["password"] == "1"
+    parsed = parse_service(Record(properties=props(**with_password)))
+    assert parsed is not None and parsed.password is True
     assert [server.endpoint(a) for a in server.addresses] == [
         "10.0.0.5:7420",
         "[fe80::1%eth0]:7420",

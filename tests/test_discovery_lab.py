@@ -149,6 +149,25 @@ def test_join_without_an_address_on_h2_and_h3_and_both_chat(
         assert "connected via 10.213.0.1:7420" in person.stderr()
 
 
+def test_a_room_with_a_password_is_announced_as_one_and_join_logs_in(
+    lab_factory: MakeLab, lanchat_process: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lab = lab_factory(2)
+    h1, h2 = lab.host(1), lab.host(2)
+    monkeypatch.setenv("LANCHAT_PASSWORD", "lab password")  # serve's, and join's for scripts
+    server, listening = serve(lanchat_process, h1)
+    assert listening["password"] is True
+    code, servers, stderr = discover_json(h2)
+    assert code == 0 and [s["password"] for s in servers] == [True], stderr
+    joined = run_lanchat("join", "--name", "ana", input="hi from h2\n", host=h2)
+    assert joined.returncode == 0, joined.stderr
+    server.wait_json(lambda e: e.get("event") == "message" and e["text"] == "hi from h2")
+    monkeypatch.delenv("LANCHAT_PASSWORD")
+    asked = run_lanchat("join", "--name", "bo", input="hi\n", host=h2)  # no terminal to ask
+    assert asked.returncode == ExitCode.LOGIN_FAILED
+    assert "needs a password, and there is no terminal to ask for it" in asked.stderr
+
+
 def test_join_without_an_address_asks_which_server_at_a_terminal(
     lab_factory: MakeLab, lanchat_process: Any
 ) -> None:

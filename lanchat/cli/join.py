@@ -143,7 +143,9 @@ def join(
                     name=wanted,
                     exact=exact,
                     timeout=timeout,
-                    listen_first=True,
+                    # An operator means a relay: its hello goes at once (a late one would
+                    # join as a raw guest, never logged in).
+                    listen_first=not operator,
                     keepalive=keepalive,
                     credentials=credentials,
                 )
