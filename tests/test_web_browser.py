@@ -202,3 +202,62 @@ def test_an_operator_moderates_from_the_page(chromium: Any) -> None:
         expect(log_item(teacher, "can you hear me")).to_have_count(0)
     finally:
         relay.stop()
+
+
+def password_relay(port: int, *, allow_plain_login: bool) -> Relay:
+    from lanchat.auth.login import Gate
+    from lanchat.auth.secrets import Secrets
+    from lanchat.protocol.scram import MIN_ITERATIONS
+
+    secrets = Secrets.make(PASSWORD, iterations=MIN_ITERATIONS)
+    relay = Relay("127.0.0.1", port, gate=Gate(secrets, allow_plain_login=allow_plain_login))
+    relay.start()
+    return relay
+
+
+PASSWORD = "a room's password"
+
+
+def test_the_page_asks_for_the_password_and_logs_in_again_after_a_restart(
+    chromium: Any,
+) -> None:
+    """Over plain http with --allow-plain-login (an https page needs the tls branch)."""
+    expect = sync_api.expect
+    port = free_port()
+    relay = password_relay(port, allow_plain_login=True)
+    try:
+        page = join(chromium, f"http://127.0.0.1:{port}/", "dee")
+        expect(page.locator("#login-form")).to_be_visible(timeout=MS)
+        expect(page.locator("#state")).to_have_text("This room needs a password.")
+        expect(page.locator("#password")).to_have_attribute("type", "password")
+        page.fill("#password", "a guess")
+        page.press("#password", "Enter")
+        expect(log_item(page, "Wrong password.")).to_have_count(1, timeout=MS)
+        expect(page.locator("#login-form")).to_be_visible()
+        page.fill("#password", PASSWORD)
+        page.press("#password", "Enter")
+        expect(page.locator("#state")).to_have_text("Connected as dee", timeout=MS)
+        expect(page.locator("#login-form")).to_be_hidden()
+        assert PASSWORD not in page.evaluate("JSON.stringify(localStorage)")
+        relay.stop()
+        relay = password_relay(port, allow_plain_login=True)
+        expect(page.locator("#state")).to_have_text("Connected as dee", timeout=RECONNECT_MS)
+        expect(page.locator("#login-form")).to_be_hidden()  # not asked again
+        say(page, "/login " + PASSWORD)  # a login (for an operator), never a message
+        expect(log_item(page, "That is the room's password")).to_have_count(1, timeout=MS)
+        expect(log_item(page, PASSWORD)).to_have_count(0)
+    finally:
+        relay.stop()
+
+
+def test_the_page_over_plain_http_sends_no_password(chromium: Any) -> None:
+    expect = sync_api.expect
+    port = free_port()
+    relay = password_relay(port, allow_plain_login=False)
+    try:
+        page = join(chromium, f"http://127.0.0.1:{port}/", "eve")
+        expect(log_item(page, f"lanchat join 127.0.0.1:{port}")).to_have_count(1, timeout=MS)
+        expect(page.locator("#state")).to_have_text("This room needs a password.")
+        expect(page.locator("#login-form")).to_be_hidden()
+    finally:
+        relay.stop()
