@@ -4,14 +4,17 @@ setup: socket options, and the first line (or a short silence) tells what kind o
 (lanchat/protocol/detect.py). handle: a question (status, probe) is answered and closed; an HTTP
 request goes to lanchat/web/ (a page, an error, or a WebSocket whose messages are then read here
 like lines, through the same loop and limits); a chat client joins the room through the hub and
-its lines are read and handed over in batches until it leaves. finish: the client leaves the
-room (once), the writer sends what is owed, and the socket closes. A misbehaving peer costs its
-own connection and one log line, never the server; an unexpected error likewise costs one
-connection and never leaves a ghost member.
+its lines are read and handed over in batches until it leaves. Where the relay has a room
+password (or the client asks to log in as an operator) the chat client logs in first, talking
+with lanchat/auth/login.py's Conversation, and is no member of anything until it has.
+finish: the client leaves the room (once), the writer sends what is owed, and the socket
+closes. A misbehaving peer costs its own connection and one log line, never the server; an
+unexpected error likewise costs one connection and never leaves a ghost member.
 
 The reader owns its socket's receiving side, its LineDecoder and Client.lines_in/bytes_in;
 everything it sends goes through the hub and the fan-out, except the answers it gives before a
-client joins (nobody else writes to the socket then).
+client joins, a login's among them (nobody else writes to the socket then). A member's /login
+is answered through the hub (Hub.reply), like everything else it is sent.
 
 Flow control: each client may send `max_rate` lines per second, with bursts of up to
 `burst_seconds` times that. Beyond it the reader hands over no more lines and reads nothing
@@ -19,9 +22,9 @@ until the client is within its rate again, so the kernel's buffers fill and TCP 
 sender down: a flooder slows itself, and nobody else falls behind because of it
 (docs/reliability.md).
 
-Longer than ~300 lines because it holds one connection's whole life in order (setup, handle,
-flow control, finish) and the two small parsers of lines into room items, so a reader of one
-connection's path reads one file.
+Longer than ~300 lines because it holds one connection's whole life in order (setup, logging
+in, handle, flow control, finish) and the two small parsers of lines into room items, so a
+reader of one connection's path reads one file; what a login means is lanchat/auth/login.py.
 """
 
 from __future__ import annotations
@@ -146,30 +149,37 @@ class Connection:
 
     def _first_lines(self) -> tuple[Lines, bool]:
         """Wait up to DETECT_SECONDS for the first complete line; (lines, peer closed)."""
-        sock, client = self.client.sock, self.client
         deadline = time.monotonic() + DETECT_SECONDS
+        while True:
+            data = self._receive(deadline)
+            if data is None:
+                return [], False
+            if not data:
+                rest: Lines = [*self._decoder.finish()]
+                self.client.lines_in += len(rest)
+                return rest, True
+            self._head += data
+            lines = self._decoder.feed(data)
+            if lines:
+                self.client.lines_in += len(lines)
+                return lines, False
+
+    def _receive(self, deadline: float) -> bytes | None:
+        """What arrives before `deadline` (b"": the peer closed; None: nothing in time), for
+        the reads before the client joins (then the reader waits without a deadline)."""
+        sock = self.client.sock
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return None
+        sock.settimeout(remaining)
         try:
-            while True:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return [], False
-                sock.settimeout(remaining)
-                try:
-                    data = sock.recv(RECV_BYTES)
-                except TimeoutError:
-                    return [], False
-                if not data:
-                    rest: Lines = [*self._decoder.finish()]
-                    client.lines_in += len(rest)
-                    return rest, True
-                client.bytes_in += len(data)
-                self._head += data
-                lines = self._decoder.feed(data)
-                if lines:
-                    client.lines_in += len(lines)
-                    return lines, False
+            data = sock.recv(RECV_BYTES)
+        except TimeoutError:
+            return None
         finally:
             sock.settimeout(None)
+        self.client.bytes_in += len(data)
+        return data
 
     # --- handle: answer, or join and read ---------------------------------------------------
 
@@ -382,24 +392,12 @@ class Connection:
     def _read_more(self, deadline: float) -> tuple[Lines | None, bool]:
         """The next lines before `deadline` (None: none came in time), and whether the peer
         closed."""
-        sock, client = self.client.sock, self.client
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
+        data = self._receive(deadline)
+        if data is None:
             return None, False
-        sock.settimeout(remaining)
-        try:
-            data = sock.recv(RECV_BYTES)
-        except TimeoutError:
-            return None, False
-        finally:
-            sock.settimeout(None)
-        if not data:
-            rest: Lines = [*self._decoder.finish()]
-            return rest, True
-        client.bytes_in += len(data)
-        lines = self._decoder.feed(data)
-        client.lines_in += len(lines)
-        return lines, self._decoder.closing
+        lines: Lines = self._decoder.feed(data) if data else [*self._decoder.finish()]
+        self.client.lines_in += len(lines)
+        return lines, not data or self._decoder.closing
 
     def _member_login(self, request: Login) -> None:
         """A member's /login: the operator password or token makes it an operator. Answered
