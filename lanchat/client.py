@@ -55,7 +55,7 @@ from lanchat.protocol import (
     encode_status_request,
     parse_event,
 )
-from lanchat.protocol.scram import ScramClient, ScramError
+from lanchat.protocol.scram import ScramClient, ScramError, channel_binding
 
 T = TypeVar("T")
 CONNECT_TIMEOUT = 5.0
@@ -267,13 +267,6 @@ def _login_failed(where: str, code: str, message: str) -> LoginFailedError:
     return LoginFailedError(f"{where} did not log us in: {message}", hint or None, code=code)
 
 
-def _binding(sock: Any) -> bytes | None:
-    """The TLS channel's tls-server-end-point data, or None on plain TCP (lanchat/tls's socket
-    has `channel_binding`)."""
-    binding = getattr(sock, "channel_binding", None)
-    return binding() if binding is not None else None
-
-
 @dataclass(frozen=True)
 class Greeting:
     """What the server said right after the hello: who we are now, who is here, the history
@@ -426,7 +419,9 @@ class Connection:
             return answer
         if credentials is None:
             raise PasswordNeeded(f"{where} needs a password to join.", answer.message)
-        scram = ScramClient(credentials.username, credentials.password, binding=_binding(sock))
+        scram = ScramClient(
+            credentials.username, credentials.password, binding=channel_binding(sock)
+        )
         if scram.mechanism not in answer.mechanisms:
             raise LoginFailedError(
                 f"{where} offers {', '.join(answer.mechanisms) or 'no login'} here, not "

@@ -64,6 +64,7 @@ from lanchat.protocol import (
     parse_request,
 )
 from lanchat.protocol.detect import Opening, client_kind, detect_client
+from lanchat.protocol.scram import channel_binding
 from lanchat.room import Item, Refused
 from lanchat.tuning import RECV_BUSY_BYTES, RECV_BYTES
 from lanchat.web import WebOptions
@@ -502,13 +503,6 @@ def configure(sock: socket.socket, keepalive: float) -> None:
     for option, value in options:
         if hasattr(socket, option):
             sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, option), value)
-
-
-def channel_binding(sock: Any) -> bytes | None:
-    """The TLS channel's tls-server-end-point data (RFC 5929), or None on plain TCP. A TLS
-    socket (lanchat/tls) says so by having `channel_binding`; a plain one has none."""
-    binding = getattr(sock, "channel_binding", None)
-    return binding() if binding is not None else None
 
 
 def _hello_or_none(line: bytes | LineTooLong) -> Hello | None:

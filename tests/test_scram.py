@@ -18,6 +18,7 @@ from lanchat.protocol.scram import (
     ScramError,
     ScramServer,
     Verifier,
+    channel_binding,
     matching,
     mechanisms,
     prepare,
@@ -260,3 +261,12 @@ class TestGarbage:
             client.check(answer)
         except ScramError:
             pass
+
+
+def test_a_tls_socket_is_told_by_its_channel_binding() -> None:
+    class TlsLike:
+        def channel_binding(self) -> bytes:
+            return BINDING
+
+    assert channel_binding(TlsLike()) == BINDING
+    assert channel_binding(object()) is None  # a plain socket has none

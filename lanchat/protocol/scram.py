@@ -161,6 +161,13 @@ def matching(verifiers: Mapping[str, Verifier], password: str) -> list[str]:
     return found
 
 
+def channel_binding(transport: object) -> bytes | None:
+    """A connection's tls-server-end-point data (RFC 5929), or None on plain TCP: a TLS socket
+    (`serve --tls`, and `join` to it) has `channel_binding()`; a plain one has none."""
+    binding = getattr(transport, "channel_binding", None)
+    return bytes(binding()) if binding is not None else None
+
+
 def mechanisms(binding: bytes | None) -> tuple[str, ...]:
     """What a server offers: over TLS (`binding` is the channel's) only -PLUS, else plain."""
     return (MECHANISM_PLUS,) if binding is not None else (MECHANISM,)
