@@ -242,6 +242,7 @@ def test_before_logging_in_a_guest_is_no_member(
     before = list(guest.lines)
     guest.send(f"/login {ROOM_PW}\n")
     guest.wait_line("* Password accepted")
+    guest.wait_line("* Welcome to")  # a member now (the room greets it)
     assert all(not line.startswith("[") for line in before)  # no chat before the login
     assert all("joined" not in line for line in before)
     ann.send("/who\n")
