@@ -235,6 +235,9 @@ def test_before_logging_in_a_guest_is_no_member(
     guest.wait_line("! Log in first")
     ann.send("/who\n")
     assert ann.wait_line("here:") == "* 2 here: guest-1, guest-2."  # not the guest
+    status = json.loads(run_lanchat("status", "--port", str(port), "--json").stdout)
+    assert status["server"]["clients"] == 2  # the guest is not counted, and not named:
+    assert sorted(str(c["name"]) for c in status["connections"]) == ["None", "guest-1", "guest-2"]
     ben.send("the secret plan\n")
     ann.wait_line("the secret plan")
     guest.send("/who\n")
@@ -380,13 +383,21 @@ def test_operators_by_token_file_and_by_operator_password(
     assert refused.returncode == EXIT_LOGIN_FAILED
     # A raw member's /login with the operator password (allowed in clear here).
     raw = LineClient(port)
-    raw.wait_line("* Welcome to")
+    guest = raw.wait_line("* Welcome to").removeprefix("* Welcome to lobby, ").rstrip(".")
     raw.send("here\n")
     raw.send(f"/login {OPERATOR_PW}\n")
     raw.wait_line("* Password accepted: you are an operator.")
     watcher.wait_json(
         lambda f: f.get("type") == "moderation" and f.get("name", "").startswith("guest-")
     )
+    # The role shows in `lanchat status`, for one that stays (the token, a session kept open).
+    staying = lanchat_process(
+        "join", "--operator", f"127.0.0.1:{port}", "--name", "chief", stdin=subprocess.PIPE
+    )
+    staying.wait_line("* chief is now an operator")
+    status = run_lanchat("status", "--port", str(port), "--json")
+    operators = json.loads(status.stdout)["moderation"]["operators"]
+    assert operators == [guest, "chief"]
     for client in (watcher, raw):
         client.close()
 
