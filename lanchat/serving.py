@@ -98,6 +98,7 @@ class Listening:
     allow: tuple[str, ...] = ()  # --allow and --deny, as networks (CIDR)
     deny: tuple[str, ...] = ()
     password: bool = False  # joining needs a password
+    plain_login: bool = False  # ... and ncat's /login and browsers may send it on plain TCP
     operator_token: str | None = None  # the operator token's file (None: it could not be written)
     pid: int = field(default_factory=os.getpid)
     version: str = __version__
@@ -217,6 +218,7 @@ def run_server(options: ServeOptions, log: ServeLog) -> Stopped:
                 allow=rules.to_texts()[0],
                 deny=rules.to_texts()[1],
                 password=secrets.required,
+                plain_login=options.allow_plain_login,
                 operator_token=token_file,
             )
         )

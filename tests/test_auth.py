@@ -112,7 +112,7 @@ class TestRawClients:
         )
         reminder = only(login.feed(b"hello?"))
         assert isinstance(reminder, Problem) and "/login PASSWORD" in reminder.message
-        assert login.feed(b"   ").say == ()  # a blank line is not worth a reminder
+        assert login.feed(b"   ").say == ()  # a blank line is not worth a reminder (but counts)
         step = login.feed(b"/login " + ROOM_PW.encode())
         assert step.outcome == Admitted(None, operator=False)
         assert isinstance(only(step), LoginOk)
@@ -236,6 +236,14 @@ class TestLanchatClients:
         first = ScramClient(LOGIN_ROOM, ROOM_PW).first()  # "n,,...": no binding
         step = downgrade.feed(line({"type": "login", "mechanism": MECHANISM, "data": first}))
         assert only(step).code == "channel-binding"
+
+    def test_logins_that_never_finish_are_lines_too(self) -> None:
+        login = talk(Gate(secrets()), hello=True)
+        login.start()
+        first = line({"type": "login", "mechanism": MECHANISM, "data": "n,,n=room,r=abc"})
+        steps = [login.feed(first) for _ in range(MAX_LOGIN_LINES + 1)]
+        assert all(isinstance(only(s), LoginChallenge) for s in steps[:-1])
+        assert steps[-1].outcome == Leave() and steps[-1].refusal == "no-login"
 
     def test_other_frames_before_the_login_get_a_reminder(self) -> None:
         login = talk(Gate(secrets()), hello=True)

@@ -23,22 +23,24 @@ import time
 from collections import deque
 from collections.abc import Callable
 
+from lanchat.admission import plain_ip
+
 MAX_FAILURES = 5
 WINDOW_SECONDS = 600.0
 MAX_ADDRESSES = 10_000
 
 
 def address_key(address: str) -> str:
-    """What one address counts as: itself (IPv4, an IPv4-mapped IPv6), or its IPv6 /64."""
+    """What one address counts as: itself (an IPv4-mapped IPv6 address as its IPv4 address,
+    lanchat.admission.plain_ip), or its IPv6 /64."""
+    plain = plain_ip(address)
     try:
-        ip = ipaddress.ip_address(address.split("%", 1)[0])
+        ip = ipaddress.ip_address(plain)
     except ValueError:
-        return address
+        return plain
     if isinstance(ip, ipaddress.IPv6Address):
-        if ip.ipv4_mapped is not None:
-            return str(ip.ipv4_mapped)
         return str(ipaddress.IPv6Network(f"{ip}/64", strict=False))
-    return str(ip)
+    return plain
 
 
 class LoginAttempts:

@@ -61,7 +61,7 @@ from lanchat.protocol.detect import client_kind
 from lanchat.protocol.scram import ScramError, ScramServer, matching, mechanisms
 
 LOGIN_SECONDS = 120.0  # from the first byte to a login (a person typing on a phone)
-MAX_LOGIN_LINES = 20  # lines other than logins before one: then the client is hung up on
+MAX_LOGIN_LINES = 20  # lines (logins, blank ones, all) without a login: then a hang-up
 MAX_WRONG = 3  # wrong passwords on one connection before it is hung up on
 FAILURE_DELAY = 1.0  # seconds before a wrong password is answered
 OPERATORS = (LOGIN_OPERATOR, LOGIN_CONSOLE)
@@ -69,7 +69,9 @@ OPERATORS = (LOGIN_OPERATOR, LOGIN_CONSOLE)
 
 @dataclass(frozen=True)
 class Gate:
-    """A relay's login policy: its secrets, the attempt limit, and what plain TCP may carry."""
+    """A relay's login policy: its secrets, the attempt limit, and what plain TCP may carry.
+    Every reader thread shares it: it never changes, but for `attempts`, which has its own
+    lock (lanchat/auth/attempts.py)."""
 
     secrets: Secrets
     attempts: LoginAttempts = field(default_factory=LoginAttempts)
@@ -141,7 +143,7 @@ class Conversation:
         self._seq = seq
         self._clock = clock
         self._scram: ScramServer | None = None
-        self._lines = 0  # lines that were not a login
+        self._lines = 0  # lines read so far
         self._failures = 0
         self._fresh = True  # nothing read yet: a raw client's lanchat hello may still come
 
@@ -159,7 +161,12 @@ class Conversation:
         return Step((self._needed(),))
 
     def feed(self, line: bytes | LineTooLong) -> Step:
-        """One line (a WebSocket message for a browser) from the client."""
+        """One line (a WebSocket message for a browser) from the client. Every line counts,
+        logins and blank ones too: a client cannot keep its reader busy without logging in."""
+        self._lines += 1
+        if self._lines > MAX_LOGIN_LINES:
+            text = f"{MAX_LOGIN_LINES} lines and no login; goodbye."
+            return self._leave(self._problem("login-needed", text), "no-login")
         fresh, self._fresh = self._fresh, False
         if self.kind == "raw":
             hello = _hello_or_none(line) if fresh else None
@@ -197,7 +204,7 @@ class Conversation:
         try:
             request = parse_request(line)
         except FrameError as e:
-            return self._counted(self._problem(e.code, e.message))
+            return Step((self._problem(e.code, e.message),))
         if isinstance(request, Login):
             if request.password is not None:
                 return self._cleartext(request.password)
@@ -313,10 +320,6 @@ class Conversation:
         return f"Too many wrong passwords from {self.address}; try again in {minutes} {unit}."
 
     def _reminder(self) -> Step:
-        self._lines += 1
-        if self._lines > MAX_LOGIN_LINES:
-            text = f"{MAX_LOGIN_LINES} lines and no login; goodbye."
-            return self._leave(self._problem("login-needed", text), "no-login")
         if not self.cleartext_ok and self.kind != "lanchat":
             text = self._not_encrypted()
         elif self.kind == "raw":
@@ -324,10 +327,6 @@ class Conversation:
         else:
             text = "Log in first (a login frame); nothing reaches the room before."
         return Step((self._problem("login-needed", text),))
-
-    def _counted(self, problem: Problem) -> Step:
-        step = self._reminder()
-        return step if step.outcome is not None else Step((problem,))
 
     def _bye(self) -> Step:
         bye = Goodbye(self._seq(), self._clock(), "quit", "Goodbye.")

@@ -86,8 +86,13 @@ def serve_banner(console: Console, info: Listening) -> None:
         console.print(Text(f"Not for the LAN: {listed}", style="dim"))
     console.print(advertisement_text(info.advertisement))
     if info.password:
+        others = (
+            "ncat and browsers: /login PASSWORD, the page's field"
+            if info.plain_login
+            else "ncat and browsers cannot log in on plain TCP: --allow-plain-login lets them"
+        )
         console.print(
-            Text("Password: required (lanchat join asks for it; ncat: /login).", style="bold")
+            Text(f"Password: required (lanchat join asks for it; {others}).", style="bold")
         )
     if info.operator_token is not None:
         local = f"[{host}]" if ":" in host else host if info.host else "127.0.0.1"
