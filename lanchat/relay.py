@@ -42,6 +42,8 @@ from lanchat.protocol import (
 from lanchat.protocol.status import RelayConnection, RelayServer, RelayStatus
 from lanchat.room import Past, Room
 from lanchat.store import Store
+from lanchat.tls.fingerprint import format_fingerprint
+from lanchat.tls.transport import ServerTls
 from lanchat.web import WebOptions
 
 FD_RESERVE = 32  # descriptors kept for the listener, the writer, logs and refusals
@@ -88,11 +90,15 @@ class Relay:
         limit_loopback: bool = False,
         store: Store | None = None,
         web: WebOptions | None = WebOptions(),  # noqa: B008 (frozen: one shared default is fine)
+        tls: ServerTls | None = None,
     ) -> None:
         self.host = host
         self.port = port
         self._stopped = threading.Event()
-        self.policy = ConnectionPolicy(keepalive, max_rate, stopping=self._stopped, web=web)
+        self.tls = tls
+        self.policy = ConnectionPolicy(
+            keepalive, max_rate, stopping=self._stopped, web=web, tls=tls
+        )
         self.refusals = Refusals()  # counted here, logged by `lanchat serve`
         self._per_address = AddressLimit(max_per_address, loopback_too=limit_loopback)
         # With a store the room carries on from its history on disk (epoch, seq, chats), and
@@ -305,6 +311,7 @@ class Relay:
                 bytes_out=c.bytes_out,
                 queue=c.backlog(end),
                 state="in room" if c.id in in_room else "leaving",
+                tls=bool(getattr(c.sock, "is_tls", False)),
             )
             for c in fanout.open_clients()
         )
@@ -321,6 +328,9 @@ class Relay:
             max_clients=room.max_clients,
             messages=messages,
             rate=rate,
+            tls=self.tls is not None,
+            fingerprint=format_fingerprint(self.tls.fingerprint) if self.tls else None,
+            allow_plain=self.tls.allow_plain if self.tls else True,
         )
         return RelayStatus(server, connections).to_dict()
 

@@ -5,18 +5,25 @@ and a relay with TLS on its port (in this process, on 127.0.0.1). The command li
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import select
 import socket
 import stat
 import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from test_hostile_clients import Collector, wait_for
 
-from conftest import WAIT
+from conftest import WAIT, LineClient
+from lanchat.client import query_relay
+from lanchat.relay import Relay
 from lanchat.tls.fingerprint import colon_hex, format_fingerprint, parse_fingerprint
 from lanchat.tls.identity import (
     CERTIFICATE_FILE,
@@ -228,3 +235,155 @@ def test_a_send_the_kernel_takes_in_part_holds_one_byte_until_offered_again(
     assert received == [data]
     server.close()
     client.close()
+
+
+# --- a relay with TLS -------------------------------------------------------------------------
+
+
+@pytest.fixture
+def tls_relay(identity: ServerIdentity, request: Any) -> Iterator[Relay]:
+    allow_plain = getattr(request, "param", False)
+    relay = Relay("127.0.0.1", 0, tls=server_tls(identity, allow_plain=allow_plain))
+    relay.start()
+    yield relay
+    relay.stop()
+    assert relay.readers == 0
+
+
+def tls_client(port: int) -> LineClient:
+    """A LineClient whose connection is TLS (what `ncat --ssl` is, in code)."""
+    client = LineClient(port)
+    client.sock = connect_tls(client.sock, WAIT)  # type: ignore[assignment]
+    return client
+
+
+@pytest.mark.parametrize("tls_relay", [True], indirect=True)
+def test_tls_and_plain_clients_chat_on_one_port_with_allow_plain(tls_relay: Relay) -> None:
+    port = tls_relay.address[1]
+    secure, plain, raw = tls_client(port), LineClient(port), tls_client(port)
+    assert secure.hello("ana")["type"] == "welcome"
+    assert plain.hello("ben")["type"] == "welcome"
+    raw.wait_line("Welcome")  # a silent TLS client is greeted as raw, as a plain one is
+    secure.send_json({"type": "message", "text": "over tls"})
+    plain.wait_json(lambda f: f.get("text") == "over tls")
+    raw.wait_line("ana> over tls")
+    raw.send("from ncat --ssl\n")
+    secure.wait_json(lambda f: f.get("text") == "from ncat --ssl")
+    status = query_relay("127.0.0.1", port)
+    assert status["server"]["tls"] is True and status["server"]["allow_plain"] is True
+    tls_of = {c["name"]: c["tls"] for c in status["connections"]}
+    assert tls_of["ana"] is True and tls_of["ben"] is False and tls_of["guest-1"] is True
+    for client in (secure, plain, raw):
+        client.close()
+
+
+def test_plain_clients_are_told_to_use_tls_and_counted(tls_relay: Relay) -> None:
+    port = tls_relay.address[1]
+    hello = LineClient(port)
+    error = hello.hello("ana")
+    assert error["type"] == "error" and error["code"] == "tls-required"
+    assert hello.wait_json(lambda f: f["type"] == "bye")["reason"] == "refused"
+    silent = LineClient(port)  # ncat without --ssl says nothing first
+    line = silent.read_line()
+    assert line == (
+        f"! This relay takes TLS connections only. Connect with: ncat --ssl 127.0.0.1 {port}, "
+        f"or lanchat join 127.0.0.1:{port}"
+    )
+    assert silent.read_line() is None  # and then it is closed
+    browser = LineClient(port)
+    browser.send(f"GET /index.html?x=1 HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n")
+    answer = browser.read_all()
+    assert answer[0].startswith("HTTP/1.1 308 ")
+    assert f"Location: https://127.0.0.1:{port}/index.html?x=1\r" in answer
+    assert "Cache-Control: no-store\r" in answer
+    refused = {(r.reason, r.count) for r in tls_relay.refusals.take()}
+    assert refused == {("tls-required", 3)}
+    # The status question from this computer is answered in plain all the same.
+    assert query_relay("127.0.0.1", port)["server"]["fingerprint"] == format_fingerprint(
+        tls_relay.tls.fingerprint  # type: ignore[union-attr]
+    )
+    for client in (hello, silent, browser):
+        client.close()
+
+
+def test_the_page_and_its_websocket_over_https(tls_relay: Relay) -> None:
+    port = tls_relay.address[1]
+    page = tls_client(port)
+    page.send(f"GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n")
+    answer = page.read_all()
+    assert answer[0] == "HTTP/1.1 200 OK\r" and any("<html" in line for line in answer)
+    page.close()
+
+
+def test_a_failed_handshake_costs_its_connection_and_one_log_line(
+    tls_relay: Relay, caplog: pytest.LogCaptureFixture
+) -> None:
+    port = tls_relay.address[1]
+    with caplog.at_level(logging.INFO, logger="lanchat.connection"):
+        bad = socket.create_connection(("127.0.0.1", port), timeout=WAIT)
+        bad.sendall(b"\x16\x03\x01\x00\x05hello")  # a record header, then no ClientHello
+        assert bad.recv(100) == b"" or True  # an alert, or just the close
+        bad.close()
+        assert tls_relay.wait_readers(0, WAIT)
+    failed = [r for r in caplog.records if "TLS handshake" in r.getMessage()]
+    assert len(failed) == 1
+    good = tls_client(port)  # the relay goes on
+    assert good.hello("after")["type"] == "welcome"
+    good.close()
+
+
+def test_a_tls_reader_that_stops_reading_is_dropped_with_bounded_memory(
+    identity: ServerIdentity,
+) -> None:
+    """The fan-out's backlog limit holds for a TLS client: what the kernel did not take is one
+    step's ciphertext at most (TlsSocket.unsent_bytes, counted), the rest is the fan-out's.
+    Dropped, it still finds whole lines and its last notice, after a close_notify."""
+    relay = Relay(
+        "127.0.0.1",
+        0,
+        max_rate=0,
+        max_backlog_bytes=256 * 1024,
+        tls=server_tls(identity),
+    )
+    relay.start()
+    try:
+        port = relay.address[1]
+        raw = socket.socket()
+        raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # and it stops reading
+        raw.connect(("127.0.0.1", port))
+        slow = connect_tls(raw, WAIT)
+        slow.sendall(b"I will stop reading now\n")
+        watcher = tls_client(port)
+        watcher.hello("watcher")
+        watching = Collector(watcher)
+        talker = tls_client(port)  # raw: it does not get its own lines back
+        text = "x" * 3000
+
+        def dropped() -> bool:
+            return any('"reason":"too-slow"' in line for line in watching.lines)
+
+        most_unsent = 0
+        for burst in range(100):  # 30 MB at most; the relay gives up on it well before
+            talker.send("".join(f"{burst:03d}-{i:02d} {text}\n" for i in range(100)))
+            held = [c.sock for c in relay.hub.fanout.clients if c.name == "guest-1"]
+            most_unsent = max([most_unsent, *(getattr(s, "unsent_bytes", 0) for s in held)])
+            if dropped():
+                break
+        assert wait_for(dropped), "the slow reader was never dropped"
+        assert most_unsent <= MOST_UNSENT
+        assert relay.wait_readers(2, 4 * WAIT)
+        slow.settimeout(WAIT)
+        received = b""
+        deadline = time.monotonic() + WAIT
+        while (data := slow.recv(65536)) and time.monotonic() < deadline:
+            received += data
+        assert received.endswith(b"\n"), f"the stream ends inside a line: {received[-60:]!r}"
+        lines = received.decode().splitlines()
+        assert lines[-1].startswith("! You were disconnected: you could not keep up")
+        chats = [line for line in lines if "> " in line and line[-1:] == "x"]
+        assert chats and all(line.endswith(" " + text) for line in chats), "a line was cut"
+        slow.close()
+        talker.close()
+        watching.close()
+    finally:
+        relay.stop()
