@@ -11,7 +11,7 @@ import queue
 import socket
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from lanchat import __version__, netinfo
@@ -41,6 +41,7 @@ from lanchat.web import WEB_PATH, WebOptions
 
 if TYPE_CHECKING:
     from lanchat.discovery import Advertisement, Advertiser
+    from lanchat.tls.transport import ServerTls
 
 ADVERTISE_WAIT_SECONDS = 5.0  # registering takes ~1.7 s (probing for a name clash first)
 LOG_QUEUE = 10000  # events waiting for the log; beyond that they are counted, not kept
@@ -69,6 +70,22 @@ class ServeOptions:
     web: bool = True  # the chat page and its WebSocket on the same port (lanchat/web/)
     web_origins: tuple[str, ...] = ()  # pages elsewhere allowed to open the WebSocket
     qr: bool = True  # the banner shows a QR code of the page's address
+    tls: bool = False  # TLS on the same port (lanchat/tls/), with the relay's own key
+    allow_plain: bool = False  # with tls: plain clients are let in too
+
+
+@dataclass(frozen=True)
+class TlsInfo:
+    """The relay's TLS side, for the banner: what clients pin, and how browsers show it."""
+
+    fingerprint: str  # 'ABCD-EFGH-...' (lanchat/tls/fingerprint.py)
+    spki_sha256: str  # '3F:A2:...': the same key as a browser's "Public Key" SHA-256
+    allow_plain: bool
+    key_path: str  # where the key is kept
+    new_key: bool  # made just now: clients that pinned an earlier one will refuse it
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -87,6 +104,7 @@ class Listening:
     restored: int = 0  # messages restored from the store
     web: bool = False  # the chat page is served (the banner shows its address per LAN address)
     qr: bool = False  # ... and a QR code of the first one
+    tls: TlsInfo | None = None  # serve --tls; None: plain only
     pid: int = field(default_factory=os.getpid)
     version: str = __version__
 
@@ -135,6 +153,7 @@ def run_server(options: ServeOptions, log: ServeLog) -> Stopped:
     # A process-wide setting, made here and not by Relay (tests run relays in-process): every
     # thread started from now on, thousands of readers among them, gets this stack size.
     threading.stack_size(THREAD_STACK_BYTES)
+    tls, tls_info = _tls(options) if options.tls else (None, None)
     store = None
     if options.store is not None:
         from lanchat.store import open_store
@@ -151,6 +170,7 @@ def run_server(options: ServeOptions, log: ServeLog) -> Stopped:
         max_per_address=options.max_per_address,
         store=store,
         web=WebOptions(options.web_origins) if options.web else None,
+        tls=tls,
     )
     restored = len(relay.room.history)  # before anyone can join
     events: queue.Queue[tuple[Any, Any]] = queue.Queue(maxsize=LOG_QUEUE)
@@ -194,6 +214,7 @@ def run_server(options: ServeOptions, log: ServeLog) -> Stopped:
                 restored=restored,
                 web=options.web,
                 qr=options.qr,
+                tls=tls_info,
             )
         )
         _log_events(events, log, relay.refusals)
@@ -215,6 +236,25 @@ def run_server(options: ServeOptions, log: ServeLog) -> Stopped:
     summary = Stopped(people, relay.room.messages, dropped[0])
     log.stopped(summary)
     return summary
+
+
+def _tls(options: ServeOptions) -> tuple[ServerTls, TlsInfo]:
+    """The relay's key (made on the first `serve --tls` here) and a certificate naming this PC
+    and its addresses now (reissued for the same key when they changed)."""
+    from lanchat.tls.identity import certificate_names, load_identity, server_tls
+
+    addresses = [a.address for a in netinfo.lan_addresses()]
+    if options.host not in ("", "::", "*", "0.0.0.0"):
+        addresses.insert(0, options.host)
+    identity = load_identity(certificate_names(socket.gethostname(), addresses))
+    info = TlsInfo(
+        fingerprint=identity.fingerprint_text,
+        spki_sha256=identity.spki_sha256,
+        allow_plain=options.allow_plain,
+        key_path=str(identity.key_path),
+        new_key=identity.created,
+    )
+    return server_tls(identity, allow_plain=options.allow_plain), info
 
 
 def check_listen_host(host: str) -> None:

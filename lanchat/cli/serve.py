@@ -29,7 +29,8 @@ EPILOG = (  # the examples under --help
     "  lanchat serve --interface wlan0    # announce on the Wi-Fi only\n\n"
     "  lanchat serve --store chat.db      # history survives a restart\n\n"
     "  lanchat serve --no-web             # no chat page for browsers on the port\n\n"
-    "Environment: LANCHAT_PORT, LANCHAT_ROOM."
+    "  lanchat serve --tls                # encrypted: clients pin the key shown\n\n"
+    "Environment: LANCHAT_PORT, LANCHAT_ROOM, LANCHAT_TLS."
 )
 
 
@@ -136,6 +137,23 @@ def serve(
         bool,
         typer.Option("--no-qr", help="Do not draw the QR code of the page's address."),
     ] = False,
+    tls: Annotated[
+        bool,
+        typer.Option(
+            "--tls",
+            envvar="LANCHAT_TLS",
+            help="Encrypt connections with TLS, on the same port. The relay's key is made on "
+            "first use and kept; clients pin its fingerprint (shown at start) and refuse a "
+            "server whose key changed. Plain clients are told how to connect instead.",
+        ),
+    ] = False,
+    allow_plain: Annotated[
+        bool,
+        typer.Option(
+            "--allow-plain",
+            help="With --tls: let plain (unencrypted) clients in too, on the same port.",
+        ),
+    ] = False,
     all_cores: Annotated[
         bool,
         typer.Option(
@@ -158,6 +176,11 @@ def serve(
                 f"--web-origin {origin!r} is not an origin (a scheme, a host, maybe a port).",
                 "Example: --web-origin https://intranet.school.example",
             )
+    if allow_plain and not tls:
+        raise UsageError(
+            "--allow-plain only means something with --tls (without it, every client is plain).",
+            "Add --tls, or leave out --allow-plain.",
+        )
     if json_out:
         from lanchat.output.serve import JsonServeLog
 
@@ -185,5 +208,7 @@ def serve(
         web=not no_web,
         web_origins=tuple(web_origins or ()),
         qr=not no_qr,
+        tls=tls,
+        allow_plain=allow_plain,
     )
     run_server(options, log)
