@@ -17,8 +17,8 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
-from lanchat.client import Connection, ConnectionLost, goodbye_reason
-from lanchat.errors import ExitCode, UnreachableError
+from lanchat.client import Connection, ConnectionLost, TlsOptions, goodbye_reason
+from lanchat.errors import ExitCode, ServerKeyError, UnreachableError
 from lanchat.output import (
     chat_text,
     notice,
@@ -73,6 +73,7 @@ def run_scripted(
     ended = threading.Event()  # no more frames will come: the session is over
     ending: list[str | None] = [None]  # the goodbye reason, if one came
     uncertain: list[Say] = []  # sent, then the server lost track: may not have reached anyone
+    refused: list[ServerKeyError] = []  # a reconnect found another key: the session ends
     # The input is read on a thread of its own, so that a session that ends while the input is
     # idle (a dead server, a drop) ends the program too, instead of waiting for the next line.
     inbox: queue.Queue[str | None] = queue.Queue()
@@ -107,13 +108,17 @@ def run_scripted(
                 if reason in ("quit", "too-slow") or reconnect_for <= 0 or open_again is None:
                     return
                 err.print(f"* Connection lost; reconnecting (for up to {reconnect_for:g} s)...")
-                new = session.reconnect(
-                    stop=ended,
-                    on_wait=lambda delay, e: err.print(
-                        f"* Still unreachable ({e}); next try in {delay:g} s."
-                    ),
-                    until=time.monotonic() + reconnect_for,
-                )
+                try:
+                    new = session.reconnect(
+                        stop=ended,
+                        on_wait=lambda delay, e: err.print(
+                            f"* Still unreachable ({e}); next try in {delay:g} s."
+                        ),
+                        until=time.monotonic() + reconnect_for,
+                    )
+                except ServerKeyError as e:  # never retried: said at the end, exit code 8
+                    refused.append(e)
+                    new = None
                 current.close()
                 if new is None:
                     return
@@ -173,6 +178,8 @@ def run_scripted(
     ended.wait(QUIT_WAIT_SECONDS)
     session.conn.close()
     receiver.join(1.0)
+    if refused:
+        raise refused[0]
     unsent, unconfirmed = session.outstanding()
     if ending[0] == "quit":
         unconfirmed = 0  # the server relays everything before it answers our bye
@@ -252,12 +259,17 @@ def run_interactive(first: Connection, open_again: Opener) -> int:
                 if leaving.is_set() or reason in ("quit", "too-slow"):
                     return
                 say(notice("* Connection to the server lost. Reconnecting...", "bold yellow"))
-                new = session.reconnect(
-                    stop=leaving,
-                    on_wait=lambda delay, e: say(
-                        notice(f"* Still unreachable ({e}); next try in {delay:g} s.", "dim")
-                    ),
-                )
+                try:
+                    new = session.reconnect(
+                        stop=leaving,
+                        on_wait=lambda delay, e: say(
+                            notice(f"* Still unreachable ({e}); next try in {delay:g} s.", "dim")
+                        ),
+                    )
+                except ServerKeyError as e:  # never retried: the session ends here
+                    say(notice(f"! {e.message}", "bold red"))
+                    say(notice(f"* {e.hint}", "dim"))
+                    new = None
                 conn.close()
                 if new is None:
                     return
@@ -350,6 +362,7 @@ def connect_discovered(
     timeout: float,
     interactive: bool,
     keepalive: float = DEFAULT_JOIN_KEEPALIVE_SECONDS,
+    tls: TlsOptions | None = None,
 ) -> tuple[Connection, Opener]:
     """`join` without an address: look for servers, then reach_server (lanchat.discovery) takes
     the only one (of `room`) or the one the user picks and tries its addresses, own subnet
@@ -363,10 +376,18 @@ def connect_discovered(
     with searching(err, timeout) as progress:
         servers = discover(timeout, on_progress=progress)
 
+    options = tls if tls is not None else TlsOptions()
+
     def connect(server: Server, address: str, last: bool) -> Connection:
         wait = timeout if last else min(timeout, CANDIDATE_TIMEOUT)
         return Connection.open(
-            address, server.port, name=name, exact=exact, timeout=wait, keepalive=keepalive
+            address,
+            server.port,
+            name=name,
+            exact=exact,
+            timeout=wait,
+            keepalive=keepalive,
+            tls=options,
         )
 
     reached = reach_server(
@@ -380,6 +401,7 @@ def connect_discovered(
     for line in reach_report(reached):
         err.print(line)
     server, address = reached.server, reached.address
+    again = options.again(reached.connection.server_key)  # reconnects: TLS, the same key
 
     def open_again(resume: Resume | None) -> Connection:
         return Connection.open(
@@ -390,6 +412,7 @@ def connect_discovered(
             timeout=timeout,
             resume=resume,
             keepalive=keepalive,
+            tls=again,
         )
 
     return reached.connection, open_again

@@ -193,7 +193,7 @@ class MdnsGuardError(RuntimeError):
 
 
 # Options of `join` that take a value: whatever follows them is not the ADDRESS.
-_JOIN_VALUE_OPTIONS = {"--name", "-n", "--port", "-p", "--timeout", "--room"}
+_JOIN_VALUE_OPTIONS = {"--name", "-n", "--port", "-p", "--timeout", "--room", "--fingerprint"}
 
 
 def check_mdns_safe(args: Sequence[str], *, host: Host | None) -> None:

@@ -387,3 +387,31 @@ def test_a_tls_reader_that_stops_reading_is_dropped_with_bounded_memory(
         watching.close()
     finally:
         relay.stop()
+
+
+# --- known_servers ----------------------------------------------------------------------------
+
+
+def test_known_servers_pins_finds_and_replaces_keeping_the_rest_of_the_file(
+    tmp_path: Path,
+) -> None:
+    from lanchat.tls.pins import KnownServers
+
+    path = tmp_path / "known_servers"
+    first, second = hashlib.sha256(b"1").digest(), hashlib.sha256(b"2").digest()
+    known = KnownServers(path)
+    assert known.lookup("10.0.0.5:7420") is None  # no file yet
+    pin = known.pin("10.0.0.5:7420", first)
+    assert pin.line == 3 and path.read_text().startswith("# lanchat's pinned servers")
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    with path.open("a") as f:  # what people add by hand: kept, or skipped when unreadable
+        f.write("# the lab's server\n[fe80::1%eth0]:7420 not-a-fingerprint\n")
+        f.write(f"[FD00::7]:7421 {colon_hex(second)}  # pasted from a browser\n")
+    found = known.lookup("[fd00::7]:7421")
+    assert found is not None and found.fingerprint == second and found.line == 6
+    assert known.lookup("[fe80::1%eth0]:7420") is None
+    replaced = known.replace("10.0.0.5:7420", second)
+    assert replaced.line == 3 and known.lookup("10.0.0.5:7420").fingerprint == second  # type: ignore[union-attr]
+    text = path.read_text()
+    assert "# the lab's server" in text and "not-a-fingerprint" in text
+    assert text.count("10.0.0.5:7420") == 1

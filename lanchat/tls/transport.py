@@ -65,6 +65,10 @@ class TlsHandshakeError(ConnectionError):
     """The TLS handshake did not complete: its reason in words."""
 
 
+class NotTls(TlsHandshakeError):
+    """The peer answered the handshake with something that is not TLS (a plain server)."""
+
+
 class TlsSocket:
     """A connected socket's TLS session, used like the socket it wraps (module docstring)."""
 
@@ -109,7 +113,10 @@ class TlsSocket:
                     except ssl.SSLWantReadError:
                         done = False
                     except ssl.SSLError as e:
-                        raise TlsHandshakeError(_reason(e)) from None
+                        # An alert is TLS saying no; anything else is not TLS at all.
+                        reason = _reason(e)
+                        failed = TlsHandshakeError if "alert" in reason else NotTls
+                        raise failed(reason) from None
                     out = self._outgoing.read()
                 if out:
                     sock.settimeout(max(0.001, deadline - time.monotonic()))
