@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
 from lanchat.client import Connection, ConnectionLost, TlsOptions, goodbye_reason
@@ -354,6 +355,17 @@ def ask_server(
     return None
 
 
+def announced_tls(options: TlsOptions, server: Server) -> TlsOptions:
+    """A discovered server: TLS when it announced tls=1, and its key must be the one it
+    announced (which saves nothing but a typo: the pin or --fingerprint is the check)."""
+    if not server.tls:
+        return options
+    from lanchat.tls.fingerprint import parse_fingerprint
+
+    announced = parse_fingerprint(server.fingerprint) if server.fingerprint else None
+    return replace(options, wanted=True, expect=replace(options.expect, announced=announced))
+
+
 def connect_discovered(
     *,
     room: str | None,
@@ -387,7 +399,7 @@ def connect_discovered(
             exact=exact,
             timeout=wait,
             keepalive=keepalive,
-            tls=options,
+            tls=announced_tls(options, server),
         )
 
     reached = reach_server(
@@ -401,7 +413,8 @@ def connect_discovered(
     for line in reach_report(reached):
         err.print(line)
     server, address = reached.server, reached.address
-    again = options.again(reached.connection.server_key)  # reconnects: TLS, the same key
+    # reconnects: TLS, with the key the first connection accepted
+    again = announced_tls(options, server).again(reached.connection.server_key)
 
     def open_again(resume: Resume | None) -> Connection:
         return Connection.open(

@@ -198,7 +198,8 @@ def run_server(options: ServeOptions, log: ServeLog) -> Stopped:
         bound_host, bound_port = relay.address
         advertisement = _off()
         if options.mdns:
-            advertiser = _advertise(options, bound_port, enqueue)
+            fingerprint = tls_info.fingerprint if tls_info is not None else None
+            advertiser = _advertise(options, bound_port, enqueue, fingerprint)
             advertisement = advertiser.wait_settled(ADVERTISE_WAIT_SECONDS)
         log.listening(
             Listening(
@@ -334,8 +335,11 @@ def _off() -> Advertisement:
     return Advertisement("off", message="--no-mdns or LANCHAT_NO_MDNS")
 
 
-def _advertise(options: ServeOptions, port: int, enqueue: Any) -> Advertiser:
-    """Start announcing the server; later changes go to the event queue."""
+def _advertise(
+    options: ServeOptions, port: int, enqueue: Any, fingerprint: str | None
+) -> Advertiser:
+    """Start announcing the server (with TLS: tls=1 and its key's fingerprint); later changes
+    go to the event queue."""
     from lanchat.discovery import advertise
 
     return advertise(
@@ -345,4 +349,5 @@ def _advertise(options: ServeOptions, port: int, enqueue: Any) -> Advertiser:
         wanted=list(options.interfaces),
         on_change=enqueue,  # called in the advertiser's thread: enqueue never blocks
         web=WEB_PATH if options.web else None,
+        fingerprint=fingerprint,
     )

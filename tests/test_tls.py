@@ -415,3 +415,66 @@ def test_known_servers_pins_finds_and_replaces_keeping_the_rest_of_the_file(
     text = path.read_text()
     assert "# the lab's server" in text and "not-a-fingerprint" in text
     assert text.count("10.0.0.5:7420") == 1
+
+
+def test_the_key_expected_first_the_given_fingerprint_then_the_pin_then_the_session(
+    tmp_path: Path,
+) -> None:
+    from lanchat.errors import ExitCode, ServerKeyError
+    from lanchat.tls.pins import KnownServers
+    from lanchat.tls.trust import Expectation, check_server_key
+
+    ours, theirs = hashlib.sha256(b"ours").digest(), hashlib.sha256(b"theirs").digest()
+    known = KnownServers(tmp_path / "known_servers")
+    where = "10.0.0.5:7420"
+
+    def refused(key: bytes, expect: Expectation) -> str:
+        with pytest.raises(ServerKeyError) as raised:
+            check_server_key(where, key, expect, known)
+        assert raised.value.exit_code == ExitCode.SERVER_KEY
+        return f"{raised.value.message} {raised.value.hint}"
+
+    # An announcement that names another key is refused before anything is pinned.
+    assert "announcement on the LAN" in refused(ours, Expectation(announced=theirs))
+    assert known.lookup(where) is None
+    # First use: pinned, and said so.
+    note = check_server_key(where, ours, Expectation(announced=ours), known)
+    assert note == f"pinned {format_fingerprint(ours)} for {where}"
+    assert check_server_key(where, ours, Expectation(), known) is None  # the pin holds
+    said = refused(theirs, Expectation())
+    assert f"pinned {format_fingerprint(ours)}, presented {format_fingerprint(theirs)}" in said
+    assert f"line 3 of {tmp_path / 'known_servers'}" in said
+    assert "given with --fingerprint" in refused(ours, Expectation(fingerprint=theirs))
+    # A fingerprint given on purpose replaces the pin.
+    note = check_server_key(where, theirs, Expectation(fingerprint=theirs), known)
+    assert note == f"re-pinned {format_fingerprint(theirs)} for {where}"
+    # A reconnect of a session whose key could not be pinned still wants the same key.
+    elsewhere = KnownServers(tmp_path / "other")
+    with pytest.raises(ServerKeyError, match="when this session started"):
+        check_server_key(where, ours, Expectation(session=theirs), elsewhere)
+
+
+def test_a_discovered_tls_server_is_joined_with_tls_and_its_announced_key() -> None:
+    from lanchat.client import TlsOptions
+    from lanchat.discovery import Server
+    from lanchat.join import announced_tls
+
+    digest = hashlib.sha256(b"k").digest()
+    plain = Server("lobby on h1", "lobby", "h1", ("10.0.0.5",), 7420, 1, "", False)
+    secure = Server(
+        "lobby on h1",
+        "lobby",
+        "h1",
+        ("10.0.0.5",),
+        7420,
+        1,
+        "",
+        False,
+        tls=True,
+        fingerprint=format_fingerprint(digest),
+    )
+    options = TlsOptions()
+    assert announced_tls(options, plain) == options
+    chosen = announced_tls(options, secure)
+    assert chosen.wanted and chosen.expect.announced == digest
+    assert chosen.again(digest).expect.session == digest
