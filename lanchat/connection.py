@@ -67,7 +67,7 @@ from lanchat.protocol import (
 )
 from lanchat.protocol.detect import Opening, client_kind, detect_client
 from lanchat.room import Item, Refused
-from lanchat.tls.transport import TLS_RECORD, ServerTls, TlsHandshakeError
+from lanchat.tls.transport import FIRST_BYTE_SECONDS, TLS_RECORD, ServerTls, TlsHandshakeError
 from lanchat.tuning import RECV_BUSY_BYTES, RECV_BYTES
 from lanchat.web import WebOptions
 from lanchat.web.handshake import WebStart, open_web, redirect_to_tls
@@ -151,6 +151,7 @@ class Connection:
         deadline = time.monotonic() + DETECT_SECONDS
         tls = self.policy.tls
         if tls is not None:
+            deadline = time.monotonic() + FIRST_BYTE_SECONDS  # (transport.py says why)
             if _first_byte(sock, deadline) == TLS_RECORD:
                 # A TlsSocket offers every socket method a client's socket is used with
                 # (lanchat/tls/transport.py); from here on, everything is read through it.
@@ -268,6 +269,10 @@ class Connection:
             size = RECV_BUSY_BYTES if len(data) == size else RECV_BYTES
             if client.close_reason is not None:
                 continue  # hanging up: drain what still arrives so the close stays graceful
+            if not client.bytes_in and self.policy.tls is not None and data[:1] == TLS_RECORD:
+                # A ClientHello after the plain greeting (later than FIRST_BYTE_SECONDS): too
+                # late for TLS, and never a chat line. The client sees its handshake fail.
+                return "lost"
             client.bytes_in += len(data)
             lines = self._decoder.feed(data)
             if not lines:

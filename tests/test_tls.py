@@ -478,3 +478,31 @@ def test_a_discovered_tls_server_is_joined_with_tls_and_its_announced_key() -> N
     chosen = announced_tls(options, secure)
     assert chosen.wanted and chosen.expect.announced == digest
     assert chosen.again(digest).expect.session == digest
+
+
+@pytest.mark.parametrize("tls_relay", [True], indirect=True)
+def test_a_clienthello_a_little_late_is_served_and_one_after_the_greeting_never_relayed(
+    tls_relay: Relay,
+) -> None:
+    port = tls_relay.address[1]
+    watcher = LineClient(port)
+    watcher.hello("watcher")
+    # Later than the plain detection (0.25 s) but within the TLS relay's wait: still TLS.
+    # (The pause is the behaviour under test, a slow client, not a synchronisation.)
+    late = socket.create_connection(("127.0.0.1", port), timeout=WAIT)
+    time.sleep(0.35)
+    secure = connect_tls(late, WAIT)
+    secure.sendall(b'{"type":"hello","version":1,"name":"late"}\n')
+    watcher.wait_json(lambda f: f["type"] == "join" and f["name"] == "late")
+    # After the plain greeting a ClientHello is too late: the connection ends, and its bytes
+    # never reach the room as a line.
+    too_late = LineClient(port)
+    too_late.wait_line("Welcome")
+    too_late.send(b"\x16\x03\x01\x00\x10 not a chat line\n")
+    too_late.read_all()  # the relay closes the connection (no TimeoutError)
+    watcher.send_json({"type": "message", "text": "still here"})
+    frame = watcher.wait_json(lambda f: f["type"] == "message")
+    assert frame["text"] == "still here"  # nothing came before it
+    for client in (watcher, too_late):
+        client.close()
+    secure.close()

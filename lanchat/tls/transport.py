@@ -59,6 +59,14 @@ SEND_CHUNK = 64 * 1024  # plaintext encrypted per step of send(): bounds the cip
 RAW_RECV_MIN = 1024  # the raw socket is read in at least this much (a record is up to 16 KiB)
 HANDSHAKE_SECONDS = 10.0  # a slow phone on Wi-Fi is well within it (like HEAD_SECONDS)
 TLS_RECORD = b"\x16"  # the first byte of a TLS handshake record (RFC 8446, 5.1): a ClientHello
+# How long a relay with TLS waits for a client's first byte before it takes the client for a
+# plain one that waits to be greeted (DETECT_SECONDS, 0.25 s, without TLS). A ClientHello that
+# comes later cannot be served any more (the plain greeting went out first), so this is longer:
+# a lost packet's retransmission (200 ms or more) or a client busy making many connections at
+# once (1000 in scripts/bench lost a quarter at 0.25 s) still makes it. It stays well within
+# what `lanchat join HOST` waits for a greeting (client.GREETING_WAIT_SECONDS, 1 s), so a plain
+# join still hears the relay's greeting or its "TLS only" line in time.
+FIRST_BYTE_SECONDS = 0.5
 
 
 class TlsHandshakeError(ConnectionError):
