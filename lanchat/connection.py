@@ -254,11 +254,12 @@ class Connection:
         if SEND_FLAGS == 0:  # no MSG_DONTWAIT (Windows): non-blocking socket, wait in select()
             sock.setblocking(False)
         recv = sock.recv
+        pending = getattr(sock, "pending", None)  # a TLS session's (lanchat/tls/transport.py)
         size = RECV_BYTES
         while True:
             try:
-                if SEND_FLAGS == 0:
-                    select.select([sock], [], [])
+                if SEND_FLAGS == 0 and not (pending is not None and pending()):
+                    select.select([sock], [], [])  # (what TLS holds already, it cannot see)
                 data = recv(size)
             except (BlockingIOError, InterruptedError):
                 continue

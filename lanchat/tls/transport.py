@@ -233,7 +233,7 @@ class TlsSocket:
             return taken
 
     def sendall(self, data: bytes | memoryview) -> None:
-        """Send everything, waiting for room (as long as the raw socket's timeout allows)."""
+        """Send everything, waiting for room (for at most settimeout()'s time)."""
         view = memoryview(data).cast("B")
         timeout = self._timeout
         deadline = None if timeout is None else time.monotonic() + timeout
