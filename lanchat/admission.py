@@ -1,5 +1,16 @@
-"""Who may connect: the per-address connection limit, and refusals that are said, counted and
-closed without blocking anyone.
+"""Who may connect: address rules (--allow, --deny), the addresses operators banned, the
+per-address connection limit, and refusals that are said, counted and closed without blocking
+anyone.
+
+Address rules: a connection is refused if any --deny network holds its address; if any --allow
+is given, only addresses an --allow network holds are let in. IPv4-mapped IPv6 peers
+(::ffff:10.0.0.5, what a dual-stack listener sees) are judged as the IPv4 address they are.
+Loopback (the server's own computer) is judged only by rules that lie inside loopback
+(127.0.0.0/8, ::1): `--allow 10.0.0.0/8` or `--deny 0.0.0.0/0` never shut out the server's own
+`lanchat status` and `lanchat join`, while `--deny 127.0.0.2` or `--allow 127.0.0.1` apply
+to loopback as written. Bans (an operator's /ban, lanchat/room/moderation.py) are addresses
+the hub adds while the room runs; they last until the server stops. Both are decided here, on
+the accept thread, before a reader thread exists.
 
 Every connection from one address beyond `max_per_address` is refused on the accept thread,
 before a reader thread exists for it: 2000 sockets from one PC cost 2000 accepts and one log
@@ -31,7 +42,138 @@ REASONS = {
     "status-refused": "a status query from another computer",
     "no-thread": "the machine could not start another thread",
     "tls-required": "a plain connection to a relay that takes TLS only (serve --tls)",
+    "denied": "an address --allow/--deny does not let in",
+    "banned": "an address an operator banned",
 }
+DENIED_LINE = "! This server does not accept connections from your address ({address})."
+BANNED_LINE = (
+    "! Your address ({address}) was banned from this room by an operator, until the server "
+    "restarts."
+)
+_LOOPBACK_V4 = ipaddress.IPv4Network("127.0.0.0/8")
+_LOOPBACK_V6 = ipaddress.IPv6Network("::1/128")
+_MAPPED = ipaddress.IPv6Network("::ffff:0:0/96")
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def plain_ip(address: str) -> str:
+    """`address` as rules and bans compare it: no %zone, an IPv4-mapped IPv6 address as the
+    IPv4 address it is, in its canonical form; unchanged when it is not an IP address."""
+    try:
+        ip = ipaddress.ip_address(address.split("%", maxsplit=1)[0])
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
+        return str(ip.ipv4_mapped)
+    return str(ip)
+
+
+# Where programs on the server's own computer connect from unless they choose otherwise.
+DEFAULT_LOOPBACK = frozenset({"127.0.0.1", "::1"})
+
+
+def own_computer(address: str, local: str | None) -> bool:
+    """Whether a connection from `address` to our `local` address is one the server's own
+    computer makes as a matter of course: from 127.0.0.1 or ::1, or from the very address it
+    reached (a PC connecting to its own LAN address). Every program there shares that
+    address, `lanchat status` included; another 127/8 source is only ever chosen on purpose."""
+    peer = plain_ip(address)
+    return peer in DEFAULT_LOOPBACK or (local is not None and peer == plain_ip(local))
+
+
+def parse_network(text: str) -> Network:
+    """A rule's network from `10.0.0.0/8`, `2001:db8::/32`, or a bare address (/32, /128);
+    an IPv4-mapped IPv6 network becomes the IPv4 network it is. ValueError says what is wrong,
+    in words for the command line."""
+    cleaned = text.strip()
+    try:
+        network = ipaddress.ip_network(cleaned, strict=True)
+    except ValueError:
+        try:
+            loose = ipaddress.ip_network(cleaned, strict=False)
+        except ValueError:
+            raise ValueError(
+                f"{text!r} is not an IP address or network: write an address "
+                "(192.168.1.20, fe80::1) or a network in CIDR form (192.168.1.0/24, 2001:db8::/32)."
+            ) from None
+        raise ValueError(
+            f"{text!r} has bits set after its /{loose.prefixlen}: did you mean {loose}?"
+        ) from None
+    if isinstance(network, ipaddress.IPv6Network) and network.subnet_of(_MAPPED):
+        base = int(network.network_address) & 0xFFFFFFFF
+        return ipaddress.IPv4Network((base, network.prefixlen - 96))
+    return network
+
+
+def _within_loopback(network: Network) -> bool:
+    if isinstance(network, ipaddress.IPv4Network):
+        return network.subnet_of(_LOOPBACK_V4)
+    return network.subnet_of(_LOOPBACK_V6)
+
+
+@dataclass(frozen=True)
+class AddressRules:
+    """--allow and --deny: which addresses may connect at all (the module's docstring)."""
+
+    allow: tuple[Network, ...] = ()
+    deny: tuple[Network, ...] = ()
+
+    @classmethod
+    def parse(cls, allow: tuple[str, ...] = (), deny: tuple[str, ...] = ()) -> AddressRules:
+        """The rules from the command line's texts; ValueError names a bad one."""
+        return cls(tuple(parse_network(a) for a in allow), tuple(parse_network(d) for d in deny))
+
+    @property
+    def active(self) -> bool:
+        return bool(self.allow or self.deny)
+
+    def admits(self, address: str) -> bool:
+        """Whether a connection from `address` may come in."""
+        if not self.active:
+            return True
+        try:
+            ip = ipaddress.ip_address(plain_ip(address))
+        except ValueError:
+            return not self.allow  # not an IP address (a test's socket pair): no rule holds it
+        if ip.is_loopback:  # only rules about loopback itself apply to it
+            allow = [n for n in self.allow if _within_loopback(n)]
+            deny = [n for n in self.deny if _within_loopback(n)]
+        else:
+            allow, deny = list(self.allow), list(self.deny)
+        if any(ip in network for network in deny):
+            return False
+        return not allow or any(ip in network for network in allow)
+
+    def to_texts(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """(allow, deny) as text, for `lanchat status` and the banner."""
+        return tuple(map(_network_text, self.allow)), tuple(map(_network_text, self.deny))
+
+
+def _network_text(network: Network) -> str:
+    """A network as a person wrote it: a single address without its /32 or /128."""
+    return str(network.network_address) if network.num_addresses == 1 else str(network)
+
+
+class AddressBans:
+    """Addresses operators banned while the server runs. The hub adds (under its lock, as the
+    room says), the accept thread asks; one small lock of its own between them."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._addresses: set[str] = set()
+
+    def add(self, address: str) -> None:
+        with self._lock:
+            self._addresses.add(plain_ip(address))
+
+    def barred(self, address: str) -> bool:
+        with self._lock:
+            if not self._addresses:  # the usual case, at every accept: nothing to parse
+                return False
+        ip = plain_ip(address)
+        with self._lock:
+            return ip in self._addresses
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar, cast
 
 from lanchat import __version__
+from lanchat.admission import BANNED_LINE, DENIED_LINE
 from lanchat.errors import RejectedError, ServerKeyError, UnreachableError, UsageError
 from lanchat.netinfo import host_port
 from lanchat.protocol import (
@@ -80,6 +81,10 @@ _RAW_REFUSALS = {
     b"! The server is full": "server-full",
     b"! The server is shutting down": "shutdown",
     b"! This relay takes TLS connections only": "tls-required",  # (connection.TLS_ONLY)
+    # --allow/--deny and an operator's /ban, at accept (lanchat/admission.py); the room's own
+    # word for a ban (a connection accepted just before it) starts the same way
+    DENIED_LINE.partition(" (")[0].encode(): "denied",
+    BANNED_LINE.partition(" (")[0].encode(): "banned",
 }
 
 
@@ -666,6 +671,10 @@ def _refusal_hint(code: str) -> str:
         "shutdown": "The server is stopping; try again when it is back.",
         "too-many-connections": "Close other lanchat windows on this PC, or ask whoever runs "
         "the server to raise --max-per-address.",
+        "denied": "The server lets in only some addresses (lanchat serve --allow, --deny); "
+        "ask whoever runs it.",
+        "banned": "An operator banned this address until the server restarts; ask them if "
+        "that was a mistake.",
     }.get(code, "")
 
 

@@ -354,7 +354,9 @@ class Connection:
 
     def _refuse(self, kind: ClientKind, refused: Refused) -> None:
         """Say why this client is not let in, count it for the log, and close."""
-        reason = refused.code if refused.code in ("server-full", "shutdown") else "bad-hello"
+        reason = (
+            refused.code if refused.code in ("server-full", "shutdown", "banned") else "bad-hello"
+        )
         self._refused(reason)
         self._say_and_close(refusal_frames(kind, refused, self.hub.room.seq))
 

@@ -10,7 +10,7 @@ socket (tests/test_room.py).
 Threads and what they own (fanout.py has the table of the delivery state):
 
     who                  runs                                       holds
-    reader (1 per conn)  Hub.join/handle/drop, then kick()           the lock; then tries the token
+    reader (1 per conn)  Hub.join/handle/drop/promote, then kick()   the lock; then tries the token
                          Hub.upgrade (a late hello)                 the token, then the lock
     writer (fanout)      passes, parked sockets, hang-ups            the pass token
     a pass that gives up Hub._failed (through Fanout.on_failed)      the token, then the lock
@@ -23,6 +23,8 @@ Threads and what they own (fanout.py has the table of the delivery state):
                               Read without it, as a snapshot: room.name and max_clients (never
                               change), room.seq in a probe or refusal (an int), room.started
     Hub._clients              the hub lock (members' connections by member id)
+    Hub.bans                  added to under the hub lock (a /ban); the accept thread reads
+                              it under its own small lock (lanchat/admission.py)
     Hub.listeners             filled before the relay starts, then only read
     the store (store.py)      given to the fan-out at start; only a pass (the token) saves to it
     Client.member             set once under the hub lock at join; its fields are the room's
@@ -47,6 +49,7 @@ import threading
 import time
 from collections.abc import Callable
 
+from lanchat.admission import AddressBans, own_computer, plain_ip
 from lanchat.fanout import (
     LINGER_SECONDS,
     MAX_BACKLOG_BYTES,
@@ -65,7 +68,20 @@ from lanchat.protocol import (
     encode_json,
     encode_text,
 )
-from lanchat.room import Greet, Hangup, Item, Member, Output, Publish, Recode, Refused, Room, Send
+from lanchat.room import (
+    BarAddress,
+    Greet,
+    Hangup,
+    Item,
+    Member,
+    ModerationView,
+    Output,
+    Publish,
+    Recode,
+    Refused,
+    Room,
+    Send,
+)
 from lanchat.web.websocket import encode_close, encode_message
 
 log = logging.getLogger(__name__)
@@ -84,8 +100,12 @@ class Hub:
         max_backlog: int = MAX_BACKLOG_FRAMES,
         max_backlog_bytes: int = MAX_BACKLOG_BYTES,
         save: Callable[[list[Event]], None] | None = None,
+        bans: AddressBans | None = None,
     ) -> None:
         self.room = room
+        # Addresses operators banned: the room says so (BarAddress), the hub adds them here,
+        # and the relay's accept thread refuses them (lanchat/admission.py).
+        self.bans = bans if bans is not None else AddressBans()
         self.lock = threading.Lock()
         self.fanout = Fanout(
             self.lock,
@@ -100,12 +120,27 @@ class Hub:
     # --- what readers call (without the lock) ----------------------------------------------
 
     def join(
-        self, client: Client, hello: Hello | None, *, announce: bool = True, web: bool = False
+        self,
+        client: Client,
+        hello: Hello | None,
+        *,
+        announce: bool = True,
+        web: bool = False,
+        operator: bool = False,
     ) -> None:
         """Make `client` a member (announced to the room unless it has said nothing yet; `web`:
-        a browser); Refused says why not (nothing was sent to it then)."""
+        a browser; `operator`: it may moderate the room); Refused says why not (nothing was
+        sent to it then)."""
         with self.lock:
-            outputs = self.room.join(client.id, hello, announce=announce, web=web)
+            outputs = self.room.join(
+                client.id,
+                hello,
+                announce=announce,
+                web=web,
+                operator=operator,
+                address=_address_of(client.address),
+                own_computer=_own_computer(client),
+            )
             member = client.member = self.room.member(client.id)
             client.kind = member.kind if member is not None else client.kind  # the room's word
             self._clients[client.id] = client
@@ -129,6 +164,13 @@ class Hub:
         with self.lock:
             self._apply(self.room.handle(client.id, items), client)
         self.fanout.kick()  # in this thread, unless a pass is running already
+
+    def promote(self, client: Client) -> None:
+        """Make a member an operator (it proved it may be one: lanchat/room's promote tells the
+        room); nothing if it is not, or no longer, in the room."""
+        with self.lock:
+            self._apply(self.room.promote(client.id), client)
+        self.fanout.kick()
 
     def reply(self, client: Client, data: bytes) -> None:
         """Bytes for one client outside the room's frames (a browser's pong or close reply), in
@@ -163,6 +205,11 @@ class Hub:
         """The members, the messages relayed so far and the message rate, consistently."""
         with self.lock:
             return self.room.members, self.room.messages, self.room.rate()
+
+    def moderation(self) -> ModerationView:
+        """Operators, mutes, bans and the topic, consistently."""
+        with self.lock:
+            return self.room.moderation()
 
     @property
     def size(self) -> int:
@@ -206,12 +253,27 @@ class Hub:
                     fanout.send_private(client, encode_close())  # after its bye frame
                 linger = SHUTDOWN_LINGER_SECONDS if output.reason == "shutdown" else LINGER_SECONDS
                 fanout.close(client, linger)
+            elif type(output) is BarAddress:
+                self.bans.add(output.address)
         for event in told:
             for listener in self.listeners:
                 try:
                     listener(event, actor)
                 except Exception as e:  # the log's problem, not the room's
                     log.error("an event listener failed on %s: %r", type(event).__name__, e)
+
+
+def _address_of(endpoint: object) -> str:
+    """The IP address of a socket address, as the room keeps it (what a /ban bans)."""
+    if isinstance(endpoint, tuple) and endpoint:
+        return plain_ip(str(endpoint[0]))
+    return ""
+
+
+def _own_computer(client: Client) -> bool:
+    """The client is on the server's own computer (lanchat.admission.own_computer)."""
+    address = _address_of(client.address)
+    return bool(address) and own_computer(address, _address_of(client.local) or None)
 
 
 # Hang-ups after which a browser gets no close frame: it closed itself (and had its close

@@ -19,7 +19,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
 from lanchat.client import Connection, ConnectionLost, TlsOptions, goodbye_reason
-from lanchat.errors import ExitCode, ServerKeyError, UnreachableError
+from lanchat.errors import ExitCode, RejectedError, ServerKeyError, UnreachableError
 from lanchat.output import (
     chat_text,
     notice,
@@ -30,9 +30,11 @@ from lanchat.output import (
 )
 from lanchat.protocol import (
     DEFAULT_JOIN_KEEPALIVE_SECONDS,
+    OPERATOR_HELP,
     RAW_HELP,
     AskHelp,
     FrameError,
+    Goodbye,
     Quit,
     Request,
     Resume,
@@ -47,6 +49,10 @@ if TYPE_CHECKING:
 
 QUIT_WAIT_SECONDS = 10.0  # how long to wait for the server to confirm our last lines
 CANDIDATE_TIMEOUT = 2.0  # per address of a discovered server, while others remain to try
+# Goodbyes after which we do not reconnect: we left, the server let us go for falling behind,
+# or an operator removed us (a kick or a ban is final: coming back is a person's decision).
+FINAL_GOODBYES = frozenset({"quit", "too-slow", "kicked", "banned"})
+REMOVED = frozenset({"kicked", "banned"})
 
 
 def _request_for(line: str) -> Request | FrameError | None:
@@ -73,6 +79,7 @@ def run_scripted(
     session = Session(conn, open_again)
     ended = threading.Event()  # no more frames will come: the session is over
     ending: list[str | None] = [None]  # the goodbye reason, if one came
+    farewell: list[str] = [""]  # ... and its words
     uncertain: list[Say] = []  # sent, then the server lost track: may not have reached anyone
     refused: list[ServerKeyError] = []  # a reconnect found another key: the session ends
     # The input is read on a thread of its own, so that a session that ends while the input is
@@ -103,10 +110,11 @@ def run_scripted(
                     show(frame)
                     reason = goodbye_reason(frame)
                     if reason is not None:
+                        farewell[0] = frame.message if isinstance(frame, Goodbye) else ""
                         break
                 ending[0] = reason
                 session.lost(current)
-                if reason in ("quit", "too-slow") or reconnect_for <= 0 or open_again is None:
+                if reason in FINAL_GOODBYES or reconnect_for <= 0 or open_again is None:
                     return
                 err.print(f"* Connection lost; reconnecting (for up to {reconnect_for:g} s)...")
                 try:
@@ -165,7 +173,7 @@ def run_scripted(
             err.print(f"! {request.message}")
             continue
         if isinstance(request, AskHelp):
-            err.print(f"* {RAW_HELP}")
+            err.print(f"* {RAW_HELP}" + (f" {OPERATOR_HELP}" if session.operator else ""))
             continue
         if isinstance(request, Quit):
             break
@@ -182,6 +190,17 @@ def run_scripted(
     if refused:
         raise refused[0]
     unsent, unconfirmed = session.outstanding()
+    if ending[0] in REMOVED:
+        raise RejectedError(
+            f"{session.conn.host}:{session.conn.port}: {farewell[0] or 'an operator removed us'}",
+            _removed_hint(ending[0]),
+        )
+    if session.muted:
+        raise RejectedError(
+            f"{session.conn.host}:{session.conn.port}: {session.muted} line(s) were not relayed: "
+            "an operator muted us.",
+            "Send them again when the mute is over (the server said for how long).",
+        )
     if ending[0] == "quit":
         unconfirmed = 0  # the server relays everything before it answers our bye
     if ending[0] == "too-slow":
@@ -197,6 +216,15 @@ def run_scripted(
         f"{' and '.join(lost)}.",
         "Those lines may not have reached everyone; send them again when the server is back.",
     )
+
+
+def _removed_hint(reason: str | None) -> str:
+    if reason == "banned":
+        return (
+            "This address cannot join this server again until it restarts; ask the operator "
+            "(the teacher) if that was a mistake."
+        )
+    return "You may join again, but ask the operator (the teacher) first."
 
 
 def _uncertain_note(lines: list[Say]) -> str:
@@ -220,7 +248,7 @@ def _greeting_frames(conn: Connection) -> list[ServerFrame]:
 
 HELP_TEXT = (
     "Type a line and press Enter to send it. Commands: /me TEXT (action), /nick NAME, /who, "
-    "/help, /quit (or Ctrl-D). Start a line with // to send a line beginning with /."
+    "/topic, /help, /quit (or Ctrl-D). Start a line with // to send a line beginning with /."
 )
 
 
@@ -255,9 +283,13 @@ def run_interactive(first: Connection, open_again: Opener) -> int:
                     show(frame)
                     reason = goodbye_reason(frame)
                     if reason is not None:
+                        if reason in REMOVED and isinstance(frame, Goodbye):
+                            removed[:] = [reason, frame.message]
                         break
                 session.lost(conn)
-                if leaving.is_set() or reason in ("quit", "too-slow"):
+                if reason in REMOVED:
+                    end_prompt()  # nothing typed could go anywhere now
+                if leaving.is_set() or reason in FINAL_GOODBYES:
                     return
                 say(notice("* Connection to the server lost. Reconnecting...", "bold yellow"))
                 try:
@@ -282,14 +314,32 @@ def run_interactive(first: Connection, open_again: Opener) -> int:
                 if lost:
                     say(notice(f"! {_uncertain_note(lost)}", "bold red"))
 
+        prompt: PromptSession[str] = PromptSession()
+        removed: list[str] = []  # [reason, the server's words] once an operator removed us
+
+        def exit_prompt() -> None:
+            """End the prompt as Ctrl-D would (in its event loop), once."""
+            future = prompt.app.future
+            if future is not None and not future.done():
+                prompt.app.exit(exception=EOFError())
+
+        def end_prompt() -> None:
+            """From the receiving thread: end a prompt that runs now; one that starts later
+            ends itself (pre_run below), so there is no moment in between that misses it."""
+            loop = prompt.app.loop
+            if prompt.app.is_running and loop is not None:
+                loop.call_soon_threadsafe(exit_prompt)
+
         receiver = threading.Thread(target=receive, name="lanchat-receive", daemon=True)
         receiver.start()
-        prompt: PromptSession[str] = PromptSession()
         say(notice(f"* {HELP_TEXT}", "dim"))
         try:
             while receiver.is_alive():
                 try:
-                    line = prompt.prompt(lambda: f"{session.name}> ")
+                    line = prompt.prompt(
+                        lambda: f"{session.name}> ",
+                        pre_run=lambda: exit_prompt() if removed else None,
+                    )
                 except (EOFError, KeyboardInterrupt):
                     break
                 request = _request_for(line)
@@ -299,7 +349,8 @@ def run_interactive(first: Connection, open_again: Opener) -> int:
                     say(notice(f"! {request.message}", "bold red"))
                     continue
                 if isinstance(request, AskHelp):
-                    say(notice(f"* {HELP_TEXT}", "dim"))
+                    extra = f" {OPERATOR_HELP}" if session.operator else ""
+                    say(notice(f"* {HELP_TEXT}{extra}", "dim"))
                     continue
                 if isinstance(request, Quit):
                     break
@@ -322,6 +373,11 @@ def run_interactive(first: Connection, open_again: Opener) -> int:
                         "bold red",
                     )
                 )
+    if removed:
+        reason, message = removed
+        raise RejectedError(
+            f"{session.conn.host}:{session.conn.port}: {message}", _removed_hint(reason)
+        )
     return ExitCode.OK
 
 

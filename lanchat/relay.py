@@ -25,7 +25,16 @@ import time
 from typing import Any
 
 from lanchat import __version__
-from lanchat.admission import AddressLimit, Refusals, Refuser
+from lanchat.admission import (
+    BANNED_LINE,
+    DENIED_LINE,
+    AddressBans,
+    AddressLimit,
+    AddressRules,
+    Refusals,
+    Refuser,
+    plain_ip,
+)
 from lanchat.connection import Connection, ConnectionPolicy
 from lanchat.errors import AddressInUseError, LanchatError
 from lanchat.fanout import MAX_BACKLOG_BYTES, MAX_BACKLOG_FRAMES, Client
@@ -39,7 +48,14 @@ from lanchat.protocol import (
     DEFAULT_PORT,
     DEFAULT_ROOM,
 )
-from lanchat.protocol.status import RelayConnection, RelayServer, RelayStatus
+from lanchat.protocol.status import (
+    RelayBan,
+    RelayConnection,
+    RelayModeration,
+    RelayMute,
+    RelayServer,
+    RelayStatus,
+)
 from lanchat.room import Past, Room
 from lanchat.store import Store
 from lanchat.tls.fingerprint import format_fingerprint
@@ -88,6 +104,7 @@ class Relay:
         max_rate: float = DEFAULT_MAX_RATE,
         max_per_address: int = DEFAULT_MAX_PER_ADDRESS,
         limit_loopback: bool = False,
+        rules: AddressRules = AddressRules(),  # noqa: B008 (frozen: one shared default is fine)
         store: Store | None = None,
         web: WebOptions | None = WebOptions(),  # noqa: B008 (frozen: one shared default is fine)
         tls: ServerTls | None = None,
@@ -101,6 +118,8 @@ class Relay:
         )
         self.refusals = Refusals()  # counted here, logged by `lanchat serve`
         self._per_address = AddressLimit(max_per_address, loopback_too=limit_loopback)
+        self.rules = rules  # --allow, --deny: decided at accept
+        self.bans = AddressBans()  # what operators banned: the hub adds, accept refuses
         # With a store the room carries on from its history on disk (epoch, seq, chats), and
         # every pass commits its frames there before it sends them; without, history is in
         # memory only and a restart starts a new epoch.
@@ -110,6 +129,7 @@ class Relay:
             max_backlog,
             max_backlog_bytes,
             save=store.save if store is not None else None,
+            bans=self.bans,
         )
         self.store = store
         self._listener: socket.socket | None = None
@@ -240,6 +260,14 @@ class Relay:
             self._stopped.wait(ACCEPT_RETRY_SECONDS)
             return
         ip = str(address[0])
+        if not self.rules.admits(ip):
+            self.refusals.add(ip, "denied")
+            refuser.refuse(sock, DENIED_LINE.format(address=plain_ip(ip)))
+            return
+        if self.bans.barred(ip):
+            self.refusals.add(ip, "banned")
+            refuser.refuse(sock, BANNED_LINE.format(address=plain_ip(ip)))
+            return
         if not self._per_address.admit(ip):
             self.refusals.add(ip, "too-many-connections")
             limit = self._per_address.limit
@@ -332,7 +360,26 @@ class Relay:
             fingerprint=format_fingerprint(self.tls.fingerprint) if self.tls else None,
             allow_plain=self.tls.allow_plain if self.tls else True,
         )
-        return RelayStatus(server, connections).to_dict()
+        return RelayStatus(server, connections, self._moderation_status()).to_dict()
+
+    def _moderation_status(self) -> RelayModeration:
+        """Who moderates, who is muted or banned, the topic, and the address rules."""
+        view = self.hub.moderation()
+        now = time.time()
+        allow, deny = self.rules.to_texts()
+        return RelayModeration(
+            topic=view.topic,
+            topic_by=view.topic_by,
+            operators=view.operators,
+            muted=tuple(
+                RelayMute(m.name, round(m.ends, 3), m.by) for m in view.muted if m.ends > now
+            ),
+            bans=tuple(
+                RelayBan(b.address, b.name, b.by, b.reason, round(b.time, 3)) for b in view.bans
+            ),
+            allow=allow,
+            deny=deny,
+        )
 
 
 def same_machine(peer: Any, local: Any) -> bool:

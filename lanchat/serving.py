@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from lanchat import __version__, netinfo
-from lanchat.admission import Refusal, Refusals
+from lanchat.admission import AddressRules, Refusal, Refusals
 from lanchat.cores import CoreKeeper, core_of_thread
 from lanchat.errors import AddressInUseError, UsageError
 from lanchat.netinfo import LocalAddress, endpoint_text
@@ -61,6 +61,8 @@ class ServeOptions:
     keepalive: float = DEFAULT_KEEPALIVE_SECONDS
     max_rate: float = DEFAULT_MAX_RATE  # lines/s per client before the relay reads less
     max_per_address: int = DEFAULT_MAX_PER_ADDRESS  # connections one address may have open
+    allow: tuple[str, ...] = ()  # --allow networks: only these may connect (lanchat/admission.py)
+    deny: tuple[str, ...] = ()  # --deny networks: these may not
     mdns: bool = True
     interfaces: tuple[str, ...] = ()
     one_core: bool = True  # a busy room's threads share one CPU core (lanchat.cores)
@@ -104,6 +106,8 @@ class Listening:
     restored: int = 0  # messages restored from the store
     web: bool = False  # the chat page is served (the banner shows its address per LAN address)
     qr: bool = False  # ... and a QR code of the first one
+    allow: tuple[str, ...] = ()  # --allow and --deny, as networks (CIDR)
+    deny: tuple[str, ...] = ()
     tls: TlsInfo | None = None  # serve --tls; None: plain only
     pid: int = field(default_factory=os.getpid)
     version: str = __version__
@@ -149,6 +153,7 @@ def run_server(options: ServeOptions, log: ServeLog) -> Stopped:
     """Serve until Ctrl-C or SIGTERM, then tell everyone and stop; AddressInUseError names the
     program holding the port."""
     check_listen_host(options.host)
+    rules = address_rules(options.allow, options.deny)
     max_clients, notes = capacity_notes(options.max_clients)
     # A process-wide setting, made here and not by Relay (tests run relays in-process): every
     # thread started from now on, thousands of readers among them, gets this stack size.
@@ -168,6 +173,7 @@ def run_server(options: ServeOptions, log: ServeLog) -> Stopped:
         keepalive=options.keepalive,
         max_rate=options.max_rate,
         max_per_address=options.max_per_address,
+        rules=rules,
         store=store,
         web=WebOptions(options.web_origins) if options.web else None,
         tls=tls,
@@ -215,6 +221,8 @@ def run_server(options: ServeOptions, log: ServeLog) -> Stopped:
                 restored=restored,
                 web=options.web,
                 qr=options.qr,
+                allow=rules.to_texts()[0],
+                deny=rules.to_texts()[1],
                 tls=tls_info,
             )
         )
@@ -256,6 +264,20 @@ def _tls(options: ServeOptions) -> tuple[ServerTls, TlsInfo]:
         new_key=identity.created,
     )
     return server_tls(identity, allow_plain=options.allow_plain), info
+
+
+def address_rules(allow: tuple[str, ...], deny: tuple[str, ...]) -> AddressRules:
+    """--allow and --deny as rules; UsageError names a network that is not one."""
+    for option, texts in (("--allow", allow), ("--deny", deny)):
+        for text in texts:
+            try:
+                AddressRules.parse((text,))
+            except ValueError as e:
+                raise UsageError(
+                    f"{option} {e}",
+                    f"Examples: {option} 192.168.1.0/24, {option} 10.0.0.7, {option} fd00::/8.",
+                ) from None
+    return AddressRules.parse(allow, deny)
 
 
 def check_listen_host(host: str) -> None:

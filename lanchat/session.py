@@ -24,7 +24,18 @@ from collections import deque
 from collections.abc import Callable
 
 from lanchat.client import Connection, ConnectionLost, reconnect
-from lanchat.protocol import Chat, Goodbye, Renamed, Request, Resume, Say, ServerFrame, clean_text
+from lanchat.protocol import (
+    Chat,
+    Goodbye,
+    Moderation,
+    Problem,
+    Renamed,
+    Request,
+    Resume,
+    Say,
+    ServerFrame,
+    clean_text,
+)
 
 Opener = Callable[[Resume | None], Connection]
 
@@ -46,6 +57,8 @@ class Session:
         self.awaiting: deque[Say] = deque()  # written, echo not seen yet
         self.names = {conn.name}  # ours in this session: echoes under any of them are ours
         self.connected = True
+        self.operator = False  # the room said we are one (its /help then lists their commands)
+        self.muted = 0  # messages the room did not relay because an operator muted us
         self._flushing = threading.Lock()
 
     @property
@@ -93,6 +106,14 @@ class Session:
             elif isinstance(frame, Renamed) and frame.old == self.conn.name:
                 self.conn.name = frame.new
                 self.names.add(frame.new)
+            elif isinstance(frame, Moderation) and frame.action == "operator":
+                self.operator = self.operator or frame.name == self.conn.name
+            elif isinstance(frame, Problem) and frame.code == "muted":
+                # Muted: the room drops what we say (and tells us once per batch), so no echo
+                # will confirm what awaits one. Counted, not waited for.
+                self.muted += len(self.awaiting)
+                self.awaiting.clear()
+                self.changed.notify_all()
             elif isinstance(frame, Chat) and frame.sender in self.names and self.awaiting:
                 text = _key(frame.text)
                 for said in self.awaiting:

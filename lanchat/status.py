@@ -12,7 +12,7 @@ from typing import Any
 from lanchat.client import query_relay
 from lanchat.netinfo import endpoint_text
 from lanchat.protocol import DEFAULT_PORT, STATUS_VERSION
-from lanchat.protocol.status import RelayConnection, RelayServer, RelayStatus
+from lanchat.protocol.status import RelayConnection, RelayModeration, RelayServer, RelayStatus
 
 _STATE_NOTES = {
     "TIME_WAIT": "closed; the OS keeps the port pair reserved for a minute or two",
@@ -102,6 +102,8 @@ class StatusReport:
     connections: tuple[SocketRow, ...]
     problem: str | None = None  # why there is no server summary
     notes: tuple[str, ...] = field(default=())  # what the OS did not tell us, and why
+    # Operators, mutes, bans, the topic and the address rules (None: no relay answered).
+    moderation: RelayModeration | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -110,6 +112,7 @@ class StatusReport:
             "running": self.server is not None,
             "problem": self.problem,
             "server": self.server.to_dict() if self.server else None,
+            "moderation": self.moderation.to_dict() if self.moderation else None,
             "listening": [row.to_dict() for row in self.listening],
             "connections": [row.to_dict() for row in self.connections],
             "notes": list(self.notes),
@@ -235,7 +238,15 @@ def collect_status(port: int = DEFAULT_PORT) -> StatusReport:
                     program="lanchat",
                 ),
             )
-    return StatusReport(port, server, listening, connections, problem, tuple(os_view.notes))
+    return StatusReport(
+        port,
+        server,
+        listening,
+        connections,
+        problem,
+        tuple(os_view.notes),
+        document.moderation if document is not None else None,
+    )
 
 
 def _merge(document: RelayStatus | None, os_rows: list[Any]) -> tuple[SocketRow, ...]:

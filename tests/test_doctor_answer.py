@@ -120,7 +120,8 @@ def test_internet_lines_without_and_with_the_router_check() -> None:
     cgnat = check_wan("100.77.1.2", PORT, "10.213.0.1")
     answer = server_answer([*checks, cgnat], PORT)
     assert answer.internet[1].status == "fail" and "carrier-grade NAT" in answer.internet[1].text
-    assert "no passwords and no encryption" in answer.alternatives[0]
+    assert "`lanchat serve --tls` with a room password" in answer.alternatives[0]
+    assert "docs/security.md" in answer.alternatives[0]
     assert "Tailscale or ZeroTier" in answer.alternatives[1]
     assert "ssh -L 7000:localhost:7000" in answer.alternatives[2]
 

@@ -77,3 +77,23 @@ def test_a_leave_hangs_up_and_frees_the_name_even_with_a_broken_listener(hub: Hu
     for client in (ana, again):
         assert client.done.wait(WAIT)
         client.close_socket()
+
+
+def test_promote_tells_the_room_and_a_join_can_make_an_operator(hub: Hub) -> None:
+    ana, ana_far = pair(hub, "ana")
+    bob, bob_far = socket.socketpair()
+    bob_client = Client(bob, ("127.0.0.1", 2))
+    hub.join(bob_client, Hello(1, "bob"), operator=True)
+    bob_far.settimeout(WAIT)
+    assert b"bob is now an operator" in read_until(ana_far, b"bob is now an operator")
+    hub.promote(ana)
+    assert b'"action":"operator","name":"ana"' in read_until(bob_far, b'"name":"ana"')
+    assert ana.member is not None and ana.member.operator
+    hub.drop(ana, "quit")
+    hub.promote(ana)  # gone: nothing happens, nothing breaks
+    for sock in (ana_far, bob_far):
+        sock.close()
+    hub.shutdown()
+    for client in (ana, bob_client):
+        assert client.done.wait(WAIT)
+        client.close_socket()

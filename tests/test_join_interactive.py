@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from conftest import WAIT, LineClient, Terminal
+from lanchat.errors import ExitCode
 from lanchat.relay import Relay
 
 pytest.importorskip("pty", reason="pseudo-terminals are POSIX-only")
@@ -43,4 +44,28 @@ def test_typing_while_messages_arrive_and_reconnecting() -> None:
         back.close()
     finally:
         term.close()
+        relay.stop()
+
+
+def test_a_kicked_terminal_says_why_and_ends_without_a_key_pressed() -> None:
+    relay = Relay("127.0.0.1", 0)
+    relay.start()
+    port = relay.address[1]
+    teacher = LineClient(port)
+    teacher.hello("teacher")
+    relay.hub.promote(next(c for c in relay.hub.fanout.clients if c.name == "teacher"))
+    term = Terminal("join", f"127.0.0.1:{port}", "--name", "tty")
+    try:
+        term.wait_for(b"tty>")  # the prompt runs: the kick must end it from outside
+        term.type(b"half a li")  # being typed when the kick comes
+        term.wait_for(b"half a li")
+        teacher.wait_json(lambda f: f["type"] == "join" and f["name"] == "tty")
+        teacher.send_json({"type": "kick", "name": "tty", "reason": "enough"})
+        term.wait_for(b"removed from the room by teacher: enough")
+        assert term.proc.wait(WAIT) == ExitCode.REJECTED
+        term.wait_for(b"error:")  # said once more, as the program's last words
+        assert b"Reconnecting" not in term.screen
+    finally:
+        term.close()
+        teacher.close()
         relay.stop()

@@ -16,16 +16,21 @@ from lanchat.protocol import (
     DETECT_SECONDS,
     MAX_LINE_BYTES,
     AskHelp,
+    AskTopic,
     AskWho,
+    Ban,
     Chat,
     FrameError,
     Gap,
     Goodbye,
     Hello,
     Joined,
+    Kick,
     Left,
     LineDecoder,
     LineTooLong,
+    Moderation,
+    Mute,
     Ping,
     Pong,
     Problem,
@@ -34,6 +39,9 @@ from lanchat.protocol import (
     Resume,
     Say,
     SetName,
+    SetTopic,
+    TopicIs,
+    Unmute,
     Welcome,
     WhoList,
     clean_text,
@@ -325,6 +333,14 @@ class TestClientFrames:
             AskWho(),
             Ping("t1"),
             Quit(),
+            Kick("bob", "spamming"),
+            Kick("bob"),
+            Mute("bob", 5),
+            Unmute("bob"),
+            Ban("bob", "insults"),
+            SetTopic("Fractions"),
+            SetTopic(""),
+            AskTopic(),
         ],
     )
     def test_round_trip(self, request_: object) -> None:
@@ -350,12 +366,25 @@ class TestClientFrames:
             (b'{"type": "hello", "version": ' + b"9" * 4000 + b"}", "unsupported-version"),
             (b"[" * 5000, "bad-frame"),
             (b'{"type": "message", "text": "\xff\xfe"', "bad-frame"),
+            (b'{"type": "kick"}', "bad-frame"),
+            (b'{"type": "kick", "name": "bob", "reason": 3}', "bad-frame"),
+            (b'{"type": "mute", "name": "bob", "minutes": "5"}', "bad-frame"),
+            (b'{"type": "mute", "name": "bob", "minutes": 0}', "bad-command"),
+            (b'{"type": "mute", "name": "bob", "minutes": 1441}', "bad-command"),
+            (b'{"type": "ban", "name": ["bob"]}', "bad-frame"),
+            (b'{"type": "topic", "text": 5}', "bad-frame"),
         ],
     )
     def test_bad_frames_are_explained(self, line: bytes, code: str) -> None:
         with pytest.raises(FrameError) as info:
             parse_request(line)
         assert info.value.code == code and info.value.message
+
+    def test_moderation_defaults_and_cleaning(self) -> None:
+        assert parse_request(b'{"type": "mute", "name": "bob"}') == Mute("bob", 10)
+        kick = parse_request(b'{"type": "kick", "name": "bob", "reason": " \\u001b[2Jrude "}')
+        assert kick == Kick("bob", "rude")  # a reason is shown to everyone: cleaned
+        assert parse_request(b'{"type": "topic", "text": null}') == AskTopic()
 
     def test_invalid_utf8_is_replaced_not_fatal(self) -> None:
         assert parse_request(b'{"type": "message", "text": "caf\xe9"}') == Say("caf\ufffd")
@@ -401,6 +430,15 @@ class TestRawLines:
             ("/help", AskHelp()),
             ("/quit", Quit()),
             ("//not a command", Say("/not a command")),
+            ("/kick bob", Kick("bob")),
+            ("/kick bob  keeps spamming ", Kick("bob", "keeps spamming")),
+            ("/mute bob", Mute("bob", 10)),
+            ("/MUTE bob 25", Mute("bob", 25)),
+            ("/unmute bob", Unmute("bob")),
+            ("/ban bob insults", Ban("bob", "insults")),
+            ("/topic", AskTopic()),
+            ("/topic Fractions, page 12", SetTopic("Fractions, page 12")),
+            ("/topic -", SetTopic("")),
             ("  ", None),
             ("", None),
         ],
@@ -414,6 +452,24 @@ class TestRawLines:
             parse_raw_line(text)
         assert info.value.code == "unknown-command" and "/help" in info.value.message
 
+    @pytest.mark.parametrize(
+        ("text", "code", "says"),
+        [
+            ("/kick", "unknown-command", "/kick needs a name"),
+            ("/ban", "unknown-command", "Operator commands"),
+            ("/mute bob ten", "bad-command", "/mute bob 10"),
+            ("/mute bob 0", "bad-command", "1 to 1440 minutes"),
+            ("/mute bob 99999", "bad-command", "not 99999"),
+            ("/mute bob \u0665", "bad-command", "number of minutes"),  # an Arabic-Indic digit
+        ],
+    )
+    def test_moderation_commands_explain_their_mistakes(
+        self, text: str, code: str, says: str
+    ) -> None:
+        with pytest.raises(FrameError) as info:
+            parse_raw_line(text)
+        assert info.value.code == code and says in info.value.message
+
 
 SERVER_FRAMES = [
     Welcome(3, 1.5, "alice", "lobby", history=2),
@@ -426,6 +482,11 @@ SERVER_FRAMES = [
     Problem(8, 2.0, "name-taken", "That name is taken."),
     Pong(8, 2.0, "t"),
     Goodbye(9, 2.0, "shutdown", "Server shutting down. Goodbye."),
+    Moderation(10, 2.0, "operator", "ana", "", "ana is now an operator"),
+    Moderation(11, 2.0, "mute", "bo", "ana", "bo is muted for 10 minutes by ana", minutes=10),
+    TopicIs(11, 2.0, "Fractions", "ana"),
+    TopicIs(11, 2.0),
+    Welcome(12, 1.5, "bo", "lobby", topic="Fractions"),
 ]
 
 
@@ -449,6 +510,12 @@ class TestServerFrames:
         assert encode_text(Joined(2, 0, "bo", "raw", 2)) == b"* bo joined (2 here)\n"
         assert encode_text(Renamed(3, 0, "bo", "bob")) == b"* bo is now known as bob\n"
         assert encode_text(Problem(3, 0, "x", "Bad.")) == b"! Bad.\n"
+        moderation = Moderation(4, 0, "operator", "ana", "", "ana is now an operator")
+        assert encode_text(moderation) == b"* ana is now an operator\n"
+        assert encode_text(TopicIs(4, 0, "Maths", "ana")) == b"* Topic: Maths (set by ana)\n"
+        assert encode_text(TopicIs(4, 0)) == b"* No topic is set.\n"
+        welcome = encode_text(Welcome(4, 0, "bo", "lobby", topic="Maths")).decode()
+        assert welcome.splitlines()[:2] == ["* Welcome to lobby, bo.", "* Topic: Maths"]
 
     def test_history_is_marked_for_raw_clients(self) -> None:
         text = encode_history_text([Chat(1, 0, "ana", "old", history=True)]).decode()
@@ -511,11 +578,16 @@ _ANY_JSON = st.recursive(
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_ANY_TEXT, inner, max_size=3),
     max_leaves=8,
 )
-_FIELDS = ("text", "name", "token", "client", "version", "exact")
+_FIELDS = ("text", "name", "token", "client", "version", "exact", "reason", "minutes")
 
 
 @given(
-    st.sampled_from(["message", "action", "nick", "who", "ping", "bye", "hello", "status"]),
+    st.sampled_from(
+        [
+            *("message", "action", "nick", "who", "ping", "bye", "hello", "status"),
+            *("kick", "mute", "unmute", "ban", "topic"),
+        ]
+    ),
     st.fixed_dictionaries({}, optional={f: _ANY_TEXT | _ANY_JSON for f in _FIELDS}),
 )
 @settings(max_examples=400)

@@ -16,6 +16,7 @@ from lanchat.protocol import (
     Joined,
     Left,
     LineTooLong,
+    Moderation,
     Ping,
     Pong,
     Problem,
@@ -477,3 +478,34 @@ def test_a_burst_of_joins_and_leaves_is_summarised() -> None:
     assert room.tick() == []  # told once
     ticks.now += NOTICE_WINDOW_SECONDS
     assert [type(e) for e in published(room.join(99, hello("late")))] == [Joined]
+
+
+def test_promote_makes_an_operator_and_tells_the_room_once(room: Room) -> None:
+    room.join(1, hello("alice"))
+    room.join(2, hello("bob"))
+    member = room.member(1)
+    assert member is not None and not member.operator
+    (told,) = published(room.promote(1))
+    assert told == Moderation(3, 1000.0, "operator", "alice", "", "alice is now an operator")
+    assert member.operator
+    assert room.promote(1) == []  # one already: nothing to tell
+    assert room.promote(99) == []  # not here: nothing
+    by = published(room.promote(2, by="alice"))
+    assert by[0].text == "bob is now an operator (made one by alice)"  # type: ignore[attr-defined]
+
+
+def test_an_operator_who_joins_is_announced_as_one(room: Room) -> None:
+    outputs = room.join(1, hello("teacher"), operator=True)
+    joined, made = published(outputs)
+    assert isinstance(joined, Joined) and joined.name == "teacher"
+    assert isinstance(made, Moderation) and made.action == "operator" and made.seq == 2
+    member = room.member(1)
+    assert member is not None and member.operator
+    assert [type(e) for e in published(room.join(2, hello("pupil")))] == [Joined]
+
+
+def test_a_silent_operator_is_announced_as_one_when_it_speaks(room: Room) -> None:
+    assert published(room.join(1, None, announce=False)) == []
+    assert room.promote(1) == []  # not announced yet: nobody is told about a silent socket
+    told = published(room.handle(1, ["hello"]))
+    assert [type(e) for e in told] == [Joined, Moderation, Chat]

@@ -17,7 +17,14 @@ import pytest
 
 from conftest import ROOT, WAIT, Terminal, run_lanchat
 from lanchat.errors import ExitCode
-from lanchat.protocol.status import RelayConnection, RelayServer, RelayStatus
+from lanchat.protocol.status import (
+    RelayBan,
+    RelayConnection,
+    RelayModeration,
+    RelayMute,
+    RelayServer,
+    RelayStatus,
+)
 from lanchat.relay import Relay, same_machine
 from lanchat.status import ServerSummary, SocketRow, StatusReport
 from netlab import LineReader
@@ -234,6 +241,9 @@ def test_the_doc_lists_exactly_the_fields_of_each_document() -> None:
     assert tables["SERVER:"] == {f.name for f in fields(ServerSummary)}
     assert tables["Each ROW:"] == {f.name for f in fields(SocketRow)}
     assert tables["`server`:"] == {f.name for f in fields(RelayServer)}
+    assert tables["MODERATION:"] == {f.name for f in fields(RelayModeration)}
+    assert tables["Each MUTE:"] == {f.name for f in fields(RelayMute)}
+    assert tables["Each BAN:"] == {f.name for f in fields(RelayBan)}
     assert tables["Each of `connections`, one per connection the relay still holds:"] == {
         f.name for f in fields(RelayConnection)
     }

@@ -190,3 +190,45 @@ def test_the_page_over_https_chats_and_plain_http_is_sent_there(
     finally:
         ncat.close()
         relay.stop()
+
+
+def test_an_operator_moderates_from_the_page(chromium: Any) -> None:
+    expect = sync_api.expect
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/"
+    relay = Relay("127.0.0.1", port)
+    relay.start()
+    try:
+        teacher = join(chromium, url, "teacher")
+        expect(teacher.locator("#state")).to_have_text("Connected as teacher", timeout=MS)
+        pupil = join(chromium, url, "pupil")
+        expect(pupil.locator("#state")).to_have_text("Connected as pupil", timeout=MS)
+        say(pupil, "/kick teacher")  # not an operator: refused, privately
+        expect(log_item(pupil, "Only an operator can use /kick.")).to_have_count(1, timeout=MS)
+        relay.hub.promote(next(c for c in relay.hub.fanout.clients if c.name == "teacher"))
+        expect(log_item(pupil, "teacher is now an operator")).to_have_count(1, timeout=MS)
+        say(teacher, "/help")
+        expect(log_item(teacher, "Operator commands: /kick")).to_have_count(1, timeout=MS)
+        say(teacher, "/topic Fractions, page 12")
+        for page in (teacher, pupil):
+            expect(page.locator("#topic")).to_have_text("Topic: Fractions, page 12", timeout=MS)
+        say(teacher, "/mute pupil 2")
+        expect(log_item(pupil, "pupil is muted for 2 minutes by teacher")).to_have_count(
+            1, timeout=MS
+        )
+        say(pupil, "can you hear me")
+        expect(log_item(pupil, "You are muted by teacher")).to_have_count(1, timeout=MS)
+        say(teacher, "/kick pupil that will do")
+        expect(log_item(teacher, "pupil was removed by teacher: that will do")).to_have_count(
+            1, timeout=MS
+        )
+        expect(log_item(pupil, "You were removed from the room by teacher")).to_have_count(
+            1, timeout=MS
+        )
+        # Final: the page says so instead of counting down to a reconnect.
+        expect(pupil.locator("#state")).to_have_text(
+            "An operator removed you from the room.", timeout=MS
+        )
+        expect(log_item(teacher, "can you hear me")).to_have_count(0)
+    finally:
+        relay.stop()

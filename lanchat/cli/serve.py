@@ -29,6 +29,7 @@ EPILOG = (  # the examples under --help
     "  lanchat serve --interface wlan0    # announce on the Wi-Fi only\n\n"
     "  lanchat serve --store chat.db      # history survives a restart\n\n"
     "  lanchat serve --no-web             # no chat page for browsers on the port\n\n"
+    "  lanchat serve --allow 192.168.1.0/24   # only this network (and this PC) may join\n\n"
     "  lanchat serve --tls                # encrypted: clients pin the key shown\n\n"
     "Environment: LANCHAT_PORT, LANCHAT_ROOM, LANCHAT_TLS."
 )
@@ -83,6 +84,25 @@ def serve(
             "line saying why (0: no limit; this PC's own connections are never limited).",
         ),
     ] = DEFAULT_MAX_PER_ADDRESS,
+    allow: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--allow",
+            metavar="CIDR",
+            help="Let in only addresses in this network, e.g. 192.168.1.0/24 or fd00::/8; a "
+            "bare address is just that address (repeatable; this PC is always let in over "
+            "loopback, unless a rule names a loopback address).",
+        ),
+    ] = None,
+    deny: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--deny",
+            metavar="CIDR",
+            help="Refuse addresses in this network, with a line saying so (repeatable; wins "
+            "over --allow).",
+        ),
+    ] = None,
     no_mdns: Annotated[
         bool,
         typer.Option(
@@ -199,6 +219,8 @@ def serve(
         keepalive=keepalive,
         max_rate=max_rate,
         max_per_address=max_per_address,
+        allow=tuple(allow or ()),
+        deny=tuple(deny or ()),
         mdns=not no_mdns,
         interfaces=tuple(interfaces or ()),
         one_core=not all_cores,

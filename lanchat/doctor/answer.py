@@ -16,9 +16,15 @@ NO_FORWARDING = (
     "Not needed for people on this network: port forwarding only changes what the router does "
     "with connections arriving from the internet; PCs on the same network connect directly."
 )
+# docs/security.md (the lead's) is the longer answer; docs/security-moderation.md its notes.
+SECURITY_DOC = "docs/security.md"
 WHY_NOT = (
-    "We recommend not exposing lanchat to the internet: it has no passwords and no encryption, "
-    "so anyone who finds the port can read the room, speak as anyone and flood it."
+    "We recommend not exposing lanchat to the internet: anyone anywhere who finds the port can "
+    "try it. If it must be reachable from outside, run `lanchat serve --tls` with a room "
+    "password, so that the chat is encrypted and only people who know the password get in; "
+    "without both, whoever finds the port can read the room, speak as anyone and flood it. A "
+    f"VPN (next) is safer still. What each protects against: {SECURITY_DOC} in lanchat's "
+    "documentation."
 )
 
 

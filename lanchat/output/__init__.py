@@ -23,6 +23,7 @@ from lanchat.protocol import (
     Goodbye,
     Joined,
     Left,
+    Moderation,
     Problem,
     Renamed,
     ServerFrame,
@@ -107,6 +108,16 @@ def print_json(obj: Any, file: TextIO | None = None) -> None:
     out.flush()
 
 
+def address_rules_text(allow: tuple[str, ...], deny: tuple[str, ...]) -> str:
+    """Who may connect (`serve --allow`, `--deny`), in words: the banner and `status` say it."""
+    parts = []
+    if allow:
+        parts.append(f"only {', '.join(allow)} (and this PC) may connect")
+    if deny:
+        parts.append(f"{', '.join(deny)} may not")
+    return "; ".join(parts)
+
+
 def name_style(name: str) -> str:
     return NAME_COLOURS[zlib.crc32(name.casefold().encode()) % len(NAME_COLOURS)]
 
@@ -126,6 +137,8 @@ def chat_text(frame: ServerFrame, me: str | None = None) -> Text:
         return Text(f"! {frame.message}", style="bold yellow")
     if isinstance(frame, Goodbye) and frame.reason not in ("quit", "shutdown"):
         return Text(f"! {frame.message}", style="bold red")
+    if isinstance(frame, Moderation):  # an operator's action: everyone should notice it
+        return Text(render_line(frame), style="bold magenta")
     if isinstance(frame, Joined | Left | Summary | Renamed | WhoList | Welcome | Goodbye):
         return Text(render_line(frame), style="dim italic")
     return Text(render_line(frame))

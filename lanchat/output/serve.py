@@ -9,8 +9,8 @@ from rich.console import Console
 from rich.text import Text
 
 from lanchat.admission import Refusal
-from lanchat.output import chat_text, print_json, stdout_console
-from lanchat.protocol import Chat, Event, Joined, Left, Renamed, render_line
+from lanchat.output import address_rules_text, chat_text, print_json, stdout_console
+from lanchat.protocol import Chat, Event, Joined, Left, Moderation, Renamed, render_line
 from lanchat.serving import Listening, Stopped, TlsInfo
 from lanchat.web import page_url
 
@@ -103,6 +103,8 @@ def serve_banner(console: Console, info: Listening) -> None:
                 f"History is kept in {info.store} ({info.restored} messages restored).", style="dim"
             )
         )
+    if info.allow or info.deny:
+        console.print(Text(f"Addresses: {address_rules_text(info.allow, info.deny)}.", style="dim"))
     for note in info.notes:
         console.print(Text(note, style="yellow"))
     limit = f"up to {info.max_clients} people" if info.max_clients else "no limit on people"
@@ -178,9 +180,9 @@ def serve_event_dict(event: Event, address: str | None) -> dict[str, Any] | None
     if kind in ("message", "action"):
         d["action"] = kind == "action"
         kind = "message"
-    elif kind not in ("join", "leave", "nick"):
+    elif kind not in ("join", "leave", "nick", "moderation"):
         return None
-    if address and kind == "join":
+    if address and kind in ("join", "moderation"):  # who joined; which operator acted
         d["address"] = address
     return {"event": kind, **d}
 
@@ -203,6 +205,9 @@ def serve_event_text(event: Event, address: str | None) -> Text | None:
         return Text(f"* {event.name} joined{where} ({event.kind}; {event.count} here)", style="dim")
     if isinstance(event, Left | Renamed):
         return Text(render_line(event), style="dim")
+    if isinstance(event, Moderation):  # an operator's action stands out from the chat
+        where = f" (from {address})" if address and event.by else ""
+        return Text(f"{render_line(event)}{where}", style="bold magenta")
     return None
 
 
@@ -248,6 +253,8 @@ class JsonServeLog:
                 "max_clients": info.max_clients,
                 "notes": list(info.notes),
                 "store": info.store,  # null: history in memory only
+                "allow": list(info.allow),
+                "deny": list(info.deny),
                 "restored": info.restored,
                 "mdns": info.advertisement.to_dict(),
                 "web": [

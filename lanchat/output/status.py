@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from rich import box
@@ -9,7 +10,8 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from lanchat.output import name_style
+from lanchat.output import address_rules_text, name_style
+from lanchat.protocol.status import RelayModeration
 from lanchat.status import StatusReport
 
 
@@ -54,6 +56,8 @@ def status_view(report: StatusReport, now: float) -> Group:
             parts.append(Text("TLS: off", style="dim"))
     else:
         parts.append(Text(report.problem or "No lanchat server.", style="bold yellow"))
+    if report.moderation is not None:
+        parts += moderation_lines(report.moderation, now)
     if report.listening:
         listen = Table(title="Listening", title_justify="left", box=box.SIMPLE_HEAD)
         for column in ("Proto", "Local address", "State", "PID", "Program"):
@@ -102,6 +106,34 @@ def status_view(report: StatusReport, now: float) -> Group:
     for note in report.notes:
         parts.append(Text(f"note: {note}", style="yellow"))
     return Group(*parts)
+
+
+def moderation_lines(m: RelayModeration, now: float) -> list[Text]:
+    """The topic, who moderates, who is muted or banned, who may connect: a line each, only
+    those that say something."""
+    lines: list[Text] = []
+    if m.topic:
+        lines.append(
+            Text.assemble(("Topic: ", "bold"), m.topic, (f" (set by {m.topic_by})", "dim"))
+        )
+    if m.operators:
+        lines.append(Text.assemble(("Operators: ", "bold"), ", ".join(m.operators)))
+    if m.muted:
+        muted = [
+            f"{x.name} until {time.strftime('%H:%M', time.localtime(x.until))} "
+            f"({_ago(max(0.0, x.until - now))} left, by {x.by})"
+            for x in m.muted
+        ]
+        lines.append(Text.assemble(("Muted: ", "bold"), "; ".join(muted)))
+    if m.bans:
+        bans = [
+            f"{b.address} ({b.name}, by {b.by}{': ' + b.reason if b.reason else ''})"
+            for b in m.bans
+        ]
+        lines.append(Text.assemble(("Banned until the relay stops: ", "bold"), "; ".join(bans)))
+    if m.allow or m.deny:
+        lines.append(Text.assemble(("Addresses: ", "bold"), address_rules_text(m.allow, m.deny)))
+    return lines
 
 
 def _kind(kind: str | None, client: str | None, tls: bool | None = None) -> str:

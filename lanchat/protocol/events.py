@@ -49,6 +49,7 @@ class Welcome(Event):
     history: int = 0
     epoch: str = ""  # the server's id for its history; a resuming client sends it back
     resumed: bool = False  # the replay that follows is exactly what the client missed
+    topic: str = ""  # the room's topic, set by an operator ("" when none is)
 
 
 @dataclass(frozen=True)
@@ -166,6 +167,32 @@ class Goodbye(Event):
 
 
 @dataclass(frozen=True)
+class Moderation(Event):
+    """What an operator did, told to the room: `text` says it for people ("bob is muted for
+    10 minutes by teacher"); the other fields say it for programs. `action` is one of
+    "operator" (`name` was made an operator), "kick", "mute", "unmute", "ban", "topic"; `by`
+    is the operator ("" when the server did it)."""
+
+    TYPE: ClassVar[str] = "moderation"
+    action: str = ""
+    name: str = ""  # whom it is about ("" for a topic)
+    by: str = ""
+    text: str = ""
+    reason: str = ""  # a kick's or a ban's reason, as the operator gave it
+    minutes: int = 0  # a mute's length
+    topic: str = ""  # a topic's new text
+
+
+@dataclass(frozen=True)
+class TopicIs(Event):
+    """The answer to a topic query (`/topic`), to the asker only: the topic and who set it."""
+
+    TYPE: ClassVar[str] = "topic"
+    topic: str = ""
+    by: str = ""
+
+
+@dataclass(frozen=True)
 class ProbeAnswer(Event):
     """The answer to a probe: which server and room, without joining it."""
 
@@ -196,6 +223,8 @@ ServerFrame = (
     | Pong
     | Goodbye
     | HelpText
+    | Moderation
+    | TopicIs
 )
 
 _EVENT_TYPES: dict[str, type[Event]] = {
@@ -211,6 +240,8 @@ _EVENT_TYPES: dict[str, type[Event]] = {
         Pong,
         Goodbye,
         ProbeAnswer,
+        Moderation,
+        TopicIs,
     )
 }
 
@@ -277,8 +308,9 @@ def render_line(frame: Event) -> str:
         rest = f", and {more} more (/who lists everyone)" if more > 0 else ""
         return f"* {frame.count} here: {', '.join(frame.names)}{rest}."
     if isinstance(frame, Welcome):
+        topic = f"\n* Topic: {frame.topic}" if frame.topic else ""
         return (
-            f"* Welcome to {frame.room}, {frame.name}.\n"
+            f"* Welcome to {frame.room}, {frame.name}.{topic}\n"
             "* Type a line and press Enter to send it to everyone. /help lists the commands."
         )
     if isinstance(frame, Problem):
@@ -295,6 +327,12 @@ def render_line(frame: Event) -> str:
         return f"* {frame.server}, room {frame.room}"
     if isinstance(frame, Gap):
         return f"! {frame.message}"
+    if isinstance(frame, Moderation):
+        return f"* {frame.text}"
+    if isinstance(frame, TopicIs):
+        if not frame.topic:
+            return "* No topic is set."
+        return f"* Topic: {frame.topic}" + (f" (set by {frame.by})" if frame.by else "")
     raise TypeError(f"no text form for {type(frame).__name__}")
 
 

@@ -17,6 +17,12 @@ from lanchat.protocol.lines import (
 )
 
 MAX_EPOCH_CHARS = 64  # an epoch is the server's id for its history (docs/protocol.md)
+# Moderation (docs/protocol.md, "Operators"): a mute's length in minutes when none is given, and
+# the longest one (a day: a mute is for a lesson, a ban is for the rest of the server's run).
+DEFAULT_MUTE_MINUTES = 10
+MAX_MUTE_MINUTES = 24 * 60
+MAX_TOPIC_CHARS = 200
+MAX_REASON_CHARS = 200  # a kick's or ban's reason, as shown to everyone
 
 
 @dataclass(frozen=True)
@@ -106,7 +112,91 @@ class AskHelp:
         return {"type": "help"}
 
 
-Request = Hello | Say | SetName | AskWho | Ping | Quit | AskHelp
+@dataclass(frozen=True)
+class Kick:
+    """An operator removes a member from the room (they may come back)."""
+
+    name: str
+    reason: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": "kick", "name": self.name, "reason": self.reason}
+
+
+@dataclass(frozen=True)
+class Mute:
+    """An operator stops a member's lines from reaching the room for `minutes`."""
+
+    name: str
+    minutes: int = DEFAULT_MUTE_MINUTES
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": "mute", "name": self.name, "minutes": self.minutes}
+
+
+@dataclass(frozen=True)
+class Unmute:
+    """An operator ends a mute early."""
+
+    name: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": "unmute", "name": self.name}
+
+
+@dataclass(frozen=True)
+class Ban:
+    """An operator removes every connection from a member's address and refuses new ones from
+    it until the server stops."""
+
+    name: str
+    reason: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": "ban", "name": self.name, "reason": self.reason}
+
+
+@dataclass(frozen=True)
+class SetTopic:
+    """An operator sets the room's topic ("" clears it)."""
+
+    text: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": "topic", "text": self.text}
+
+
+@dataclass(frozen=True)
+class AskTopic:
+    """Ask what the room's topic is."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": "topic"}
+
+
+Request = (
+    Hello
+    | Say
+    | SetName
+    | AskWho
+    | Ping
+    | Quit
+    | AskHelp
+    | Kick
+    | Mute
+    | Unmute
+    | Ban
+    | SetTopic
+    | AskTopic
+)
+# What only an operator may ask for, with the command that asks for it (for refusals).
+OPERATOR_REQUESTS: dict[type, str] = {
+    Kick: "/kick",
+    Mute: "/mute",
+    Unmute: "/unmute",
+    Ban: "/ban",
+    SetTopic: "/topic",
+}
 
 
 def encode_request(request: Request) -> bytes:
@@ -140,7 +230,34 @@ def parse_request(line: bytes) -> Request:
         return Quit()
     if kind == "hello":
         return _hello_from(obj)
+    if kind in ("kick", "ban"):
+        name, reason = _field(obj, "name", str), _field(obj, "reason", str, required=False)
+        return (Kick if kind == "kick" else Ban)(name, _reason(reason or ""))
+    if kind == "mute":
+        minutes = _field(obj, "minutes", int, required=False)
+        return Mute(
+            _field(obj, "name", str), _minutes(DEFAULT_MUTE_MINUTES if minutes is None else minutes)
+        )
+    if kind == "unmute":
+        return Unmute(_field(obj, "name", str))
+    if kind == "topic":
+        text = _field(obj, "text", str, required=False)
+        return AskTopic() if text is None else SetTopic(text)
     raise FrameError("bad-frame", f"Unknown frame type {clean_text(kind)[:32]!r}.")
+
+
+def _minutes(minutes: int) -> int:
+    if not 1 <= minutes <= MAX_MUTE_MINUTES:
+        raise FrameError(
+            "bad-command",
+            f"A mute lasts 1 to {MAX_MUTE_MINUTES} minutes, not {minutes}: /mute NAME MINUTES.",
+        )
+    return minutes
+
+
+def _reason(reason: str) -> str:
+    """A reason as everyone will read it: one cleaned line, cut to MAX_REASON_CHARS."""
+    return clean_text(reason).strip()[:MAX_REASON_CHARS]
 
 
 def _hello_from(obj: dict[str, Any]) -> Hello:
@@ -218,8 +335,13 @@ def encode_probe_request() -> bytes:
 
 RAW_HELP = (
     "Commands: /nick NAME (change your name), /who (who is here), /me TEXT (an action), "
-    "/help (this), /quit (leave). Any other line is sent to everyone; start it with // "
-    "to send a line that begins with /."
+    "/topic (the room's topic), /help (this), /quit (leave). Any other line is sent to "
+    "everyone; start it with // to send a line that begins with /."
+)
+OPERATOR_HELP = (
+    f"Operator commands: /kick NAME [REASON] (remove from the room), /mute NAME [MINUTES] "
+    f"(default {DEFAULT_MUTE_MINUTES}), /unmute NAME, /ban NAME [REASON] (their address, until "
+    "the server stops), /topic TEXT (set the topic; /topic - clears it)."
 )
 
 
@@ -244,6 +366,38 @@ def parse_raw_line(text: str) -> Request | None:
         return AskHelp()
     if command in ("quit", "exit", "bye"):
         return Quit()
+    if command == "topic":
+        if not rest:
+            return AskTopic()
+        return SetTopic("" if rest == "-" else rest)
+    if command in ("kick", "mute", "unmute", "ban") and rest:
+        return _moderation_command(command, *_split_name(rest))
     if command in ("me", "nick"):
         raise FrameError("unknown-command", f"/{command} needs an argument. {RAW_HELP}")
+    if command in ("kick", "mute", "unmute", "ban"):
+        raise FrameError("unknown-command", f"/{command} needs a name. {OPERATOR_HELP}")
     raise FrameError("unknown-command", f"Unknown command /{clean_text(command)[:20]}. {RAW_HELP}")
+
+
+def _split_name(rest: str) -> tuple[str, str]:
+    name, _, more = rest.partition(" ")
+    return name, more.strip()
+
+
+def _moderation_command(command: str, name: str, more: str) -> Request:
+    """/kick NAME [REASON], /ban NAME [REASON], /mute NAME [MINUTES], /unmute NAME."""
+    if command == "kick":
+        return Kick(name, _reason(more))
+    if command == "ban":
+        return Ban(name, _reason(more))
+    if command == "unmute":
+        return Unmute(name)
+    if not more:
+        return Mute(name)
+    if not more.isdecimal() or not more.isascii():
+        raise FrameError(
+            "bad-command",
+            f"/mute takes a number of minutes after the name (1 to {MAX_MUTE_MINUTES}): "
+            f"/mute {name} {DEFAULT_MUTE_MINUTES}.",
+        )
+    return Mute(name, _minutes(int(more)))

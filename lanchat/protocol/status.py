@@ -90,17 +90,106 @@ class RelayConnection:
 
 
 @dataclass(frozen=True)
+class RelayMute:
+    """A name that may not speak until `until` (Unix time)."""
+
+    name: str
+    until: float
+    by: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return _flat_dict(self)
+
+    @classmethod
+    def from_dict(cls, document: Any) -> RelayMute:
+        return _known_fields(cls, document)
+
+
+@dataclass(frozen=True)
+class RelayBan:
+    """An address banned until the relay stops."""
+
+    address: str
+    name: str  # whose address it was
+    by: str
+    reason: str
+    since: float  # Unix time
+
+    def to_dict(self) -> dict[str, Any]:
+        return _flat_dict(self)
+
+    @classmethod
+    def from_dict(cls, document: Any) -> RelayBan:
+        return _known_fields(cls, document)
+
+
+@dataclass(frozen=True)
+class RelayModeration:
+    """Who may moderate, what they did that still holds, and who may connect at all."""
+
+    topic: str = ""
+    topic_by: str = ""
+    operators: tuple[str, ...] = ()  # names, in joining order
+    muted: tuple[RelayMute, ...] = ()
+    bans: tuple[RelayBan, ...] = ()
+    allow: tuple[str, ...] = ()  # --allow networks (CIDR)
+    deny: tuple[str, ...] = ()  # --deny networks
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "topic": self.topic,
+            "topic_by": self.topic_by,
+            "operators": list(self.operators),
+            "muted": [m.to_dict() for m in self.muted],
+            "bans": [b.to_dict() for b in self.bans],
+            "allow": list(self.allow),
+            "deny": list(self.deny),
+        }
+
+    @classmethod
+    def from_dict(cls, document: Any) -> RelayModeration:
+        if not isinstance(document, dict):
+            raise ValueError("not a status document: moderation is not an object")
+
+        def texts(key: str) -> tuple[str, ...]:
+            value = document.get(key, [])
+            if not isinstance(value, list):
+                raise ValueError(f"not a status document: moderation {key} is not a list")
+            return tuple(str(v) for v in value)
+
+        def rows(key: str) -> list[Any]:
+            value = document.get(key, [])
+            if not isinstance(value, list):
+                raise ValueError(f"not a status document: moderation {key} is not a list")
+            return value
+
+        return cls(
+            topic=str(document.get("topic", "")),
+            topic_by=str(document.get("topic_by", "")),
+            operators=texts("operators"),
+            muted=tuple(RelayMute.from_dict(m) for m in rows("muted")),
+            bans=tuple(RelayBan.from_dict(b) for b in rows("bans")),
+            allow=texts("allow"),
+            deny=texts("deny"),
+        )
+
+
+@dataclass(frozen=True)
 class RelayStatus:
-    """The whole answer: `{"type": "status", "version": 1, "server": ..., "connections": [...]}`."""
+    """The whole answer: `{"type": "status", "version": 1, "server": ..., "moderation": ...,
+    "connections": [...]}`; an answer without `moderation` (a relay from before it) reads as
+    no moderation."""
 
     server: RelayServer
     connections: tuple[RelayConnection, ...]
+    moderation: RelayModeration = RelayModeration()
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "type": "status",
             "version": STATUS_VERSION,
             "server": self.server.to_dict(),
+            "moderation": self.moderation.to_dict(),
             "connections": [c.to_dict() for c in self.connections],
         }
 
@@ -112,7 +201,9 @@ class RelayStatus:
         connections = document.get("connections")
         if not isinstance(connections, list):
             raise ValueError("not a status document: no list of connections")
+        moderation = document.get("moderation")
         return cls(
             RelayServer.from_dict(document.get("server")),
             tuple(RelayConnection.from_dict(c) for c in connections),
+            RelayModeration() if moderation is None else RelayModeration.from_dict(moderation),
         )

@@ -2,8 +2,10 @@
 
     rules.py    Room: members and names, sequence numbers, greetings, notices, what each
                 request does; returns outputs
-    outputs.py  the outputs (Publish, Send, Greet, Recode, Hangup), Member, Refused, Item
+    outputs.py  the outputs (Publish, Send, Greet, Recode, Hangup, BarAddress), Member,
+                Refused, Item
     names.py    who holds which name (by look-alike key), guests, suffixes, renames
+    moderation.py  what operators may do: kick, mute, ban, the topic; who may do it
     notices.py  join and leave notices one by one up to a burst, then one summary
     history.py  the bounded history of chats, its epoch, and what a reconnecting client
                 missed (resume and gap); Past, where a history starts
@@ -15,6 +17,7 @@ and applies what it returns. tests/test_room.py tests it without a socket.
 from __future__ import annotations
 
 from lanchat.room.history import History, Past, new_epoch
+from lanchat.room.moderation import BanRecord, ModerationView, MuteRecord
 from lanchat.room.names import MAX_NAME_SUFFIX, Names
 from lanchat.room.notices import (
     NOTICE_BURST,
@@ -24,6 +27,7 @@ from lanchat.room.notices import (
 )
 from lanchat.room.outputs import (
     GOODBYES,
+    BarAddress,
     Greet,
     Hangup,
     Item,
@@ -45,11 +49,15 @@ __all__ = [
     "RATE_WINDOW_SECONDS",
     "SILENT_GRACE_SECONDS",
     "SUMMARY_AFTER_SECONDS",
+    "BanRecord",
+    "BarAddress",
     "Greet",
     "Hangup",
     "History",
     "Item",
     "Member",
+    "ModerationView",
+    "MuteRecord",
     "Names",
     "NoticeBudget",
     "Output",

@@ -29,6 +29,10 @@ class Names:
     def remove(self, member: Member) -> None:
         self._holders.pop(name_key(member.name), None)
 
+    def find(self, name: str) -> Member | None:
+        """Who holds `name`, or a look-alike of it (an operator types `bob` for `Bob`)."""
+        return self._holders.get(name_key(name))
+
     def clear(self) -> None:
         self._holders.clear()
 

@@ -32,6 +32,9 @@ GOODBYES = {
     "shutdown": "Server shutting down. Goodbye.",
     "idle": "You were disconnected to make room for someone else: the room is full and you "
     "had not said anything since you connected. Connect again to go on.",
+    # An operator's: the room says who and why instead (lanchat/room/moderation.py).
+    "kicked": "You were removed from the room by an operator.",
+    "banned": "You were banned from the room by an operator, until the server restarts.",
 }
 
 
@@ -57,6 +60,11 @@ class Member:
     # scan or an idle socket costs nobody a notice.
     announced: bool = True
     since: float = 0.0  # when it joined (the room's ticks)
+    operator: bool = False  # may moderate the room (joined as one, or promoted: Room.promote)
+    address: str = ""  # the IP address it connects from (what a /ban bans); "" if none
+    # It connects as programs on the server's own computer do (lanchat.admission.own_computer):
+    # that address cannot be banned.
+    own_computer: bool = False
 
 
 # --- outputs: what must happen ------------------------------------------------------------
@@ -106,4 +114,12 @@ class Hangup:
     reason: str
 
 
-Output = Publish | Send | Greet | Recode | Hangup
+@dataclass(frozen=True, slots=True)
+class BarAddress:
+    """Refuse new connections from this address until the server stops (an operator's /ban);
+    the hub hands it to admission (lanchat/admission.py), which decides at accept."""
+
+    address: str
+
+
+Output = Publish | Send | Greet | Recode | Hangup | BarAddress

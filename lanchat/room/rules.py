@@ -6,10 +6,12 @@ event to everyone, send that one to one member, greet a newcomer, hang up on a m
 (hub.py) calls it under its lock, one call at a time, and applies the outputs to the fan-out.
 Every event takes the next sequence number here, so everyone sees one order.
 
-The history of chats and what a reconnecting client missed (resume) are lanchat/history.py.
+The history of chats and what a reconnecting client missed (resume) are lanchat/room/history.py;
+what operators may do (kick, mute, ban, topic) is lanchat/room/moderation.py.
 
-About 350 lines: every request type's rule is here, the one place to read what the room does;
-names, notices, history and the outputs are their own modules beside it.
+About 400 lines: every request type's rule is here or one call away, the one place to read what
+the room does; names, notices, history, moderation and the outputs are their own modules beside
+it.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from collections.abc import Callable
 from lanchat.protocol import (
     DEFAULT_HISTORY,
     DEFAULT_ROOM,
+    OPERATOR_HELP,
+    RAW_HELP,
     AskHelp,
     AskWho,
     Chat,
@@ -32,6 +36,7 @@ from lanchat.protocol import (
     Joined,
     Left,
     LineTooLong,
+    Moderation,
     Ping,
     Pong,
     Problem,
@@ -47,6 +52,7 @@ from lanchat.protocol import (
 )
 from lanchat.protocol.detect import client_kind
 from lanchat.room.history import History, Past, new_epoch
+from lanchat.room.moderation import MODERATION_REQUESTS, ModerationView, Moderator
 from lanchat.room.names import Names
 from lanchat.room.notices import JOIN, LEAVE, NoticeBudget
 from lanchat.room.outputs import (
@@ -67,6 +73,7 @@ RATE_WINDOW_SECONDS = 10  # `lanchat status` reports messages per second over th
 # A full room makes room for a newcomer by letting go of a connection that has not said a word
 # for this long (a forgotten terminal, an idle socket), never of anyone who has spoken.
 SILENT_GRACE_SECONDS = 60.0
+BANNED = "Your address was banned from this room by an operator, until the server restarts."
 
 
 class Room:
@@ -98,6 +105,7 @@ class Room:
         self._present = 0  # announced members
         self._notices = NoticeBudget()
         self._names = Names()
+        self._moderator = Moderator(self)
 
     # --- questions -------------------------------------------------------------------------
 
@@ -123,6 +131,30 @@ class Room:
     def member(self, member_id: int) -> Member | None:
         return self._members.get(member_id)
 
+    def find(self, name: str) -> Member | None:
+        """The member called `name` (or a look-alike of it: lanchat/room/names.py)."""
+        return self._names.find(name)
+
+    @property
+    def topic(self) -> str:
+        return self._moderator.topic
+
+    def moderation(self) -> ModerationView:
+        """Operators, mutes, bans and the topic, for `lanchat status`."""
+        return self._moderator.view()
+
+    def now(self) -> float:
+        """The time events carry (Unix time)."""
+        return self._clock()
+
+    def ticks(self) -> float:
+        """The room's monotonic time (rates, mutes, silence)."""
+        return self._ticks()
+
+    def next_seq(self) -> int:
+        """The sequence number of the next room event (it is taken)."""
+        return self._next()
+
     def rate(self) -> float:
         """Messages per second over the last RATE_WINDOW_SECONDS whole seconds."""
         now = int(self._ticks())
@@ -140,12 +172,20 @@ class Room:
         *,
         announce: bool = True,
         web: bool = False,
+        operator: bool = False,
+        address: str = "",
+        own_computer: bool = False,
     ) -> list[Output]:
         """Admit a client (raw when `hello` is None; `web`: a browser, which says hello too);
         Refused says why not. A raw client that has not said anything yet joins unannounced
-        (`announce=False`)."""
+        (`announce=False`). `operator`: it may moderate the room from the start (the room is
+        told so when it is announced). `address`: its IP address (lanchat.admission.plain_ip),
+        what a /ban bans; `own_computer`: it connects as the server's own computer does, and
+        so cannot be banned (lanchat/room/moderation.py)."""
         if self.closed:
             raise Refused("shutdown", "The server is shutting down.")
+        if self._moderator.banned(address):  # accepted just before the ban came in
+            raise Refused("banned", BANNED)
         outputs: list[Output] = []
         if self.max_clients and len(self._members) >= self.max_clients:
             silent = self._longest_silent()
@@ -163,6 +203,9 @@ class Room:
             hello.client if hello else "",
             announced=False,
             since=self._ticks(),
+            operator=operator,
+            address=address,
+            own_computer=own_computer,
         )
         self._members[member_id] = member
         self._names.add(member)
@@ -179,21 +222,40 @@ class Room:
         self._present += 1
 
     def _joined(self, member: Member) -> list[Output]:
-        """Tell everyone `member` is here (after its greeting: a higher seq), or count it."""
-        if not self._notices.allow(JOIN, self._ticks()):
+        """Tell everyone `member` is here (after its greeting: a higher seq), or count it; an
+        operator's arrival is always told (a notice budget must not hide who may moderate)."""
+        outputs: list[Output] = []
+        if self._notices.allow(JOIN, self._ticks()):
+            joined = Joined(self._next(), self._clock(), member.name, member.kind, self._present)
+            outputs.append(Publish(joined))
+        if member.operator:
+            outputs.append(self._made_operator(member, ""))
+        return outputs
+
+    def promote(self, member_id: int, by: str = "") -> list[Output]:
+        """Make a member an operator and tell the room (`by`: who did it, "" for the server);
+        nothing if it is not here or is one already. A member not yet announced (a silent raw
+        connection) is told about when it is."""
+        member = self._members.get(member_id)
+        if member is None or member.operator:
             return []
-        return [
-            Publish(Joined(self._next(), self._clock(), member.name, member.kind, self._present))
-        ]
+        member.operator = True
+        return [self._made_operator(member, by)] if member.announced else []
+
+    def _made_operator(self, member: Member, by: str) -> Publish:
+        text = f"{member.name} is now an operator" + (f" (made one by {by})" if by else "")
+        return Publish(Moderation(self._next(), self._clock(), "operator", member.name, by, text))
 
     def tick(self) -> list[Output]:
-        """What time alone brings about: the summary of a burst of joins and leaves that has
-        gone quiet (notices.py). The hub calls this about once a second."""
+        """What time alone brings about: mutes that ran out (moderation.py), the summary of a
+        burst of joins and leaves that has gone quiet (notices.py). The hub calls this about
+        once a second."""
+        outputs = self._moderator.tick()
         due = self._notices.due(self._ticks())
-        if due is None:
-            return []
-        summary = Summary(self._next(), self._clock(), *due, self._present)
-        return [Publish(summary)]
+        if due is not None:
+            summary = Summary(self._next(), self._clock(), *due, self._present)
+            outputs.append(Publish(summary))
+        return outputs
 
     def _longest_silent(self) -> Member | None:
         """The connection silent the longest, if longer than SILENT_GRACE_SECONDS."""
@@ -248,8 +310,15 @@ class Room:
         if not member.announced and items and not isinstance(items[0], Quit):
             self._mark_present(member)  # its first words: now it is here
             outputs += self._joined(member)
+        # A mute: its words (and renames) go nowhere, and it is told so once per batch.
+        muted = self._moderator.silence(member)
+        told = False
         for item in items:
-            if type(item) is str:
+            if muted is not None and (type(item) is str or isinstance(item, Say | SetName)):
+                if not told:
+                    outputs.append(Send(member_id, self._moderator.muted_reply(muted)))
+                    told = True
+            elif type(item) is str:
                 self._say(member, item, False, outputs)
             elif isinstance(item, Say):
                 self._say(member, item.text, item.action, outputs)
@@ -266,15 +335,19 @@ class Room:
             elif isinstance(item, Ping):
                 outputs.append(Send(member_id, Pong(self.seq, self._clock(), item.token)))
             elif isinstance(item, AskHelp):
-                outputs.append(Send(member_id, HelpText(self.seq, self._clock())))
+                text = f"{RAW_HELP} {OPERATOR_HELP}" if member.operator else RAW_HELP
+                outputs.append(Send(member_id, HelpText(self.seq, self._clock(), text)))
+            elif isinstance(item, MODERATION_REQUESTS):
+                outputs += self._moderator.handle(member, item)
             elif isinstance(item, Hello):
                 outputs.append(self._problem(member, "bad-frame", "Hello is only the first line."))
             elif isinstance(item, Quit):
                 return outputs + self.leave(member_id, "quit")  # later lines are not relayed
         return outputs
 
-    def leave(self, member_id: int, reason: str) -> list[Output]:
-        """Take a member out and hang up on it; nothing if it is not (or no longer) here."""
+    def leave(self, member_id: int, reason: str, *, goodbye: str | None = None) -> list[Output]:
+        """Take a member out and hang up on it; nothing if it is not (or no longer) here.
+        `goodbye`: what it is told, instead of the reason's usual words (GOODBYES)."""
         member = self._members.pop(member_id, None)
         if member is None:
             return []
@@ -285,7 +358,7 @@ class Room:
             if self._notices.allow(LEAVE, self._ticks()):
                 left = Left(self._next(), self._clock(), member.name, reason, self._present)
                 outputs.append(Publish(left))
-        goodbye = GOODBYES.get(reason)
+        goodbye = goodbye or GOODBYES.get(reason)
         if goodbye:
             outputs.append(Send(member_id, Goodbye(self.seq, self._clock(), reason, goodbye)))
         outputs.append(Hangup(member_id, reason))
@@ -321,6 +394,7 @@ class Room:
             history=len(replay),
             epoch=self.history.epoch,
             resumed=resume is not None and gap is None,
+            topic=self._moderator.topic,
         )
         # A newcomer to a big room gets the first names and the count, not thousands of names
         # (that was O(room) bytes per join); /who lists everyone on request.

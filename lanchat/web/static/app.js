@@ -13,6 +13,7 @@ let epoch = null, lastSeq = 0;  // for resume: no duplicates, and a note for a g
 let present = [];  // names, in joining order
 let maxLine = 4096;  // bytes of one frame, from the welcome
 let retry = 0, whoAsked = false, leaving = false, welcomed = false, asking = false;
+let operator = false, removed = false;  // an operator of the room; removed by one (no reconnect)
 
 // --- showing things --------------------------------------------------------------------------
 
@@ -63,6 +64,12 @@ function showWho() {
   $("count").textContent = `(${present.length})`;
 }
 
+function showTopic(topic) {
+  const t = $("topic");
+  t.textContent = topic ? `Topic: ${topic}` : "";
+  t.hidden = !topic;
+}
+
 function setState(text, down) {
   state.textContent = text;
   state.classList.toggle("down", down);
@@ -89,6 +96,7 @@ function connect() {
   ws.onclose = () => {
     ws = null;
     if (asking) return;  // the name form says what to do
+    if (removed) { setState("An operator removed you from the room.", true); return; }
     if (leaving) { setState("You left. Reload the page to join again.", true); return; }
     const wait = Math.min(15, 2 ** retry++) + Math.random();
     setState(`Disconnected. Reconnecting in ${Math.round(wait)} s…`, true);
@@ -108,6 +116,7 @@ function receive(f) {
       maxLine = f.max_line || maxLine;
       retry = 0;
       $("room").textContent = `lanchat · ${f.room}`;
+      showTopic(f.topic || "");
       document.title = `${f.room} · lanchat`;
       setState(`Connected as ${f.name}`, false);
       if (document.activeElement === document.body) say.focus();
@@ -150,12 +159,23 @@ function receive(f) {
       }
       add([nameSpan(f.old), " is now ", nameSpan(f.new), "."], "note", f.time);
       break;
+    case "moderation":
+      if (!fresh) return;
+      if (f.action === "operator" && f.name === myName) operator = true;
+      if (f.action === "topic") showTopic(f.topic);
+      note(f.text, "moderation", f.time);
+      break;
+    case "topic":
+      note(f.topic ? `Topic: ${f.topic}` + (f.by ? ` (set by ${f.by})` : "") : "No topic is set.",
+        "note", f.time);
+      break;
     case "error":
       note(f.message, "note error", f.time);
       if (!welcomed && f.code.startsWith("name") || f.code === "bad-name") askName();
       break;
     case "bye":
       if (f.reason === "quit" || f.reason === "refused") leaving = true;
+      if (f.reason === "kicked" || f.reason === "banned") removed = true;  // final: no reconnect
       note(f.message, "note", f.time);
       break;
   }
@@ -163,11 +183,17 @@ function receive(f) {
   if (fresh && ROOM_EVENTS.has(f.type)) lastSeq = f.seq;
 }
 
-const ROOM_EVENTS = new Set(["message", "action", "join", "leave", "nick", "bye"]);
+const ROOM_EVENTS = new Set(["message", "action", "join", "leave", "nick", "bye", "moderation"]);
 
 const mentioned = (f) => (f.from !== myName && mentions(f.text) ? "mention" : "");
 
 // --- what you type -----------------------------------------------------------------------------
+
+const HELP = "Commands: /me ACTION, /nick NAME, /who, /topic, /quit; //text sends a line "
+  + "starting with /.";
+const OPERATOR_HELP = "Operator commands: /kick NAME [REASON], /mute NAME [MINUTES] (default "
+  + "10), /unmute NAME, /ban NAME [REASON] (their address, until the server stops), "
+  + "/topic TEXT (/topic - clears it).";
 
 function frameFor(text) {
   if (!text.startsWith("/") || text.startsWith("//")) {
@@ -175,13 +201,25 @@ function frameFor(text) {
   }
   const [cmd, ...rest] = text.slice(1).split(" ");
   const arg = rest.join(" ").trim();
+  const [name, ...more] = arg.split(" ");
+  const extra = more.join(" ").trim();
   switch (cmd.toLowerCase()) {
     case "me": return arg ? { type: "action", text: arg } : null;
     case "nick": return arg ? { type: "nick", name: arg } : null;
     case "who": whoAsked = true; return { type: "who" };
     case "quit": leaving = true; return { type: "bye" };
+    case "topic":  // the relay says who may set it (operators) and answers a query to anyone
+      if (!arg) return { type: "topic" };
+      return { type: "topic", text: arg === "-" ? "" : arg };
+    case "kick": case "ban": return name ? { type: cmd.toLowerCase(), name, reason: extra } : null;
+    case "unmute": return name ? { type: "unmute", name } : null;
+    case "mute":
+      if (!name) return null;
+      if (!extra) return { type: "mute", name };
+      if (!/^[0-9]+$/.test(extra)) { note("Usage: /mute NAME [MINUTES]"); return null; }
+      return { type: "mute", name, minutes: Number(extra) };
     default:
-      note("Commands: /me ACTION, /nick NAME, /who, /quit; //text sends a line starting with /.");
+      note(operator ? `${HELP} ${OPERATOR_HELP}` : HELP);
       return null;
   }
 }
