@@ -570,6 +570,16 @@ def _secure(
     try:
         secured = connect_tls(sock, timeout)
     except NotTls as e:
+        first = e.said.split(b"\n", 1)[0].rstrip(b"\r")
+        code = _raw_refusal(first)
+        if code is not None and code != "tls-required":
+            # Refused as the connection was accepted (too many, --deny, a ban): the relay says
+            # that one plain line before it knows the client speaks TLS. Not a downgrade:
+            # nothing is sent, and being told no is all it gets.
+            message = first[2:].decode("utf-8", "replace")
+            raise RejectedError(
+                f"{where} refused to let us in: {message}", _refusal_hint(code)
+            ) from None
         if pin is not None:
             raise ServerKeyError(
                 f"{where} answered without TLS, but it is pinned (line {pin.line} of "

@@ -506,3 +506,30 @@ def test_a_clienthello_a_little_late_is_served_and_one_after_the_greeting_never_
     for client in (watcher, too_late):
         client.close()
     secure.close()
+
+
+def test_a_refusal_at_accept_is_a_refusal_over_tls_too_not_a_downgrade(
+    identity: ServerIdentity, tmp_path: Path
+) -> None:
+    """The relay refuses one connection too many as it accepts it, with one plain line, before
+    it knows the client speaks TLS: a pinned client reports that refusal (exit 5), and does not
+    take the plain line for a downgrade (exit 8)."""
+    from lanchat.client import Connection, TlsOptions
+    from lanchat.errors import RejectedError
+    from lanchat.tls.pins import KnownServers
+
+    relay = Relay("127.0.0.1", 0, max_per_address=1, limit_loopback=True, tls=server_tls(identity))
+    relay.start()
+    try:
+        port = relay.address[1]
+        known = KnownServers(tmp_path / "known_servers")
+        known.pin(f"127.0.0.1:{port}", identity.fingerprint)
+        first = tls_client(port)
+        first.wait_line("Welcome")  # the one connection this address may have
+        with pytest.raises(RejectedError, match="Too many connections"):
+            Connection.open(
+                "127.0.0.1", port, name="ana", timeout=WAIT, tls=TlsOptions(known=known)
+            )
+        first.close()
+    finally:
+        relay.stop()

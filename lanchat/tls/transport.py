@@ -74,7 +74,12 @@ class TlsHandshakeError(ConnectionError):
 
 
 class NotTls(TlsHandshakeError):
-    """The peer answered the handshake with something that is not TLS (a plain server)."""
+    """The peer answered the handshake with something that is not TLS (a plain server);
+    `said` is what it sent (a relay refusing at accept says one plain line even to TLS)."""
+
+    def __init__(self, reason: str, said: bytes = b"") -> None:
+        super().__init__(reason)
+        self.said = said
 
 
 class TlsSocket:
@@ -112,6 +117,7 @@ class TlsSocket:
         sock = self._sock
         before = sock.gettimeout()
         deadline = time.monotonic() + seconds
+        said = b""  # the peer's first bytes, for a NotTls
         try:
             while True:
                 with self._lock:
@@ -123,8 +129,9 @@ class TlsSocket:
                     except ssl.SSLError as e:
                         # An alert is TLS saying no; anything else is not TLS at all.
                         reason = _reason(e)
-                        failed = TlsHandshakeError if "alert" in reason else NotTls
-                        raise failed(reason) from None
+                        if "alert" in reason:
+                            raise TlsHandshakeError(reason) from None
+                        raise NotTls(reason, said) from None
                     out = self._outgoing.read()
                 if out:
                     sock.settimeout(max(0.001, deadline - time.monotonic()))
@@ -141,6 +148,7 @@ class TlsSocket:
                     raise TlsHandshakeError(f"it took longer than {seconds:g} s") from None
                 if not data:
                     raise TlsHandshakeError("the peer closed the connection during it")
+                said = said or data[:RAW_RECV_MIN]
                 with self._lock:
                     self._incoming.write(data)
         finally:
