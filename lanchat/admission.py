@@ -41,6 +41,7 @@ REASONS = {
     "bad-hello": "a lanchat hello the room refused (name, version)",
     "status-refused": "a status query from another computer",
     "no-thread": "the machine could not start another thread",
+    "tls-required": "a plain connection to a relay that takes TLS only (serve --tls)",
     "denied": "an address --allow/--deny does not let in",
     "banned": "an address an operator banned",
     "bad-password": "a wrong password",

@@ -3,6 +3,13 @@
 Both front ends of `lanchat join` (scripted and interactive) and the doctor's handshake probe use
 it. Every failure to connect becomes an UnreachableError or RejectedError that names the cause.
 
+TLS (lanchat/tls/): a connection is made over TLS when asked (`join --tls`, a fingerprint given,
+a server announced with tls=1), when the server is pinned in known_servers, and at once again
+when a plain hello is answered `tls-required`. The server's key is checked before anything is
+said (lanchat/tls/trust.py); a pinned server is never joined in plain, and one that answers a
+TLS handshake in plain is refused as a downgrade (ServerKeyError). The TlsSocket then stands
+in for the socket everywhere below (both threads of `join` use it at once).
+
 Longer than ~300 lines: address parsing, the handshake (including telling a relay from another
 line server) and its failures, each worded for people, belong to one connection's opening.
 """
@@ -18,12 +25,18 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar, cast
 
 from lanchat import __version__
 from lanchat.admission import BANNED_LINE, DENIED_LINE
-from lanchat.errors import LoginFailedError, RejectedError, UnreachableError, UsageError
+from lanchat.errors import (
+    LoginFailedError,
+    RejectedError,
+    ServerKeyError,
+    UnreachableError,
+    UsageError,
+)
 from lanchat.netinfo import host_port
 from lanchat.protocol import (
     DEFAULT_JOIN_KEEPALIVE_SECONDS,
@@ -56,6 +69,9 @@ from lanchat.protocol import (
     parse_event,
 )
 from lanchat.protocol.scram import ScramClient, ScramError, channel_binding
+from lanchat.tls.pins import KnownServers, Pin
+from lanchat.tls.transport import NotTls, TlsHandshakeError, TlsSocket, connect_tls
+from lanchat.tls.trust import Expectation, check_server_key
 
 T = TypeVar("T")
 CONNECT_TIMEOUT = 5.0
@@ -91,6 +107,7 @@ _RAW_REFUSALS = {
     b"! Too many connections": "too-many-connections",
     b"! The server is full": "server-full",
     b"! The server is shutting down": "shutdown",
+    b"! This relay takes TLS connections only": "tls-required",  # (connection.TLS_ONLY)
     # --allow/--deny and an operator's /ban, at accept (lanchat/admission.py); the room's own
     # word for a ban (a connection accepted just before it) starts the same way
     DENIED_LINE.partition(" (")[0].encode(): "denied",
@@ -203,6 +220,32 @@ class ConnectionLost(Exception):
     """The connection ended while we still used it."""
 
 
+class TlsRequired(Exception):
+    """A plain hello was answered `tls-required`: connect again, over TLS (Connection.open)."""
+
+
+@dataclass(frozen=True)
+class TlsOptions:
+    """How a client uses TLS with a server: whether it asks for it, and which key it expects
+    (the pin in `known`, the default known_servers file when None, is looked up as well)."""
+
+    wanted: bool = False  # --tls, LANCHAT_TLS, or the server's announcement said tls=1
+    expect: Expectation = field(default_factory=Expectation)
+    known: KnownServers | None = None
+
+    def required(self, pin: Pin | None) -> bool:
+        """Whether this connection must be TLS (and never plain)."""
+        e = self.expect
+        return self.wanted or pin is not None or e.fingerprint is not None or bool(e.session)
+
+    def again(self, server_key: bytes | None) -> TlsOptions:
+        """For reconnecting after a connection that accepted `server_key` (None: plain):
+        TLS, with that key, even where it could not be pinned."""
+        if server_key is None:
+            return self
+        return replace(self, wanted=True, expect=replace(self.expect, session=server_key))
+
+
 class LineServer(Exception):  # not an error: `join` goes on as a line client
     """The other end is not a lanchat relay but a plain line server (ncat -l, ncat --chat).
 
@@ -290,6 +333,8 @@ class Connection:
         # for the other half too: a vanished server sends no FIN and no reset. 0: never.
         self.keepalive = DEFAULT_JOIN_KEEPALIVE_SECONDS
         self.name = greeting.welcome.name
+        self.server_key: bytes | None = None  # over TLS: the server key's fingerprint
+        self.tls_note: str | None = None  # over TLS, when its key was pinned just now
         # The highest seq read (the greeting covers everything up to the welcome's): where a
         # reconnect resumes. Written by the one thread that iterates frames().
         self.last_seq = greeting.welcome.seq
@@ -309,30 +354,64 @@ class Connection:
         listen_first: bool = False,
         resume: Resume | None = None,
         keepalive: float = DEFAULT_JOIN_KEEPALIVE_SECONDS,
+        tls: TlsOptions | None = None,
         credentials: Credentials | None = None,
     ) -> Connection:
         """Connect and say hello (resuming where `resume` says, if given); UnreachableError or
-        RejectedError explain a failure.
+        RejectedError explain a failure, ServerKeyError a key that is not the one expected.
 
         `listen_first` (a typed address, which may be any line server): wait for the server to
         speak first and send the hello only if it greeted like a relay (its raw greeting);
         LineServer when it is silent, says something else, or does not answer the hello.
+        `tls`: when to use TLS and which key to expect (the module's docstring).
 
         `credentials`: log in with these when the relay asks (SCRAM: the password never
         crosses the wire; -PLUS over TLS); operator credentials ask to log in in any room.
         PasswordNeeded when the relay asks and there are none; LoginFailedError when the
         login does not work."""
+        tls = tls if tls is not None else TlsOptions()
+        known = tls.known if tls.known is not None else KnownServers()
+        pin = known.lookup(host_port(host, port))
+        secure = tls.required(pin)
+        args = (host, port, name, exact, timeout, listen_first, resume, keepalive, credentials)
+        try:
+            return cls._open(*args, tls=(tls, known, pin) if secure else None)
+        except TlsRequired:  # a relay that takes TLS only: again, over TLS, at once
+            return cls._open(*args, tls=(tls, known, pin))
+
+    @classmethod
+    def _open(
+        cls,
+        host: str,
+        port: int,
+        name: str | None,
+        exact: bool,
+        timeout: float,
+        listen_first: bool,
+        resume: Resume | None,
+        keepalive: float,
+        credentials: Credentials | None,
+        *,
+        tls: tuple[TlsOptions, KnownServers, Pin | None] | None,
+    ) -> Connection:
         try:
             sock = socket.create_connection((host, port), timeout=timeout)
         except OSError as e:
             raise describe_connect_error(host, port, e, timeout) from None
+        server_key = note = None
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if tls is not None:
+                secured, server_key, note = _secure(sock, host, port, timeout, *tls)
+                # A TlsSocket offers every socket method used below (lanchat/tls/transport.py).
+                sock = cast(socket.socket, secured)
             said = None
             if listen_first:
                 said = _listen_first(sock, host, port, min(timeout, GREETING_WAIT_SECONDS))
                 first = said.split(b"\n", 1)[0].rstrip(b"\r") if said else b""
                 code = _raw_refusal(first)
+                if code == "tls-required" and tls is None:
+                    raise TlsRequired()
                 if code is not None:
                     message = first[2:].decode("utf-8", "replace")
                     if code in LOGIN_FAILURES:
@@ -370,6 +449,7 @@ class Connection:
             raise
         sock.settimeout(None)
         conn.keepalive = keepalive
+        conn.server_key, conn.tls_note = server_key, note
         return conn
 
     @classmethod
@@ -482,8 +562,9 @@ class Connection:
                     continue  # ours: it only says the server is there
                 yield frame
             try:
-                # select(), not a socket timeout: that would apply to our sends as well
-                if not select.select([self.sock], [], [], wait)[0]:
+                # select(), not a socket timeout: that would apply to our sends as well (what a
+                # TLS session holds already is not on the socket for select() to see)
+                if not self._buffered() and not select.select([self.sock], [], [], wait)[0]:
                     if pinged:
                         return  # silent through a whole keepalive: the server is gone
                     pinged = True
@@ -502,6 +583,15 @@ class Connection:
                     self._ready.append(parse_event(line))
                 except FrameError:
                     continue  # a frame from a newer server we do not know: skip it
+
+    def _buffered(self) -> bool:
+        pending = getattr(self.sock, "pending", None)
+        return bool(pending is not None and pending())
+
+    @property
+    def tls(self) -> bool:
+        """Whether this connection is TLS."""
+        return self.server_key is not None
 
     def _ping(self) -> None:
         """Ask the server to show it is there, without waiting: a sender stuck on a full socket
@@ -568,6 +658,8 @@ def _await_answer(
             return result
         for frame in frames:
             if isinstance(frame, Problem):
+                if frame.code == "tls-required":
+                    raise TlsRequired()
                 if frame.code in LOGIN_FAILURES:
                     raise _login_failed(where, frame.code, frame.message)
                 raise RejectedError(
@@ -579,6 +671,8 @@ def _await_answer(
     if (refused_as_raw or not frames) and closed and refusal is not None:
         said = refusal[2:].decode("utf-8", "replace")
         code = _raw_refusal(refusal) or ""
+        if code == "tls-required":
+            raise TlsRequired()
         raise RejectedError(f"{where} refused to let us in: {said}", _refusal_hint(code))
     if foreign and not frames:
         sample = foreign[0].decode("utf-8", "replace")[:60]
@@ -600,6 +694,53 @@ def _await_answer(
         f"Something else may be using that port. Run `lanchat doctor {where}`.",
         kind="silent",
     )
+
+
+def _secure(
+    sock: socket.socket,
+    host: str,
+    port: int,
+    timeout: float,
+    options: TlsOptions,
+    known: KnownServers,
+    pin: Pin | None,
+) -> tuple[TlsSocket, bytes, str | None]:
+    """TLS on a connected socket, with the server's key checked before anything is said:
+    (the TLS session, the key's fingerprint, a note when it was pinned now)."""
+    where = host_port(host, port)
+    try:
+        secured = connect_tls(sock, timeout)
+    except NotTls as e:
+        first = e.said.split(b"\n", 1)[0].rstrip(b"\r")
+        code = _raw_refusal(first)
+        if code is not None and code != "tls-required":
+            # Refused as the connection was accepted (too many, --deny, a ban): the relay says
+            # that one plain line before it knows the client speaks TLS. Not a downgrade:
+            # nothing is sent, and being told no is all it gets.
+            message = first[2:].decode("utf-8", "replace")
+            raise RejectedError(
+                f"{where} refused to let us in: {message}", _refusal_hint(code)
+            ) from None
+        if pin is not None:
+            raise ServerKeyError(
+                f"{where} answered without TLS, but it is pinned (line {pin.line} of "
+                f"{pin.path}): refusing to fall back to a plain connection, which anyone in "
+                f"between could read and change (a downgrade). It said: {e}.",
+                f"If that server really runs without TLS now, delete line {pin.line} of "
+                f"{pin.path} and join again.",
+            ) from None
+        raise UnreachableError(
+            f"{where} answered, but not with TLS ({e}).",
+            "Is it a lanchat relay started with `lanchat serve --tls`? A relay without TLS "
+            "is joined without --tls and --fingerprint.",
+        ) from None
+    except (TlsHandshakeError, OSError) as e:
+        raise UnreachableError(
+            f"The TLS handshake with {where} did not complete: {e}.",
+            f"Run `lanchat doctor {where}` to find out why.",
+        ) from None
+    key = secured.fingerprint
+    return secured, key, check_server_key(where, key, options.expect, known)
 
 
 def _listen_first(sock: socket.socket, host: str, port: int, seconds: float) -> bytes | None:

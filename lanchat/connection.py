@@ -1,7 +1,14 @@
 """One connection's life on its own reader thread: setup, handle, finish (socketserver's shape).
 
-setup: socket options, and the first line (or a short silence) tells what kind of client this is
-(lanchat/protocol/detect.py). handle: a question (status, probe) is answered and closed; an HTTP
+setup: socket options; on a relay with TLS (serve --tls), the first byte says whether the client
+starts a TLS handshake (0x16, a ClientHello: docs/protocol.md, "TLS"), and if so the handshake
+runs here and the client's socket is replaced by its TLS session (lanchat/tls/transport.py)
+before anything else is read; then the first line (or a short silence) tells what kind of client
+this is (lanchat/protocol/detect.py), over TLS or not alike. A plain client of a relay that takes
+TLS only is told how to connect (a redirect to https://, an error frame `tls-required`, a line
+for ncat) and closed; the status and probe questions are answered in plain all the same.
+
+handle: a question (status, probe) is answered and closed; an HTTP
 request goes to lanchat/web/ (a page, an error, or a WebSocket whose messages are then read here
 like lines, through the same loop and limits); a chat client joins the room through the hub and
 its lines are read and handed over in batches until it leaves. Where the relay has a room
@@ -11,7 +18,8 @@ finish: the client leaves the room (once), the writer sends what is owed, and th
 closes. A misbehaving peer costs its own connection and one log line, never the server; an
 unexpected error likewise costs one connection and never leaves a ghost member.
 
-The reader owns its socket's receiving side, its LineDecoder and Client.lines_in/bytes_in;
+The reader owns its socket's receiving side, its LineDecoder and Client.lines_in/bytes_in, and
+Client.sock until the join (it swaps in the TLS session then, when nobody else knows the socket);
 everything it sends goes through the hub and the fan-out, except the answers it gives before a
 client joins, a login's among them (nobody else writes to the socket then). A member's /login
 is answered through the hub (Hub.reply), like everything else it is sent.
@@ -29,6 +37,7 @@ reader of one connection's path reads one file; what a login means is lanchat/au
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 import select
@@ -39,12 +48,13 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any
+from typing import Any, cast
 
 from lanchat.admission import Refusals
 from lanchat.auth.login import LOGIN_SECONDS, Admitted, Conversation, Gate, Leave, Step
 from lanchat.fanout import SEND_FLAGS, Client
 from lanchat.hub import Hub, encode_for, refusal_frames
+from lanchat.netinfo import host_port
 from lanchat.protocol import (
     DEFAULT_MAX_RATE,
     DETECT_SECONDS,
@@ -66,9 +76,10 @@ from lanchat.protocol import (
 from lanchat.protocol.detect import Opening, client_kind, detect_client
 from lanchat.protocol.scram import channel_binding
 from lanchat.room import Item, Refused
+from lanchat.tls.transport import FIRST_BYTE_SECONDS, TLS_RECORD, ServerTls, TlsHandshakeError
 from lanchat.tuning import RECV_BUSY_BYTES, RECV_BYTES
 from lanchat.web import WebOptions
-from lanchat.web.handshake import WebStart, open_web
+from lanchat.web.handshake import WebStart, open_web, redirect_to_tls
 from lanchat.web.websocket import MessageDecoder, encode_close
 
 log = logging.getLogger(__name__)
@@ -80,6 +91,8 @@ ToItems = Callable[[Sequence[bytes | LineTooLong]], list[Item]]
 OnLogin = Callable[[Login], None]  # a member's /login: handled here, never relayed
 JOIN_WAIT_SECONDS = 10.0  # how long a leaving reader waits for the writer to hang up
 LOGIN_SEND_SECONDS = 5.0  # a client that does not read its login's answers is let go
+# What a plain client of a relay that takes TLS only is told (lanchat/client.py knows the words)
+TLS_ONLY = "This relay takes TLS connections only"
 
 
 @dataclass(frozen=True)
@@ -92,6 +105,7 @@ class ConnectionPolicy:
     stopping: threading.Event = field(default_factory=threading.Event)  # the relay stops
     web: WebOptions | None = field(default_factory=WebOptions)  # None: no page (--no-web)
     gate: Gate | None = None  # logins (lanchat/auth); None: no passwords, no operators
+    tls: ServerTls | None = None  # serve --tls: its key, and whether plain clients may connect
 
     @property
     def burst(self) -> float:
@@ -122,12 +136,15 @@ class Connection:
         self._decoder: LineDecoder | MessageDecoder = LineDecoder()
         self._head = b""  # the bytes read before the kind was known (an HTTP request's head)
         self._joined = False
+        self._plain_refused = False  # a plain client of a relay that takes TLS only
 
     def run(self) -> None:
         client = self.client
         reason = "lost"
         try:
             reason = self.handle(self.setup())
+        except TlsHandshakeError as e:
+            log.info("TLS handshake with %s failed: %s", client.address, e)
         except OSError as e:
             log.info("connection from %s failed: %s", client.address, e)
         except Exception as e:  # a bug: it costs this connection, never a ghost member
@@ -139,18 +156,29 @@ class Connection:
 
     def setup(self) -> tuple[Opening, Lines, bool]:
         """Socket options, then (what the first line says, the lines read, peer closed)."""
-        sock = self.client.sock
+        client = self.client
+        sock = client.sock
         configure(sock, self.policy.keepalive)
-        self.client.local = sock.getsockname()
-        lines, eof = self._first_lines()
+        client.local = sock.getsockname()
+        deadline = time.monotonic() + DETECT_SECONDS
+        tls = self.policy.tls
+        if tls is not None:
+            deadline = time.monotonic() + FIRST_BYTE_SECONDS  # (transport.py says why)
+            if _first_byte(sock, deadline) == TLS_RECORD:
+                # A TlsSocket offers every socket method a client's socket is used with
+                # (lanchat/tls/transport.py); from here on, everything is read through it.
+                client.sock = cast(socket.socket, tls.accept(sock))
+                deadline = time.monotonic() + DETECT_SECONDS
+            elif not tls.allow_plain:
+                self._plain_refused = True
+        lines, eof = self._first_lines(deadline)
         opening = detect_client(lines[0] if lines else None)
         if opening.kind != "http":
             self._head = b""  # only a request head is read again
         return opening, lines, eof
 
-    def _first_lines(self) -> tuple[Lines, bool]:
-        """Wait up to DETECT_SECONDS for the first complete line; (lines, peer closed)."""
-        deadline = time.monotonic() + DETECT_SECONDS
+    def _first_lines(self, deadline: float) -> tuple[Lines, bool]:
+        """Wait until `deadline` for the first complete line; (lines, peer closed)."""
         while True:
             data = self._receive(deadline)
             if data is None:
@@ -187,7 +215,9 @@ class Connection:
     def handle(self, start: tuple[Opening, Lines, bool]) -> str:
         """Serve the client; returns why it left ("closed" or "lost")."""
         opening, lines, eof = start
-        if opening.kind == "status":
+        if self._plain_refused and opening.kind not in ("status", "probe"):
+            self._refuse_plain(opening)
+        elif opening.kind == "status":
             self._answer_status()
         elif opening.kind == "probe":  # `lanchat doctor HOST` asks without joining the room
             answer = ProbeAnswer(self.hub.room.seq, time.time(), room=self.hub.room.name)
@@ -266,11 +296,12 @@ class Connection:
         if SEND_FLAGS == 0:  # no MSG_DONTWAIT (Windows): non-blocking socket, wait in select()
             sock.setblocking(False)
         recv = sock.recv
+        pending = getattr(sock, "pending", None)  # a TLS session's (lanchat/tls/transport.py)
         size = RECV_BYTES
         while True:
             try:
-                if SEND_FLAGS == 0:
-                    select.select([sock], [], [])
+                if SEND_FLAGS == 0 and not (pending is not None and pending()):
+                    select.select([sock], [], [])  # (what TLS holds already, it cannot see)
                 data = recv(size)
             except (BlockingIOError, InterruptedError):
                 continue
@@ -281,6 +312,10 @@ class Connection:
             size = RECV_BUSY_BYTES if len(data) == size else RECV_BYTES
             if client.close_reason is not None:
                 continue  # hanging up: drain what still arrives so the close stays graceful
+            if not client.bytes_in and self.policy.tls is not None and data[:1] == TLS_RECORD:
+                # A ClientHello after the plain greeting (later than FIRST_BYTE_SECONDS): too
+                # late for TLS, and never a chat line. The client sees its handshake fail.
+                return "lost"
             client.bytes_in += len(data)
             lines = self._decoder.feed(data)
             if not lines:
@@ -444,6 +479,24 @@ class Connection:
             )
         self._say_and_close(answer, peer_closes=True)
 
+    def _refuse_plain(self, opening: Opening) -> None:
+        """A plain client of a relay that takes TLS only: tell it how to connect, and close."""
+        self._refused("tls-required")
+        host, port = reachable_as(self.client.local)
+        if opening.kind == "http":  # the same address with https://
+            answer = redirect_to_tls(self.client.sock, self._head, host_port(host, port))
+            self._head = b""
+            self._say_and_close(answer.data)
+        elif opening.kind == "lanchat":  # `lanchat join` reconnects over TLS at once
+            refused = Refused("tls-required", f"{TLS_ONLY}: connect with TLS.")
+            self._say_and_close(refusal_frames("lanchat", refused, self.hub.room.seq))
+        else:
+            shown = f"[{host}]" if ":" in host else host
+            self._say_and_close(
+                f"! {TLS_ONLY}. Connect with: ncat --ssl {host} {port}, or "
+                f"lanchat join {shown}:{port}\n".encode()
+            )
+
     def _refuse(self, kind: ClientKind, refused: Refused) -> None:
         """Say why this client is not let in, count it for the log, and close."""
         reason = (
@@ -485,6 +538,33 @@ class Connection:
                     client.done.wait(JOIN_WAIT_SECONDS)
         finally:
             client.close_socket()
+
+
+def _first_byte(sock: socket.socket, deadline: float) -> bytes | None:
+    """The client's first byte, left unread (MSG_PEEK); None when it said nothing by
+    `deadline`, b"" when it closed."""
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        return None
+    sock.settimeout(remaining)
+    try:
+        return sock.recv(1, socket.MSG_PEEK)
+    except TimeoutError:
+        return None
+    finally:
+        sock.settimeout(None)
+
+
+def reachable_as(local: Any) -> tuple[str, int]:
+    """The address and port a client reached us at (an IPv4-mapped IPv6 address as IPv4)."""
+    host, port = str(local[0]).split("%", 1)[0], int(local[1])
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return host, port
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
+        ip = ip.ipv4_mapped
+    return str(ip), port
 
 
 def configure(sock: socket.socket, keepalive: float) -> None:

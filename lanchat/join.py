@@ -17,10 +17,24 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
-from lanchat.client import Connection, ConnectionLost, Credentials, PasswordNeeded, goodbye_reason
-from lanchat.errors import ExitCode, LoginFailedError, RejectedError, UnreachableError
+from lanchat.client import (
+    Connection,
+    ConnectionLost,
+    Credentials,
+    PasswordNeeded,
+    TlsOptions,
+    goodbye_reason,
+)
+from lanchat.errors import (
+    ExitCode,
+    LoginFailedError,
+    RejectedError,
+    ServerKeyError,
+    UnreachableError,
+)
 from lanchat.output import (
     chat_text,
     notice,
@@ -157,7 +171,8 @@ def run_scripted(
     ending: list[str | None] = [None]  # the goodbye reason, if one came
     farewell: list[str] = [""]  # ... and its words
     uncertain: list[Say] = []  # sent, then the server lost track: may not have reached anyone
-    login_failed: list[LoginFailedError] = []  # a reconnect's login did not work
+    # A reconnect found another key, or its login no longer works: the session ends.
+    refused: list[ServerKeyError | LoginFailedError] = []
     # The input is read on a thread of its own, so that a session that ends while the input is
     # idle (a dead server, a drop) ends the program too, instead of waiting for the next line.
     inbox: queue.Queue[str | None] = queue.Queue()
@@ -201,8 +216,8 @@ def run_scripted(
                         ),
                         until=time.monotonic() + reconnect_for,
                     )
-                except LoginFailedError as e:  # the password changed: trying again won't help
-                    login_failed.append(e)
+                except (ServerKeyError, LoginFailedError) as e:  # never retried: said at the end
+                    refused.append(e)
                     new = None
                 current.close()
                 if new is None:
@@ -266,6 +281,8 @@ def run_scripted(
     ended.wait(QUIT_WAIT_SECONDS)
     session.conn.close()
     receiver.join(1.0)
+    if refused:
+        raise refused[0]
     unsent, unconfirmed = session.outstanding()
     if ending[0] in REMOVED:
         raise RejectedError(
@@ -284,8 +301,6 @@ def run_scripted(
         input_left = True  # dropped: whatever the script still had to say, it was not heard
     if not (input_left or unsent or unconfirmed or uncertain):
         return ExitCode.OK
-    if login_failed:
-        raise login_failed[0]
     why = _ENDINGS.get(ending[0] or "", "the connection was lost")
     lost = [f"{unconfirmed} line(s) sent but not confirmed"] if unconfirmed else []
     lost += [_uncertain_note(uncertain)] if uncertain else []
@@ -378,8 +393,10 @@ def run_interactive(first: Connection, open_again: Opener) -> int:
                             notice(f"* Still unreachable ({e}); next try in {delay:g} s.", "dim")
                         ),
                     )
-                except LoginFailedError as e:  # the password changed: trying again won't help
+                except (ServerKeyError, LoginFailedError) as e:  # never retried: it ends here
                     say(notice(f"! {e.message}", "bold red"))
+                    if e.hint:
+                        say(notice(f"* {e.hint}", "dim"))
                     new = None
                 conn.close()
                 if new is None:
@@ -492,6 +509,17 @@ def ask_server(
     return None
 
 
+def announced_tls(options: TlsOptions, server: Server) -> TlsOptions:
+    """A discovered server: TLS when it announced tls=1, and its key must be the one it
+    announced (which saves nothing but a typo: the pin or --fingerprint is the check)."""
+    if not server.tls:
+        return options
+    from lanchat.tls.fingerprint import parse_fingerprint
+
+    announced = parse_fingerprint(server.fingerprint) if server.fingerprint else None
+    return replace(options, wanted=True, expect=replace(options.expect, announced=announced))
+
+
 def connect_discovered(
     *,
     room: str | None,
@@ -501,6 +529,7 @@ def connect_discovered(
     interactive: bool,
     keepalive: float = DEFAULT_JOIN_KEEPALIVE_SECONDS,
     password: Password | None = None,
+    tls: TlsOptions | None = None,
 ) -> tuple[Connection, Opener]:
     """`join` without an address: look for servers, then reach_server (lanchat.discovery) takes
     the only one (of `room`) or the one the user picks and tries its addresses, own subnet
@@ -516,6 +545,8 @@ def connect_discovered(
     with searching(err, timeout) as progress:
         servers = discover(timeout, on_progress=progress)
 
+    options = tls if tls is not None else TlsOptions()
+
     def connect(server: Server, address: str, last: bool) -> Connection:
         wait = timeout if last else min(timeout, CANDIDATE_TIMEOUT)
         where = server.endpoint(address)
@@ -530,6 +561,7 @@ def connect_discovered(
                 exact=exact,
                 timeout=wait,
                 keepalive=keepalive,
+                tls=announced_tls(options, server),
                 credentials=credentials,
             )
 
@@ -546,6 +578,8 @@ def connect_discovered(
     for line in reach_report(reached):
         err.print(line)
     server, address = reached.server, reached.address
+    # reconnects: TLS, with the key the first connection accepted
+    again = announced_tls(options, server).again(reached.connection.server_key)
 
     def open_again(resume: Resume | None) -> Connection:
         return Connection.open(
@@ -556,6 +590,7 @@ def connect_discovered(
             timeout=timeout,
             resume=resume,
             keepalive=keepalive,
+            tls=again,
             credentials=login.credentials,
         )
 

@@ -11,7 +11,7 @@ import queue
 import socket
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from lanchat import __version__, netinfo
@@ -43,6 +43,7 @@ from lanchat.web import WEB_PATH, WebOptions
 
 if TYPE_CHECKING:
     from lanchat.discovery import Advertisement, Advertiser
+    from lanchat.tls.transport import ServerTls
 
 ADVERTISE_WAIT_SECONDS = 5.0  # registering takes ~1.7 s (probing for a name clash first)
 LOG_QUEUE = 10000  # events waiting for the log; beyond that they are counted, not kept
@@ -77,6 +78,22 @@ class ServeOptions:
     # None: no passwords. Every run adds its own operator token.
     secrets: Secrets | None = None
     allow_plain_login: bool = False  # cleartext passwords without TLS (raw /login, browsers)
+    tls: bool = False  # TLS on the same port (lanchat/tls/), with the relay's own key
+    allow_plain: bool = False  # with tls: plain clients are let in too
+
+
+@dataclass(frozen=True)
+class TlsInfo:
+    """The relay's TLS side, for the banner: what clients pin, and how browsers show it."""
+
+    fingerprint: str  # 'ABCD-EFGH-...' (lanchat/tls/fingerprint.py)
+    spki_sha256: str  # '3F:A2:...': the same key as a browser's "Public Key" SHA-256
+    allow_plain: bool
+    key_path: str  # where the key is kept
+    new_key: bool  # made just now: clients that pinned an earlier one will refuse it
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -100,6 +117,7 @@ class Listening:
     password: bool = False  # joining needs a password
     plain_login: bool = False  # ... and ncat's /login and browsers may send it on plain TCP
     operator_token: str | None = None  # the operator token's file (None: it could not be written)
+    tls: TlsInfo | None = None  # serve --tls; None: plain only
     pid: int = field(default_factory=os.getpid)
     version: str = __version__
 
@@ -150,6 +168,7 @@ def run_server(options: ServeOptions, log: ServeLog) -> Stopped:
     # A process-wide setting, made here and not by Relay (tests run relays in-process): every
     # thread started from now on, thousands of readers among them, gets this stack size.
     threading.stack_size(THREAD_STACK_BYTES)
+    tls, tls_info = _tls(options) if options.tls else (None, None)
     store = None
     if options.store is not None:
         from lanchat.store import open_store
@@ -169,7 +188,12 @@ def run_server(options: ServeOptions, log: ServeLog) -> Stopped:
         rules=rules,
         store=store,
         web=WebOptions(options.web_origins) if options.web else None,
-        gate=Gate(secrets, allow_plain_login=options.allow_plain_login),
+        gate=Gate(
+            secrets,
+            allow_plain_login=options.allow_plain_login,
+            tls_offered=options.tls,
+        ),
+        tls=tls,
     )
     restored = len(relay.room.history)  # before anyone can join
     events: queue.Queue[tuple[Any, Any]] = queue.Queue(maxsize=LOG_QUEUE)
@@ -199,7 +223,8 @@ def run_server(options: ServeOptions, log: ServeLog) -> Stopped:
         bound_host, bound_port = relay.address
         advertisement = _off()
         if options.mdns:
-            advertiser = _advertise(options, bound_port, enqueue)
+            fingerprint = tls_info.fingerprint if tls_info is not None else None
+            advertiser = _advertise(options, bound_port, enqueue, fingerprint)
             advertisement = advertiser.wait_settled(ADVERTISE_WAIT_SECONDS)
         log.listening(
             Listening(
@@ -220,6 +245,7 @@ def run_server(options: ServeOptions, log: ServeLog) -> Stopped:
                 password=secrets.required,
                 plain_login=options.allow_plain_login,
                 operator_token=token_file,
+                tls=tls_info,
             )
         )
         _log_events(events, log, relay.refusals)
@@ -243,6 +269,25 @@ def run_server(options: ServeOptions, log: ServeLog) -> Stopped:
     summary = Stopped(people, relay.room.messages, dropped[0])
     log.stopped(summary)
     return summary
+
+
+def _tls(options: ServeOptions) -> tuple[ServerTls, TlsInfo]:
+    """The relay's key (made on the first `serve --tls` here) and a certificate naming this PC
+    and its addresses now (reissued for the same key when they changed)."""
+    from lanchat.tls.identity import certificate_names, load_identity, server_tls
+
+    addresses = [a.address for a in netinfo.lan_addresses()]
+    if options.host not in ("", "::", "*", "0.0.0.0"):
+        addresses.insert(0, options.host)
+    identity = load_identity(certificate_names(socket.gethostname(), addresses))
+    info = TlsInfo(
+        fingerprint=identity.fingerprint_text,
+        spki_sha256=identity.spki_sha256,
+        allow_plain=options.allow_plain,
+        key_path=str(identity.key_path),
+        new_key=identity.created,
+    )
+    return server_tls(identity, allow_plain=options.allow_plain), info
 
 
 def address_rules(allow: tuple[str, ...], deny: tuple[str, ...]) -> AddressRules:
@@ -272,18 +317,22 @@ def _write_token(port: int, token: str, notes: list[str]) -> str | None:
 
 
 def password_notes(options: ServeOptions) -> list[str]:
-    """What the banner warns about a room password (SCRAM without TLS, plain logins)."""
+    """What the banner warns about a room password: logins on plain TCP (no --tls, or
+    --allow-plain) can be guessed at offline; --allow-plain-login sends passwords in clear."""
     if options.secrets is None or not options.secrets.required:
         return []
-    notes = [
-        "The room password never crosses the network (SCRAM) and a recorded login cannot be "
-        "replayed, but someone who records a login on this network can try guesses at it "
-        "offline: choose a long password, and use TLS where you can."
-    ]
-    if options.allow_plain_login:
+    notes = []
+    if not options.tls or options.allow_plain:
+        where = "" if not options.tls else " on plain connections (--allow-plain)"
         notes.append(
-            "--allow-plain-login: passwords typed in ncat or a browser travel in clear text; "
-            "anyone on the network can read them."
+            "The room password never crosses the network (SCRAM) and a recorded login cannot "
+            f"be replayed, but someone who records a login{where} can try guesses at it "
+            "offline: choose a long password, and use --tls where you can."
+        )
+    if options.allow_plain_login and (not options.tls or options.allow_plain):
+        notes.append(
+            "--allow-plain-login: passwords typed in ncat or a browser on plain connections "
+            "travel in clear text; anyone on the network can read them."
         )
     return notes
 
@@ -365,8 +414,11 @@ def _off() -> Advertisement:
     return Advertisement("off", message="--no-mdns or LANCHAT_NO_MDNS")
 
 
-def _advertise(options: ServeOptions, port: int, enqueue: Any) -> Advertiser:
-    """Start announcing the server; later changes go to the event queue."""
+def _advertise(
+    options: ServeOptions, port: int, enqueue: Any, fingerprint: str | None
+) -> Advertiser:
+    """Start announcing the server (with TLS: tls=1 and its key's fingerprint); later changes
+    go to the event queue."""
     from lanchat.discovery import advertise
 
     return advertise(
@@ -377,4 +429,5 @@ def _advertise(options: ServeOptions, port: int, enqueue: Any) -> Advertiser:
         on_change=enqueue,  # called in the advertiser's thread: enqueue never blocks
         web=WEB_PATH if options.web else None,
         password=options.secrets is not None and options.secrets.required,
+        fingerprint=fingerprint,
     )

@@ -28,6 +28,7 @@ LAYERS = {
     "lanchat.fanout": 3,  # delivery (knows the room's Member type only)
     "lanchat.store": 3,  # history on disk (SQLite): protocol, errors and the room's Past
     "lanchat.web": 3,  # HTTP (h11) and WebSocket (websockets) for browsers, the page's files
+    "lanchat.tls": 3,  # TLS: the relay's key (cryptography), TlsSocket, pins and trust
     "lanchat.hub": 4,  # applies the room's outputs to the fan-out
     "lanchat.connection": 5,
     "lanchat.relay": 6,
@@ -80,6 +81,7 @@ THIRD_PARTY = {
     "websockets": {"lanchat.web"},
     "h11": {"lanchat.web"},
     "segno": {"lanchat.output"},
+    "cryptography": {"lanchat.tls"},
 }
 
 

@@ -162,6 +162,36 @@ def test_a_restart_that_lost_the_history_shows_a_gap_note(chromium: Any) -> None
         relay.stop()
 
 
+def test_the_page_over_https_chats_and_plain_http_is_sent_there(
+    chromium: Any, tmp_path: Path
+) -> None:
+    """serve --tls: the page comes over HTTPS from the same port, its WebSocket is wss://, and
+    a browser that asks for http:// is redirected. Chromium is told to accept the self-signed
+    certificate (ignore_https_errors), as a person does after checking its fingerprint."""
+    from lanchat.tls.identity import certificate_names, load_identity, server_tls
+
+    expect = sync_api.expect
+    identity = load_identity(certificate_names("testhost", []), tmp_path / "tls")
+    relay = Relay("127.0.0.1", 0, tls=server_tls(identity))
+    relay.start()
+    port = relay.address[1]
+    ncat = Ncat(port, tls=True)
+    try:
+        ann = join(chromium, f"http://127.0.0.1:{port}/", "ann", ignore_https_errors=True)
+        assert ann.url == f"https://127.0.0.1:{port}/"  # the relay's 308
+        expect(ann.locator("#state")).to_have_text("Connected as ann", timeout=MS)
+        say(ann, "hello over wss")
+        ncat.wait_line("<ann> hello over wss")
+        ncat.send("hello from ncat --ssl")
+        expect(log_item(ann, "hello from ncat --ssl")).to_have_count(1, timeout=MS)
+        status = relay.status()
+        web = [c for c in status["connections"] if c["kind"] == "web"]
+        assert [c["tls"] for c in web] == [True]
+    finally:
+        ncat.close()
+        relay.stop()
+
+
 def test_an_operator_moderates_from_the_page(chromium: Any) -> None:
     expect = sync_api.expect
     port = free_port()

@@ -22,9 +22,11 @@ EPILOG = (  # the examples under --help
     "  lanchat join 192.168.1.20          # port 7420\n\n"
     "  lanchat join 192.168.1.20:7420 --name ana\n\n"
     "  echo 'hello all' | lanchat join 192.168.1.20   # scripted: send, print, leave\n\n"
+    "  lanchat join --tls 192.168.1.20    # encrypted; the server's key is pinned\n\n"
+    "  lanchat join --fingerprint V7EX-ZE55-... 192.168.1.20   # and checked first\n\n"
     "  lanchat join --operator 127.0.0.1  # on the server's PC: moderate the room\n\n"
-    "Environment: LANCHAT_NAME, LANCHAT_PORT, LANCHAT_ROOM, LANCHAT_PASSWORD (a room's "
-    "password, for scripts), LANCHAT_OPERATOR_PASSWORD."
+    "Environment: LANCHAT_NAME, LANCHAT_PORT, LANCHAT_ROOM, LANCHAT_TLS, LANCHAT_PASSWORD "
+    "(a room's password, for scripts), LANCHAT_OPERATOR_PASSWORD."
 )
 
 
@@ -84,6 +86,25 @@ def join(
             "reconnects (--reconnect) or ends with exit code 4.",
         ),
     ] = DEFAULT_JOIN_KEEPALIVE_SECONDS,
+    tls: Annotated[
+        bool,
+        typer.Option(
+            "--tls",
+            envvar="LANCHAT_TLS",
+            help="Connect with TLS. The server's key is pinned on first use (known_servers in "
+            "lanchat's config directory) and a different key is refused. Without --tls, TLS "
+            "is still used for a server that asks for it, announces it, or is pinned.",
+        ),
+    ] = False,
+    fingerprint: Annotated[
+        str | None,
+        typer.Option(
+            "--fingerprint",
+            metavar="FP",
+            help="The server's key fingerprint as `lanchat serve --tls` shows it (any "
+            "grouping or case; implies --tls): checked before joining, then pinned.",
+        ),
+    ] = None,
     operator: Annotated[
         bool,
         typer.Option(
@@ -95,11 +116,13 @@ def join(
     ] = False,
 ) -> None:
     """Join a chat: type to talk. With stdin from a file or pipe, send each line and leave."""
-    from lanchat.client import Connection, Credentials, parse_address
+    from lanchat.client import Connection, Credentials, TlsOptions, parse_address
     from lanchat.join import connect_discovered, run_interactive, run_scripted
     from lanchat.protocol import Resume, suggest_name
+    from lanchat.tls.trust import Expectation
 
     exact = name is not None
+    tls_options = TlsOptions(wanted=tls, expect=Expectation(fingerprint=_fingerprint(fingerprint)))
     wanted = name if name is not None else suggest_name(_login_name())
     if address is None:
         interactive = sys.stdin.isatty() and sys.stderr.isatty()
@@ -112,6 +135,7 @@ def join(
             interactive=interactive,
             keepalive=keepalive,
             password=password,
+            tls=tls_options,
         )
     else:
         from lanchat.client import LineServer
@@ -121,9 +145,11 @@ def join(
         host, parsed_port = parse_address(address, default_port=port or DEFAULT_PORT)
         where = host_port(host, parsed_port)
         password = _password(operator, host, parsed_port)
+        session_key: list[bytes | None] = [None]  # the key the first connection accepted
 
         def open_connection(resume: Resume | None = None) -> Connection:
-            # reconnecting: a relay answered before, so no listening first
+            # reconnecting: a relay answered before, so no listening first; over TLS when the
+            # first connection was, with the same key (even if it could not be pinned)
             return Connection.open(
                 host,
                 parsed_port,
@@ -133,6 +159,7 @@ def join(
                 resume=resume,
                 keepalive=keepalive,
                 credentials=password.credentials,
+                tls=tls_options.again(session_key[0]),
             )
 
         def open_first(credentials: Credentials | None) -> Connection:
@@ -148,15 +175,21 @@ def join(
                     listen_first=not operator,
                     keepalive=keepalive,
                     credentials=credentials,
+                    tls=tls_options,
                 )
 
         try:
             conn = password.open(where, open_first, lambda _: open_connection())
+            session_key[0] = conn.server_key
         except LineServer as server:  # ncat -l, ncat --chat: chat with it line by line
             at_terminal = sys.stdin.isatty() and sys.stdout.isatty() and not json_out
             lines = None if at_terminal else sys.stdin
             code = run_line_client(server, lines, as_json=json_out, out=sys.stdout)
             raise typer.Exit(code) from None
+    if conn.tls_note:  # "pinned V7EX-... for 10.0.0.5:7420"
+        from lanchat.output import notice, stderr_console
+
+        stderr_console().print(notice(f"* {conn.tls_note}", "dim"))
     if sys.stdin.isatty() and sys.stdout.isatty() and not json_out:
         raise typer.Exit(run_interactive(conn, open_connection))
     raise typer.Exit(
@@ -169,6 +202,23 @@ def join(
             reconnect_for=reconnect,
         )
     )
+
+
+def _fingerprint(text: str | None) -> bytes | None:
+    """--fingerprint's digest; UsageError when it is not a fingerprint."""
+    if text is None:
+        return None
+    from lanchat.errors import UsageError
+    from lanchat.tls.fingerprint import parse_fingerprint
+
+    digest = parse_fingerprint(text)
+    if digest is None:
+        raise UsageError(
+            f"--fingerprint {text!r} is not a key fingerprint.",
+            "Copy it from the server's screen: 13 groups of 4 letters and digits "
+            "(V7EX-ZE55-...), or the 64 hex digits a browser shows as the Public Key SHA-256.",
+        )
+    return digest
 
 
 def _password(operator: bool, host: str | None, port: int) -> Password:

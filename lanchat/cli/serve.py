@@ -35,7 +35,9 @@ EPILOG = (  # the examples under --help
     "  lanchat serve --no-web             # no chat page for browsers on the port\n\n"
     "  lanchat serve --allow 192.168.1.0/24   # only this network (and this PC) may join\n\n"
     "  lanchat serve --ask-password       # joining needs a password, typed now\n\n"
-    "Environment: LANCHAT_PORT, LANCHAT_ROOM, LANCHAT_PASSWORD, LANCHAT_OPERATOR_PASSWORD."
+    "  lanchat serve --tls                # encrypted: clients pin the key shown\n\n"
+    "Environment: LANCHAT_PORT, LANCHAT_ROOM, LANCHAT_TLS, LANCHAT_PASSWORD, "
+    "LANCHAT_OPERATOR_PASSWORD."
 )
 
 
@@ -195,6 +197,23 @@ def serve(
             "sends the password itself).",
         ),
     ] = False,
+    tls: Annotated[
+        bool,
+        typer.Option(
+            "--tls",
+            envvar="LANCHAT_TLS",
+            help="Encrypt connections with TLS, on the same port. The relay's key is made on "
+            "first use and kept; clients pin its fingerprint (shown at start) and refuse a "
+            "server whose key changed. Plain clients are told how to connect instead.",
+        ),
+    ] = False,
+    allow_plain: Annotated[
+        bool,
+        typer.Option(
+            "--allow-plain",
+            help="With --tls: let plain (unencrypted) clients in too, on the same port.",
+        ),
+    ] = False,
     all_cores: Annotated[
         bool,
         typer.Option(
@@ -217,6 +236,11 @@ def serve(
                 f"--web-origin {origin!r} is not an origin (a scheme, a host, maybe a port).",
                 "Example: --web-origin https://intranet.school.example",
             )
+    if allow_plain and not tls:
+        raise UsageError(
+            "--allow-plain only means something with --tls (without it, every client is plain).",
+            "Add --tls, or leave out --allow-plain.",
+        )
     secrets = _secrets(password_file, ask_password, operator_password_file)
     if json_out:
         from lanchat.output.serve import JsonServeLog
@@ -247,6 +271,8 @@ def serve(
         web=not no_web,
         web_origins=tuple(web_origins or ()),
         qr=not no_qr,
+        tls=tls,
+        allow_plain=allow_plain,
         secrets=secrets,
         allow_plain_login=allow_plain_login,
     )

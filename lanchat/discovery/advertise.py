@@ -44,6 +44,7 @@ class Advertiser:
         version: str = __version__,
         web: str | None = None,
         password: bool = False,
+        fingerprint: str | None = None,
         hostname: str | None = None,
         check_seconds: float = ADDRESS_CHECK_SECONDS,
         on_change: Callable[[Advertisement], None] | None = None,
@@ -56,6 +57,7 @@ class Advertiser:
         self.version = version
         self.web = web  # the chat page's path, for the TXT record
         self.password = password  # joining needs a password (TXT password=1)
+        self.fingerprint = fingerprint  # serve --tls: its key's, for the TXT record
         self.hostname = hostname or socket.gethostname()
         self.check_seconds = check_seconds
         self.on_change = on_change
@@ -138,7 +140,11 @@ class Advertiser:
             f"{name}.{SERVICE_TYPE}",
             port=self.port,
             properties=txt_properties(
-                self.room, self.version, password=self.password, web=self.web
+                self.room,
+                self.version,
+                password=self.password,
+                web=self.web,
+                fingerprint=self.fingerprint,
             ),
             server=srv_target(self.hostname, uuid.getnode()),
             parsed_addresses=[a.partition("%")[0] for a in plan.addresses],
@@ -204,8 +210,10 @@ def advertise(
     check_seconds: float = ADDRESS_CHECK_SECONDS,
     web: str | None = None,
     password: bool = False,
+    fingerprint: str | None = None,
 ) -> Advertiser:
-    """Start announcing a server; the returned Advertiser's close() withdraws it."""
+    """Start announcing a server (`fingerprint`: its TLS key's, with serve --tls); the
+    returned Advertiser's close() withdraws it."""
     return Advertiser(
         room=room,
         port=port,
@@ -215,4 +223,5 @@ def advertise(
         check_seconds=check_seconds,
         web=web,
         password=password,
+        fingerprint=fingerprint,
     ).start()

@@ -6,9 +6,11 @@ import argparse
 import json
 import signal
 import sys
+import tempfile
 from collections.abc import Callable
 from dataclasses import asdict
 from enum import IntEnum
+from pathlib import Path
 from typing import Any
 
 from . import procfs
@@ -16,7 +18,15 @@ from .payload import KINDS, MAX_LINE_BYTES, MAX_SENDERS, MAX_SEQ, MIN_LINE_BYTES
 from .report import render_runs, render_summary
 from .results import Load, RunResult, Spread, ratios, summarise
 from .runner import run_once
-from .servers import BenchError, Server, external_server, find_ncat, start_lanchat, start_ncat
+from .servers import (
+    BenchError,
+    Server,
+    external_server,
+    find_ncat,
+    make_certificate,
+    start_lanchat,
+    start_ncat,
+)
 
 MAX_CLIENTS = 60_000  # sender ids have 4 hex digits, and ports run out near 64k anyway
 AUTO_PROCS_FROM = 50  # clients from which (with K > 1) the default is a process per core
@@ -30,6 +40,7 @@ examples:
   scripts/bench --server lanchat --kind lanchat --mode flood --duration 3
   scripts/bench --server lanchat --connect-only --clients 5000 --hold 5
   scripts/bench --address 127.0.0.1:7420 --pid 1234 --clients 50
+  scripts/bench --vs ncat --tls --connect-only --clients 1000   # TLS handshakes
 
 "window" mode: a sender keeps at most W lines outstanding; a line is outstanding until every
 other client (whichever generator process holds it) has received it, intact or damaged.
@@ -124,6 +135,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="OPT",
         help="one more option for `lanchat serve` (repeatable), e.g. --lanchat-option=--all-cores",
     )
+    p.add_argument(
+        "--tls",
+        action="store_true",
+        help="clients connect over TLS: lanchat serve --tls, ncat --chat --ssl with a "
+        "certificate from lanchat's generator (arrival times are then read times)",
+    )
     p.add_argument("--json", action="store_true", help="print JSON only on stdout")
     return p
 
@@ -171,7 +188,9 @@ def make_load(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Load
         procs=min(procs, n),
         setup_timeout=args.setup_timeout,
         connect_window=args.connect_window,
-        kernel_time=args.latency_clock == "kernel",
+        # A TLS socket has no recvmsg(): the kernel's stamp would be the ciphertext's anyway.
+        kernel_time=args.latency_clock == "kernel" and not args.tls,
+        tls=args.tls,
     )
 
 
@@ -187,12 +206,13 @@ def plan_runs(args: argparse.Namespace) -> list[str]:
     return [name] * (args.runs or 1)
 
 
-def _start(name: str, args: argparse.Namespace) -> Server:
-    """A fresh server called ``name`` (or the external one)."""
+def _start(name: str, args: argparse.Namespace, tls: Path | None) -> Server:
+    """A fresh server called ``name`` (or the external one); with ``tls`` (a directory for
+    the keys), one that takes TLS."""
     if name == "ncat":
-        return start_ncat(args.ncat)
+        return start_ncat(args.ncat, make_certificate(tls / "ncat") if tls else None)
     if name == "lanchat":
-        return start_lanchat(args.lanchat_option)
+        return start_lanchat(args.lanchat_option, tls / "lanchat" if tls else None)
     return external_server(args.address, args.pid)
 
 
@@ -208,27 +228,32 @@ def execute(args: argparse.Namespace, load: Load) -> list[RunResult]:
     if "ncat" in order:
         find_ncat(args.ncat)  # before anything starts: a missing ncat is a one-line error
     counts: dict[str, int] = {}
-    for step, name in enumerate(order, 1):
-        counts[name] = counts.get(name, 0) + 1
-        kind = "raw" if name == "ncat" else load.kind
-        progress(f"[{step}/{len(order)}] {name} #{counts[name]}: {describe(load, kind)}")
-        if args.wait_quiet > 0 and procfs.wait_quiet(args.wait_quiet) is None:
-            progress(f"    the machine was not idle within {args.wait_quiet:g} s; running anyway")
-        server = _start(name, args)
-        try:
-            result = run_once(server, load, kind, counts[name])
-        finally:
-            server.stop()
-        if server.name == "lanchat" and server.exit_code not in (0, None):
-            result.notes.append(f"lanchat exited with code {server.exit_code} on SIGTERM")
-        results.append(result)
-        if not result.ok:
-            progress(f"    failed: {result.error}")
+    # --tls: the servers' keys live here for the series, never in the user's config directory
+    with tempfile.TemporaryDirectory(prefix="bench-tls-") as keys:
+        for step, name in enumerate(order, 1):
+            counts[name] = counts.get(name, 0) + 1
+            kind = "raw" if name == "ncat" else load.kind
+            progress(f"[{step}/{len(order)}] {name} #{counts[name]}: {describe(load, kind)}")
+            if args.wait_quiet > 0 and procfs.wait_quiet(args.wait_quiet) is None:
+                progress(
+                    f"    the machine was not idle within {args.wait_quiet:g} s; running anyway"
+                )
+            server = _start(name, args, Path(keys) if load.tls else None)
+            try:
+                result = run_once(server, load, kind, counts[name])
+            finally:
+                server.stop()
+            if server.name == "lanchat" and server.exit_code not in (0, None):
+                result.notes.append(f"lanchat exited with code {server.exit_code} on SIGTERM")
+            results.append(result)
+            if not result.ok:
+                progress(f"    failed: {result.error}")
     return results
 
 
 def describe(load: Load, kind: str) -> str:
     """The load in one line."""
+    kind = f"{kind} TLS" if load.tls else kind
     if load.connect_only:
         return f"{load.clients} {kind} clients, connect and hold {load.hold:g} s"
     pace = {"window": f"window {load.window}", "rate": f"{load.rate:g} lines/s each"}

@@ -47,6 +47,7 @@ CONNECT_FIGURES: tuple[tuple[str, str], ...] = (
     ("server_threads", "server threads"),
     ("server_fds", "server fds"),
     ("server_max_fds", "server fds (sampled max)"),
+    ("server_us_per_connect", "server CPU µs/connection"),
     ("server_cpu_util", "server CPU (cores) connecting"),
     ("generator_cpu_util", "generator CPU (cores) connecting"),
     ("generator_max_proc_util", "busiest generator process"),
@@ -76,6 +77,7 @@ class RunResult:
     procs: int
     connect_window: int  # connections opened before the server served them; 0: all at once
     latency_clock: str  # kernel: arrival = the kernel's receive stamp; read: when read
+    tls: bool  # the clients connected over TLS
     warmup_s: float
     duration_s: float | None  # the measured interval
     connect_s: float | None  # until every client was connected (lanchat: welcomed)
@@ -101,6 +103,7 @@ class RunResult:
     latency_max_ms: float | None
     server_cpu_s: float | None
     server_us_per_delivery: float | None
+    server_us_per_connect: float | None  # connect runs: server CPU per client made ready
     server_cpu_util: float | None
     server_peak_rss_mb: float | None
     server_max_rss_mb: float | None
@@ -199,6 +202,7 @@ class Load:
     setup_timeout: float
     connect_window: int | None  # None: the server's default (see connect_window_for)
     kernel_time: bool
+    tls: bool = False  # clients connect over TLS (lanchat serve --tls; ncat --ssl)
 
 
 def why(facts: dict[str, Any]) -> str:
@@ -283,6 +287,7 @@ def make_result(
         procs=load.procs,
         connect_window=connect_window,
         latency_clock="kernel" if load.kernel_time else "read",
+        tls=load.tls,
         warmup_s=load.warmup,
         duration_s=_round(wall) if loaded else None,
         connect_s=_round(facts.get("connect_s")),
@@ -309,6 +314,13 @@ def make_result(
         server_cpu_s=_round(server_cpu),
         server_us_per_delivery=(
             _round(server_cpu / measured * 1e6) if loaded and server_cpu and measured else None
+        ),
+        server_us_per_connect=(
+            _round(server_cpu / connected * 1e6)
+            if load.connect_only
+            and server_cpu is not None
+            and (connected := facts.get("connected", 0))
+            else None
         ),
         server_cpu_util=_round(server_cpu / wall) if server_cpu is not None and wall else None,
         server_peak_rss_mb=_round(end.hwm_kb / 1024) if end is not None else None,

@@ -56,6 +56,7 @@ class _Generator:
                 kind=kind,
                 connect_window=connect_window,
                 load=load,
+                tls=load.tls,
             )
             ours, theirs = ctx.Pipe()
             proc = ctx.Process(

@@ -133,13 +133,39 @@ def find_ncat(ncat: str = "ncat") -> str:
     return exe
 
 
-def start_ncat(ncat: str = "ncat") -> Server:
-    """A fresh ``ncat --chat`` on a free loopback port, accepting connections."""
+def make_certificate(directory: Path) -> tuple[Path, Path]:
+    """A key and a self-signed certificate for ``ncat --ssl``, made by lanchat's own generator
+    (lanchat/tls/identity.py) in ``directory``: (certificate, key). Run as lanchat, in a
+    process of its own, so that this package stays standard library only."""
+    make = (
+        "import sys; from pathlib import Path; "
+        "from lanchat.tls.identity import certificate_names, load_identity; "
+        "load_identity(certificate_names('localhost', ['127.0.0.1']), Path(sys.argv[1]))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", make, str(directory)],
+        check=False,
+        cwd=PROJECT_ROOT,
+        env=_lanchat_env(directory),
+        capture_output=True,
+        text=True,
+        timeout=START_TIMEOUT,
+    )
+    if done.returncode != 0:
+        said = done.stderr.strip().splitlines()[-1:] or ["no message"]
+        raise BenchError(f"could not make a TLS certificate: {said[0]}")
+    return directory / "certificate.pem", directory / "key.pem"
+
+
+def start_ncat(ncat: str = "ncat", tls: tuple[Path, Path] | None = None) -> Server:
+    """A fresh ``ncat --chat`` on a free loopback port, accepting connections (``--ssl`` with
+    the certificate and key ``tls``, when given)."""
     exe = find_ncat(ncat)
+    ssl = ["--ssl", "--ssl-cert", str(tls[0]), "--ssl-key", str(tls[1])] if tls else []
     for _ in range(PORT_ATTEMPTS):
         port = _free_port(HOST)
         proc = subprocess.Popen(
-            [exe, "--chat", "--listen", HOST, str(port), "--max-conns", str(NCAT_MAX_CONNS)],
+            [exe, "--chat", *ssl, "--listen", HOST, str(port), "--max-conns", str(NCAT_MAX_CONNS)],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -161,15 +187,23 @@ def start_ncat(ncat: str = "ncat") -> Server:
     raise BenchError(f"ncat found no free port in {PORT_ATTEMPTS} attempts")
 
 
-def start_lanchat(options: Sequence[str] = ()) -> Server:
-    """A fresh lanchat relay (with extra `lanchat serve` options); its port is read from its first
-    (JSON) line."""
+def _lanchat_env(config: Path | None) -> dict[str, str]:
+    """The environment of a lanchat process: this project's lanchat, and with ``config`` its
+    own config directory (the relay's TLS key: never the user's own)."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH")]))
+    if config is not None:
+        env["LANCHAT_CONFIG_DIR"] = str(config)
+    return env
+
+
+def start_lanchat(options: Sequence[str] = (), tls: Path | None = None) -> Server:
+    """A fresh lanchat relay (with extra `lanchat serve` options; with ``tls``, `--tls` and that
+    config directory for its key); its port is read from its first (JSON) line."""
     proc = subprocess.Popen(
-        [*LANCHAT_SERVE, *options],
+        [*LANCHAT_SERVE, *(["--tls"] if tls is not None else []), *options],
         cwd=PROJECT_ROOT,
-        env=env,
+        env=_lanchat_env(tls),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
