@@ -291,3 +291,31 @@ def test_the_page_over_plain_http_sends_no_password(chromium: Any) -> None:
         expect(page.locator("#login-form")).to_be_hidden()
     finally:
         relay.stop()
+
+
+def test_the_page_over_https_logs_in_without_allow_plain_login(
+    chromium: Any, tmp_path: Path
+) -> None:
+    """serve --tls with a room password: the page's password goes over wss:// only."""
+    from lanchat.auth.login import Gate
+    from lanchat.auth.secrets import Secrets
+    from lanchat.protocol.scram import MIN_ITERATIONS
+    from lanchat.tls.identity import certificate_names, load_identity, server_tls
+
+    expect = sync_api.expect
+    identity = load_identity(certificate_names("testhost", []), tmp_path / "tls")
+    gate = Gate(Secrets.make(PASSWORD, iterations=MIN_ITERATIONS), tls_offered=True)
+    relay = Relay("127.0.0.1", 0, tls=server_tls(identity, allow_plain=True), gate=gate)
+    relay.start()
+    port = relay.address[1]
+    try:
+        page = join(chromium, f"https://127.0.0.1:{port}/", "fay", ignore_https_errors=True)
+        expect(page.locator("#login-form")).to_be_visible(timeout=MS)
+        page.fill("#password", PASSWORD)
+        page.press("#password", "Enter")
+        expect(page.locator("#state")).to_have_text("Connected as fay", timeout=MS)
+        plain = join(chromium, f"http://127.0.0.1:{port}/", "gil")  # --allow-plain: served
+        expect(log_item(plain, f"open https://127.0.0.1:{port}/")).to_have_count(1, timeout=MS)
+        expect(plain.locator("#login-form")).to_be_hidden()
+    finally:
+        relay.stop()
