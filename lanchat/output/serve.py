@@ -91,14 +91,16 @@ def serve_banner(console: Console, info: Listening) -> None:
             console.print(line)
     console.print(advertisement_text(info.advertisement))
     if info.password:
-        others = (
-            "ncat and browsers: /login PASSWORD, the page's field"
-            if info.plain_login
-            else "ncat and browsers cannot log in on plain TCP: --allow-plain-login lets them"
-        )
-        console.print(
-            Text(f"Password: required (lanchat join asks for it; {others}).", style="bold")
-        )
+        ways = ["lanchat join asks for it"]
+        if info.tls is not None:
+            ways.append("ncat --ssl: /login PASSWORD; browsers: the https page asks")
+        if info.tls is None or info.tls.allow_plain:  # plain clients come in
+            ways.append(
+                "on plain TCP ncat's /login and the page too (--allow-plain-login)"
+                if info.plain_login
+                else "ncat and browsers cannot log in on plain TCP"
+            )
+        console.print(Text(f"Password: required ({'; '.join(ways)}).", style="bold"))
     if info.operator_token is not None:
         local = f"[{host}]" if ":" in host else host if info.host else "127.0.0.1"
         console.print(
