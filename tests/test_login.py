@@ -31,11 +31,12 @@ from conftest import (
     run_lanchat,
 )
 from lanchat.auth.login import MAX_LOGIN_LINES
+from lanchat.errors import ExitCode
 
 ROOM_PW = "correct horse ünd battery"
 OPERATOR_PW = "the teacher's own"
 WRONG_PW = "nope"
-EXIT_LOGIN_FAILED = 8
+EXIT_LOGIN_FAILED = ExitCode.LOGIN_FAILED
 
 
 @pytest.fixture
