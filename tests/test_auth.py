@@ -383,6 +383,7 @@ def test_the_token_file_is_the_owners_and_removed_only_if_ours(
     assert path == token_path(7421) == tmp_path / "conf" / "operator" / "7421.token"
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
     assert stat.S_IMODE(os.stat(path.parent).st_mode) == 0o700
+    assert stat.S_IMODE(os.stat(tmp_path / "conf").st_mode) == 0o700  # made owner-only too
     assert read_token(7421) == "abc"
     remove_token(7421, "another run's")
     assert path.exists()

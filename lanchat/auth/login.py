@@ -261,13 +261,8 @@ class Conversation:
         locked = self.gate.attempts.locked_for(self.address)
         if locked:
             return self._locked(locked)
-        found = matching(self.gate.secrets.by_name(), password)
-        operator = next((name for name in found if name in OPERATORS), None)
-        if operator is not None:
-            return self._admit(operator, "")
-        if LOGIN_ROOM in found:
-            return self._admit(LOGIN_ROOM, "")
-        return self._wrong()
+        login = self._login_of(password)
+        return self._wrong() if login is None else self._admit(login, "")
 
     def member_login(self, password: str) -> Step:
         """A member's /login (a raw client; a browser's `login`): the operator password or the
@@ -278,15 +273,19 @@ class Conversation:
         locked = self.gate.attempts.locked_for(self.address)
         if locked:
             return Step((self._problem("login-locked", self._lock_text(locked)),))
-        found = matching(self.gate.secrets.by_name(), password)
-        operator = next((name for name in found if name in OPERATORS), None)
-        if operator is not None:
-            return self._admit(operator, "")
-        if LOGIN_ROOM in found:
+        login = self._login_of(password)
+        if login in OPERATORS:
+            return self._admit(login, "")
+        if login == LOGIN_ROOM:
             text = "That is the room's password; here /login takes the operator password."
             return Step((self._problem("bad-login", text),))
         wrong = self._wrong()
         return Step(wrong.say, wrong.pause, wrong.refusal)
+
+    def _login_of(self, password: str) -> str | None:
+        """Whose secret a cleartext password is: an operator's first, then the room's."""
+        found = matching(self.gate.secrets.by_name(), password)
+        return next((name for name in found if name in OPERATORS), None) or next(iter(found), None)
 
     # --- outcomes ----------------------------------------------------------------------------
 

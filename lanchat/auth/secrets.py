@@ -114,7 +114,10 @@ def token_path(port: int) -> Path:
 
 
 def write_token(port: int, token: str) -> Path:
-    """Write this run's operator token, readable by its owner only."""
+    """Write this run's operator token, readable by its owner only (in a config directory
+    made owner-only if it is new: write_private would make missing parents with the umask's
+    modes)."""
+    config_dir()
     path = token_path(port)
     write_private(path, token.encode("ascii") + b"\n")
     return path
