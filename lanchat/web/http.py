@@ -84,12 +84,8 @@ def head_end(data: bytes) -> int:
     return end + 2 if end >= 0 else -1
 
 
-def answer_request(head: bytes, options: WebOptions | None) -> Answer | Upgrade:
-    """What to do with one complete request head (`options` None: the web page is off)."""
-    if options is None:
-        return error(503, "The web page is turned off on this relay (serve --no-web).")
-    if head.count(b"\n") > MAX_HEADERS + 2:
-        return error(431, f"At most {MAX_HEADERS} header lines, please.")
+def _parse_head(head: bytes) -> h11.Request | Answer:
+    """The request in one complete head, or the 400 that says why there is none."""
     parser = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD_BYTES)
     parser.receive_data(head)
     try:
@@ -98,6 +94,18 @@ def answer_request(head: bytes, options: WebOptions | None) -> Answer | Upgrade:
         return error(400, "That is not an HTTP request this relay understands.")
     if not isinstance(request, h11.Request):
         return error(400, "The request is incomplete.")
+    return request
+
+
+def answer_request(head: bytes, options: WebOptions | None) -> Answer | Upgrade:
+    """What to do with one complete request head (`options` None: the web page is off)."""
+    if options is None:
+        return error(503, "The web page is turned off on this relay (serve --no-web).")
+    if head.count(b"\n") > MAX_HEADERS + 2:
+        return error(431, f"At most {MAX_HEADERS} header lines, please.")
+    request = _parse_head(head)
+    if isinstance(request, Answer):
+        return request
     method = request.method.decode("ascii", "replace")
     path = request.target.decode("ascii", "replace").split("?", 1)[0]
     headers = {name.decode("latin-1"): value.decode("latin-1") for name, value in request.headers}
@@ -131,14 +139,9 @@ def https_redirect(head: bytes, reached: str) -> Answer:
     to the Host the browser asked for (`reached`, our own HOST:PORT, when it named none or one
     that cannot be repeated), not kept in the browser's cache: the relay may run without TLS
     another day."""
-    parser = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD_BYTES)
-    parser.receive_data(head)
-    try:
-        request = parser.next_event()
-    except h11.RemoteProtocolError:
-        return error(400, "That is not an HTTP request this relay understands.")
-    if not isinstance(request, h11.Request):
-        return error(400, "The request is incomplete.")
+    request = _parse_head(head)
+    if isinstance(request, Answer):
+        return request
     target = request.target.decode("ascii", "replace")
     host = next((v.decode("latin-1") for k, v in request.headers if k == b"host"), "")
     if not _HOST.fullmatch(host):
