@@ -297,6 +297,8 @@ class Credentials:
 class PasswordNeeded(RejectedError):
     """The relay asks for a password and we were given none: ask, then open again."""
 
+    tls_note: str | None = None  # the key was pinned on this connection: say so before asking
+
 
 def _login_failed(where: str, code: str, message: str) -> LoginFailedError:
     hint = {
@@ -444,8 +446,10 @@ class Connection:
                 raise
         except LineServer:
             raise
-        except BaseException:
+        except BaseException as e:
             sock.close()
+            if isinstance(e, PasswordNeeded):
+                e.tls_note = note  # pinned here; the next connection will not say so
             raise
         sock.settimeout(None)
         conn.keepalive = keepalive

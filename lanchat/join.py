@@ -116,9 +116,11 @@ class Password:
         while True:
             try:
                 return opener(self.credentials)
-            except PasswordNeeded:
+            except PasswordNeeded as e:
                 if self.credentials is not None:
                     raise
+                if e.tls_note:  # the fingerprint before the password: the user can stop here
+                    stderr_console().print(notice(f"* {e.tls_note}", "dim"))
                 self.ask(where)
             except LoginFailedError as e:
                 stale = self.credentials is not None and self.credentials.username == LOGIN_CONSOLE
