@@ -164,9 +164,9 @@ def connect(relay: Relay) -> Iterator[Any]:
         client.close()
 
 
-# lanchat's own files (the relay's TLS key, pinned servers) go to a directory of this test run,
-# never to the home directory of whoever runs the tests; a test that needs its own sets
-# LANCHAT_CONFIG_DIR in the environment it gives a process.
+# lanchat's own files (the relay's TLS key, pinned servers, the operator token) go to a directory
+# of this test run, never to the home directory of whoever runs the tests; a test that needs its
+# own sets LANCHAT_CONFIG_DIR in the environment it gives a process.
 _CONFIG_DIR = tempfile.mkdtemp(prefix="lanchat-tests-")
 atexit.register(shutil.rmtree, _CONFIG_DIR, ignore_errors=True)
 os.environ["LANCHAT_CONFIG_DIR"] = _CONFIG_DIR
@@ -175,11 +175,6 @@ os.environ["LANCHAT_CONFIG_DIR"] = _CONFIG_DIR
 # started from the root namespace (and this pytest process) has mDNS switched off at the socket
 # level. Lab hosts switch it back on (lanchat_env(lab=True), netlab.Host.environ).
 os.environ["LANCHAT_NO_MDNS"] = "1"
-# lanchat's own files (every `lanchat serve` writes its operator token there, lanchat/paths.py)
-# go to a directory of this test run, never into the user's own configuration.
-_CONFIG_DIR = tempfile.mkdtemp(prefix="lanchat-tests-config-")
-atexit.register(shutil.rmtree, _CONFIG_DIR, ignore_errors=True)
-os.environ["LANCHAT_CONFIG_DIR"] = _CONFIG_DIR
 
 
 def lanchat_env(*, lab: bool = False) -> dict[str, str]:
@@ -387,12 +382,12 @@ def server(lanchat_process: Any) -> Any:
 class Terminal:
     """A process on a pseudo-terminal, and everything it has written to the screen."""
 
-    def __init__(self, *args: str) -> None:
+    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
         import pty  # POSIX only: tests using Terminal skip elsewhere
 
         check_mdns_safe(args, host=None)  # this terminal lives in the root namespace
         self.master, slave = pty.openpty()
-        env = {**lanchat_env(), "TERM": "xterm"}
+        env = {**(env if env is not None else lanchat_env()), "TERM": "xterm"}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "lanchat", *args],
             stdin=slave,
