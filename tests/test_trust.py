@@ -4,7 +4,8 @@ operator password and a denied address; a student joins with `lanchat join` in a
 with the operator password from another account and mutes one and kicks the other; a wrong
 password, a denied address and a changed key each get a clear refusal. The parts one by one
 are tests/test_login.py, tests/test_login_tls.py, tests/test_tls.py, tests/test_admission.py and
-tests/test_relay_moderation.py; the page over HTTPS in a real Chromium is in tests/test_web.py."""
+tests/test_relay_moderation.py; the page over HTTPS in a real Chromium,
+tests/test_web_browser.py."""
 
 from __future__ import annotations
 
