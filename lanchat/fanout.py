@@ -193,8 +193,9 @@ class Client:
     )
 
     def __init__(self, sock: socket.socket, address: Any, kind: ClientKind = "raw") -> None:
-        # Set before the reader starts, never changed after: id, sock, address, connected_at;
-        # `local` is set by the reader before join.
+        # Set before the reader starts, never changed after: id, address, connected_at, and
+        # sock, except that the reader replaces it by its TLS session (lanchat/tls/) before
+        # join, while nobody else uses it; `local` is set by the reader before join.
         self.id = next(_client_ids)
         self.sock = sock
         self.address = address
@@ -246,8 +247,8 @@ class Client:
         delivers them whenever it reads again, after our close (the buffer is this socket's
         own, and the connection is ending: nothing more is sent to it)."""
         with self.sock_lock:
-            if not self.closed:
-                grow_send_buffer(self.sock, extra)
+            if not self.closed:  # (a TLS socket's own unsent ciphertext goes first)
+                grow_send_buffer(self.sock, extra + getattr(self.sock, "unsent_bytes", 0))
 
     def hang_up(self) -> None:
         """The linger is over: wake a reader still blocked in recv(), and let its close reset
@@ -597,6 +598,8 @@ class Fanout:
         if frames > self.max_backlog:
             return True
         owed = self._bytes_behind(client, end) + client.private_bytes + len(client.pending)
+        # A TLS socket keeps the ciphertext the kernel did not take (lanchat/tls/transport.py)
+        owed += getattr(client.sock, "unsent_bytes", 0)
         return owed > self.max_backlog_bytes
 
     def _bytes_behind(self, client: Client, end: int) -> int:

@@ -15,11 +15,13 @@ import socket
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from lanchat import __version__, netinfo
 from lanchat.admission import AddressRules, Refusal, Refusals
+from lanchat.auth.login import Gate
+from lanchat.auth.secrets import Secrets, new_token, remove_token, write_token
 from lanchat.cores import CoreKeeper, core_of_thread
 from lanchat.errors import AddressInUseError, UsageError
 from lanchat.logqueue import LOG_QUEUE, LogQueue
@@ -46,6 +48,7 @@ from lanchat.web import WEB_PATH, WebOptions
 
 if TYPE_CHECKING:
     from lanchat.discovery import Advertisement, Advertiser
+    from lanchat.tls.transport import ServerTls
 
 ADVERTISE_WAIT_SECONDS = 5.0  # registering takes ~1.7 s (probing for a name clash first)
 # The log's pace: what the room queued is written every LOG_EVERY seconds, LOG_BATCH lines per
@@ -80,6 +83,26 @@ class ServeOptions:
     web: bool = True  # the chat page and its WebSocket on the same port (lanchat/web/)
     web_origins: tuple[str, ...] = ()  # pages elsewhere allowed to open the WebSocket
     qr: bool = True  # the banner shows a QR code of the page's address
+    # The room password and the operator password, as verifiers only (lanchat/auth/secrets.py);
+    # None: no passwords. Every run adds its own operator token.
+    secrets: Secrets | None = None
+    allow_plain_login: bool = False  # cleartext passwords without TLS (raw /login, browsers)
+    tls: bool = False  # TLS on the same port (lanchat/tls/), with the relay's own key
+    allow_plain: bool = False  # with tls: plain clients are let in too
+
+
+@dataclass(frozen=True)
+class TlsInfo:
+    """The relay's TLS side, for the banner: what clients pin, and how browsers show it."""
+
+    fingerprint: str  # 'ABCD-EFGH-...' (lanchat/tls/fingerprint.py)
+    spki_sha256: str  # '3F:A2:...': the same key as a browser's "Public Key" SHA-256
+    allow_plain: bool
+    key_path: str  # where the key is kept
+    new_key: bool  # made just now: clients that pinned an earlier one will refuse it
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -100,6 +123,10 @@ class Listening:
     qr: bool = False  # ... and a QR code of the first one
     allow: tuple[str, ...] = ()  # --allow and --deny, as networks (CIDR)
     deny: tuple[str, ...] = ()
+    password: bool = False  # joining needs a password
+    plain_login: bool = False  # ... and ncat's /login and browsers may send it on plain TCP
+    operator_token: str | None = None  # the operator token's file (None: it could not be written)
+    tls: TlsInfo | None = None  # serve --tls; None: plain only
     pid: int = field(default_factory=os.getpid)
     version: str = __version__
 
@@ -153,14 +180,18 @@ def run_server(options: ServeOptions, log: ServeLog) -> Stopped:
     check_listen_host(options.host)
     rules = address_rules(options.allow, options.deny)
     max_clients, notes = capacity_notes(options.max_clients)
+    notes += password_notes(options)
     # A process-wide setting, made here and not by Relay (tests run relays in-process): every
     # thread started from now on, thousands of readers among them, gets this stack size.
     threading.stack_size(THREAD_STACK_BYTES)
+    tls, tls_info = _tls(options) if options.tls else (None, None)
     store = None
     if options.store is not None:
         from lanchat.store import open_store
 
         store = open_store(options.store, keep=options.store_keep, keep_days=options.store_days)
+    token = new_token()  # this run's operator token: its file is written once the port is known
+    secrets = (options.secrets or Secrets()).with_console(token)
     relay = Relay(
         options.host,
         options.port,
@@ -173,6 +204,12 @@ def run_server(options: ServeOptions, log: ServeLog) -> Stopped:
         rules=rules,
         store=store,
         web=WebOptions(options.web_origins) if options.web else None,
+        gate=Gate(
+            secrets,
+            allow_plain_login=options.allow_plain_login,
+            tls_offered=options.tls,
+        ),
+        tls=tls,
     )
     restored = len(relay.room.history)  # before anyone can join
     events = LogQueue(LOG_QUEUE)
@@ -183,8 +220,10 @@ def run_server(options: ServeOptions, log: ServeLog) -> Stopped:
     advertiser: Advertiser | None = None
     keeper: CoreKeeper | None = None
     people = 0
+    token_port: int | None = None
     try:
         _start(relay, options.port)
+        token_port, token_file = relay.address[1], _write_token(relay.address[1], token, notes)
         if options.one_core:
             fanout = relay.hub.fanout
             keeper = CoreKeeper(lambda: fanout.holds, lambda: core_of_thread(fanout.writer_id))
@@ -192,7 +231,8 @@ def run_server(options: ServeOptions, log: ServeLog) -> Stopped:
         bound_host, bound_port = relay.address
         advertisement = _off()
         if options.mdns:
-            advertiser = _advertise(options, bound_port, events.put_always)
+            fingerprint = tls_info.fingerprint if tls_info is not None else None
+            advertiser = _advertise(options, bound_port, events.put_always, fingerprint)
             advertisement = advertiser.wait_settled(ADVERTISE_WAIT_SECONDS)
         log.listening(
             Listening(
@@ -210,6 +250,10 @@ def run_server(options: ServeOptions, log: ServeLog) -> Stopped:
                 qr=options.qr,
                 allow=rules.to_texts()[0],
                 deny=rules.to_texts()[1],
+                password=secrets.required,
+                plain_login=options.allow_plain_login,
+                operator_token=token_file,
+                tls=tls_info,
             )
         )
         _log_events(events, log, relay.refusals)
@@ -228,11 +272,32 @@ def run_server(options: ServeOptions, log: ServeLog) -> Stopped:
             store.close()  # again, harmless: it is closed even if the relay never started
         if advertiser is not None:
             advertiser.close()
+        if token_port is not None:
+            remove_token(token_port, token)
         restore_sigterm(previous)
     _write_log(events, log, len(events))
     summary = Stopped(people, relay.room.messages, events.skipped)
     log.stopped(summary)
     return summary
+
+
+def _tls(options: ServeOptions) -> tuple[ServerTls, TlsInfo]:
+    """The relay's key (made on the first `serve --tls` here) and a certificate naming this PC
+    and its addresses now (reissued for the same key when they changed)."""
+    from lanchat.tls.identity import certificate_names, load_identity, server_tls
+
+    addresses = [a.address for a in netinfo.lan_addresses()]
+    if options.host not in ("", "::", "*", "0.0.0.0"):
+        addresses.insert(0, options.host)
+    identity = load_identity(certificate_names(socket.gethostname(), addresses))
+    info = TlsInfo(
+        fingerprint=identity.fingerprint_text,
+        spki_sha256=identity.spki_sha256,
+        allow_plain=options.allow_plain,
+        key_path=str(identity.key_path),
+        new_key=identity.created,
+    )
+    return server_tls(identity, allow_plain=options.allow_plain), info
 
 
 def address_rules(allow: tuple[str, ...], deny: tuple[str, ...]) -> AddressRules:
@@ -247,6 +312,39 @@ def address_rules(allow: tuple[str, ...], deny: tuple[str, ...]) -> AddressRules
                     f"Examples: {option} 192.168.1.0/24, {option} 10.0.0.7, {option} fd00::/8.",
                 ) from None
     return AddressRules.parse(allow, deny)
+
+
+def _write_token(port: int, token: str, notes: list[str]) -> str | None:
+    """Write the operator token's file; where it is, or None (and a note saying why not)."""
+    try:
+        return str(write_token(port, token))
+    except OSError as e:
+        notes.append(
+            f"The operator token could not be written ({e.strerror or e}): `lanchat join "
+            "--operator` on this PC will ask for the operator password instead."
+        )
+        return None
+
+
+def password_notes(options: ServeOptions) -> list[str]:
+    """What the banner warns about a room password: logins on plain TCP (no --tls, or
+    --allow-plain) can be guessed at offline; --allow-plain-login sends passwords in clear."""
+    if options.secrets is None or not options.secrets.required:
+        return []
+    notes = []
+    if not options.tls or options.allow_plain:
+        where = "" if not options.tls else " on plain connections (--allow-plain)"
+        notes.append(
+            "The room password never crosses the network (SCRAM) and a recorded login cannot "
+            f"be replayed, but someone who records a login{where} can try guesses at it "
+            "offline: choose a long password, and use --tls where you can."
+        )
+    if options.allow_plain_login and (not options.tls or options.allow_plain):
+        notes.append(
+            "--allow-plain-login: passwords typed in ncat or a browser on plain connections "
+            "travel in clear text; anyone on the network can read them."
+        )
+    return notes
 
 
 def check_listen_host(host: str) -> None:
@@ -345,8 +443,11 @@ def _off() -> Advertisement:
     return Advertisement("off", message="--no-mdns or LANCHAT_NO_MDNS")
 
 
-def _advertise(options: ServeOptions, port: int, enqueue: Any) -> Advertiser:
-    """Start announcing the server; later changes go to the event queue."""
+def _advertise(
+    options: ServeOptions, port: int, enqueue: Any, fingerprint: str | None
+) -> Advertiser:
+    """Start announcing the server (with TLS: tls=1 and its key's fingerprint); later changes
+    go to the event queue."""
     from lanchat.discovery import advertise
 
     return advertise(
@@ -356,4 +457,6 @@ def _advertise(options: ServeOptions, port: int, enqueue: Any) -> Advertiser:
         wanted=list(options.interfaces),
         on_change=enqueue,  # called in the advertiser's thread: enqueue never blocks
         web=WEB_PATH if options.web else None,
+        password=options.secrets is not None and options.secrets.required,
+        fingerprint=fingerprint,
     )

@@ -27,13 +27,14 @@ T0 = 1_000_000_000_000  # a send time, ns
 TOP_KEYS = {"config", "runs", "summary", "ratios", "pair_ratios"}
 RUN_KEYS = {
     "server", "run", "ok", "error", "kind", "mode", "clients", "senders", "window", "rate",
-    "line_bytes", "shape", "procs", "connect_window", "latency_clock", "warmup_s", "duration_s",
+    "line_bytes", "shape", "procs", "connect_window", "latency_clock", "tls", "warmup_s",
+    "duration_s",
     "connect_s", "ready_s", "connected", "ready_clients", "still_open", "sent", "expected",
     "delivered", "lost", "duplicates", "reordered", "corrupted", "corrupted_attributed",
     "disconnected", "measured_deliveries", "deliveries_per_s", "lines_per_s", "latency_p50_ms",
     "latency_p95_ms", "latency_p99_ms", "latency_max_ms", "server_cpu_s",
-    "server_us_per_delivery", "total_us_per_delivery", "server_cpu_util", "server_peak_rss_mb",
-    "server_max_rss_mb",
+    "server_us_per_delivery", "total_us_per_delivery", "server_us_per_connect",
+    "server_cpu_util", "server_peak_rss_mb", "server_max_rss_mb",
     "server_threads", "server_fds", "server_max_fds", "server_fd_limit", "generator_cpu_util",
     "generator_max_proc_util", "machine_busy", "other_cpu_util", "limit", "notes",
 }  # fmt: skip
@@ -246,6 +247,27 @@ def test_small_run_against_lanchat_is_clean(kind: str) -> None:
     [run] = out["runs"]
     assert (run["server"], run["kind"]) == ("lanchat", kind)
     assert_clean(run)
+
+
+@pytest.mark.parametrize("kind", ["raw", "lanchat", "web"])
+def test_small_run_over_tls_against_lanchat_is_clean(kind: str) -> None:
+    out = run_bench("--server", "lanchat", "--tls", "--kind", kind, *SMALL)
+    [run] = out["runs"]
+    assert (run["server"], run["kind"], run["tls"]) == ("lanchat", kind, True)
+    assert run["latency_clock"] == "read"  # a TLS socket has no kernel stamp to give
+    assert_clean(run)
+
+
+@pytest.mark.ncat
+@needs_ncat
+def test_tls_connect_only_against_both_reports_cpu_per_connection() -> None:
+    args = ["--vs", "ncat", "--runs", "1", "--tls", "--connect-only", "--clients", "20"]
+    out = run_bench(*args, "--hold", "0.3")
+    assert [r["server"] for r in out["runs"]] == ["lanchat", "ncat"]
+    for run in out["runs"]:
+        assert run["ok"], run["error"]
+        assert run["tls"] and run["connected"] == run["ready_clients"] == run["still_open"] == 20
+        assert run["server_us_per_connect"] >= 0  # CPU clock ticks: 20 handshakes may be 0
 
 
 def test_the_generators_websocket_frames_are_what_the_relays_library_reads_and_writes() -> None:

@@ -43,6 +43,8 @@ class Advertiser:
         wanted: Sequence[str] = (),
         version: str = __version__,
         web: str | None = None,
+        password: bool = False,
+        fingerprint: str | None = None,
         hostname: str | None = None,
         check_seconds: float = ADDRESS_CHECK_SECONDS,
         on_change: Callable[[Advertisement], None] | None = None,
@@ -54,6 +56,8 @@ class Advertiser:
         self.wanted = tuple(wanted)
         self.version = version
         self.web = web  # the chat page's path, for the TXT record
+        self.password = password  # joining needs a password (TXT password=1)
+        self.fingerprint = fingerprint  # serve --tls: its key's, for the TXT record
         self.hostname = hostname or socket.gethostname()
         self.check_seconds = check_seconds
         self.on_change = on_change
@@ -135,7 +139,13 @@ class Advertiser:
             SERVICE_TYPE,
             f"{name}.{SERVICE_TYPE}",
             port=self.port,
-            properties=txt_properties(self.room, self.version, web=self.web),
+            properties=txt_properties(
+                self.room,
+                self.version,
+                password=self.password,
+                web=self.web,
+                fingerprint=self.fingerprint,
+            ),
             server=srv_target(self.hostname, uuid.getnode()),
             parsed_addresses=[a.partition("%")[0] for a in plan.addresses],
         )
@@ -199,8 +209,11 @@ def advertise(
     on_change: Callable[[Advertisement], None] | None = None,
     check_seconds: float = ADDRESS_CHECK_SECONDS,
     web: str | None = None,
+    password: bool = False,
+    fingerprint: str | None = None,
 ) -> Advertiser:
-    """Start announcing a server; the returned Advertiser's close() withdraws it."""
+    """Start announcing a server (`fingerprint`: its TLS key's, with serve --tls); the
+    returned Advertiser's close() withdraws it."""
     return Advertiser(
         room=room,
         port=port,
@@ -209,4 +222,6 @@ def advertise(
         on_change=on_change,
         check_seconds=check_seconds,
         web=web,
+        password=password,
+        fingerprint=fingerprint,
     ).start()

@@ -22,7 +22,7 @@ from rich.text import Text
 from lanchat.admission import Refusal
 from lanchat.output import address_rules_text, chat_text, name_style, print_json, stdout_console
 from lanchat.protocol import Chat, Event, Joined, Left, Moderation, Renamed, clock, render_line
-from lanchat.serving import Listening, Stopped
+from lanchat.serving import Listening, Stopped, TlsInfo
 from lanchat.web import page_url
 
 if TYPE_CHECKING:
@@ -49,6 +49,7 @@ def serve_banner(console: Console, info: Listening) -> None:
         # IPv4 first (what people are used to typing), then IPv6: a network may have only that.
         commands = [(a.address, a.interface) for a in usable if a.family == 4][:3]
         commands += [(a.address, a.interface) for a in usable if a.family == 6][:2]
+    tls = info.tls is not None
     if commands:
         console.print(
             "Others on this network can join with:" if not loopback_only else "Join with:"
@@ -58,25 +59,26 @@ def serve_banner(console: Console, info: Listening) -> None:
             console.print(
                 Text.assemble(
                     "    ",
-                    (f"lanchat join {shown}:{port}", "bold green"),
+                    (f"lanchat join {'--tls ' if tls else ''}{shown}:{port}", "bold green"),
                     (f"   (via {interface})", "dim"),
                 )
             )
-            console.print(
-                Text.assemble(
-                    "    ", (f"ncat {address} {port}", "bold green"), ("   (or nc / telnet)", "dim")
-                )
+            ncat, others = (
+                (f"ncat --ssl {address} {port}", "   (openssl s_client works too)")
+                if tls
+                else (f"ncat {address} {port}", "   (or nc / telnet)")
             )
+            console.print(Text.assemble("    ", (ncat, "bold green"), (others, "dim")))
             if info.web:
                 console.print(
                     Text.assemble(
                         "    ",
-                        (page_url(address, port), "bold green"),
+                        (page_url(address, port, tls=tls), "bold green"),
                         ("   (in a browser: phones, tablets, school PCs)", "dim"),
                     )
                 )
         if info.web and info.qr:
-            url = page_url(commands[0][0], port)
+            url = page_url(commands[0][0], port, tls=tls)
             console.print(Text(f"Or point a phone's camera at this code ({url}):", style="dim"))
             console.print(qr_text(url))
     else:
@@ -95,7 +97,30 @@ def serve_banner(console: Console, info: Listening) -> None:
     if virtual:
         listed = ", ".join(f"{a.address} ({', '.join(a.tags)})" for a in virtual[:4])
         console.print(Text(f"Not for the LAN: {listed}", style="dim"))
+    if info.tls is not None:
+        for line in tls_text(info.tls):
+            console.print(line)
     console.print(advertisement_text(info.advertisement))
+    if info.password:
+        ways = ["lanchat join asks for it"]
+        if info.tls is not None:
+            ways.append("ncat --ssl: /login PASSWORD; browsers: the https page asks")
+        if info.tls is None or info.tls.allow_plain:  # plain clients come in
+            ways.append(
+                "on plain TCP ncat's /login and the page too (--allow-plain-login)"
+                if info.plain_login
+                else "ncat and browsers cannot log in on plain TCP"
+            )
+        console.print(Text(f"Password: required ({'; '.join(ways)}).", style="bold"))
+    if info.operator_token is not None:
+        local = f"[{host}]" if ":" in host else host if info.host else "127.0.0.1"
+        console.print(
+            Text(
+                f"Operator (may moderate): `lanchat join --operator {local}:{port}` on this PC "
+                f"(it reads the token in {info.operator_token}).",
+                style="dim",
+            )
+        )
     if info.store is None:
         console.print(
             Text(
@@ -115,6 +140,35 @@ def serve_banner(console: Console, info: Listening) -> None:
         console.print(Text(note, style="yellow"))
     limit = f"up to {info.max_clients} people" if info.max_clients else "no limit on people"
     console.print(Text(f"Ready ({limit}). Press Ctrl-C to stop.", style="dim"))
+
+
+def tls_text(tls: TlsInfo) -> list[Text]:
+    """What the banner says about TLS: the key's fingerprint, for people to compare."""
+    plain = (
+        "plain clients are let in too (--allow-plain)"
+        if tls.allow_plain
+        else "plain clients are told how to connect with TLS"
+    )
+    lines = [
+        Text.assemble(("TLS: on", "bold"), f" ({plain}). The relay's key fingerprint:"),
+        Text.assemble("    ", (tls.fingerprint, "bold")),
+        Text(
+            "  lanchat clients pin it on first use and refuse a server whose key changed; "
+            "anyone can check it with `lanchat join --fingerprint ...`. Browsers warn about "
+            'the certificate (nobody vouches for it): its "Public Key" SHA-256 there is '
+            f"{tls.spki_sha256}",
+            style="dim",
+        ),
+    ]
+    if tls.new_key:
+        lines.append(
+            Text(
+                f"  A new key was made: {tls.key_path}. Kept there, it keeps this fingerprint "
+                "across restarts.",
+                style="dim",
+            )
+        )
+    return lines
 
 
 def qr_text(data: str) -> Text:
@@ -314,14 +368,21 @@ class JsonServeLog:
                 "version": info.version,
                 "max_clients": info.max_clients,
                 "notes": list(info.notes),
+                "password": info.password,  # joining needs a password
+                "operator_token": info.operator_token,  # the token's file; null: not written
                 "store": info.store,  # null: history in memory only
                 "allow": list(info.allow),
                 "deny": list(info.deny),
                 "restored": info.restored,
                 "mdns": info.advertisement.to_dict(),
-                "web": [page_url(a.address, info.port) for a in info.addresses if a.usable]
+                "web": [
+                    page_url(a.address, info.port, tls=info.tls is not None)
+                    for a in info.addresses
+                    if a.usable
+                ]
                 if info.web
                 else None,  # null: --no-web
+                "tls": info.tls.to_dict() if info.tls is not None else None,  # null: plain
             }
         )
 

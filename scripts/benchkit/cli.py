@@ -6,6 +6,7 @@ import argparse
 import json
 import signal
 import sys
+import tempfile
 from collections.abc import Callable
 from dataclasses import asdict
 from enum import IntEnum
@@ -23,6 +24,7 @@ from .servers import (
     Server,
     external_server,
     find_ncat,
+    make_certificate,
     start_lanchat,
     start_ncat,
 )
@@ -41,6 +43,7 @@ examples:
   scripts/bench --server lanchat --kind lanchat --mode flood --duration 3
   scripts/bench --server lanchat --connect-only --clients 5000 --hold 5
   scripts/bench --address 127.0.0.1:7420 --pid 1234 --clients 50
+  scripts/bench --vs ncat --tls --connect-only --clients 1000   # TLS handshakes
 
 "window" mode: a sender keeps at most W lines outstanding; a line is outstanding until every
 other client (whichever generator process holds it) has received it, intact or damaged.
@@ -167,6 +170,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="run the lanchat of this checkout (a before/after with the same generator)",
     )
+    p.add_argument(
+        "--tls",
+        action="store_true",
+        help="clients connect over TLS: lanchat serve --tls, ncat --chat --ssl with a "
+        "certificate from lanchat's generator (arrival times are then read times)",
+    )
     p.add_argument("--json", action="store_true", help="print JSON only on stdout")
     return p
 
@@ -225,8 +234,10 @@ def make_load(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Load
         procs=min(procs, n),
         setup_timeout=args.setup_timeout,
         connect_window=args.connect_window,
-        kernel_time=args.latency_clock == "kernel",
+        # A TLS socket has no recvmsg(): the kernel's stamp would be the ciphertext's anyway.
+        kernel_time=args.latency_clock == "kernel" and not args.tls,
         shape=args.shape,
+        tls=args.tls,
     )
 
 
@@ -244,14 +255,18 @@ def plan_runs(args: argparse.Namespace) -> list[str]:
     return [name] * (args.runs or 1)
 
 
-def _start(name: str, args: argparse.Namespace) -> Server:
-    """A fresh server called ``name`` (or the external one)."""
+def _start(name: str, args: argparse.Namespace, tls: Path | None) -> Server:
+    """A fresh server called ``name`` (or the external one); with ``tls`` (a directory for
+    the keys), one that takes TLS."""
     if name == "ncat":
-        return start_ncat(args.ncat)
+        return start_ncat(args.ncat, make_certificate(tls / "ncat") if tls else None)
     if name == "lanchat":
-        return start_lanchat(args.lanchat_option, args.lanchat_tree)
+        config = tls / "lanchat" if tls else None
+        return start_lanchat(args.lanchat_option, args.lanchat_tree, config=config, tls=bool(tls))
     if name == "lanchat-quiet":
-        server = start_lanchat([*args.lanchat_option, "--quiet"], args.lanchat_tree)
+        config = tls / "lanchat" if tls else None
+        options = [*args.lanchat_option, "--quiet"]
+        server = start_lanchat(options, args.lanchat_tree, config=config, tls=bool(tls))
         server.name = name
         return server
     return external_server(args.address, args.pid)
@@ -269,29 +284,34 @@ def execute(args: argparse.Namespace, load: Load) -> list[RunResult]:
     if "ncat" in order:
         find_ncat(args.ncat)  # before anything starts: a missing ncat is a one-line error
     counts: dict[str, int] = {}
-    for step, name in enumerate(order, 1):
-        counts[name] = counts.get(name, 0) + 1
-        kind = "raw" if name == "ncat" else load.kind
-        progress(f"[{step}/{len(order)}] {name} #{counts[name]}: {describe(load, kind)}")
-        if args.wait_quiet > 0 and procfs.wait_quiet(args.wait_quiet) is None:
-            progress(f"    the machine was not idle within {args.wait_quiet:g} s; running anyway")
-        server = _start(name, args)
-        try:
-            result = run_once(server, load, kind, counts[name], args.seed)
-        finally:
-            server.stop()
-        if server.name.startswith("lanchat") and server.exit_code not in (0, None):
-            result.notes.append(f"lanchat exited with code {server.exit_code} on SIGTERM")
-        if server.log_skipped:
-            result.notes.append(f"lanchat's log skipped {server.log_skipped} lines (behind)")
-        results.append(result)
-        if not result.ok:
-            progress(f"    failed: {result.error}")
+    # --tls: the servers' keys live here for the series, never in the user's config directory
+    with tempfile.TemporaryDirectory(prefix="bench-tls-") as keys:
+        for step, name in enumerate(order, 1):
+            counts[name] = counts.get(name, 0) + 1
+            kind = "raw" if name == "ncat" else load.kind
+            progress(f"[{step}/{len(order)}] {name} #{counts[name]}: {describe(load, kind)}")
+            if args.wait_quiet > 0 and procfs.wait_quiet(args.wait_quiet) is None:
+                progress(
+                    f"    the machine was not idle within {args.wait_quiet:g} s; running anyway"
+                )
+            server = _start(name, args, Path(keys) if load.tls else None)
+            try:
+                result = run_once(server, load, kind, counts[name], args.seed)
+            finally:
+                server.stop()
+            if server.name.startswith("lanchat") and server.exit_code not in (0, None):
+                result.notes.append(f"lanchat exited with code {server.exit_code} on SIGTERM")
+            if server.log_skipped:
+                result.notes.append(f"lanchat's log skipped {server.log_skipped} lines (behind)")
+            results.append(result)
+            if not result.ok:
+                progress(f"    failed: {result.error}")
     return results
 
 
 def describe(load: Load, kind: str) -> str:
     """The load in one line."""
+    kind = f"{kind} TLS" if load.tls else kind
     if load.connect_only:
         return f"{load.clients} {kind} clients, connect and hold {load.hold:g} s"
     pace = {"window": f"window {load.window}", "rate": f"{load.rate:g} lines/s each"}

@@ -48,6 +48,7 @@ CONNECT_FIGURES: tuple[tuple[str, str], ...] = (
     ("server_threads", "server threads"),
     ("server_fds", "server fds"),
     ("server_max_fds", "server fds (sampled max)"),
+    ("server_us_per_connect", "server CPU µs/connection"),
     ("server_cpu_util", "server CPU (cores) connecting"),
     ("generator_cpu_util", "generator CPU (cores) connecting"),
     ("generator_max_proc_util", "busiest generator process"),
@@ -78,6 +79,7 @@ class RunResult:
     procs: int
     connect_window: int  # connections opened before the server served them; 0: all at once
     latency_clock: str  # kernel: arrival = the kernel's receive stamp; read: when read
+    tls: bool  # the clients connected over TLS
     warmup_s: float
     duration_s: float | None  # the measured interval
     connect_s: float | None  # until every client was connected (lanchat: welcomed)
@@ -106,6 +108,7 @@ class RunResult:
     # ... and the generator's CPU with it: a relay whose sends wait for the receivers' ACKs
     # (Nagle, as ncat's) has the kernel finish them in the receivers' processes, on their bill
     total_us_per_delivery: float | None
+    server_us_per_connect: float | None  # connect runs: server CPU per client made ready
     server_cpu_util: float | None
     server_peak_rss_mb: float | None
     server_max_rss_mb: float | None
@@ -229,6 +232,7 @@ class Load:
     # split / per-core: client i in process i % procs, each process's senders evenly spaced;
     # pooled: the senders in process 0, every other client in process 1, senders at random phases
     shape: str = "split"
+    tls: bool = False  # clients connect over TLS (lanchat serve --tls; ncat --ssl)
 
     def clients_of(self, worker: int) -> range:
         """The client numbers generator process ``worker`` holds."""
@@ -326,6 +330,7 @@ def make_result(
         procs=load.procs,
         connect_window=connect_window,
         latency_clock="kernel" if load.kernel_time else "read",
+        tls=load.tls,
         warmup_s=load.warmup,
         duration_s=_round(wall) if loaded else None,
         connect_s=_round(facts.get("connect_s")),
@@ -356,6 +361,13 @@ def make_result(
         total_us_per_delivery=(
             _round((server_cpu + span.generator_cpu * wall) / measured * 1e6)
             if loaded and span is not None and server_cpu and measured
+            else None
+        ),
+        server_us_per_connect=(
+            _round(server_cpu / connected * 1e6)
+            if load.connect_only
+            and server_cpu is not None
+            and (connected := facts.get("connected", 0))
             else None
         ),
         server_cpu_util=_round(server_cpu / wall) if server_cpu is not None and wall else None,

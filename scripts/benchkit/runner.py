@@ -66,6 +66,7 @@ class _Generator:
                 connect_window=connect_window,
                 load=load,
                 phases=phases,
+                tls=load.tls,
             )
             ours, theirs = ctx.Pipe()
             proc = ctx.Process(

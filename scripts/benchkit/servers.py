@@ -60,6 +60,7 @@ class Server:
     log: IO[bytes] | None = None  # lanchat's stdout (its event log), a temporary file
     log_tail: bytes = b""  # the end of that log (after stop())
     log_skipped: int | None = None  # lines the log said it skipped (after stop())
+    config: tempfile.TemporaryDirectory[str] | None = None  # its own config dir, if we made one
 
     def outputs(self) -> list[int]:
         """The pipes to keep reading so the server never blocks on its output."""
@@ -122,6 +123,9 @@ class Server:
             self.log_skipped = skipped_in_log(self.log_tail)
             self.log.close()  # (a temporary file: gone once closed)
             self.log = None
+        if self.config is not None:
+            self.config.cleanup()
+            self.config = None
 
 
 def skipped_in_log(tail: bytes) -> int | None:
@@ -157,13 +161,39 @@ def find_ncat(ncat: str = "ncat") -> str:
     return exe
 
 
-def start_ncat(ncat: str = "ncat") -> Server:
-    """A fresh ``ncat --chat`` on a free loopback port, accepting connections."""
+def make_certificate(directory: Path) -> tuple[Path, Path]:
+    """A key and a self-signed certificate for ``ncat --ssl``, made by lanchat's own generator
+    (lanchat/tls/identity.py) in ``directory``: (certificate, key). Run as lanchat, in a
+    process of its own, so that this package stays standard library only."""
+    make = (
+        "import sys; from pathlib import Path; "
+        "from lanchat.tls.identity import certificate_names, load_identity; "
+        "load_identity(certificate_names('localhost', ['127.0.0.1']), Path(sys.argv[1]))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", make, str(directory)],
+        check=False,
+        cwd=PROJECT_ROOT,
+        env=_lanchat_env(directory),
+        capture_output=True,
+        text=True,
+        timeout=START_TIMEOUT,
+    )
+    if done.returncode != 0:
+        said = done.stderr.strip().splitlines()[-1:] or ["no message"]
+        raise BenchError(f"could not make a TLS certificate: {said[0]}")
+    return directory / "certificate.pem", directory / "key.pem"
+
+
+def start_ncat(ncat: str = "ncat", tls: tuple[Path, Path] | None = None) -> Server:
+    """A fresh ``ncat --chat`` on a free loopback port, accepting connections (``--ssl`` with
+    the certificate and key ``tls``, when given)."""
     exe = find_ncat(ncat)
+    ssl = ["--ssl", "--ssl-cert", str(tls[0]), "--ssl-key", str(tls[1])] if tls else []
     for _ in range(PORT_ATTEMPTS):
         port = _free_port(HOST)
         proc = subprocess.Popen(
-            [exe, "--chat", "--listen", HOST, str(port), "--max-conns", str(NCAT_MAX_CONNS)],
+            [exe, "--chat", *ssl, "--listen", HOST, str(port), "--max-conns", str(NCAT_MAX_CONNS)],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -185,17 +215,36 @@ def start_ncat(ncat: str = "ncat") -> Server:
     raise BenchError(f"ncat found no free port in {PORT_ATTEMPTS} attempts")
 
 
-def start_lanchat(options: Sequence[str] = (), tree: Path = PROJECT_ROOT) -> Server:
-    """A fresh lanchat relay (with extra `lanchat serve` options; the lanchat of checkout `tree`)
-    on a free loopback port, accepting connections; its log goes to a temporary file, which
-    never blocks it."""
+def _lanchat_env(config: Path, tree: Path = PROJECT_ROOT) -> dict[str, str]:
+    """The environment of a lanchat process: the lanchat of checkout `tree`, and its own config
+    directory (the relay's TLS key, its operator token: never the user's own)."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(tree), env.get("PYTHONPATH")]))
+    env["LANCHAT_CONFIG_DIR"] = str(config)
+    return env
+
+
+def start_lanchat(
+    options: Sequence[str] = (),
+    tree: Path = PROJECT_ROOT,
+    *,
+    config: Path | None = None,
+    tls: bool = False,
+) -> Server:
+    """A fresh lanchat relay (with extra `lanchat serve` options; the lanchat of checkout `tree`;
+    with `tls`, `--tls`) on a free loopback port, accepting connections; its log goes to a
+    temporary file, which never blocks it. Its files (the TLS key, the operator token) go to
+    `config`, never to the user's own config directory."""
+    own = None
+    if config is None:
+        own = tempfile.TemporaryDirectory(prefix="bench-lanchat-")  # Server.stop() removes it
+        config = Path(own.name)
+    env = _lanchat_env(config, tree)
     for _ in range(PORT_ATTEMPTS):
         port = _free_port(HOST)
         log = tempfile.TemporaryFile(prefix="bench-lanchat-log-")  # noqa: SIM115 (stop() closes it)
         proc = subprocess.Popen(
-            [*LANCHAT_SERVE, "--port", str(port), *options],
+            [*LANCHAT_SERVE, "--port", str(port), *(["--tls"] if tls else []), *options],
             cwd=tree,
             env=env,
             stdin=subprocess.DEVNULL,
@@ -203,7 +252,7 @@ def start_lanchat(options: Sequence[str] = (), tree: Path = PROJECT_ROOT) -> Ser
             stderr=subprocess.PIPE,
             start_new_session=True,
         )
-        server = Server("lanchat", HOST, port, proc.pid, proc, log=log)
+        server = Server("lanchat", HOST, port, proc.pid, proc, log=log, config=own)
         _unblock(server)
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:

@@ -15,6 +15,7 @@ import errno
 import os
 import select
 import socket
+import ssl
 import struct
 import time
 from collections.abc import Callable
@@ -53,6 +54,7 @@ class WorkerConfig:
     # Rate mode: each sender's first line as a share of the period (by client number), or None:
     # this worker's senders take turns, evenly spaced.
     phases: tuple[float, ...] | None = None
+    tls: bool = False  # every client starts with a TLS handshake (no certificate is checked)
 
 
 class Client:
@@ -62,6 +64,7 @@ class Client:
         "closed",
         "connected",
         "fd",
+        "handshaking",
         "index",
         "out",
         "pending",
@@ -84,6 +87,7 @@ class Client:
         self.out = bytearray()
         self.seq = 0  # next sequence number to send
         self.connected = False
+        self.handshaking = False  # TLS: the handshake is under way
         self.welcomed = False
         self.closed = False
         self.writing = False  # registered for EPOLLOUT
@@ -135,6 +139,11 @@ class Worker:
         self.connecting = False
         self.silent = 0  # clients the server said nothing to within CONFIRM_AFTER
         self.clock_offset = _clock_offset()
+        self.tls: ssl.SSLContext | None = None
+        if cfg.tls:  # the relay's key is not checked: what is measured is the work, not trust
+            self.tls = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            self.tls.check_hostname = False
+            self.tls.verify_mode = ssl.CERT_NONE
 
     # ---- the loop -------------------------------------------------------------------------------
 
@@ -166,6 +175,9 @@ class Worker:
                 continue
             if not client.connected:
                 self._finish_connect(client)
+                continue
+            if client.handshaking:
+                self._handshake(client)
                 continue
             if ev & (select.EPOLLIN | select.EPOLLRDHUP | select.EPOLLHUP | select.EPOLLERR):
                 self._read(client)
@@ -284,6 +296,37 @@ class Worker:
         if client in self.unconfirmed:
             self.unconfirmed[client] = time.monotonic() + CONFIRM_AFTER
         self.ep.modify(client.fd, EPOLL_IN)
+        if self.tls is not None:
+            client.sock = self.tls.wrap_socket(client.sock, do_handshake_on_connect=False)
+            client.handshaking = True
+            self._handshake(client)
+            return
+        self._start_talking(client)
+
+    def _handshake(self, client: Client) -> None:
+        """TLS: take the handshake one step further; once done, the client starts talking."""
+        sock = client.sock
+        if not isinstance(sock, ssl.SSLSocket):
+            return
+        try:
+            sock.do_handshake()
+        except ssl.SSLWantReadError:
+            self.ep.modify(client.fd, EPOLL_IN)
+            return
+        except ssl.SSLWantWriteError:
+            self.ep.modify(client.fd, EPOLL_IN | EPOLL_OUT)
+            return
+        except (ssl.SSLError, OSError):
+            self.ep.unregister(client.fd)
+            del self.by_fd[client.fd]
+            self._fail(client, errno.EPROTO)
+            return
+        client.handshaking = False
+        self.ep.modify(client.fd, EPOLL_IN)
+        self._start_talking(client)
+
+    def _start_talking(self, client: Client) -> None:
+        """Connected (and through TLS): the hello, or nothing for a raw client."""
         if self.cfg.kind == "lanchat":
             client.out += hello_line(f"b{client.index}")
             self._flush(client)
@@ -322,7 +365,14 @@ class Worker:
                 data, ancillary, _, _ = client.sock.recvmsg(RECV_BYTES, STAMP_SPACE)
             else:
                 data, ancillary = client.sock.recv(RECV_BYTES), []
-        except (BlockingIOError, InterruptedError):
+                if self.tls is not None:
+                    data = self._tls_rest(client, data)
+        except (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
+            return
+        except ssl.SSLZeroReturnError:
+            data = b""
+        except ssl.SSLError:
+            self._close(client, "tls-error")
             return
         except OSError as exc:
             self._close(client, errno.errorcode.get(exc.errno or 0, "error"))
@@ -352,12 +402,29 @@ class Worker:
                 return
         self.acct.feed(client.rcv, data, now)
 
+    @staticmethod
+    def _tls_rest(client: Client, data: bytes) -> bytes:
+        """TLS: what the session holds beyond one record (epoll cannot see it)."""
+        sock = client.sock
+        if not isinstance(sock, ssl.SSLSocket):
+            return data
+        parts = [data]
+        for _ in range(1024):  # bounded: each round takes a whole record
+            if not data or not sock.pending():
+                break
+            try:
+                data = sock.recv(RECV_BYTES)
+            except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+                break
+            parts.append(data)
+        return b"".join(parts)
+
     def _flush(self, client: Client) -> None:
         """Write what is queued; watch for room while something is left."""
         if client.out:
             try:
                 sent = client.sock.send(client.out)
-            except (BlockingIOError, InterruptedError):
+            except (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
                 sent = 0
             except OSError as exc:
                 self._close(client, errno.errorcode.get(exc.errno or 0, "error"))
