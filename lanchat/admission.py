@@ -41,8 +41,14 @@ REASONS = {
     "bad-hello": "a lanchat hello the room refused (name, version)",
     "status-refused": "a status query from another computer",
     "no-thread": "the machine could not start another thread",
+    "tls-required": "a plain connection to a relay that takes TLS only (serve --tls)",
     "denied": "an address --allow/--deny does not let in",
     "banned": "an address an operator banned",
+    "bad-password": "a wrong password",
+    "login-locked": "a login while locked out after too many wrong passwords",
+    "plain-login": "a password offered over an unencrypted connection (not checked)",
+    "no-login": "no login in time (or too many lines before one)",
+    "bad-login": "a login that failed otherwise (channel binding, a malformed message)",
 }
 DENIED_LINE = "! This server does not accept connections from your address ({address})."
 BANNED_LINE = (

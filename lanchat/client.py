@@ -3,6 +3,13 @@
 Both front ends of `lanchat join` (scripted and interactive) and the doctor's handshake probe use
 it. Every failure to connect becomes an UnreachableError or RejectedError that names the cause.
 
+TLS (lanchat/tls/): a connection is made over TLS when asked (`join --tls`, a fingerprint given,
+a server announced with tls=1), when the server is pinned in known_servers, and at once again
+when a plain hello is answered `tls-required`. The server's key is checked before anything is
+said (lanchat/tls/trust.py); a pinned server is never joined in plain, and one that answers a
+TLS handshake in plain is refused as a downgrade (ServerKeyError). The TlsSocket then stands
+in for the socket everywhere below (both threads of `join` use it at once).
+
 Longer than ~300 lines: address parsing, the handshake (including telling a relay from another
 line server) and its failures, each worded for people, belong to one connection's opening.
 """
@@ -18,16 +25,23 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from typing import Any, TypeVar
+from dataclasses import dataclass, field, replace
+from typing import Any, TypeVar, cast
 
 from lanchat import __version__
 from lanchat.admission import BANNED_LINE, DENIED_LINE
-from lanchat.errors import RejectedError, UnreachableError, UsageError
+from lanchat.errors import (
+    LoginFailedError,
+    RejectedError,
+    ServerKeyError,
+    UnreachableError,
+    UsageError,
+)
 from lanchat.netinfo import host_port
 from lanchat.protocol import (
     DEFAULT_JOIN_KEEPALIVE_SECONDS,
     DEFAULT_PORT,
+    LOGIN_ROOM,
     PROTOCOL_VERSION,
     Chat,
     FrameError,
@@ -36,6 +50,10 @@ from lanchat.protocol import (
     Hello,
     LineDecoder,
     LineTooLong,
+    Login,
+    LoginChallenge,
+    LoginNeeded,
+    LoginOk,
     Mark,
     Ping,
     Pong,
@@ -51,6 +69,10 @@ from lanchat.protocol import (
     encode_status_request,
     parse_event,
 )
+from lanchat.protocol.scram import ScramClient, ScramError, channel_binding
+from lanchat.tls.pins import KnownServers, Pin
+from lanchat.tls.transport import NotTls, TlsHandshakeError, TlsSocket, connect_tls
+from lanchat.tls.trust import Expectation, check_server_key
 
 T = TypeVar("T")
 CONNECT_TIMEOUT = 5.0
@@ -66,15 +88,32 @@ QUERY_TIMEOUT = 2.0
 GREETING_WAIT_SECONDS = 1.0
 HELLO_ANSWER_SECONDS = 2.0  # a server that greeted like a relay, to answer the hello as one
 _RAW_WELCOME = re.compile(rb"\* Welcome to .*, guest-[0-9]+\.\r?")
+# A relay with a room password greets a silent client with how to log in instead.
+_RAW_LOGIN = re.compile(rb"[*!] This room needs a password[:,] .*\r?")
+# Error codes that mean the login did not work (docs/protocol.md, "Logging in").
+LOGIN_FAILURES = frozenset(
+    {
+        "wrong-password",
+        "login-locked",
+        "channel-binding",
+        "bad-login",
+        "unknown-user",
+        "login-needed",
+        "login-timeout",
+        "server-not-verified",
+    }
+)
 # What a relay says to a raw client it does not let in (then it hangs up): room.Refused's words.
 _RAW_REFUSALS = {
     b"! Too many connections": "too-many-connections",
     b"! The server is full": "server-full",
     b"! The server is shutting down": "shutdown",
+    b"! This relay takes TLS connections only": "tls-required",  # (connection.TLS_ONLY)
     # --allow/--deny and an operator's /ban, at accept (lanchat/admission.py); the room's own
     # word for a ban (a connection accepted just before it) starts the same way
     DENIED_LINE.partition(" (")[0].encode(): "denied",
     BANNED_LINE.partition(" (")[0].encode(): "banned",
+    b"! Too many wrong passwords": "login-locked",
 }
 
 
@@ -182,6 +221,32 @@ class ConnectionLost(Exception):
     """The connection ended while we still used it."""
 
 
+class TlsRequired(Exception):
+    """A plain hello was answered `tls-required`: connect again, over TLS (Connection.open)."""
+
+
+@dataclass(frozen=True)
+class TlsOptions:
+    """How a client uses TLS with a server: whether it asks for it, and which key it expects
+    (the pin in `known`, the default known_servers file when None, is looked up as well)."""
+
+    wanted: bool = False  # --tls, LANCHAT_TLS, or the server's announcement said tls=1
+    expect: Expectation = field(default_factory=Expectation)
+    known: KnownServers | None = None
+
+    def required(self, pin: Pin | None) -> bool:
+        """Whether this connection must be TLS (and never plain)."""
+        e = self.expect
+        return self.wanted or pin is not None or e.fingerprint is not None or bool(e.session)
+
+    def again(self, server_key: bytes | None) -> TlsOptions:
+        """For reconnecting after a connection that accepted `server_key` (None: plain):
+        TLS, with that key, even where it could not be pinned."""
+        if server_key is None:
+            return self
+        return replace(self, wanted=True, expect=replace(self.expect, session=server_key))
+
+
 class LineServer(Exception):  # not an error: `join` goes on as a line client
     """The other end is not a lanchat relay but a plain line server (ncat -l, ncat --chat).
 
@@ -217,6 +282,38 @@ class HandshakeFailed(UnreachableError):
 
 
 @dataclass(frozen=True)
+class Credentials:
+    """A login: a SCRAM user name (LOGIN_ROOM, LOGIN_OPERATOR, LOGIN_CONSOLE) and its secret,
+    kept for reconnects (which log in again without asking)."""
+
+    username: str
+    password: str = field(repr=False)
+
+    @property
+    def operator(self) -> bool:
+        """Whether this login makes us an operator (then we ask for a login in any room)."""
+        return self.username != LOGIN_ROOM
+
+
+class PasswordNeeded(RejectedError):
+    """The relay asks for a password and we were given none: ask, then open again."""
+
+    tls_note: str | None = None  # the key was pinned on this connection: say so before asking
+
+
+def _login_failed(where: str, code: str, message: str) -> LoginFailedError:
+    hint = {
+        "wrong-password": "Check the password (LANCHAT_PASSWORD, or type it again).",
+        "login-locked": "Wait, then try again with the right password.",
+        "server-not-verified": "Do not type the password there again; ask whoever runs the "
+        "relay which address and port it has.",
+        "channel-binding": "Someone may be between you and the relay; connect again on a "
+        "network you trust.",
+    }.get(code, "")
+    return LoginFailedError(f"{where} did not log us in: {message}", hint or None, code=code)
+
+
+@dataclass(frozen=True)
 class Greeting:
     """What the server said right after the hello: who we are now, who is here, the history
     (after a resume: what we missed, and a gap when some of it is gone)."""
@@ -239,6 +336,8 @@ class Connection:
         # for the other half too: a vanished server sends no FIN and no reset. 0: never.
         self.keepalive = DEFAULT_JOIN_KEEPALIVE_SECONDS
         self.name = greeting.welcome.name
+        self.server_key: bytes | None = None  # over TLS: the server key's fingerprint
+        self.tls_note: str | None = None  # over TLS, when its key was pinned just now
         # The highest seq read (the greeting covers everything up to the welcome's): where a
         # reconnect resumes. Written by the one thread that iterates frames().
         self.last_seq = greeting.welcome.seq
@@ -258,55 +357,121 @@ class Connection:
         listen_first: bool = False,
         resume: Resume | None = None,
         keepalive: float = DEFAULT_JOIN_KEEPALIVE_SECONDS,
+        tls: TlsOptions | None = None,
+        credentials: Credentials | None = None,
     ) -> Connection:
         """Connect and say hello (resuming where `resume` says, if given); UnreachableError or
-        RejectedError explain a failure.
+        RejectedError explain a failure, ServerKeyError a key that is not the one expected.
 
         `listen_first` (a typed address, which may be any line server): wait for the server to
         speak first and send the hello only if it greeted like a relay (its raw greeting);
-        LineServer when it is silent, says something else, or does not answer the hello."""
+        LineServer when it is silent, says something else, or does not answer the hello.
+        `tls`: when to use TLS and which key to expect (the module's docstring).
+
+        `credentials`: log in with these when the relay asks (SCRAM: the password never
+        crosses the wire; -PLUS over TLS); operator credentials ask to log in in any room.
+        PasswordNeeded when the relay asks and there are none; LoginFailedError when the
+        login does not work."""
+        tls = tls if tls is not None else TlsOptions()
+        known = tls.known if tls.known is not None else KnownServers()
+        pin = known.lookup(host_port(host, port))
+        secure = tls.required(pin)
+        args = (host, port, name, exact, timeout, listen_first, resume, keepalive, credentials)
+        try:
+            return cls._open(*args, tls=(tls, known, pin) if secure else None)
+        except TlsRequired:  # a relay that takes TLS only: again, over TLS, at once
+            return cls._open(*args, tls=(tls, known, pin))
+
+    @classmethod
+    def _open(
+        cls,
+        host: str,
+        port: int,
+        name: str | None,
+        exact: bool,
+        timeout: float,
+        listen_first: bool,
+        resume: Resume | None,
+        keepalive: float,
+        credentials: Credentials | None,
+        *,
+        tls: tuple[TlsOptions, KnownServers, Pin | None] | None,
+    ) -> Connection:
         try:
             sock = socket.create_connection((host, port), timeout=timeout)
         except OSError as e:
             raise describe_connect_error(host, port, e, timeout) from None
+        server_key = note = None
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if tls is not None:
+                secured, server_key, note = _secure(sock, host, port, timeout, *tls)
+                # A TlsSocket offers every socket method used below (lanchat/tls/transport.py).
+                sock = cast(socket.socket, secured)
             said = None
             if listen_first:
                 said = _listen_first(sock, host, port, min(timeout, GREETING_WAIT_SECONDS))
                 first = said.split(b"\n", 1)[0].rstrip(b"\r") if said else b""
                 code = _raw_refusal(first)
+                if code == "tls-required" and tls is None:
+                    raise TlsRequired()
                 if code is not None:
                     message = first[2:].decode("utf-8", "replace")
+                    if code in LOGIN_FAILURES:
+                        raise _login_failed(host_port(host, port), code, message)
                     raise RejectedError(
                         f"{host_port(host, port)} refused to let us in: {message}",
                         _refusal_hint(code),
                     )
-                if said is None or not _RAW_WELCOME.fullmatch(first):
+                relay = _RAW_WELCOME.fullmatch(first) or _RAW_LOGIN.fullmatch(first)
+                if said is None or not relay:
                     raise LineServer(sock, host, port, said or b"", hello_sent=False)
-            hello = Hello(PROTOCOL_VERSION, name, exact, f"lanchat {__version__}", resume)
+            operator = credentials is not None and credentials.operator
+            software = f"lanchat {__version__}"
+            hello = Hello(PROTOCOL_VERSION, name, exact, software, resume, login=operator)
             sock.sendall(encode_request(hello))
             wait = min(timeout, HELLO_ANSWER_SECONDS) if listen_first else timeout
             try:
-                conn = cls._handshake(sock, host, port, wait, greeted_as_raw=said is not None)
+                conn = cls._handshake(
+                    sock,
+                    host,
+                    port,
+                    wait,
+                    greeted_as_raw=said is not None,
+                    credentials=credentials,
+                    timeout=timeout,
+                )
             except HandshakeFailed as e:
                 if listen_first and e.kind in ("foreign", "silent"):
                     raise LineServer(sock, host, port, e.said, hello_sent=True) from None
                 raise
         except LineServer:
             raise
-        except BaseException:
+        except BaseException as e:
             sock.close()
+            if isinstance(e, PasswordNeeded):
+                e.tls_note = note  # pinned here; the next connection will not say so
             raise
         sock.settimeout(None)
         conn.keepalive = keepalive
+        conn.server_key, conn.tls_note = server_key, note
         return conn
 
     @classmethod
     def _handshake(
-        cls, sock: socket.socket, host: str, port: int, timeout: float, *, greeted_as_raw: bool
+        cls,
+        sock: socket.socket,
+        host: str,
+        port: int,
+        wait: float,
+        *,
+        greeted_as_raw: bool,
+        credentials: Credentials | None = None,
+        timeout: float = CONNECT_TIMEOUT,
     ) -> Connection:
+        """The answer to our hello: the greeting, after a login if the relay asks for one."""
         decoder = LineDecoder(MAX_SERVER_LINE)
+        where = host_port(host, port)
 
         def greeted(frames: list[ServerFrame]) -> Connection | None:
             greeting = _greeting_from(frames)
@@ -319,9 +484,60 @@ class Connection:
             conn._ready = frames[start + _greeting_length(greeting) :]
             return conn
 
-        return _await_answer(
-            sock, f"{host}:{port}", timeout, decoder, greeted, refused_as_raw=greeted_as_raw
+        def greeted_or_asked(frames: list[ServerFrame]) -> Connection | LoginNeeded | None:
+            asked = next((f for f in frames if isinstance(f, LoginNeeded)), None)
+            return asked if asked is not None else greeted(frames)
+
+        answer = cast(  # mypy cannot solve T from a callable that returns a union
+            "Connection | LoginNeeded",
+            _await_answer(
+                sock, where, wait, decoder, greeted_or_asked, refused_as_raw=greeted_as_raw
+            ),
         )
+        if isinstance(answer, Connection):
+            if credentials is not None and credentials.operator:
+                raise LoginFailedError(
+                    f"{where} let us in without a login, so not as an operator: its lanchat "
+                    "does not know operator logins, or our hello came too late.",
+                    "Try again; if it says the same, update lanchat on the server.",
+                )
+            return answer
+        if credentials is None:
+            raise PasswordNeeded(f"{where} needs a password to join.", answer.message)
+        scram = ScramClient(
+            credentials.username, credentials.password, binding=channel_binding(sock)
+        )
+        if scram.mechanism not in answer.mechanisms:
+            raise LoginFailedError(
+                f"{where} offers {', '.join(answer.mechanisms) or 'no login'} here, not "
+                f"{scram.mechanism}: someone may be in between, or the relay is too new or old.",
+                "Check that this is the relay you mean; update lanchat on one side.",
+            )
+        sock.sendall(encode_request(Login(scram.mechanism, scram.first())))
+
+        def challenged(frames: list[ServerFrame]) -> LoginChallenge | None:
+            return next((f for f in frames if isinstance(f, LoginChallenge)), None)
+
+        challenge = _await_answer(sock, where, timeout, decoder, challenged)
+        try:
+            sock.sendall(encode_request(Login(data=scram.final(challenge.data))))
+        except ScramError as e:
+            raise _login_failed(where, e.code, e.message) from None
+        verified: list[bool] = []
+
+        def greeted_after_login(frames: list[ServerFrame]) -> Connection | None:
+            ok = next((f for f in frames if isinstance(f, LoginOk)), None)
+            if ok is None:
+                return None
+            if not verified:
+                try:
+                    scram.check(ok.data)  # the relay knows the verifier: it is the real one
+                except ScramError as e:
+                    raise _login_failed(where, e.code, e.message) from None
+                verified.append(True)
+            return greeted(frames)
+
+        return _await_answer(sock, where, timeout, decoder, greeted_after_login)
 
     @property
     def resume(self) -> Resume | None:
@@ -353,8 +569,9 @@ class Connection:
                     continue  # only a resume point (taken above): nothing to show
                 yield frame
             try:
-                # select(), not a socket timeout: that would apply to our sends as well
-                if not select.select([self.sock], [], [], wait)[0]:
+                # select(), not a socket timeout: that would apply to our sends as well (what a
+                # TLS session holds already is not on the socket for select() to see)
+                if not self._buffered() and not select.select([self.sock], [], [], wait)[0]:
                     if pinged:
                         return  # silent through a whole keepalive: the server is gone
                     pinged = True
@@ -373,6 +590,15 @@ class Connection:
                     self._ready.append(parse_event(line))
                 except FrameError:
                     continue  # a frame from a newer server we do not know: skip it
+
+    def _buffered(self) -> bool:
+        pending = getattr(self.sock, "pending", None)
+        return bool(pending is not None and pending())
+
+    @property
+    def tls(self) -> bool:
+        """Whether this connection is TLS."""
+        return self.server_key is not None
 
     def _ping(self) -> None:
         """Ask the server to show it is there, without waiting: a sender stuck on a full socket
@@ -439,6 +665,10 @@ def _await_answer(
             return result
         for frame in frames:
             if isinstance(frame, Problem):
+                if frame.code == "tls-required":
+                    raise TlsRequired()
+                if frame.code in LOGIN_FAILURES:
+                    raise _login_failed(where, frame.code, frame.message)
                 raise RejectedError(
                     f"{where} refused to let us in: {frame.message}", _refusal_hint(frame.code)
                 )
@@ -448,6 +678,8 @@ def _await_answer(
     if (refused_as_raw or not frames) and closed and refusal is not None:
         said = refusal[2:].decode("utf-8", "replace")
         code = _raw_refusal(refusal) or ""
+        if code == "tls-required":
+            raise TlsRequired()
         raise RejectedError(f"{where} refused to let us in: {said}", _refusal_hint(code))
     if foreign and not frames:
         sample = foreign[0].decode("utf-8", "replace")[:60]
@@ -469,6 +701,53 @@ def _await_answer(
         f"Something else may be using that port. Run `lanchat doctor {where}`.",
         kind="silent",
     )
+
+
+def _secure(
+    sock: socket.socket,
+    host: str,
+    port: int,
+    timeout: float,
+    options: TlsOptions,
+    known: KnownServers,
+    pin: Pin | None,
+) -> tuple[TlsSocket, bytes, str | None]:
+    """TLS on a connected socket, with the server's key checked before anything is said:
+    (the TLS session, the key's fingerprint, a note when it was pinned now)."""
+    where = host_port(host, port)
+    try:
+        secured = connect_tls(sock, timeout)
+    except NotTls as e:
+        first = e.said.split(b"\n", 1)[0].rstrip(b"\r")
+        code = _raw_refusal(first)
+        if code is not None and code != "tls-required":
+            # Refused as the connection was accepted (too many, --deny, a ban): the relay says
+            # that one plain line before it knows the client speaks TLS. Not a downgrade:
+            # nothing is sent, and being told no is all it gets.
+            message = first[2:].decode("utf-8", "replace")
+            raise RejectedError(
+                f"{where} refused to let us in: {message}", _refusal_hint(code)
+            ) from None
+        if pin is not None:
+            raise ServerKeyError(
+                f"{where} answered without TLS, but it is pinned (line {pin.line} of "
+                f"{pin.path}): refusing to fall back to a plain connection, which anyone in "
+                f"between could read and change (a downgrade). It said: {e}.",
+                f"If that server really runs without TLS now, delete line {pin.line} of "
+                f"{pin.path} and join again.",
+            ) from None
+        raise UnreachableError(
+            f"{where} answered, but not with TLS ({e}).",
+            "Is it a lanchat relay started with `lanchat serve --tls`? A relay without TLS "
+            "is joined without --tls and --fingerprint.",
+        ) from None
+    except (TlsHandshakeError, OSError) as e:
+        raise UnreachableError(
+            f"The TLS handshake with {where} did not complete: {e}.",
+            f"Run `lanchat doctor {where}` to find out why.",
+        ) from None
+    key = secured.fingerprint
+    return secured, key, check_server_key(where, key, options.expect, known)
 
 
 def _listen_first(sock: socket.socket, host: str, port: int, seconds: float) -> bytes | None:
@@ -565,7 +844,8 @@ def reconnect(
     until: float | None = None,
 ) -> Connection | None:
     """Try again with growing pauses until connected, `stop` is set or the monotonic clock
-    passes `until` (then None)."""
+    passes `until` (then None). A login that fails (LoginFailedError: the password changed,
+    the relay is not verified) is raised at once: trying again would only lock us out."""
     attempt = 0
     while not stop.is_set():
         try:

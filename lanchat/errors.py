@@ -16,6 +16,8 @@ class ExitCode(IntEnum):
     REJECTED = 5  # the server answered but refused us: name taken, room full, version
     ADDRESS_IN_USE = 6  # `lanchat serve`: the port is held by another program
     STORE = 7  # `lanchat serve --store PATH`: the history file cannot be used
+    SERVER_KEY = 8  # a TLS server's key is not the one pinned or given: refused (or a downgrade)
+    LOGIN_FAILED = 9  # `lanchat join`: wrong password, locked out, or the server not verified
     INTERRUPTED = 130  # Ctrl-C where it is not the normal way to leave
 
 
@@ -62,3 +64,21 @@ class StoreError(LanchatError):
 
 class BackplaneError(UnreachableError):
     """`serve --backplane URL`: the backplane (Redis) cannot be reached, or is not usable."""
+
+
+class ServerKeyError(LanchatError):
+    """A TLS server's key is not the one expected (pinned, given with --fingerprint), or a
+    pinned server answered without TLS: the connection is refused, loudly."""
+
+    exit_code = ExitCode.SERVER_KEY
+
+
+class LoginFailedError(LanchatError):
+    """`lanchat join`: the login did not work (wrong password, too many tries, a relay that
+    could not prove it knows the password); `code` is the relay's error code, if it said one."""
+
+    exit_code = ExitCode.LOGIN_FAILED
+
+    def __init__(self, message: str, hint: str | None = None, *, code: str = "") -> None:
+        super().__init__(message, hint)
+        self.code = code

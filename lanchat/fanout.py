@@ -16,6 +16,19 @@ COALESCE_SECONDS before its next pass: the writer thread runs it when the hold e
 reader publishing just then gets there first. The writer also waits for parked sockets to drain
 and for closing connections' deadlines.
 
+When a hold pays. A hold trades latency for CPU: the frames that wait share a send(), and on
+loopback most of a relay's CPU is the send() itself (~70 % at 100 clients). It is worth it only
+when the writer is short of CPU, so passes measure the demand: over DEMAND_WINDOW_SECONDS, frames
+per second times the CPU time a pass to everyone takes (time.thread_time(): what the pass cost,
+not how long the machine kept it waiting), the share of a core the passes would need with a
+pass per frame. A hold begins after a pass only when that demand is at least HOLD_DEMAND, the
+room is big (HOLD_MIN_CLIENTS: a small room's pass costs less than the wake-up a hold adds) and
+frames met (several in the pass, or more while it ran: else nothing would share a send, as with
+one line in flight at a time). The demand does not depend on the hold (a pass with three frames
+costs about what one with one frame does), so a hold no longer makes the next one: the rule
+before held after any pass that met two frames, and a held pass always meets several, so a room
+at 1000 lines/s held for ever with a core to spare (issue 15).
+
 Who owns what. Three guards: the hub lock (`lock`, hub.py; taken by the hub when it applies
 the room's outputs, and by a pass for short moments), the pass token (`_pass_token`: whoever
 runs a pass, a reader inline or the writer), and `Client.sock_lock`. Order: token, then lock,
@@ -31,7 +44,8 @@ then sock_lock; nothing waits for the token while holding the lock (kick() only 
                                                                       test read without it
     _dirty, _closing, _lingering            lock                      lock
     _drained, _parked, _processed, holds,   token                     token (holds: the keeper,
-      _next_trim, _selector registrations                             unlocked, a counter)
+      _next_trim, _selector registrations,                            unlocked, a counter)
+      demand, short, _window_* (the demand)
     _selector.select()                      the writer, without the token (epoll allows
                                             registering from another thread meanwhile)
     _stopping                               set once by stop()        the writer
@@ -61,6 +75,8 @@ Not under a lock, on purpose:
   the one it started with. `_frames[kind][lo:hi]` is sliced by the token holder while readers
   append under the lock: list slicing and appending are each atomic in CPython (with the GIL,
   and with per-object locks in the free-threaded build).
+- After a pass, `end` is read without the lock to see whether frames came while it ran: a stale
+  value moves one hold decision, nothing else.
 - `_requested`, `_hold_until`, `_hold_armed` are single attribute writes that readers check
   without the lock to avoid taking it for every line. Each is written before the action that
   depends on it is announced (a frame is in the log before `_requested` is set; a hold is
@@ -89,7 +105,14 @@ from typing import TYPE_CHECKING, Any
 
 from lanchat.hangup import grow_send_buffer, reset_on_close_if_delivered
 from lanchat.protocol import ClientKind, Event
-from lanchat.tuning import COALESCE_SECONDS, HOLD_MIN_CLIENTS, INLINE_PASSES, TRIM_EVERY
+from lanchat.tuning import (
+    COALESCE_SECONDS,
+    DEMAND_WINDOW_SECONDS,
+    HOLD_DEMAND,
+    HOLD_MIN_CLIENTS,
+    INLINE_PASSES,
+    TRIM_EVERY,
+)
 
 if TYPE_CHECKING:
     from lanchat.room import Member
@@ -170,8 +193,9 @@ class Client:
     )
 
     def __init__(self, sock: socket.socket, address: Any, kind: ClientKind = "raw") -> None:
-        # Set before the reader starts, never changed after: id, sock, address, connected_at;
-        # `local` is set by the reader before join.
+        # Set before the reader starts, never changed after: id, address, connected_at, and
+        # sock, except that the reader replaces it by its TLS session (lanchat/tls/) before
+        # join, while nobody else uses it; `local` is set by the reader before join.
         self.id = next(_client_ids)
         self.sock = sock
         self.address = address
@@ -223,8 +247,8 @@ class Client:
         delivers them whenever it reads again, after our close (the buffer is this socket's
         own, and the connection is ending: nothing more is sent to it)."""
         with self.sock_lock:
-            if not self.closed:
-                grow_send_buffer(self.sock, extra)
+            if not self.closed:  # (a TLS socket's own unsent ciphertext goes first)
+                grow_send_buffer(self.sock, extra + getattr(self.sock, "unsent_bytes", 0))
 
     def hang_up(self) -> None:
         """The linger is over: wake a reader still blocked in recv(), and let its close reset
@@ -259,6 +283,8 @@ class Fanout:
         max_backlog_bytes: int = MAX_BACKLOG_BYTES,
         coalesce_seconds: float = COALESCE_SECONDS,
         hold_min_clients: int = HOLD_MIN_CLIENTS,
+        hold_demand: float = HOLD_DEMAND,
+        demand_window: float = DEMAND_WINDOW_SECONDS,
         save: Callable[[list[Event]], None] | None = None,
     ) -> None:
         self.lock = lock
@@ -266,6 +292,8 @@ class Fanout:
         self.max_backlog_bytes = max_backlog_bytes
         self.coalesce_seconds = coalesce_seconds  # a busy room's hold (lanchat/tuning.py)
         self.hold_min_clients = hold_min_clients
+        self.hold_demand = hold_demand  # ... only when the passes would need this share of a core
+        self.demand_window = demand_window  # ... measured over this many seconds
         self.end = 0  # log position after the newest frame
         self._on_failed = on_failed  # the hub drops a client a pass gave up on (token held)
         # With a store, room events published since the last pass: saved before they are sent.
@@ -296,6 +324,13 @@ class Fanout:
         self._hold_until = 0.0  # busy room: passes wait until then (time.monotonic())
         self._hold_armed = False  # the writer knows a frame waits for the end of the hold
         self.holds = 0  # busy-room holds so far (lanchat.cores watches it)
+        # The passes' demand (below, "When a hold pays"), measured over DEMAND_WINDOW_SECONDS.
+        self.demand = 0.0  # the share of a core the passes would need, one frame per pass
+        self.short = False  # demand >= hold_demand: the writer is short of CPU
+        self._window_start = time.monotonic()
+        self._window_frames = 0  # frames the full passes of the window sent
+        self._window_passes = 0
+        self._window_busy = 0.0  # seconds those passes took
         self._pass_token = threading.Lock()
         self._stopping = False
         self._selector = selectors.DefaultSelector()
@@ -452,6 +487,7 @@ class Fanout:
                 targets, self._dirty = self._dirty, set()
         if unsaved:
             self._save_batch(unsaved)  # on disk before anything up to `end` is sent
+        began = time.thread_time()  # (a pass runs in one thread, and waits for nothing)
         start = self._processed
         lo, hi = start - self._base, end - self._base
         shared: dict[str, bytes] = {}  # the frames [start, end) joined, per kind
@@ -494,11 +530,16 @@ class Fanout:
                 client.pending = memoryview(data)[sent:]
                 self._park(client)
         self._processed = end
-        if (end - start > 1 and len(self._clients) >= self.hold_min_clients) or (
-            self._requested and end > start
+        if end > start:
+            self._measure(end - start, began)
+        if (
+            self.short
+            and (end - start > 1 or self.end > end)
+            and len(self._clients) >= self.hold_min_clients
         ):
-            # A busy room: several frames waited for this pass, or more came while it ran.
-            # (With one frame per pass and none meanwhile, nothing would share a send.)
+            # A hold pays: the writer is short of CPU, and frames meet (several waited for
+            # this pass, or more came while it ran; with one frame per pass and none meanwhile,
+            # nothing would share a send however long it waited).
             # Disarm before the new deadline is visible: a reader that sees the new hold must
             # not also see the last hold's "armed" and skip waking the writer.
             self._hold_armed = False
@@ -511,6 +552,25 @@ class Fanout:
             self._drop_laggards(end)
         if end >= self._next_trim:
             self._trim()
+
+    def _measure(self, frames: int, began: float) -> None:
+        """Count a pass that sent `frames` room frames to everyone, and at the end of each
+        window work out the demand (token held)."""
+        now = time.monotonic()
+        self._window_frames += frames
+        self._window_passes += 1
+        self._window_busy += time.thread_time() - began
+        elapsed = now - self._window_start
+        if elapsed < self.demand_window:
+            return
+        # Frames per second, times what one pass to everyone takes: the share of a core the
+        # passes would need if each frame had a pass of its own.
+        per_pass = self._window_busy / self._window_passes
+        self.demand = self._window_frames / elapsed * per_pass
+        self.short = self.demand >= self.hold_demand
+        self._window_start = now
+        self._window_frames = self._window_passes = 0
+        self._window_busy = 0.0
 
     def _take_unsaved(self) -> list[Event]:
         """The events published since the last save (lock held, with `end` read)."""
@@ -538,6 +598,8 @@ class Fanout:
         if frames > self.max_backlog:
             return True
         owed = self._bytes_behind(client, end) + client.private_bytes + len(client.pending)
+        # A TLS socket keeps the ciphertext the kernel did not take (lanchat/tls/transport.py)
+        owed += getattr(client.sock, "unsent_bytes", 0)
         return owed > self.max_backlog_bytes
 
     def _bytes_behind(self, client: Client, end: int) -> int:

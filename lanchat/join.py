@@ -10,15 +10,31 @@ the question which server to join.
 
 from __future__ import annotations
 
+import getpass
+import os
 import queue
 import sys
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
-from lanchat.client import Connection, ConnectionLost, goodbye_reason
-from lanchat.errors import ExitCode, RejectedError, UnreachableError
+from lanchat.client import (
+    Connection,
+    ConnectionLost,
+    Credentials,
+    PasswordNeeded,
+    TlsOptions,
+    goodbye_reason,
+)
+from lanchat.errors import (
+    ExitCode,
+    LoginFailedError,
+    RejectedError,
+    ServerKeyError,
+    UnreachableError,
+)
 from lanchat.output import (
     chat_text,
     notice,
@@ -29,11 +45,15 @@ from lanchat.output import (
 )
 from lanchat.protocol import (
     DEFAULT_JOIN_KEEPALIVE_SECONDS,
+    LOGIN_CONSOLE,
+    LOGIN_OPERATOR,
+    LOGIN_ROOM,
     OPERATOR_HELP,
     RAW_HELP,
     AskHelp,
     FrameError,
     Goodbye,
+    Login,
     Quit,
     Request,
     Resume,
@@ -52,6 +72,79 @@ CANDIDATE_TIMEOUT = 2.0  # per address of a discovered server, while others rema
 # or an operator removed us (a kick or a ban is final: coming back is a person's decision).
 FINAL_GOODBYES = frozenset({"quit", "too-slow", "kicked", "banned"})
 REMOVED = frozenset({"kicked", "banned"})
+PASSWORD_TRIES = 3  # a password typed at the terminal may be mistyped this many times
+LOGIN_NOT_SENT = (
+    "Not sent: /login is for ncat and browsers. Here, leave and join again with "
+    "`lanchat join --operator` to log in as an operator."
+)
+
+
+class Password:
+    """The login `join` uses: given (LANCHAT_PASSWORD, the operator token), or asked at the
+    terminal once and kept for reconnects, which log in again without asking."""
+
+    def __init__(self, credentials: Credentials | None, *, operator: bool = False) -> None:
+        self.credentials = credentials
+        self.operator = operator
+        self.asked = False  # typed at the terminal (so a wrong one may be typed again)
+
+    def ask(self, where: str) -> Credentials:
+        """Ask at the terminal (never echoed); LoginFailedError where nobody can be asked."""
+        if not can_ask():
+            variable = "LANCHAT_OPERATOR_PASSWORD" if self.operator else "LANCHAT_PASSWORD"
+            raise LoginFailedError(
+                f"{where} needs a password, and there is no terminal to ask for it.",
+                f"Set {variable} for scripts.",
+            )
+        which = "Operator password" if self.operator else "Password"
+        secret = getpass.getpass(f"{which} for {where}: ")
+        self.credentials = Credentials(LOGIN_OPERATOR if self.operator else LOGIN_ROOM, secret)
+        self.asked = True
+        return self.credentials
+
+    def open(
+        self,
+        where: str,
+        first: Callable[[Credentials | None], Connection],
+        again: Callable[[Credentials | None], Connection],
+    ) -> Connection:
+        """Open with `first`; when the relay asks for a password we do not have, ask and open
+        with `again` (a relay answered: no need to listen first). A password typed wrong at
+        the terminal may be typed again (PASSWORD_TRIES in all); a stale operator token
+        (another run's) gives way to asking for the operator password."""
+        opener, mistakes = first, 0
+        while True:
+            try:
+                return opener(self.credentials)
+            except PasswordNeeded as e:
+                if self.credentials is not None:
+                    raise
+                if e.tls_note:  # the fingerprint before the password: the user can stop here
+                    stderr_console().print(notice(f"* {e.tls_note}", "dim"))
+                self.ask(where)
+            except LoginFailedError as e:
+                stale = self.credentials is not None and self.credentials.username == LOGIN_CONSOLE
+                mistakes += not stale
+                if e.code != "wrong-password" or not (self.asked or stale):
+                    raise
+                if mistakes >= PASSWORD_TRIES:
+                    raise
+                if not stale:
+                    stderr_console().print(f"! {e.message}")
+                self.ask(where)
+            opener = again
+
+
+def can_ask() -> bool:
+    """Whether a password can be typed: stdin is a terminal, or the controlling terminal can be
+    opened (getpass asks there; piped stdin is the script's lines, never a password)."""
+    if sys.stdin.isatty() or os.name == "nt":
+        return sys.stdin.isatty()
+    try:
+        with open("/dev/tty", "rb"):
+            return True
+    except OSError:
+        return False
 
 
 def _request_for(line: str) -> Request | FrameError | None:
@@ -80,6 +173,8 @@ def run_scripted(
     ending: list[str | None] = [None]  # the goodbye reason, if one came
     farewell: list[str] = [""]  # ... and its words
     uncertain: list[Say] = []  # sent, then the server lost track: may not have reached anyone
+    # A reconnect found another key, or its login no longer works: the session ends.
+    refused: list[ServerKeyError | LoginFailedError] = []
     # The input is read on a thread of its own, so that a session that ends while the input is
     # idle (a dead server, a drop) ends the program too, instead of waiting for the next line.
     inbox: queue.Queue[str | None] = queue.Queue()
@@ -115,13 +210,17 @@ def run_scripted(
                 if reason in FINAL_GOODBYES or reconnect_for <= 0 or open_again is None:
                     return
                 err.print(f"* Connection lost; reconnecting (for up to {reconnect_for:g} s)...")
-                new = session.reconnect(
-                    stop=ended,
-                    on_wait=lambda delay, e: err.print(
-                        f"* Still unreachable ({e}); next try in {delay:g} s."
-                    ),
-                    until=time.monotonic() + reconnect_for,
-                )
+                try:
+                    new = session.reconnect(
+                        stop=ended,
+                        on_wait=lambda delay, e: err.print(
+                            f"* Still unreachable ({e}); next try in {delay:g} s."
+                        ),
+                        until=time.monotonic() + reconnect_for,
+                    )
+                except (ServerKeyError, LoginFailedError) as e:  # never retried: said at the end
+                    refused.append(e)
+                    new = None
                 current.close()
                 if new is None:
                     return
@@ -169,6 +268,9 @@ def run_scripted(
         if isinstance(request, AskHelp):
             err.print(f"* {RAW_HELP}" + (f" {OPERATOR_HELP}" if session.operator else ""))
             continue
+        if isinstance(request, Login):  # never sent: it would carry the password
+            err.print(f"! {LOGIN_NOT_SENT}")
+            continue
         if isinstance(request, Quit):
             break
         if ended.is_set():
@@ -181,6 +283,8 @@ def run_scripted(
     ended.wait(QUIT_WAIT_SECONDS)
     session.conn.close()
     receiver.join(1.0)
+    if refused:
+        raise refused[0]
     unsent, unconfirmed = session.outstanding()
     if ending[0] in REMOVED:
         raise RejectedError(
@@ -284,12 +388,18 @@ def run_interactive(first: Connection, open_again: Opener) -> int:
                 if leaving.is_set() or reason in FINAL_GOODBYES:
                     return
                 say(notice("* Connection to the server lost. Reconnecting...", "bold yellow"))
-                new = session.reconnect(
-                    stop=leaving,
-                    on_wait=lambda delay, e: say(
-                        notice(f"* Still unreachable ({e}); next try in {delay:g} s.", "dim")
-                    ),
-                )
+                try:
+                    new = session.reconnect(
+                        stop=leaving,
+                        on_wait=lambda delay, e: say(
+                            notice(f"* Still unreachable ({e}); next try in {delay:g} s.", "dim")
+                        ),
+                    )
+                except (ServerKeyError, LoginFailedError) as e:  # never retried: it ends here
+                    say(notice(f"! {e.message}", "bold red"))
+                    if e.hint:
+                        say(notice(f"* {e.hint}", "dim"))
+                    new = None
                 conn.close()
                 if new is None:
                     return
@@ -338,6 +448,9 @@ def run_interactive(first: Connection, open_again: Opener) -> int:
                 if isinstance(request, AskHelp):
                     extra = f" {OPERATOR_HELP}" if session.operator else ""
                     say(notice(f"* {HELP_TEXT}{extra}", "dim"))
+                    continue
+                if isinstance(request, Login):  # never sent: it would carry the password
+                    say(notice(f"! {LOGIN_NOT_SENT}", "bold red"))
                     continue
                 if isinstance(request, Quit):
                     break
@@ -398,6 +511,17 @@ def ask_server(
     return None
 
 
+def announced_tls(options: TlsOptions, server: Server) -> TlsOptions:
+    """A discovered server: TLS when it announced tls=1, and its key must be the one it
+    announced (which saves nothing but a typo: the pin or --fingerprint is the check)."""
+    if not server.tls:
+        return options
+    from lanchat.tls.fingerprint import parse_fingerprint
+
+    announced = parse_fingerprint(server.fingerprint) if server.fingerprint else None
+    return replace(options, wanted=True, expect=replace(options.expect, announced=announced))
+
+
 def connect_discovered(
     *,
     room: str | None,
@@ -406,24 +530,44 @@ def connect_discovered(
     timeout: float,
     interactive: bool,
     keepalive: float = DEFAULT_JOIN_KEEPALIVE_SECONDS,
+    password: Password | None = None,
+    tls: TlsOptions | None = None,
 ) -> tuple[Connection, Opener]:
     """`join` without an address: look for servers, then reach_server (lanchat.discovery) takes
     the only one (of `room`) or the one the user picks and tries its addresses, own subnet
-    first; say on stderr which one worked. Returns the connection and how to open it again
-    (same address, resuming) for reconnecting."""
+    first; say on stderr which one worked. A server whose record says it needs a password gets
+    it asked for before the first connection. Returns the connection and how to open it again
+    (same address, resuming, same login) for reconnecting."""
     from lanchat import netinfo
     from lanchat.discovery import discover, local_networks, reach_server
     from lanchat.output.discovery import reach_report, searching
 
     err = stderr_console()
+    login = password if password is not None else Password(None)
     with searching(err, timeout) as progress:
         servers = discover(timeout, on_progress=progress)
 
+    options = tls if tls is not None else TlsOptions()
+
     def connect(server: Server, address: str, last: bool) -> Connection:
         wait = timeout if last else min(timeout, CANDIDATE_TIMEOUT)
-        return Connection.open(
-            address, server.port, name=name, exact=exact, timeout=wait, keepalive=keepalive
-        )
+        where = server.endpoint(address)
+        if server.password and login.credentials is None:
+            login.ask(where)
+
+        def opener(credentials: Credentials | None) -> Connection:
+            return Connection.open(
+                address,
+                server.port,
+                name=name,
+                exact=exact,
+                timeout=wait,
+                keepalive=keepalive,
+                tls=announced_tls(options, server),
+                credentials=credentials,
+            )
+
+        return login.open(where, opener, opener)
 
     reached = reach_server(
         servers,
@@ -436,6 +580,8 @@ def connect_discovered(
     for line in reach_report(reached):
         err.print(line)
     server, address = reached.server, reached.address
+    # reconnects: TLS, with the key the first connection accepted
+    again = announced_tls(options, server).again(reached.connection.server_key)
 
     def open_again(resume: Resume | None) -> Connection:
         return Connection.open(
@@ -446,6 +592,8 @@ def connect_discovered(
             timeout=timeout,
             resume=resume,
             keepalive=keepalive,
+            tls=again,
+            credentials=login.credentials,
         )
 
     return reached.connection, open_again

@@ -116,6 +116,24 @@ def lan_addresses() -> list[LocalAddress]:
     return [a for a in local_addresses() if "loopback" not in a.tags and "link-local" not in a.tags]
 
 
+def is_this_computer(host: str) -> bool:
+    """Whether `host` names this computer: loopback, or one of its own addresses."""
+    try:
+        infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+    except (OSError, UnicodeError):
+        return False
+    own: set[str] | None = None
+    for info in infos:
+        ip = ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])
+        if ip.is_loopback:
+            return True
+        if own is None:
+            own = {a.address for a in local_addresses()}
+        if str(ip) in own:
+            return True
+    return False
+
+
 def endpoint_text(address: Any) -> str | None:
     """'ip:port' ('[v6]:port') of a socket address; IPv4-mapped IPv6 is shown as plain IPv4."""
     if not address:

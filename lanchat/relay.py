@@ -35,6 +35,7 @@ from lanchat.admission import (
     Refuser,
     plain_ip,
 )
+from lanchat.auth.login import Gate
 from lanchat.connection import Connection, ConnectionPolicy
 from lanchat.errors import AddressInUseError, LanchatError
 from lanchat.fanout import MAX_BACKLOG_BYTES, MAX_BACKLOG_FRAMES, Client
@@ -58,6 +59,8 @@ from lanchat.protocol.status import (
 )
 from lanchat.room import Past, Room
 from lanchat.store import Store
+from lanchat.tls.fingerprint import format_fingerprint
+from lanchat.tls.transport import ServerTls
 from lanchat.web import WebOptions
 
 if TYPE_CHECKING:
@@ -110,11 +113,16 @@ class Relay:
         store: Store | None = None,
         web: WebOptions | None = WebOptions(),  # noqa: B008 (frozen: one shared default is fine)
         backplane: Backplane | None = None,
+        gate: Gate | None = None,  # passwords and operator logins (lanchat/auth); None: none
+        tls: ServerTls | None = None,
     ) -> None:
         self.host = host
         self.port = port
         self._stopped = threading.Event()
-        self.policy = ConnectionPolicy(keepalive, max_rate, stopping=self._stopped, web=web)
+        self.tls = tls
+        self.policy = ConnectionPolicy(
+            keepalive, max_rate, stopping=self._stopped, web=web, gate=gate, tls=tls
+        )
         self.refusals = Refusals()  # counted here, logged by `lanchat serve`
         self._per_address = AddressLimit(max_per_address, loopback_too=limit_loopback)
         self.rules = rules  # --allow, --deny: decided at accept
@@ -355,6 +363,7 @@ class Relay:
                 bytes_out=c.bytes_out,
                 queue=c.backlog(end),
                 state="in room" if c.id in in_room else "leaving",
+                tls=bool(getattr(c.sock, "is_tls", False)),
             )
             for c in fanout.open_clients()
         )
@@ -371,6 +380,9 @@ class Relay:
             max_clients=room.max_clients,
             messages=messages,
             rate=rate,
+            tls=self.tls is not None,
+            fingerprint=format_fingerprint(self.tls.fingerprint) if self.tls else None,
+            allow_plain=self.tls.allow_plain if self.tls else True,
         )
         backplane = self.backplane.status() if self.backplane is not None else None
         moderation = self._moderation_status()

@@ -1,24 +1,31 @@
 """Running `lanchat serve`: the relay, its mDNS announcement, the signals that stop it, and the
 stream of events for the log. Rendering is the caller's (a ServeLog from lanchat.output), so
-this module prints nothing."""
+this module prints nothing.
+
+Threads: the main thread runs the log (it sleeps LOG_EVERY, then hands the log what the room
+queued meanwhile, in batches of at most LOG_BATCH: lanchat/logqueue.py), and is the one that
+Ctrl-C and SIGTERM interrupt. Everything else runs in the relay's threads."""
 
 from __future__ import annotations
 
 import errno
 import ipaddress
 import os
-import queue
 import socket
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from lanchat import __version__, netinfo
 from lanchat.admission import AddressRules, Refusal, Refusals
+from lanchat.auth.login import Gate
+from lanchat.auth.secrets import Secrets, new_token, remove_token, write_token
 from lanchat.cores import CoreKeeper, core_of_thread
 from lanchat.errors import AddressInUseError, UsageError
+from lanchat.logqueue import LOG_QUEUE, LogQueue
 from lanchat.netinfo import LocalAddress, endpoint_text
 from lanchat.protocol import (
     DEFAULT_HISTORY,
@@ -44,9 +51,14 @@ if TYPE_CHECKING:
     from lanchat.backplane import Backplane
     from lanchat.discovery import Advertisement, Advertiser
     from lanchat.protocol.status import BackplaneStatus
+    from lanchat.tls.transport import ServerTls
 
 ADVERTISE_WAIT_SECONDS = 5.0  # registering takes ~1.7 s (probing for a name clash first)
-LOG_QUEUE = 10000  # events waiting for the log; beyond that they are counted, not kept
+# The log's pace: what the room queued is written every LOG_EVERY seconds, LOG_BATCH lines per
+# write at most (a write lets the relay's threads have the GIL; the log thread holds it while
+# it formats a batch, 2-5 µs a line). Waking per event cost the room a thread wake-up per line.
+LOG_EVERY = 0.05
+LOG_BATCH = 256
 REFUSALS_EVERY = 0.5  # refused connections are logged at most this often, counted
 
 
@@ -76,6 +88,26 @@ class ServeOptions:
     qr: bool = True  # the banner shows a QR code of the page's address
     backplane: str | None = None  # redis://HOST:PORT/DB: one room with other relays
     relay_name: str | None = None  # this relay's name among them (default: host[:port])
+    # The room password and the operator password, as verifiers only (lanchat/auth/secrets.py);
+    # None: no passwords. Every run adds its own operator token.
+    secrets: Secrets | None = None
+    allow_plain_login: bool = False  # cleartext passwords without TLS (raw /login, browsers)
+    tls: bool = False  # TLS on the same port (lanchat/tls/), with the relay's own key
+    allow_plain: bool = False  # with tls: plain clients are let in too
+
+
+@dataclass(frozen=True)
+class TlsInfo:
+    """The relay's TLS side, for the banner: what clients pin, and how browsers show it."""
+
+    fingerprint: str  # 'ABCD-EFGH-...' (lanchat/tls/fingerprint.py)
+    spki_sha256: str  # '3F:A2:...': the same key as a browser's "Public Key" SHA-256
+    allow_plain: bool
+    key_path: str  # where the key is kept
+    new_key: bool  # made just now: clients that pinned an earlier one will refuse it
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -97,6 +129,10 @@ class Listening:
     allow: tuple[str, ...] = ()  # --allow and --deny, as networks (CIDR)
     deny: tuple[str, ...] = ()
     backplane: BackplaneStatus | None = None  # the link to the room's other relays
+    password: bool = False  # joining needs a password
+    plain_login: bool = False  # ... and ncat's /login and browsers may send it on plain TCP
+    operator_token: str | None = None  # the operator token's file (None: it could not be written)
+    tls: TlsInfo | None = None  # serve --tls; None: plain only
     pid: int = field(default_factory=os.getpid)
     version: str = __version__
 
@@ -107,15 +143,22 @@ class Stopped:
 
     clients: int  # people told the server is shutting down
     messages: int
-    log_lines_dropped: int
+    log_lines_dropped: int  # events the log could not keep up with (skipped, counted)
 
 
 class ServeLog(Protocol):
-    """Where a running server reports: the banner, each room event, mDNS changes, the end."""
+    """Where a running server reports: the banner, the room's events, mDNS changes, the end."""
 
     def listening(self, info: Listening) -> None: ...
 
-    def event(self, event: Event, address: str | None) -> None: ...
+    def events(self, batch: Sequence[tuple[Event, str | None]]) -> None:
+        """Room events in order, each with the address of the client that caused it (joins);
+        written at once (one write for the batch)."""
+        ...
+
+    def skipped(self, count: int) -> None:
+        """`count` more events were skipped: the log could not keep up with the room."""
+        ...
 
     def advertisement(self, state: Advertisement) -> None: ...
 
@@ -143,15 +186,19 @@ def run_server(options: ServeOptions, log: ServeLog) -> Stopped:
     check_listen_host(options.host)
     rules = address_rules(options.allow, options.deny)
     max_clients, notes = capacity_notes(options.max_clients)
+    notes += password_notes(options)
     # A process-wide setting, made here and not by Relay (tests run relays in-process): every
     # thread started from now on, thousands of readers among them, gets this stack size.
     threading.stack_size(THREAD_STACK_BYTES)
+    tls, tls_info = _tls(options) if options.tls else (None, None)
     store = None
     if options.store is not None:
         from lanchat.store import open_store
 
         store = open_store(options.store, keep=options.store_keep, keep_days=options.store_days)
     backplane = _backplane(options) if options.backplane is not None else None
+    token = new_token()  # this run's operator token: its file is written once the port is known
+    secrets = (options.secrets or Secrets()).with_console(token)
     relay = Relay(
         options.host,
         options.port,
@@ -165,26 +212,26 @@ def run_server(options: ServeOptions, log: ServeLog) -> Stopped:
         store=store,
         web=WebOptions(options.web_origins) if options.web else None,
         backplane=backplane,
+        gate=Gate(
+            secrets,
+            allow_plain_login=options.allow_plain_login,
+            tls_offered=options.tls,
+        ),
+        tls=tls,
     )
     restored = len(relay.room.history)  # before anyone can join
-    events: queue.Queue[tuple[Any, Any]] = queue.Queue(maxsize=LOG_QUEUE)
-    dropped = [0]
-
-    def enqueue(item: Any, client: Any = None) -> None:  # under the room lock: never block
-        try:
-            events.put_nowait((item, client))
-        except queue.Full:
-            dropped[0] += 1
-
+    events = LogQueue(LOG_QUEUE)
     if not options.quiet:
-        relay.hub.listeners.append(enqueue)
+        relay.hub.listeners.append(events.put)  # under the room lock: never blocks
     # The handler is in place before anyone can learn the port, so a prompt SIGTERM is clean.
     previous = stop_on_sigterm()
     advertiser: Advertiser | None = None
     keeper: CoreKeeper | None = None
     people = 0
+    token_port: int | None = None
     try:
         _start(relay, options.port)
+        token_port, token_file = relay.address[1], _write_token(relay.address[1], token, notes)
         if options.one_core:
             fanout = relay.hub.fanout
             keeper = CoreKeeper(lambda: fanout.holds, lambda: core_of_thread(fanout.writer_id))
@@ -192,8 +239,9 @@ def run_server(options: ServeOptions, log: ServeLog) -> Stopped:
         bound_host, bound_port = relay.address
         advertisement = _off()
         if options.mdns:
+            fingerprint = tls_info.fingerprint if tls_info is not None else None
             group = backplane.epoch if backplane is not None else None
-            advertiser = _advertise(options, bound_port, enqueue, group)
+            advertiser = _advertise(options, bound_port, events.put_always, fingerprint, group)
             advertisement = advertiser.wait_settled(ADVERTISE_WAIT_SECONDS)
         log.listening(
             Listening(
@@ -212,6 +260,10 @@ def run_server(options: ServeOptions, log: ServeLog) -> Stopped:
                 allow=rules.to_texts()[0],
                 deny=rules.to_texts()[1],
                 backplane=backplane.status() if backplane is not None else None,
+                password=secrets.required,
+                plain_login=options.allow_plain_login,
+                operator_token=token_file,
+                tls=tls_info,
             )
         )
         _log_events(events, log, relay.refusals)
@@ -219,6 +271,7 @@ def run_server(options: ServeOptions, log: ServeLog) -> Stopped:
         pass
     finally:
         ignore_stop_signals()
+        events.close()  # the goodbyes of the stop are not logged (what happened before is)
         if advertiser is not None:
             advertiser.withdraw()  # the mDNS goodbye goes out while the relay says its own
         people = relay.hub.size
@@ -229,10 +282,32 @@ def run_server(options: ServeOptions, log: ServeLog) -> Stopped:
             store.close()  # again, harmless: it is closed even if the relay never started
         if advertiser is not None:
             advertiser.close()
+        if token_port is not None:
+            remove_token(token_port, token)
         restore_sigterm(previous)
-    summary = Stopped(people, relay.room.messages, dropped[0])
+    _write_log(events, log, len(events))
+    summary = Stopped(people, relay.room.messages, events.skipped)
     log.stopped(summary)
     return summary
+
+
+def _tls(options: ServeOptions) -> tuple[ServerTls, TlsInfo]:
+    """The relay's key (made on the first `serve --tls` here) and a certificate naming this PC
+    and its addresses now (reissued for the same key when they changed)."""
+    from lanchat.tls.identity import certificate_names, load_identity, server_tls
+
+    addresses = [a.address for a in netinfo.lan_addresses()]
+    if options.host not in ("", "::", "*", "0.0.0.0"):
+        addresses.insert(0, options.host)
+    identity = load_identity(certificate_names(socket.gethostname(), addresses))
+    info = TlsInfo(
+        fingerprint=identity.fingerprint_text,
+        spki_sha256=identity.spki_sha256,
+        allow_plain=options.allow_plain,
+        key_path=str(identity.key_path),
+        new_key=identity.created,
+    )
+    return server_tls(identity, allow_plain=options.allow_plain), info
 
 
 def address_rules(allow: tuple[str, ...], deny: tuple[str, ...]) -> AddressRules:
@@ -247,6 +322,39 @@ def address_rules(allow: tuple[str, ...], deny: tuple[str, ...]) -> AddressRules
                     f"Examples: {option} 192.168.1.0/24, {option} 10.0.0.7, {option} fd00::/8.",
                 ) from None
     return AddressRules.parse(allow, deny)
+
+
+def _write_token(port: int, token: str, notes: list[str]) -> str | None:
+    """Write the operator token's file; where it is, or None (and a note saying why not)."""
+    try:
+        return str(write_token(port, token))
+    except OSError as e:
+        notes.append(
+            f"The operator token could not be written ({e.strerror or e}): `lanchat join "
+            "--operator` on this PC will ask for the operator password instead."
+        )
+        return None
+
+
+def password_notes(options: ServeOptions) -> list[str]:
+    """What the banner warns about a room password: logins on plain TCP (no --tls, or
+    --allow-plain) can be guessed at offline; --allow-plain-login sends passwords in clear."""
+    if options.secrets is None or not options.secrets.required:
+        return []
+    notes = []
+    if not options.tls or options.allow_plain:
+        where = "" if not options.tls else " on plain connections (--allow-plain)"
+        notes.append(
+            "The room password never crosses the network (SCRAM) and a recorded login cannot "
+            f"be replayed, but someone who records a login{where} can try guesses at it "
+            "offline: choose a long password, and use --tls where you can."
+        )
+    if options.allow_plain_login and (not options.tls or options.allow_plain):
+        notes.append(
+            "--allow-plain-login: passwords typed in ncat or a browser on plain connections "
+            "travel in clear text; anyone on the network can read them."
+        )
+    return notes
 
 
 def check_listen_host(host: str) -> None:
@@ -296,28 +404,47 @@ def _start(relay: Relay, port: int) -> None:
         raise
 
 
-def _log_events(events: queue.Queue[tuple[Any, Any]], log: ServeLog, refusals: Refusals) -> None:
-    """Hand every event to the log, in order, until a signal ends the run; refused
-    connections are counted by the relay and logged here, one line per address and reason
-    at most every REFUSALS_EVERY seconds (a port scan is a line, not thousands)."""
-    from lanchat.discovery import Advertisement
-
+def _log_events(events: LogQueue, log: ServeLog, refusals: Refusals) -> None:
+    """Hand the events to the log, in order and in batches, until a signal ends the run, and
+    say when some were skipped; refused connections are counted by the relay and logged here,
+    one line per address and reason at most every REFUSALS_EVERY seconds (a port scan is a
+    line, not thousands)."""
     next_refusals = time.monotonic() + REFUSALS_EVERY
+    told = 0  # skipped events the log has been told of
     while True:
-        try:  # a timeout, so that Ctrl-C is seen on Windows too
-            item, client = events.get(timeout=REFUSALS_EVERY)
-        except queue.Empty:
-            item = None
+        time.sleep(LOG_EVERY)  # (a sleep, not a wait on a lock: Ctrl-C ends it on Windows too)
+        # Skips counted by now happened while the queue was full, after what is in it now.
+        skipped, waiting = events.skipped, len(events)
+        _write_log(events, log, waiting)
+        if skipped > told:
+            log.skipped(skipped - told)
+            told = skipped
         if time.monotonic() >= next_refusals:
             next_refusals = time.monotonic() + REFUSALS_EVERY
             for refusal in refusals.take():
                 log.refused(refusal)
-        if item is None:
-            continue
+
+
+def _write_log(events: LogQueue, log: ServeLog, count: int) -> None:
+    """Give the log the next `count` queued items: room events in batches, mDNS changes alone."""
+    if not count:
+        return
+    from lanchat.discovery import Advertisement
+
+    batch: list[tuple[Event, str | None]] = []
+    for item, client in events.take(count):
         if isinstance(item, Advertisement):  # the addresses changed, or mDNS failed
+            if batch:
+                log.events(batch)
+                batch = []
             log.advertisement(item)
-        else:
-            log.event(item, endpoint_text(client.address) if client is not None else None)
+            continue
+        batch.append((item, endpoint_text(client.address) if client is not None else None))
+        if len(batch) >= LOG_BATCH:
+            log.events(batch)
+            batch = []
+    if batch:
+        log.events(batch)
 
 
 def _off() -> Advertisement:
@@ -326,9 +453,12 @@ def _off() -> Advertisement:
     return Advertisement("off", message="--no-mdns or LANCHAT_NO_MDNS")
 
 
-def _advertise(options: ServeOptions, port: int, enqueue: Any, group: str | None) -> Advertiser:
-    """Start announcing the server; later changes go to the event queue. `group`: the room's
-    history id on a backplane, which tells `discover` the relays of one room apart."""
+def _advertise(
+    options: ServeOptions, port: int, enqueue: Any, fingerprint: str | None, group: str | None
+) -> Advertiser:
+    """Start announcing the server (with TLS: tls=1 and its key's fingerprint; `group`: the
+    room's history id on a backplane, which tells `discover` the relays of one room apart);
+    later changes go to the event queue."""
     from lanchat.discovery import advertise
 
     return advertise(
@@ -338,6 +468,8 @@ def _advertise(options: ServeOptions, port: int, enqueue: Any, group: str | None
         wanted=list(options.interfaces),
         on_change=enqueue,  # called in the advertiser's thread: enqueue never blocks
         web=WEB_PATH if options.web else None,
+        password=options.secrets is not None and options.secrets.required,
+        fingerprint=fingerprint,
         group=group,
     )
 

@@ -50,6 +50,7 @@ class SocketRow:
     frames_out: int | None = None
     bytes_out: int | None = None
     queue: int | None = None
+    tls: bool | None = None  # it connected over TLS (serve --tls); None: not a tracked connection
     note: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -70,6 +71,9 @@ class ServerSummary:
     rate: float
     started: float
     uptime: float
+    tls: bool = False  # serve --tls
+    fingerprint: str | None = None  # the relay key's fingerprint, with TLS
+    allow_plain: bool = True  # plain clients are let in too
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -88,6 +92,9 @@ class ServerSummary:
             rate=relay.rate,
             started=relay.started,
             uptime=relay.uptime,
+            tls=relay.tls,
+            fingerprint=relay.fingerprint,
+            allow_plain=relay.allow_plain,
         )
 
 
@@ -298,5 +305,6 @@ def _row(
         frames_out=facts.frames_out,
         bytes_out=facts.bytes_out,
         queue=facts.queue,
+        tls=facts.tls,
         note=note,
     )

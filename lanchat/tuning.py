@@ -1,8 +1,9 @@
 """Every tuning constant of the relay, beside the measurement that justifies it.
 
 These trade CPU, latency and memory against each other; none changes what a client sees. Each
-figure below was measured with `scripts/bench` on the 2-core machine; docs/performance.md,
-section "What limits lanchat", has the runs. Change one only with a before/after series.
+figure below was measured with `scripts/bench` on the 2-core machine; docs/performance.md has the
+runs (the older ones under "How lanchat got here"). Change one only with a before/after series
+(docs/benchmarking.md: `--lanchat-tree` runs the other build with the same generator).
 Limits that clients can see (line length, backlog, linger) live with their owners instead:
 lanchat/protocol/lines.py and lanchat/fanout.py.
 """
@@ -33,6 +34,17 @@ INLINE_PASSES = 2
 # per send without it, 28 with it; sat100 0.25 -> 0.19 µs of CPU per delivery (since bb9d138).
 # A quiet room never waits.
 COALESCE_SECONDS = 0.002
+# ... and only while the writer is short of CPU: when the room's frames, each in a pass of its
+# own, would keep the passes busy this share of a core (frames/s, times the CPU time one pass to
+# everyone takes, measured over DEMAND_WINDOW_SECONDS; holding changes neither much, so a hold
+# does not feed itself). The rule before held after any pass that found two frames, and a hold
+# makes the next pass find several: at 100 clients and 1000 lines/s the room held for ever with
+# a core to spare (p50 1.46 ms against ncat's 0.28; issue 15). Below this the frames go out as
+# they come, at the price of a send() per frame (docs/performance.md, "When a hold pays"). That
+# load's demand measured 0.43-0.6 on the shared 2-core machine: at 0.5 it held in some runs and
+# not in others; 0.7 leaves the readers and the log a third of the core before frames wait.
+HOLD_DEMAND = 0.7
+DEMAND_WINDOW_SECONDS = 0.1
 # ... but only a room this big: a pass to a handful of clients costs less than the wake-up the
 # hold adds (10 clients, one sender: 2.96 against 1.68 µs of CPU per delivery, p50 latency
 # 2.25 against 0.15 ms; "A hold only in a big room").

@@ -3,6 +3,7 @@ lines with deadlines, real `lanchat` processes, and a check that no test leaves 
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import queue
@@ -12,6 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -163,6 +165,13 @@ def connect(relay: Relay) -> Iterator[Any]:
         client.close()
 
 
+# lanchat's own files (the relay's TLS key, pinned servers, the operator token) go to a directory
+# of this test run, never to the home directory of whoever runs the tests; a test that needs its
+# own sets LANCHAT_CONFIG_DIR in the environment it gives a process.
+_CONFIG_DIR = tempfile.mkdtemp(prefix="lanchat-tests-")
+atexit.register(shutil.rmtree, _CONFIG_DIR, ignore_errors=True)
+os.environ["LANCHAT_CONFIG_DIR"] = _CONFIG_DIR
+
 # The last line of defence against multicast out of this machine's real interfaces: every lanchat
 # started from the root namespace (and this pytest process) has mDNS switched off at the socket
 # level. Lab hosts switch it back on (lanchat_env(lab=True), netlab.Host.environ).
@@ -185,7 +194,7 @@ class MdnsGuardError(RuntimeError):
 
 
 # Options of `join` that take a value: whatever follows them is not the ADDRESS.
-_JOIN_VALUE_OPTIONS = {"--name", "-n", "--port", "-p", "--timeout", "--room"}
+_JOIN_VALUE_OPTIONS = {"--name", "-n", "--port", "-p", "--timeout", "--room", "--fingerprint"}
 
 
 def check_mdns_safe(args: Sequence[str], *, host: Host | None) -> None:
@@ -261,7 +270,11 @@ class LanchatProcess:
     """A running `lanchat` process whose stdout lines arrive on a queue (read by a thread)."""
 
     def __init__(
-        self, *args: str, stdin: Any = subprocess.DEVNULL, host: Host | None = None
+        self,
+        *args: str,
+        stdin: Any = subprocess.DEVNULL,
+        host: Host | None = None,
+        env: dict[str, str] | None = None,
     ) -> None:
         check_mdns_safe(args, host=host)
         argv = [sys.executable, "-m", "lanchat", *args]
@@ -272,7 +285,7 @@ class LanchatProcess:
             )
         else:
             self.proc = subprocess.Popen(
-                argv, stdin=stdin, text=True, env=lanchat_env(), cwd=ROOT, **streams
+                argv, stdin=stdin, text=True, env=env or lanchat_env(), cwd=ROOT, **streams
             )
         self.lines: queue.Queue[str | None] = queue.Queue()
         self.seen: list[str] = []
@@ -370,12 +383,12 @@ def server(lanchat_process: Any) -> Any:
 class Terminal:
     """A process on a pseudo-terminal, and everything it has written to the screen."""
 
-    def __init__(self, *args: str) -> None:
+    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
         import pty  # POSIX only: tests using Terminal skip elsewhere
 
         check_mdns_safe(args, host=None)  # this terminal lives in the root namespace
         self.master, slave = pty.openpty()
-        env = {**lanchat_env(), "TERM": "xterm"}
+        env = {**(env if env is not None else lanchat_env()), "TERM": "xterm"}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "lanchat", *args],
             stdin=slave,
@@ -418,12 +431,14 @@ def ncat_path() -> str | None:
 class Ncat:
     """A real ncat as a raw client: lines in on stdin, lines out on stdout."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, *, tls: bool = False) -> None:
         path = ncat_path()
         if path is None:
             pytest.skip("ncat is not installed (scripts/install-system-packages installs it)")
         self.proc = subprocess.Popen(
-            [path, "127.0.0.1", str(port)], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+            [path, *(["--ssl"] if tls else []), "127.0.0.1", str(port)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
         )
         self._buffer = b""
 

@@ -22,11 +22,14 @@ LAYERS = {
     "lanchat.cores": 1,
     "lanchat.paths": 1,  # where lanchat's own files live: stdlib only
     "lanchat.hangup": 1,  # how a connection ends at the socket: stdlib only
+    "lanchat.logqueue": 1,  # the room's events on their way to serve's log: stdlib only
     "lanchat.room": 2,  # the room's rules: protocol only, no sockets, no threads
     "lanchat.netinfo": 2,
+    "lanchat.auth": 2,  # logins: secrets as verifiers, attempts, the conversation (sans-IO)
     "lanchat.fanout": 3,  # delivery (knows the room's Member type only)
     "lanchat.store": 3,  # history on disk (SQLite): protocol, errors and the room's Past
     "lanchat.web": 3,  # HTTP (h11) and WebSocket (websockets) for browsers, the page's files
+    "lanchat.tls": 3,  # TLS: the relay's key (cryptography), TlsSocket, pins and trust
     "lanchat.hub": 4,  # applies the room's outputs to the fan-out
     "lanchat.connection": 5,
     "lanchat.backplane": 5,  # several relays, one room: Redis (redis-py) under the hub
@@ -81,6 +84,7 @@ THIRD_PARTY = {
     "h11": {"lanchat.web"},
     "segno": {"lanchat.output"},
     "redis": {"lanchat.backplane"},
+    "cryptography": {"lanchat.tls"},
 }
 
 

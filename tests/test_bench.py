@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -11,26 +13,30 @@ from typing import Any
 import pytest
 from redis_kit import redis_path
 
-from conftest import ROOT, lanchat_env, ncat_path
+from conftest import ROOT, WAIT, lanchat_env, ncat_path
 from scripts.benchkit.accounting import Accounting, Receiver
 from scripts.benchkit.payload import MARK, PayloadFormat, Verdict, frame, sender_id
 from scripts.benchkit.results import Load, percentile_ms
+from scripts.benchkit.runner import sender_phases
+from scripts.benchkit.servers import skipped_in_log, start_lanchat
 from scripts.benchkit.worker import WorkerConfig
 
 BENCH = ROOT / "scripts" / "bench"
 FMT = PayloadFormat(64)
 T0 = 1_000_000_000_000  # a send time, ns
 
-# The keys docs/performance.md documents for `--json`.
-TOP_KEYS = {"config", "runs", "summary", "ratios"}
+# The keys docs/benchmarking.md documents for `--json`.
+TOP_KEYS = {"config", "runs", "summary", "ratios", "pair_ratios"}
 RUN_KEYS = {
     "server", "run", "ok", "error", "kind", "mode", "clients", "senders", "window", "rate",
-    "line_bytes", "procs", "connect_window", "latency_clock", "warmup_s", "duration_s",
+    "line_bytes", "shape", "procs", "connect_window", "latency_clock", "tls", "warmup_s",
+    "duration_s",
     "connect_s", "ready_s", "connected", "ready_clients", "still_open", "sent", "expected",
     "delivered", "lost", "duplicates", "reordered", "corrupted", "corrupted_attributed",
     "disconnected", "measured_deliveries", "deliveries_per_s", "lines_per_s", "latency_p50_ms",
     "latency_p95_ms", "latency_p99_ms", "latency_max_ms", "server_cpu_s",
-    "server_us_per_delivery", "server_cpu_util", "server_peak_rss_mb", "server_max_rss_mb",
+    "server_us_per_delivery", "total_us_per_delivery", "server_us_per_connect",
+    "server_cpu_util", "server_peak_rss_mb", "server_max_rss_mb",
     "server_threads", "server_fds", "server_max_fds", "server_fd_limit", "generator_cpu_util",
     "generator_max_proc_util", "machine_busy", "other_cpu_util", "limit", "notes",
 }  # fmt: skip
@@ -222,6 +228,8 @@ def assert_clean(run: dict[str, Any], clients: int = 10) -> None:
     assert run["deliveries_per_s"] > 0
     assert 0 < run["latency_p50_ms"] <= run["latency_p99_ms"] <= run["latency_max_ms"]
     assert run["server_cpu_s"] is not None and run["server_peak_rss_mb"] > 0
+    if run["server_us_per_delivery"] is not None:  # (None when no CPU tick fell in the run)
+        assert run["total_us_per_delivery"] >= run["server_us_per_delivery"]
     assert run["server_fds"] >= clients
 
 
@@ -254,6 +262,27 @@ def test_a_small_run_over_two_relays_of_one_room_is_clean(kind: str) -> None:
     load = Load("raw", 4, 1, "window", 1, 1.0, 1, 64, 0, 1, 1, False, 1, 1, 1.0, None, True)
     config = WorkerConfig(0, "127.0.0.1", 7001, "raw", 0, load, ports=(7001, 7002))
     assert [config.port_for(i) for i in range(4)] == [7001, 7002, 7001, 7002]  # both relays
+
+
+@pytest.mark.parametrize("kind", ["raw", "lanchat", "web"])
+def test_small_run_over_tls_against_lanchat_is_clean(kind: str) -> None:
+    out = run_bench("--server", "lanchat", "--tls", "--kind", kind, *SMALL)
+    [run] = out["runs"]
+    assert (run["server"], run["kind"], run["tls"]) == ("lanchat", kind, True)
+    assert run["latency_clock"] == "read"  # a TLS socket has no kernel stamp to give
+    assert_clean(run)
+
+
+@pytest.mark.ncat
+@needs_ncat
+def test_tls_connect_only_against_both_reports_cpu_per_connection() -> None:
+    args = ["--vs", "ncat", "--runs", "1", "--tls", "--connect-only", "--clients", "20"]
+    out = run_bench(*args, "--hold", "0.3")
+    assert [r["server"] for r in out["runs"]] == ["lanchat", "ncat"]
+    for run in out["runs"]:
+        assert run["ok"], run["error"]
+        assert run["tls"] and run["connected"] == run["ready_clients"] == run["still_open"] == 20
+        assert run["server_us_per_connect"] >= 0  # CPU clock ticks: 20 handshakes may be 0
 
 
 def test_the_generators_websocket_frames_are_what_the_relays_library_reads_and_writes() -> None:
@@ -300,6 +329,88 @@ def test_vs_ncat_alternates_and_prints_ratios() -> None:
     lanchat = out["summary"]["lanchat"]["deliveries_per_s"]["median"]
     ncat = out["summary"]["ncat"]["deliveries_per_s"]["median"]
     assert ratio == pytest.approx(lanchat / ncat)
+    [run_l, run_n] = out["runs"]
+    pair = out["pair_ratios"]["ncat"]["deliveries_per_s"]
+    assert pair["runs"] == 1
+    assert pair["median"] == pytest.approx(run_l["deliveries_per_s"] / run_n["deliveries_per_s"])
+
+
+def test_vs_quiet_alternates_lanchat_with_and_without_its_log() -> None:
+    out = run_bench("--vs", "quiet", "--runs", "2", *SMALL)
+    order = [r["server"] for r in out["runs"]]
+    assert order == ["lanchat", "lanchat-quiet", "lanchat-quiet", "lanchat"]
+    for run in out["runs"]:
+        assert_clean(run)
+    assert out["ratios"] is None  # (lanchat / ncat)
+    spread = out["pair_ratios"]["lanchat-quiet"]["server_us_per_delivery"]
+    assert spread["runs"] == 2 and spread["min"] <= spread["median"] <= spread["max"]
+
+
+RATE = ["--mode", "rate", "--rate", "50", "--clients", "10", "--senders", "3"]
+RATE += ["--warmup", "0.2", "--duration", "0.5", "--drain", "3"]
+
+
+def test_the_pooled_shape_puts_senders_and_receivers_apart_at_random_phases() -> None:
+    out = run_bench("--server", "lanchat", "--shape", "pooled", *RATE)
+    [run] = out["runs"]
+    assert (run["shape"], run["procs"]) == ("pooled", 2)
+    assert_clean(run)
+    load = Load(**out["config"]["load"])
+    assert [list(load.clients_of(w)) for w in (0, 1)] == [[0, 1, 2], list(range(3, 10))]
+    assert [load.owner(i) for i in (0, 2, 3, 9)] == [0, 0, 1, 1]
+    phases = sender_phases(load, seed=0, run=1)
+    assert phases == sender_phases(load, seed=0, run=1)  # run 1 of each server: the same load
+    assert phases != sender_phases(load, seed=0, run=2) != sender_phases(load, seed=1, run=2)
+    assert phases is not None and len(phases) == 3 and all(0 <= p < 1 for p in phases)
+
+
+def test_the_per_core_shape_runs_a_process_per_core() -> None:
+    out = run_bench("--server", "lanchat", "--shape", "per-core", *RATE)
+    [run] = out["runs"]
+    assert (run["shape"], run["procs"]) == ("per-core", min(10, os.cpu_count() or 1))
+    assert_clean(run)
+    load = Load(**out["config"]["load"])
+    assert sender_phases(load, seed=0, run=1) is None  # evenly spaced
+
+
+def read_until(sock: socket.socket, text: bytes) -> None:
+    got = b""
+    for _ in range(1000):  # each read waits WAIT s at most
+        if text in got:
+            return
+        chunk = sock.recv(4096)
+        assert chunk, f"closed after {got!r}"
+        got += chunk
+    raise AssertionError(f"{text!r} never came")
+
+
+def test_lanchat_runs_as_the_readme_starts_it_with_its_log_on() -> None:
+    server = start_lanchat()
+    try:
+        address = (server.host, server.port)
+        with (
+            socket.create_connection(address, timeout=WAIT) as reader,
+            socket.create_connection(address, timeout=WAIT) as writer,
+        ):
+            read_until(reader, b"here")  # its welcome and who
+            writer.sendall(b"hello, bench\n")
+            read_until(reader, b"hello, bench")
+    finally:
+        server.stop()
+    assert b"> hello, bench\n" in server.log_tail  # the text log, as people see it
+    assert server.log_tail.endswith(b"shutting down.\n") and server.log_skipped is None
+
+
+def test_a_log_that_fell_behind_is_noted() -> None:
+    lines = {
+        "text": b"* bo left (1 here)\nStopped. 3 people were told the server is shutting down. "
+        b"812 log lines in all were skipped: the log could not keep up.\n",
+        "json": b'{"event": "shutdown", "clients": 3, "messages": 9, "log_lines_dropped": 812}\n',
+        "kept up": b"Stopped. 3 people were told the server is shutting down.\n",
+        "empty": b"",
+    }
+    found = {name: skipped_in_log(text) for name, text in lines.items()}
+    assert found == {"text": 812, "json": 812, "kept up": None, "empty": None}
 
 
 def test_expected_failures_are_one_line_errors(tmp_path: Path) -> None:

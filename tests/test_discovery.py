@@ -50,6 +50,7 @@ from lanchat.output import stdout_console
 from lanchat.output.discovery import WatchView, print_servers, reach_report
 from lanchat.output.serve import advertisement_text
 from lanchat.protocol import room_problem
+from lanchat.tls.fingerprint import format_fingerprint
 
 TXT = txt_properties("lobby", "0.1.0")
 
@@ -94,10 +95,38 @@ def test_txt_keys_are_documented_and_parse_back() -> None:
     )
     assert server.to_dict()["addresses"] == ["10.0.0.5", "fe80::1%eth0"]
     assert json.loads(json.dumps(server.to_dict()))["room"] == "lobby"
+    with_password = txt_properties("lobby", "0.1.0", password=True)  # serve --password-file
+    assert with_password["password"] == "1"
+    parsed = parse_service(Record(properties=props(**with_password)))
+    assert parsed is not None and parsed.password is True
     assert [server.endpoint(a) for a in server.addresses] == [
         "10.0.0.5:7420",
         "[fe80::1%eth0]:7420",
     ]
+
+
+def test_a_tls_server_announces_tls_and_its_fingerprint_and_reads_back() -> None:
+    """serve --tls: TXT tls=1 and fp (how lanchat shows it); read back in any writing of the
+    fingerprint; a bad fp is dropped (the server still says TLS); fp means nothing without tls."""
+    digest = bytes(range(32))
+    shown = format_fingerprint(digest)
+    txt = txt_properties("lobby", "0.1.0", web="/", fingerprint=shown)
+    assert txt == {**TXT, "web": "/", "tls": "1", "fp": shown}
+    record = Record(properties={k.encode(): v.encode() for k, v in txt.items()})
+    server = parse_service(record)
+    assert server is not None and server.tls and server.fingerprint == shown
+    assert server.web_url("10.0.0.5") == "https://10.0.0.5:7420/"
+    assert server.to_dict()["tls"] is True and server.to_dict()["fingerprint"] == shown
+    out = io.StringIO()
+    print_servers(stdout_console(out), group_rooms([server], []), 1.0)
+    assert "https://10.0.0.5:7420/" in out.getvalue()
+    assert f"key fingerprint as announced {shown}" in " ".join(out.getvalue().split())
+    lower = parse_service(Record(properties=props(tls="1", fp=shown.lower().replace("-", ""))))
+    assert lower is not None and lower.fingerprint == shown
+    bad = parse_service(Record(properties=props(tls="1", fp="ABCD")))
+    assert bad is not None and bad.tls and bad.fingerprint is None
+    plain = parse_service(Record(properties=props(fp=shown)))  # no tls=1
+    assert plain is not None and not plain.tls and plain.fingerprint is None
 
 
 def test_parses_zeroconf_service_info_without_opening_a_socket(

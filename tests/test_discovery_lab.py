@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -118,11 +119,40 @@ def test_discover_on_h2_finds_the_server_on_h1_and_ignores_foreign_records(
             "web": "/",  # the chat page's path, from the TXT record
             "group": None,  # no backplane: a room of its own
             "nearest": True,  # the first (here: only) relay of its room
+            "tls": False,
+            "fingerprint": None,
         }
     ]
     assert "Traceback" not in stderr
     assert junk.stdin is not None
     junk.stdin.close()
+
+
+def test_a_tls_server_is_found_with_its_fingerprint_and_joined_over_tls(
+    lab_factory: MakeLab, lanchat_process: Any, tmp_path: Path
+) -> None:
+    """The TXT record carries tls=1 and the key's fingerprint; join without an address then
+    connects with TLS and pins the key (after checking it against the announcement)."""
+    lab = lab_factory(2)
+    h1, h2 = lab.host(1), lab.host(2)
+    server, listening = serve(lanchat_process, h1, "--tls")
+    fingerprint = listening["tls"]["fingerprint"]
+    code, servers, stderr = discover_json(h2)
+    assert code == 0, stderr
+    assert [(s["tls"], s["fingerprint"]) for s in servers] == [(True, fingerprint)]
+    joined = run_lanchat(
+        "join",
+        "--name",
+        "ana",
+        input="hello over tls\n",
+        timeout=30,
+        host=h2,
+        env={**lanchat_env(lab=True), "LANCHAT_CONFIG_DIR": str(tmp_path / "h2")},
+    )
+    assert joined.returncode == 0, joined.stderr
+    assert f"pinned {fingerprint} for 10.213.0.1:7420" in joined.stderr
+    said = server.wait_json(lambda e: e.get("event") == "message", timeout=START)
+    assert said["text"] == "hello over tls"
 
 
 def test_join_without_an_address_on_h2_and_h3_and_both_chat(
@@ -149,6 +179,25 @@ def test_join_without_an_address_on_h2_and_h3_and_both_chat(
         person.proc.stdin.close()
         assert person.proc.wait(10) == 0
         assert "connected via 10.213.0.1:7420" in person.stderr()
+
+
+def test_a_room_with_a_password_is_announced_as_one_and_join_logs_in(
+    lab_factory: MakeLab, lanchat_process: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lab = lab_factory(2)
+    h1, h2 = lab.host(1), lab.host(2)
+    monkeypatch.setenv("LANCHAT_PASSWORD", "lab password")  # serve's, and join's for scripts
+    server, listening = serve(lanchat_process, h1)
+    assert listening["password"] is True
+    code, servers, stderr = discover_json(h2)
+    assert code == 0 and [s["password"] for s in servers] == [True], stderr
+    joined = run_lanchat("join", "--name", "ana", input="hi from h2\n", host=h2)
+    assert joined.returncode == 0, joined.stderr
+    server.wait_json(lambda e: e.get("event") == "message" and e["text"] == "hi from h2")
+    monkeypatch.delenv("LANCHAT_PASSWORD")
+    asked = run_lanchat("join", "--name", "bo", input="hi\n", host=h2)  # no terminal to ask
+    assert asked.returncode == ExitCode.LOGIN_FAILED
+    assert "needs a password, and there is no terminal to ask for it" in asked.stderr
 
 
 def test_join_without_an_address_asks_which_server_at_a_terminal(

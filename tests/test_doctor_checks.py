@@ -372,3 +372,6 @@ def test_web_page_passes_on_the_chat_page_and_says_why_not_otherwise() -> None:
     old = check_web_page(PageResult(None, "no HTTP answer: timed out"), "10.0.0.5", 7420)
     assert old.status == "fail" and old.fixes
     assert check_web_page(None, "10.0.0.5", 7420).status == "skip"
+    location = "https://10.0.0.5:7420/"
+    tls = check_web_page(PageResult(308, "HTTP 308", location=location), "10.0.0.5", 7420)
+    assert tls.status == "pass" and "serve --tls" in tls.summary and location in tls.summary

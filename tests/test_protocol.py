@@ -29,6 +29,10 @@ from lanchat.protocol import (
     Left,
     LineDecoder,
     LineTooLong,
+    Login,
+    LoginChallenge,
+    LoginNeeded,
+    LoginOk,
     Moderation,
     Mute,
     Ping,
@@ -341,6 +345,10 @@ class TestClientFrames:
             SetTopic("Fractions"),
             SetTopic(""),
             AskTopic(),
+            Hello(1, "ana", login=True),
+            Login("SCRAM-SHA-256", "n,,n=room,r=abc"),
+            Login(data="c=biws,r=abcdef,p=AAAA"),
+            Login("", "", "a cleartext password"),
         ],
     )
     def test_round_trip(self, request_: object) -> None:
@@ -446,6 +454,33 @@ class TestRawLines:
     def test_commands_and_messages(self, text: str, request_: object) -> None:
         assert parse_raw_line(text) == request_
 
+    @pytest.mark.parametrize(
+        ("text", "password"),
+        [
+            ("/login pw", "pw"),
+            ("/LOGIN two words ", "two words"),
+            ("  /login\tpw", "pw"),  # leading blanks do not make it a message
+        ],
+    )
+    def test_a_login_line_is_a_login_never_a_message(self, text: str, password: str) -> None:
+        login = parse_raw_line(text)
+        assert login == Login(password=password) and login.password == password
+        assert password not in repr(login)  # never in a log or a traceback
+
+    @pytest.mark.parametrize("text", ["/login", "//login pw", " //LOGIN pw", "/login   "])
+    def test_a_login_line_without_a_password_or_escaped_is_still_not_a_message(
+        self, text: str
+    ) -> None:
+        with pytest.raises(FrameError) as info:
+            parse_raw_line(text)
+        assert info.value.code == "bad-login" and "pw" not in info.value.message
+
+    def test_login_as_part_of_a_message_is_a_message(self) -> None:
+        assert parse_raw_line("how do I /login here?") == Say("how do I /login here?")
+        with pytest.raises(FrameError) as info:
+            parse_raw_line("/loginx")  # an unknown command, as before
+        assert info.value.code == "unknown-command"
+
     @pytest.mark.parametrize("text", ["/frobnicate", "/nick", "/me"])
     def test_unknown_or_incomplete_command(self, text: str) -> None:
         with pytest.raises(FrameError) as info:
@@ -487,6 +522,9 @@ SERVER_FRAMES = [
     TopicIs(11, 2.0, "Fractions", "ana"),
     TopicIs(11, 2.0),
     Welcome(12, 1.5, "bo", "lobby", topic="Fractions"),
+    LoginNeeded(11, 2.0, ("SCRAM-SHA-256",), False, "This room needs a password."),
+    LoginChallenge(11, 2.0, "r=abcdef,s=c2FsdA==,i=4096"),
+    LoginOk(11, 2.0, "v=AAAA", operator=True),
 ]
 
 

@@ -162,6 +162,36 @@ def test_a_restart_that_lost_the_history_shows_a_gap_note(chromium: Any) -> None
         relay.stop()
 
 
+def test_the_page_over_https_chats_and_plain_http_is_sent_there(
+    chromium: Any, tmp_path: Path
+) -> None:
+    """serve --tls: the page comes over HTTPS from the same port, its WebSocket is wss://, and
+    a browser that asks for http:// is redirected. Chromium is told to accept the self-signed
+    certificate (ignore_https_errors), as a person does after checking its fingerprint."""
+    from lanchat.tls.identity import certificate_names, load_identity, server_tls
+
+    expect = sync_api.expect
+    identity = load_identity(certificate_names("testhost", []), tmp_path / "tls")
+    relay = Relay("127.0.0.1", 0, tls=server_tls(identity))
+    relay.start()
+    port = relay.address[1]
+    ncat = Ncat(port, tls=True)
+    try:
+        ann = join(chromium, f"http://127.0.0.1:{port}/", "ann", ignore_https_errors=True)
+        assert ann.url == f"https://127.0.0.1:{port}/"  # the relay's 308
+        expect(ann.locator("#state")).to_have_text("Connected as ann", timeout=MS)
+        say(ann, "hello over wss")
+        ncat.wait_line("<ann> hello over wss")
+        ncat.send("hello from ncat --ssl")
+        expect(log_item(ann, "hello from ncat --ssl")).to_have_count(1, timeout=MS)
+        status = relay.status()
+        web = [c for c in status["connections"] if c["kind"] == "web"]
+        assert [c["tls"] for c in web] == [True]
+    finally:
+        ncat.close()
+        relay.stop()
+
+
 def test_an_operator_moderates_from_the_page(chromium: Any) -> None:
     expect = sync_api.expect
     port = free_port()
@@ -200,5 +230,92 @@ def test_an_operator_moderates_from_the_page(chromium: Any) -> None:
             "An operator removed you from the room.", timeout=MS
         )
         expect(log_item(teacher, "can you hear me")).to_have_count(0)
+    finally:
+        relay.stop()
+
+
+def password_relay(port: int, *, allow_plain_login: bool) -> Relay:
+    from lanchat.auth.login import Gate
+    from lanchat.auth.secrets import Secrets
+    from lanchat.protocol.scram import MIN_ITERATIONS
+
+    secrets = Secrets.make(PASSWORD, iterations=MIN_ITERATIONS)
+    relay = Relay("127.0.0.1", port, gate=Gate(secrets, allow_plain_login=allow_plain_login))
+    relay.start()
+    return relay
+
+
+PASSWORD = "a room's password"
+
+
+def test_the_page_asks_for_the_password_and_logs_in_again_after_a_restart(
+    chromium: Any,
+) -> None:
+    """Over plain http with --allow-plain-login (an https page needs the tls branch)."""
+    expect = sync_api.expect
+    port = free_port()
+    relay = password_relay(port, allow_plain_login=True)
+    try:
+        page = join(chromium, f"http://127.0.0.1:{port}/", "dee")
+        expect(page.locator("#login-form")).to_be_visible(timeout=MS)
+        expect(page.locator("#state")).to_have_text("This room needs a password.")
+        expect(page.locator("#password")).to_have_attribute("type", "password")
+        page.fill("#password", "a guess")
+        page.press("#password", "Enter")
+        expect(log_item(page, "Wrong password.")).to_have_count(1, timeout=MS)
+        expect(page.locator("#login-form")).to_be_visible()
+        page.fill("#password", PASSWORD)
+        page.press("#password", "Enter")
+        expect(page.locator("#state")).to_have_text("Connected as dee", timeout=MS)
+        expect(page.locator("#login-form")).to_be_hidden()
+        assert PASSWORD not in page.evaluate("JSON.stringify(localStorage)")
+        relay.stop()
+        relay = password_relay(port, allow_plain_login=True)
+        expect(page.locator("#state")).to_have_text("Connected as dee", timeout=RECONNECT_MS)
+        expect(page.locator("#login-form")).to_be_hidden()  # not asked again
+        say(page, "/login " + PASSWORD)  # a login (for an operator), never a message
+        expect(log_item(page, "That is the room's password")).to_have_count(1, timeout=MS)
+        expect(log_item(page, PASSWORD)).to_have_count(0)
+    finally:
+        relay.stop()
+
+
+def test_the_page_over_plain_http_sends_no_password(chromium: Any) -> None:
+    expect = sync_api.expect
+    port = free_port()
+    relay = password_relay(port, allow_plain_login=False)
+    try:
+        page = join(chromium, f"http://127.0.0.1:{port}/", "eve")
+        expect(log_item(page, f"lanchat join 127.0.0.1:{port}")).to_have_count(1, timeout=MS)
+        expect(page.locator("#state")).to_have_text("This room needs a password.")
+        expect(page.locator("#login-form")).to_be_hidden()
+    finally:
+        relay.stop()
+
+
+def test_the_page_over_https_logs_in_without_allow_plain_login(
+    chromium: Any, tmp_path: Path
+) -> None:
+    """serve --tls with a room password: the page's password goes over wss:// only."""
+    from lanchat.auth.login import Gate
+    from lanchat.auth.secrets import Secrets
+    from lanchat.protocol.scram import MIN_ITERATIONS
+    from lanchat.tls.identity import certificate_names, load_identity, server_tls
+
+    expect = sync_api.expect
+    identity = load_identity(certificate_names("testhost", []), tmp_path / "tls")
+    gate = Gate(Secrets.make(PASSWORD, iterations=MIN_ITERATIONS), tls_offered=True)
+    relay = Relay("127.0.0.1", 0, tls=server_tls(identity, allow_plain=True), gate=gate)
+    relay.start()
+    port = relay.address[1]
+    try:
+        page = join(chromium, f"https://127.0.0.1:{port}/", "fay", ignore_https_errors=True)
+        expect(page.locator("#login-form")).to_be_visible(timeout=MS)
+        page.fill("#password", PASSWORD)
+        page.press("#password", "Enter")
+        expect(page.locator("#state")).to_have_text("Connected as fay", timeout=MS)
+        plain = join(chromium, f"http://127.0.0.1:{port}/", "gil")  # --allow-plain: served
+        expect(log_item(plain, f"open https://127.0.0.1:{port}/")).to_have_count(1, timeout=MS)
+        expect(plain.locator("#login-form")).to_be_hidden()
     finally:
         relay.stop()

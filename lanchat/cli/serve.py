@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any
+import sys
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -19,6 +20,9 @@ from lanchat.protocol import (
     DEFAULT_ROOM,
 )
 
+if TYPE_CHECKING:
+    from lanchat.auth.secrets import Secrets
+
 ORIGIN = re.compile(r"https?://[^/\s?#]+")  # what a browser sends as Origin: no path
 
 EPILOG = (  # the examples under --help
@@ -30,8 +34,11 @@ EPILOG = (  # the examples under --help
     "  lanchat serve --store chat.db      # history survives a restart\n\n"
     "  lanchat serve --no-web             # no chat page for browsers on the port\n\n"
     "  lanchat serve --allow 192.168.1.0/24   # only this network (and this PC) may join\n\n"
+    "  lanchat serve --ask-password       # joining needs a password, typed now\n\n"
+    "  lanchat serve --tls                # encrypted: clients pin the key shown\n\n"
     "  lanchat serve --backplane redis://10.0.0.5/0   # several relays, one room\n\n"
-    "Environment: LANCHAT_PORT, LANCHAT_ROOM, LANCHAT_BACKPLANE, LANCHAT_RELAY_NAME."
+    "Environment: LANCHAT_PORT, LANCHAT_ROOM, LANCHAT_TLS, LANCHAT_PASSWORD, "
+    "LANCHAT_OPERATOR_PASSWORD, LANCHAT_BACKPLANE, LANCHAT_RELAY_NAME."
 )
 
 
@@ -179,6 +186,57 @@ def serve(
             "its MAC address, and the port if not 7420).",
         ),
     ] = None,
+    password_file: Annotated[
+        str | None,
+        typer.Option(
+            "--password-file",
+            metavar="FILE",
+            help="Joining needs the password on this file's first line; the relay keeps only "
+            "a verifier of it (SCRAM). LANCHAT_PASSWORD gives one too.",
+        ),
+    ] = None,
+    ask_password: Annotated[
+        bool,
+        typer.Option(
+            "--ask-password", help="Type the room's password now (not shown), instead of a file."
+        ),
+    ] = False,
+    operator_password_file: Annotated[
+        str | None,
+        typer.Option(
+            "--operator-password-file",
+            metavar="FILE",
+            help="Operators (who may moderate) log in with the password on this file's first "
+            "line (LANCHAT_OPERATOR_PASSWORD gives one too). The person at this PC is always "
+            "one: `lanchat join --operator` reads this run's token file.",
+        ),
+    ] = None,
+    allow_plain_login: Annotated[
+        bool,
+        typer.Option(
+            "--allow-plain-login",
+            help="Also take passwords typed in ncat (/login) or a browser over unencrypted "
+            "connections, where anyone on the network can read them (`lanchat join` never "
+            "sends the password itself).",
+        ),
+    ] = False,
+    tls: Annotated[
+        bool,
+        typer.Option(
+            "--tls",
+            envvar="LANCHAT_TLS",
+            help="Encrypt connections with TLS, on the same port. The relay's key is made on "
+            "first use and kept; clients pin its fingerprint (shown at start) and refuse a "
+            "server whose key changed. Plain clients are told how to connect instead.",
+        ),
+    ] = False,
+    allow_plain: Annotated[
+        bool,
+        typer.Option(
+            "--allow-plain",
+            help="With --tls: let plain (unencrypted) clients in too, on the same port.",
+        ),
+    ] = False,
     all_cores: Annotated[
         bool,
         typer.Option(
@@ -217,6 +275,12 @@ def serve(
                 f"--web-origin {origin!r} is not an origin (a scheme, a host, maybe a port).",
                 "Example: --web-origin https://intranet.school.example",
             )
+    if allow_plain and not tls:
+        raise UsageError(
+            "--allow-plain only means something with --tls (without it, every client is plain).",
+            "Add --tls, or leave out --allow-plain.",
+        )
+    secrets = _secrets(password_file, ask_password, operator_password_file)
     if json_out:
         from lanchat.output.serve import JsonServeLog
 
@@ -248,5 +312,53 @@ def serve(
         qr=not no_qr,
         backplane=backplane,
         relay_name=relay_name,
+        tls=tls,
+        allow_plain=allow_plain,
+        secrets=secrets,
+        allow_plain_login=allow_plain_login,
     )
     run_server(options, log)
+
+
+def _secrets(password_file: str | None, ask: bool, operator_file: str | None) -> Secrets | None:
+    """The room's and the operators' passwords, made into verifiers at once (the passwords
+    are not kept); None when neither is given."""
+    import os
+
+    from lanchat.auth.secrets import (
+        OPERATOR_PASSWORD_ENV,
+        PASSWORD_ENV,
+        Secrets,
+        read_password_file,
+    )
+
+    if password_file is not None and ask:
+        raise UsageError(
+            "--password-file and --ask-password both give the room password.", "Give one."
+        )
+    room = os.environ.get(PASSWORD_ENV) or None
+    if password_file is not None:
+        room = read_password_file(password_file)
+    elif ask:
+        room = _ask_password()
+    operator = os.environ.get(OPERATOR_PASSWORD_ENV) or None
+    if operator_file is not None:
+        operator = read_password_file(operator_file)
+    if room is None and operator is None:
+        return None
+    return Secrets.make(room, operator)
+
+
+def _ask_password() -> str:
+    """The room password, typed twice without echo."""
+    import getpass
+
+    for _ in range(3):
+        first = getpass.getpass("Room password: ")
+        if not first:
+            print("The password cannot be empty.", file=sys.stderr)
+            continue
+        if getpass.getpass("The same password again: ") == first:
+            return first
+        print("The two passwords differ; once more.", file=sys.stderr)
+    raise UsageError("No room password was set.", "Run the command again, or use --password-file.")

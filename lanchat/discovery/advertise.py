@@ -43,6 +43,8 @@ class Advertiser:
         wanted: Sequence[str] = (),
         version: str = __version__,
         web: str | None = None,
+        password: bool = False,
+        fingerprint: str | None = None,
         group: str | None = None,
         hostname: str | None = None,
         check_seconds: float = ADDRESS_CHECK_SECONDS,
@@ -55,6 +57,8 @@ class Advertiser:
         self.wanted = tuple(wanted)
         self.version = version
         self.web = web  # the chat page's path, for the TXT record
+        self.password = password  # joining needs a password (TXT password=1)
+        self.fingerprint = fingerprint  # serve --tls: its key's, for the TXT record
         self.group = group  # the room's history id on a backplane, for the TXT record
         self.hostname = hostname or socket.gethostname()
         self.check_seconds = check_seconds
@@ -137,7 +141,14 @@ class Advertiser:
             SERVICE_TYPE,
             f"{name}.{SERVICE_TYPE}",
             port=self.port,
-            properties=txt_properties(self.room, self.version, web=self.web, group=self.group),
+            properties=txt_properties(
+                self.room,
+                self.version,
+                password=self.password,
+                web=self.web,
+                fingerprint=self.fingerprint,
+                group=self.group,
+            ),
             server=srv_target(self.hostname, uuid.getnode()),
             parsed_addresses=[a.partition("%")[0] for a in plan.addresses],
         )
@@ -201,9 +212,12 @@ def advertise(
     on_change: Callable[[Advertisement], None] | None = None,
     check_seconds: float = ADDRESS_CHECK_SECONDS,
     web: str | None = None,
+    password: bool = False,
+    fingerprint: str | None = None,
     group: str | None = None,
 ) -> Advertiser:
-    """Start announcing a server; the returned Advertiser's close() withdraws it."""
+    """Start announcing a server (`fingerprint`: its TLS key's, with serve --tls); the
+    returned Advertiser's close() withdraws it."""
     return Advertiser(
         room=room,
         port=port,
@@ -212,5 +226,7 @@ def advertise(
         on_change=on_change,
         check_seconds=check_seconds,
         web=web,
+        password=password,
+        fingerprint=fingerprint,
         group=group,
     ).start()

@@ -12,18 +12,21 @@ from typing import Any, Literal, Protocol
 
 from lanchat.netinfo import host_port
 from lanchat.protocol import DEFAULT_PORT, PROTOCOL_VERSION, clean_text, room_problem
+from lanchat.tls.fingerprint import format_fingerprint, parse_fingerprint
 
 SERVICE_TYPE = "_lanchat._tcp.local."
 # TXT keys (docs/discovery.md): short, because every answer carries them.
 TXT_PROTOCOL = "protocol"  # wire protocol version, a positive integer
 TXT_ROOM = "room"  # the room name, as `serve --room` gave it
 TXT_VERSION = "version"  # the lanchat version of the server, free text
-TXT_PASSWORD = "password"  # noqa: S105  "1": joining needs a password; "0" (always, for now)
+TXT_PASSWORD = "password"  # noqa: S105  "1": joining needs a password (serve --password-file)
 TXT_WEB = "web"  # the chat page's path on the same port ("/"); absent: no page (serve --no-web)
 # The room's history id when relays share it through a backplane (serve --backplane): servers
 # with the same room and group are relays of one room. Absent: a room of its own.
 TXT_GROUP = "group"
 _GROUP = re.compile(r"[0-9a-f]{1,32}")
+TXT_TLS = "tls"  # "1": the relay takes TLS on its port (serve --tls); absent or "0": plain only
+TXT_FINGERPRINT = "fp"  # with tls=1: its key's fingerprint (saves typing; proves nothing)
 
 # A DNS label holds 63 bytes; zeroconf appends "-N" when it renames on a clash.
 MAX_INSTANCE_BYTES = 56
@@ -43,11 +46,14 @@ def txt_properties(
     *,
     password: bool = False,
     web: str | None = None,
+    fingerprint: str | None = None,
     group: str | None = None,
 ) -> dict[str, str]:
     """The TXT record of a server (`web`: the path of its chat page, when it serves one;
-    `group`: the room's history id on a backplane)."""
+    `fingerprint`: its TLS key's, when it takes TLS; `group`: the room's history id on a
+    backplane)."""
     web_key = {TXT_WEB: web} if web is not None else {}
+    tls_keys = {TXT_TLS: "1", TXT_FINGERPRINT: fingerprint} if fingerprint is not None else {}
     group_key = {TXT_GROUP: group} if group is not None else {}
     return {
         TXT_PROTOCOL: str(PROTOCOL_VERSION),
@@ -55,6 +61,7 @@ def txt_properties(
         TXT_VERSION: version,
         TXT_PASSWORD: "1" if password else "0",
         **web_key,
+        **tls_keys,
         **group_key,
     }
 
@@ -124,11 +131,16 @@ class Server:
     version: str  # '' when the server did not say
     password: bool
     web: str | None = None  # the chat page's path (TXT `web`); None: it serves none
+    tls: bool = False  # it takes TLS on its port (TXT `tls`)
+    fingerprint: str | None = None  # its key's fingerprint as announced (TXT `fp`), grouped
     group: str | None = None  # TXT `group`: relays with the same room and group are one room
 
     def web_url(self, address: str) -> str | None:
-        """The chat page a browser opens at one of the addresses: 'http://10.0.0.5:7420/'."""
-        return None if self.web is None else f"http://{self.endpoint(address)}{self.web}"
+        """The chat page a browser opens at one of the addresses: 'http://10.0.0.5:7420/'
+        ('https://...' on a server with TLS)."""
+        if self.web is None:
+            return None
+        return f"{'https' if self.tls else 'http'}://{self.endpoint(address)}{self.web}"
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -174,8 +186,16 @@ def parse_service(record: ServiceRecord) -> Server | None:
         version=clean_text(txt.get(TXT_VERSION) or "")[:MAX_VERSION_CHARS],
         password=bool(int(password_flag)),
         web=_web_path(txt.get(TXT_WEB)),
+        tls=txt.get(TXT_TLS) == "1",
+        fingerprint=_fingerprint(txt.get(TXT_FINGERPRINT)) if txt.get(TXT_TLS) == "1" else None,
         group=_group(txt.get(TXT_GROUP)),
     )
+
+
+def _fingerprint(value: str | None) -> str | None:
+    """A fingerprint from TXT `fp`, as lanchat shows it; None when it is not one."""
+    digest = parse_fingerprint(value) if value else None
+    return format_fingerprint(digest) if digest is not None else None
 
 
 def _group(value: str | None) -> str | None:

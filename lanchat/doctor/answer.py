@@ -16,7 +16,7 @@ NO_FORWARDING = (
     "Not needed for people on this network: port forwarding only changes what the router does "
     "with connections arriving from the internet; PCs on the same network connect directly."
 )
-# docs/security.md (the lead's) is the longer answer; docs/security-moderation.md its notes.
+# docs/security.md is the longer answer (the threat model per mode).
 SECURITY_DOC = "docs/security.md"
 WHY_NOT = (
     "We recommend not exposing lanchat to the internet: anyone anywhere who finds the port can "

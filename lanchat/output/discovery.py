@@ -23,7 +23,7 @@ def servers_table(servers: Sequence[Server]) -> Any:
     from rich.table import Table
 
     table = Table(box=None, pad_edge=False, header_style="bold")
-    for column in ("ROOM", "HOST", "ADDRESSES", "PORT", "PROTOCOL", "VERSION", "NAME"):
+    for column in ("ROOM", "HOST", "ADDRESSES", "PORT", "TLS", "PROTOCOL", "VERSION", "NAME"):
         table.add_column(column, overflow="fold")
     for s in servers:
         table.add_row(
@@ -31,6 +31,7 @@ def servers_table(servers: Sequence[Server]) -> Any:
             s.host,
             "\n".join(s.addresses),
             str(s.port),
+            "yes" if s.tls else "no",
             str(s.protocol),
             s.version or "?",
             Text(s.name, style="dim"),
@@ -93,6 +94,19 @@ def print_servers(console: Console, rooms: Sequence[RoomRelays], seconds: float)
         url = server.web_url(server.addresses[0])
         if url is not None:
             console.print(Text.assemble(f"In a browser ({server.room}): ", (url, "bold green")))
+    for server in servers:
+        if server.tls:
+            console.print(
+                Text.assemble(
+                    f"TLS ({server.room}): key fingerprint as announced ",
+                    (server.fingerprint or "(none)", "bold"),
+                    (
+                        " - an announcement proves nothing; compare it with the server's "
+                        "own screen",
+                        "dim",
+                    ),
+                )
+            )
 
 
 @contextmanager

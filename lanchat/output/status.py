@@ -49,6 +49,11 @@ def status_view(report: StatusReport, now: float) -> Group:
                 f", {s.messages} messages relayed, {s.rate:.1f}/s now",
             )
         )
+        if s.tls:
+            plain = "plain clients too" if s.allow_plain else "TLS only"
+            parts.append(Text(f"TLS: on ({plain}), key fingerprint {s.fingerprint}"))
+        else:
+            parts.append(Text("TLS: off", style="dim"))
     else:
         parts.append(Text(report.problem or "No lanchat server.", style="bold yellow"))
     if report.moderation is not None:
@@ -82,7 +87,7 @@ def status_view(report: StatusReport, now: float) -> Group:
             row.remote or "",
             Text(row.state, style=state_style),
             name,
-            _kind(row.kind, row.client),
+            _kind(row.kind, row.client, row.tls),
             _ago(now - row.since) if row.since else "",
             f"{row.lines_in} ({_size(row.bytes_in)})" if tracked else "",
             f"{row.frames_out} ({_size(row.bytes_out)})" if tracked else "",
@@ -90,7 +95,8 @@ def status_view(report: StatusReport, now: float) -> Group:
             *([row.note or ""] if with_notes else []),
         )
     table.caption = (
-        "In: lines received; Out: frames sent; Queue: frames waiting to be sent. "
+        "In: lines received; Out: frames sent; Queue: frames waiting to be sent; "
+        "+TLS: connected over TLS. "
         f"Local end of every connection: port {report.port} "
         f"({', '.join(sorted({r.proto for r in report.connections})) or 'tcp'}); "
         "`--json` has every field."
@@ -149,8 +155,10 @@ def backplane_text(b: BackplaneStatus, now: float) -> Text:
     return text
 
 
-def _kind(kind: str | None, client: str | None) -> str:
-    """The kind of client; a browser with its name ("web: Firefox 128 on Android")."""
+def _kind(kind: str | None, client: str | None, tls: bool | None = None) -> str:
+    """The kind of client, "+TLS" when it connected over TLS; a browser with its name
+    ("web+TLS: Firefox 128 on Android")."""
+    shown = f"{kind}+TLS" if kind and tls else kind or ""
     if kind == "web" and client:
-        return f"web: {client}"
-    return kind or ""
+        return f"{shown}: {client}"
+    return shown

@@ -240,6 +240,36 @@ class ProbeAnswer(Event):
 
 
 @dataclass(frozen=True)
+class LoginNeeded(Event):
+    """Before it joins, this client must log in (docs/protocol.md, "Logging in"): the SCRAM
+    `mechanisms` it may use here, whether a cleartext `password` is taken on this connection
+    (TLS, or `serve --allow-plain-login`), and a sentence for a person (a raw client's line)."""
+
+    TYPE: ClassVar[str] = "login-needed"
+    mechanisms: tuple[str, ...] = ()
+    password: bool = False
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class LoginChallenge(Event):
+    """The relay's SCRAM server-first-message (RFC 5802): salt, iterations, the joint nonce."""
+
+    TYPE: ClassVar[str] = "login-challenge"
+    data: str = ""
+
+
+@dataclass(frozen=True)
+class LoginOk(Event):
+    """The login worked: `data` is the relay's SCRAM proof ("v=...", empty after a cleartext
+    password), `operator` whether it made this client an operator."""
+
+    TYPE: ClassVar[str] = "login-ok"
+    data: str = ""
+    operator: bool = False
+
+
+@dataclass(frozen=True)
 class HelpText(Event):
     """The /help answer; only raw clients ask for it (lanchat clients know their commands)."""
 
@@ -262,6 +292,9 @@ ServerFrame = (
     | HelpText
     | Moderation
     | TopicIs
+    | LoginNeeded
+    | LoginChallenge
+    | LoginOk
     | Notice
     | Mark
 )
@@ -281,6 +314,9 @@ _EVENT_TYPES: dict[str, type[Event]] = {
         ProbeAnswer,
         Moderation,
         TopicIs,
+        LoginNeeded,
+        LoginChallenge,
+        LoginOk,
         Notice,
         Mark,
     )
@@ -380,6 +416,12 @@ def render_line(frame: Event) -> str:
         return f"* {frame.message}"
     if isinstance(frame, Mark):
         return ""  # nothing to show (raw clients are never sent one)
+    if isinstance(frame, LoginNeeded):  # "!" where this connection cannot take the password
+        return f"{'*' if frame.password else '!'} {frame.message}"
+    if isinstance(frame, LoginOk):
+        return "* Password accepted" + (": you are an operator." if frame.operator else ".")
+    if isinstance(frame, LoginChallenge):  # only lanchat clients log in with SCRAM
+        return "* (a login challenge)"
     raise TypeError(f"no text form for {type(frame).__name__}")
 
 
@@ -427,6 +469,8 @@ def parse_event(line: bytes) -> ServerFrame:
             obj["names"] = tuple(str(n) for n in obj.get("names", ()))
             relays = obj.get("relays") or {}
             obj["relays"] = tuple((str(n), str(r)) for n, r in dict(relays).items())
+        if cls is LoginNeeded:
+            obj["mechanisms"] = tuple(str(m) for m in obj.get("mechanisms", ()))
         known = cls.__dataclass_fields__
         frame = cls(**{k: v for k, v in obj.items() if k in known})
     except (KeyError, TypeError, ValueError):

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from lanchat.protocol.lines import (
@@ -23,6 +24,11 @@ DEFAULT_MUTE_MINUTES = 10
 MAX_MUTE_MINUTES = 24 * 60
 MAX_TOPIC_CHARS = 200
 MAX_REASON_CHARS = 200  # a kick's or ban's reason, as shown to everyone
+# The logins a relay knows, by their SCRAM user names (docs/protocol.md, "Logging in"): the
+# room's password, the operator password, and the operator token of the server's own computer.
+LOGIN_ROOM = "room"
+LOGIN_OPERATOR = "operator"
+LOGIN_CONSOLE = "console"
 
 
 @dataclass(frozen=True)
@@ -45,6 +51,7 @@ class Hello:
     exact: bool = False
     client: str = ""
     resume: Resume | None = None
+    login: bool = False  # log in before joining even where the room needs no password
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"type": "hello", "version": self.version, "exact": self.exact}
@@ -54,6 +61,28 @@ class Hello:
             d["client"] = self.client
         if self.resume is not None:
             d["resume"] = self.resume.to_dict()
+        if self.login:
+            d["login"] = True
+        return d
+
+
+@dataclass(frozen=True)
+class Login:
+    """A step of logging in: a SCRAM message (`mechanism` with the first one, `data`), or a
+    cleartext `password` (browsers and raw clients, over TLS or where the relay allows it)."""
+
+    mechanism: str = ""
+    data: str = ""
+    password: str | None = field(default=None, repr=False)  # never in a log or a traceback
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"type": "login"}
+        if self.mechanism:
+            d["mechanism"] = self.mechanism
+        if self.data:
+            d["data"] = self.data
+        if self.password is not None:
+            d["password"] = self.password
         return d
 
 
@@ -188,6 +217,7 @@ Request = (
     | Ban
     | SetTopic
     | AskTopic
+    | Login
 )
 # What only an operator may ask for, with the command that asks for it (for refusals).
 OPERATOR_REQUESTS: dict[type, str] = {
@@ -243,6 +273,12 @@ def parse_request(line: bytes) -> Request:
     if kind == "topic":
         text = _field(obj, "text", str, required=False)
         return AskTopic() if text is None else SetTopic(text)
+    if kind == "login":
+        return Login(
+            _field(obj, "mechanism", str, required=False) or "",
+            _field(obj, "data", str, required=False) or "",
+            _field(obj, "password", str, required=False),
+        )
     raise FrameError("bad-frame", f"Unknown frame type {clean_text(kind)[:32]!r}.")
 
 
@@ -281,6 +317,7 @@ def _hello_from(obj: dict[str, Any]) -> Hello:
         exact=exact is True,
         client=clean_text(client)[:64] if isinstance(client, str) else "",
         resume=_resume_from(obj.get("resume")),
+        login=obj.get("login") is True,
     )
 
 
@@ -345,10 +382,23 @@ OPERATOR_HELP = (
 )
 
 
+# A line that logs in, however it is typed (" /LOGIN pw", "//login pw"): never relayed.
+_LOGIN_LINE = re.compile(r"\s*//?login(?:\s|$)", re.IGNORECASE)
+
+
 def parse_raw_line(text: str) -> Request | None:
     """What a line typed by a raw client asks for; None for a blank line (nothing to send)."""
     if not text.strip():
         return None
+    login = _LOGIN_LINE.match(text)
+    if login is not None:  # before anything that could make it a message (docs/protocol.md)
+        password = text[login.end() :].strip()
+        if password and not text.lstrip().startswith("//"):
+            return Login(password=password)
+        raise FrameError(
+            "bad-login",
+            "A line starting with /login is never sent to the room; /login PASSWORD logs in.",
+        )
     if not text.startswith("/"):
         return Say(text)
     if text.startswith("//"):

@@ -9,7 +9,7 @@ so that `lanchat --help` does not load it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import MISSING, dataclass, fields
 from typing import Any, TypeVar
 
 from lanchat.protocol.lines import STATUS_VERSION
@@ -26,8 +26,11 @@ def _known_fields(cls: type[_T], document: Any) -> _T:
     """cls from the fields of `document` that cls defines; ValueError when one is missing."""
     if not isinstance(document, dict):
         raise ValueError(f"not a status document: {cls.__name__} is not an object")
+    known = fields(cls)  # type: ignore[arg-type]
+    # A field with a default was added later: an older relay's document may lack it.
+    wanted = [f.name for f in known if f.name in document or f.default is MISSING]
     try:
-        return cls(**{f.name: document[f.name] for f in fields(cls)})  # type: ignore[arg-type]
+        return cls(**{name: document[name] for name in wanted})
     except KeyError as e:
         raise ValueError(f"not a status document: {cls.__name__} has no {e}") from None
 
@@ -47,6 +50,9 @@ class RelayServer:
     max_clients: int
     messages: int  # relayed since start
     rate: float  # messages per second over the last few seconds
+    tls: bool = False  # serve --tls
+    fingerprint: str | None = None  # its key's fingerprint (lanchat/tls/fingerprint.py)
+    allow_plain: bool = True  # plain clients may connect too (always, without TLS)
 
     def to_dict(self) -> dict[str, Any]:
         return _flat_dict(self)
@@ -73,6 +79,7 @@ class RelayConnection:
     bytes_out: int
     queue: int  # frames waiting to be sent to it
     state: str  # "in room" or "leaving"
+    tls: bool = False  # it connected over TLS
 
     def to_dict(self) -> dict[str, Any]:
         return _flat_dict(self)

@@ -16,10 +16,11 @@ WEB_PATH = "/"  # the page
 WS_PATH = "/ws"  # the WebSocket the page opens
 
 
-def page_url(address: str, port: int) -> str:
-    """The address a browser opens: 'http://10.0.0.5:7420/' ('http://[fe80::1]:7420/')."""
+def page_url(address: str, port: int, *, tls: bool = False) -> str:
+    """The address a browser opens: 'http://10.0.0.5:7420/' ('http://[fe80::1]:7420/');
+    https:// on a relay with TLS."""
     host = f"[{address}]" if ":" in address else address
-    return f"http://{host}:{port}{WEB_PATH}"
+    return f"{'https' if tls else 'http'}://{host}:{port}{WEB_PATH}"
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ from lanchat.web.http import (
     answer_request,
     error,
     head_end,
+    https_redirect,
 )
 from lanchat.web.websocket import MessageDecoder, server_protocol
 
@@ -62,6 +63,16 @@ def open_web(sock: socket.socket, head: bytes, options: WebOptions | None) -> An
         return protocol
     decoder = MessageDecoder(protocol, reply=sock.sendall)
     return _await_hello(sock, decoder, rest, answer.browser)
+
+
+def redirect_to_tls(sock: socket.socket, head: bytes, reached: str) -> Answer:
+    """A plain request to a relay that takes TLS only: read its head, answer with a redirect
+    to the same address over https:// (`reached`: our HOST:PORT, when it named none)."""
+    head, eof = _read_head(sock, head)
+    end = head_end(head)
+    if end < 0:
+        return Answer(b"", 400) if eof else error(400, "Use https:// for this relay.")
+    return https_redirect(head[:end], reached)
 
 
 def _read_head(sock: socket.socket, data: bytes) -> tuple[bytes, bool]:

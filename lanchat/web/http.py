@@ -47,6 +47,7 @@ _STATIC = {  # path -> (file in static/, content type)
 }
 _REASONS = {
     200: "OK",
+    308: "Permanent Redirect",
     400: "Bad Request",
     403: "Forbidden",
     404: "Not Found",
@@ -83,12 +84,8 @@ def head_end(data: bytes) -> int:
     return end + 2 if end >= 0 else -1
 
 
-def answer_request(head: bytes, options: WebOptions | None) -> Answer | Upgrade:
-    """What to do with one complete request head (`options` None: the web page is off)."""
-    if options is None:
-        return error(503, "The web page is turned off on this relay (serve --no-web).")
-    if head.count(b"\n") > MAX_HEADERS + 2:
-        return error(431, f"At most {MAX_HEADERS} header lines, please.")
+def _parse_head(head: bytes) -> h11.Request | Answer:
+    """The request in one complete head, or the 400 that says why there is none."""
     parser = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD_BYTES)
     parser.receive_data(head)
     try:
@@ -97,6 +94,18 @@ def answer_request(head: bytes, options: WebOptions | None) -> Answer | Upgrade:
         return error(400, "That is not an HTTP request this relay understands.")
     if not isinstance(request, h11.Request):
         return error(400, "The request is incomplete.")
+    return request
+
+
+def answer_request(head: bytes, options: WebOptions | None) -> Answer | Upgrade:
+    """What to do with one complete request head (`options` None: the web page is off)."""
+    if options is None:
+        return error(503, "The web page is turned off on this relay (serve --no-web).")
+    if head.count(b"\n") > MAX_HEADERS + 2:
+        return error(431, f"At most {MAX_HEADERS} header lines, please.")
+    request = _parse_head(head)
+    if isinstance(request, Answer):
+        return request
     method = request.method.decode("ascii", "replace")
     path = request.target.decode("ascii", "replace").split("?", 1)[0]
     headers = {name.decode("latin-1"): value.decode("latin-1") for name, value in request.headers}
@@ -116,6 +125,33 @@ def answer_request(head: bytes, options: WebOptions | None) -> Answer | Upgrade:
     return Answer(
         response(200, content_type, body, head_only=method == "HEAD", extra=_PAGE_HEADERS), 200
     )
+
+
+# A Host header as a redirect may repeat it: a name or an address, and a port.
+_HOST = re.compile(
+    r"[A-Za-z0-9.\-]+(:[0-9]{1,5})?"  # a name or an IPv4 address
+    r"|\[[0-9A-Fa-f:.]+(%[A-Za-z0-9]+)?\](:[0-9]{1,5})?"  # [an IPv6 address]
+)
+
+
+def https_redirect(head: bytes, reached: str) -> Answer:
+    """The same request over https:// on this port (serve --tls without --allow-plain): a 308
+    to the Host the browser asked for (`reached`, our own HOST:PORT, when it named none or one
+    that cannot be repeated), not kept in the browser's cache: the relay may run without TLS
+    another day."""
+    request = _parse_head(head)
+    if isinstance(request, Answer):
+        return request
+    target = request.target.decode("ascii", "replace")
+    host = next((v.decode("latin-1") for k, v in request.headers if k == b"host"), "")
+    if not _HOST.fullmatch(host):
+        host = reached
+    if not target.startswith("/") or any(c in target for c in "\r\n "):
+        target = "/"
+    location = f"https://{host}{target}"
+    body = f"308 Permanent Redirect: this relay takes TLS only: {location}\n".encode()
+    extra = [("Location", location), ("Cache-Control", "no-store")]
+    return Answer(response(308, "text/plain; charset=utf-8", body, extra=extra), 308)
 
 
 _UPGRADE = [("Upgrade", "websocket"), ("Connection", "Upgrade")]

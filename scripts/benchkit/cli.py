@@ -6,26 +6,33 @@ import argparse
 import json
 import signal
 import sys
+import tempfile
 from collections.abc import Callable
 from dataclasses import asdict
 from enum import IntEnum
+from functools import partial
+from pathlib import Path
 from typing import Any
 
 from . import procfs
 from .payload import KINDS, MAX_LINE_BYTES, MAX_SENDERS, MAX_SEQ, MIN_LINE_BYTES
 from .report import render_runs, render_summary
-from .results import Load, RunResult, Spread, ratios, summarise
+from .results import SHAPES, Load, RunResult, Spread, pair_ratios, ratios, summarise
 from .runner import run_once
 from .servers import (
+    PROJECT_ROOT,
     BenchError,
     Server,
     external_server,
     find_ncat,
+    make_certificate,
     start_lanchat,
     start_ncat,
     start_relays,
 )
 
+# --vs: the servers lanchat (as the README starts it) is compared with in one invocation.
+VERSUS = {"ncat": ["ncat"], "quiet": ["lanchat-quiet"], "ncat+quiet": ["ncat", "lanchat-quiet"]}
 MAX_CLIENTS = 60_000  # sender ids have 4 hex digits, and ports run out near 64k anyway
 AUTO_PROCS_FROM = 50  # clients from which (with K > 1) the default is a process per core
 MAX_AUTO_PROCS = 4  # ... up to this many: the server needs cores too
@@ -39,9 +46,19 @@ examples:
   scripts/bench --server lanchat --connect-only --clients 5000 --hold 5
   scripts/bench --address 127.0.0.1:7420 --pid 1234 --clients 50
   scripts/bench --server lanchat --backplane --relays 4 --clients 100 --senders 10
+  scripts/bench --vs ncat --tls --connect-only --clients 1000   # TLS handshakes
 
 "window" mode: a sender keeps at most W lines outstanding; a line is outstanding until every
 other client (whichever generator process holds it) has received it, intact or damaged.
+
+generator shapes (--shape), the same load made differently:
+  split     client i in process i mod P (--procs; default one per core, at most 4, from 50
+            clients with several senders, else 1); in rate mode each process's senders take
+            turns, evenly spaced, and the processes' turns interleave
+  per-core  as split, with exactly one process per core
+  pooled    the K senders in one process and every other client in a second one; in rate mode
+            each sender starts at a random phase of its period (--seed; run k of each server
+            gets the same phases)
 """
 
 
@@ -82,7 +99,12 @@ def build_parser() -> argparse.ArgumentParser:
     target.add_argument(
         "--server", choices=("lanchat", "ncat"), help="run against one fresh server"
     )
-    target.add_argument("--vs", choices=("ncat",), help="alternate fresh lanchat and ncat runs")
+    target.add_argument(
+        "--vs",
+        choices=tuple(VERSUS),
+        help="alternate fresh lanchat runs with ncat's, with lanchat --quiet's (its log off), "
+        "or with both",
+    )
     target.add_argument("--address", metavar="HOST:PORT", help="an already running relay")
     p.add_argument("--pid", type=int, help="with --address: its process, for /proc figures")
     p.add_argument("--kind", choices=KINDS, default="raw", help="client kind (default raw)")
@@ -104,7 +126,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--runs", type=_positive(int), help="runs per server (default 3 with --vs, else 1)"
     )
     p.add_argument(
-        "--procs", type=_positive(int), help="generator processes (default: 1 per core if K > 1)"
+        "--procs",
+        type=_positive(int),
+        help="generator processes of the split shape (default: 1 per core if K > 1)",
+    )
+    p.add_argument(
+        "--shape",
+        choices=SHAPES,
+        default="split",
+        help="how the clients are spread over generator processes (below; default split)",
+    )
+    p.add_argument(
+        "--seed", type=int, default=0, help="pooled shape: the seed of the senders' phases"
     )
     p.add_argument(
         "--connect-window",
@@ -144,6 +177,19 @@ def build_parser() -> argparse.ArgumentParser:
         default=1,
         help="with --backplane: relays of the room, clients spread over them (default 1)",
     )
+    p.add_argument(
+        "--lanchat-tree",
+        type=Path,
+        default=PROJECT_ROOT,
+        metavar="DIR",
+        help="run the lanchat of this checkout (a before/after with the same generator)",
+    )
+    p.add_argument(
+        "--tls",
+        action="store_true",
+        help="clients connect over TLS: lanchat serve --tls, ncat --chat --ssl with a "
+        "certificate from lanchat's generator (arrival times are then read times)",
+    )
     p.add_argument("--json", action="store_true", help="print JSON only on stdout")
     return p
 
@@ -162,6 +208,8 @@ def make_load(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Load
         parser.error(f"--max-lines cannot exceed {MAX_SEQ + 1}")
     if args.connect_window is not None and args.connect_window < 0:
         parser.error("--connect-window cannot be negative")
+    if not (args.lanchat_tree / "lanchat" / "__main__.py").is_file():
+        parser.error(f"--lanchat-tree {args.lanchat_tree}: no lanchat checkout there")
     if args.wait_quiet < 0:
         parser.error("--wait-quiet cannot be negative")
     if args.warmup < 0:
@@ -174,10 +222,19 @@ def make_load(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Load
         parser.error("--relays goes with --backplane")
     if args.backplane and (args.server == "ncat" or args.address):
         parser.error("--backplane starts lanchat relays: not with --server ncat or --address")
-    # One line in flight (K = 1) gains nothing from more processes, which would only take cores
-    # from the server; many senders need them (measured in docs/performance.md).
-    spread = n >= AUTO_PROCS_FROM and k > 1
-    procs = args.procs or (min(MAX_AUTO_PROCS, procfs.cpu_count()) if spread else 1)
+    if args.procs is not None and args.shape != "split":
+        parser.error(f"--procs goes with --shape split (--shape {args.shape} decides it)")
+    if args.shape == "pooled" and k >= n:
+        parser.error("--shape pooled needs clients that do not send (--senders below --clients)")
+    if args.shape == "per-core":
+        procs = procfs.cpu_count()
+    elif args.shape == "pooled":
+        procs = 2  # the senders, and everyone else
+    else:
+        # One line in flight (K = 1) gains nothing from more processes, which would only take
+        # cores from the server; many senders need them (docs/benchmarking.md).
+        spread = n >= AUTO_PROCS_FROM and k > 1
+        procs = args.procs or (min(MAX_AUTO_PROCS, procfs.cpu_count()) if spread else 1)
     return Load(
         kind=args.kind,
         clients=n,
@@ -195,30 +252,39 @@ def make_load(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Load
         procs=min(procs, n),
         setup_timeout=args.setup_timeout,
         connect_window=args.connect_window,
-        kernel_time=args.latency_clock == "kernel",
+        # A TLS socket has no recvmsg(): the kernel's stamp would be the ciphertext's anyway.
+        kernel_time=args.latency_clock == "kernel" and not args.tls,
+        shape=args.shape,
+        tls=args.tls,
     )
 
 
 def plan_runs(args: argparse.Namespace) -> list[str]:
-    """The order of the runs: with --vs, lanchat and ncat alternate as ABBA... to cancel drift."""
+    """The order of the runs: with --vs, the servers alternate as ABBA... (ABCCBA... with
+    three) to cancel drift."""
     if args.vs:
         runs = args.runs or 3
+        servers = ["lanchat", *VERSUS[args.vs]]
         order: list[str] = []
         for i in range(runs):
-            order += ["lanchat", "ncat"] if i % 2 == 0 else ["ncat", "lanchat"]
+            order += servers if i % 2 == 0 else servers[::-1]
         return order
     name = "external" if args.address else (args.server or "lanchat")
     return [name] * (args.runs or 1)
 
 
-def _start(name: str, args: argparse.Namespace) -> Server:
-    """A fresh server called ``name`` (or the external one)."""
+def _start(name: str, args: argparse.Namespace, tls: Path | None) -> Server:
+    """A fresh server called ``name`` (or the external one); with ``tls`` (a directory for
+    the keys), one that takes TLS."""
     if name == "ncat":
-        return start_ncat(args.ncat)
-    if name == "lanchat" and args.backplane:
-        return start_relays(args.relays, args.lanchat_option)
-    if name == "lanchat":
-        return start_lanchat(args.lanchat_option)
+        return start_ncat(args.ncat, make_certificate(tls / "ncat") if tls else None)
+    if name in ("lanchat", "lanchat-quiet"):
+        options = [*args.lanchat_option, *(["--quiet"] if name == "lanchat-quiet" else [])]
+        config = tls / "lanchat" if tls else None
+        start = partial(start_relays, args.relays) if args.backplane else start_lanchat
+        server = start(options, args.lanchat_tree, config=config, tls=bool(tls))
+        server.name = name
+        return server
     return external_server(args.address, args.pid)
 
 
@@ -234,58 +300,76 @@ def execute(args: argparse.Namespace, load: Load) -> list[RunResult]:
     if "ncat" in order:
         find_ncat(args.ncat)  # before anything starts: a missing ncat is a one-line error
     counts: dict[str, int] = {}
-    for step, name in enumerate(order, 1):
-        counts[name] = counts.get(name, 0) + 1
-        kind = "raw" if name == "ncat" else load.kind
-        progress(f"[{step}/{len(order)}] {name} #{counts[name]}: {describe(load, kind)}")
-        if args.wait_quiet > 0 and procfs.wait_quiet(args.wait_quiet) is None:
-            progress(f"    the machine was not idle within {args.wait_quiet:g} s; running anyway")
-        server = _start(name, args)
-        try:
-            result = run_once(server, load, kind, counts[name])
-        finally:
-            server.stop()
-        if server.name == "lanchat" and server.exit_code not in (0, None):
-            result.notes.append(f"lanchat exited with code {server.exit_code} on SIGTERM")
-        results.append(result)
-        if not result.ok:
-            progress(f"    failed: {result.error}")
+    # --tls: the servers' keys live here for the series, never in the user's config directory
+    with tempfile.TemporaryDirectory(prefix="bench-tls-") as keys:
+        for step, name in enumerate(order, 1):
+            counts[name] = counts.get(name, 0) + 1
+            kind = "raw" if name == "ncat" else load.kind
+            progress(f"[{step}/{len(order)}] {name} #{counts[name]}: {describe(load, kind)}")
+            if args.wait_quiet > 0 and procfs.wait_quiet(args.wait_quiet) is None:
+                progress(
+                    f"    the machine was not idle within {args.wait_quiet:g} s; running anyway"
+                )
+            server = _start(name, args, Path(keys) if load.tls else None)
+            try:
+                result = run_once(server, load, kind, counts[name], args.seed)
+            finally:
+                server.stop()
+            if server.name.startswith("lanchat") and server.exit_code not in (0, None):
+                result.notes.append(f"lanchat exited with code {server.exit_code} on SIGTERM")
+            if server.log_skipped:
+                result.notes.append(f"lanchat's log skipped {server.log_skipped} lines (behind)")
+            results.append(result)
+            if not result.ok:
+                progress(f"    failed: {result.error}")
     return results
 
 
 def describe(load: Load, kind: str) -> str:
     """The load in one line."""
+    kind = f"{kind} TLS" if load.tls else kind
     if load.connect_only:
         return f"{load.clients} {kind} clients, connect and hold {load.hold:g} s"
     pace = {"window": f"window {load.window}", "rate": f"{load.rate:g} lines/s each"}
     return (
         f"{load.clients} {kind} clients, {load.senders} senders, "
         f"{pace.get(load.mode, 'flood')}, {load.line_bytes}-byte lines, "
-        f"{load.warmup:g}+{load.duration:g} s, {load.procs} generator process(es)"
+        f"{load.warmup:g}+{load.duration:g} s, {load.procs} generator process(es) ({load.shape})"
     )
+
+
+Summaries = dict[str, dict[str, Spread]]  # per server, per figure
 
 
 def compare(
     results: list[RunResult],
-) -> tuple[dict[str, dict[str, Spread]], dict[str, float | None] | None, list[str]]:
-    """Per server the summary of its runs; with both servers the ratios, and why some are not."""
+) -> tuple[Summaries, dict[str, float | None] | None, Summaries, list[str]]:
+    """Per server the summary of its runs; with ncat, lanchat's medians divided by ncat's; per
+    server compared with lanchat, the spread of the run-by-run ratios; and why some are not."""
     servers = dict.fromkeys(r.server for r in results)  # in order of appearance
     summaries = {s: summarise([r for r in results if r.server == s]) for s in servers}
+    ours = [r for r in results if r.server == "lanchat"]
+    pairs = {
+        s: pair_ratios(ours, [r for r in results if r.server == s])
+        for s in servers
+        if s != "lanchat" and ours
+    }
     if "lanchat" not in summaries or "ncat" not in summaries:
-        return summaries, None, []
+        return summaries, None, pairs, []
     compared = ratios(summaries["lanchat"], summaries["ncat"])
     windows = {r.server: r.connect_window for r in results}
     if windows["lanchat"] == windows["ncat"]:
-        return summaries, compared, []
+        return summaries, compared, pairs, []
     # Different connect procedures: their times are not to be divided.
     for key in ("connect_s", "ready_s"):
         if key in compared:
             compared[key] = None
+        pairs["ncat"].pop(key, None)
     note = (
         f"connect and ready times are not compared: {_pacing(windows['lanchat'])} for lanchat, "
         f"{_pacing(windows['ncat'])} for ncat (--connect-window)"
     )
-    return summaries, compared, [note]
+    return summaries, compared, pairs, [note]
 
 
 def _pacing(window: int) -> str:
@@ -312,19 +396,20 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("bench: interrupted", file=sys.stderr)
         return Exit.INTERRUPTED
-    summaries, compared, footnotes = compare(results)
+    summaries, compared, pairs, footnotes = compare(results)
     if args.json:
         out = {
             "config": {**vars(args), "load": asdict(load)},
             "runs": [r.to_dict() for r in results],
             "summary": {s: {k: v.to_dict() for k, v in f.items()} for s, f in summaries.items()},
             "ratios": compared,
+            "pair_ratios": {s: {k: v.to_dict() for k, v in f.items()} for s, f in pairs.items()},
         }
-        print(json.dumps(out, indent=2))
+        print(json.dumps(out, indent=2, default=str))  # (a Path: its text)
     else:
         print(render_runs(results))
         print()
-        print(render_summary(summaries, compared, "connect" if load.connect_only else load.mode))
+        print(render_summary(summaries, pairs, "connect" if load.connect_only else load.mode))
         for note in footnotes:
             print(f"* {note}")
     return Exit.OK if all(r.ok for r in results) else Exit.RUN_FAILED

@@ -56,7 +56,7 @@ def run_worker(
 
 def _phases(worker: Worker, cfg: WorkerConfig, conn: Connection) -> None:
     """Connect, probe, then run or hold, report, and wait to be told to close."""
-    problem = raise_fd_limit(len(range(cfg.index, cfg.load.clients, cfg.load.procs)) + FD_MARGIN)
+    problem = raise_fd_limit(len(cfg.load.clients_of(cfg.index)) + FD_MARGIN)
     worker.ep.register(conn.fileno(), select.EPOLLIN)
     worker.ep.register(worker.wake_read, select.EPOLLIN)
     conn.send(("up", {"problem": problem, "cpu": _cpu_seconds()}))

@@ -78,18 +78,27 @@ def _spread(spread: Spread | None) -> str:
 
 
 def render_summary(
-    summaries: dict[str, dict[str, Spread]], ratios: dict[str, float | None] | None, mode: str
+    summaries: dict[str, dict[str, Spread]], pairs: dict[str, dict[str, Spread]], mode: str
 ) -> str:
-    """Figures down, servers across (median [min..max] over runs), and lanchat/ncat."""
+    """Figures down, servers across (median [min..max] over runs), then lanchat divided by each
+    other server, run k by run k (median [min..max] of those ratios)."""
     servers = list(summaries)
-    headers = ["figure", *servers] + (["lanchat/ncat"] if ratios is not None else [])
+    others = [s for s in pairs if s in servers]
+    headers = ["figure", *servers, *(f"lanchat/{s.removeprefix('lanchat-')}" for s in others)]
     rows = []
     for key, label in figures_for(mode):
         if not any(key in summaries[s] for s in servers):
             continue
         row = [label, *(_spread(summaries[s].get(key)) for s in servers)]
-        if ratios is not None:
-            ratio = ratios.get(key)
-            row.append("-" if ratio is None else f"{ratio:.2f}")
+        row += [_ratio(pairs[s].get(key)) for s in others]
         rows.append(row)
     return table(headers, rows) if rows else "(no run completed)"
+
+
+def _ratio(spread: Spread | None) -> str:
+    """A ratio's 'median [min..max]' with two decimals."""
+    if spread is None:
+        return "-"
+    if spread.runs == 1 or spread.low == spread.high:
+        return f"{spread.median:.2f}"
+    return f"{spread.median:.2f} [{spread.low:.2f}..{spread.high:.2f}]"

@@ -17,6 +17,7 @@ DISTURBED = 0.1  # cores used by other processes during a run above which it is 
 LOAD_FIGURES: tuple[tuple[str, str], ...] = (
     ("deliveries_per_s", "deliveries/s"),
     ("server_us_per_delivery", "server CPU µs/delivery"),
+    ("total_us_per_delivery", "server+generator µs/deliv"),
     ("server_cpu_util", "server CPU (cores)"),
     ("latency_p50_ms", "latency p50 ms"),
     ("latency_p95_ms", "latency p95 ms"),
@@ -47,6 +48,7 @@ CONNECT_FIGURES: tuple[tuple[str, str], ...] = (
     ("server_threads", "server threads"),
     ("server_fds", "server fds"),
     ("server_max_fds", "server fds (sampled max)"),
+    ("server_us_per_connect", "server CPU µs/connection"),
     ("server_cpu_util", "server CPU (cores) connecting"),
     ("generator_cpu_util", "generator CPU (cores) connecting"),
     ("generator_max_proc_util", "busiest generator process"),
@@ -73,9 +75,11 @@ class RunResult:
     window: int
     rate: float
     line_bytes: int
+    shape: str  # how the clients are spread over generator processes (Load.shape)
     procs: int
     connect_window: int  # connections opened before the server served them; 0: all at once
     latency_clock: str  # kernel: arrival = the kernel's receive stamp; read: when read
+    tls: bool  # the clients connected over TLS
     warmup_s: float
     duration_s: float | None  # the measured interval
     connect_s: float | None  # until every client was connected (lanchat: welcomed)
@@ -101,6 +105,10 @@ class RunResult:
     latency_max_ms: float | None
     server_cpu_s: float | None
     server_us_per_delivery: float | None
+    # ... and the generator's CPU with it: a relay whose sends wait for the receivers' ACKs
+    # (Nagle, as ncat's) has the kernel finish them in the receivers' processes, on their bill
+    total_us_per_delivery: float | None
+    server_us_per_connect: float | None  # connect runs: server CPU per client made ready
     server_cpu_util: float | None
     server_peak_rss_mb: float | None
     server_max_rss_mb: float | None
@@ -168,6 +176,24 @@ def summarise(results: list[RunResult]) -> dict[str, Spread]:
     return summary
 
 
+def pair_ratios(ours: list[RunResult], theirs: list[RunResult]) -> dict[str, Spread]:
+    """Per figure, lanchat's run k divided by the other server's run k (runs that completed
+    on both sides): their median and range. A ratio whose range crosses a target is not
+    settled, whatever its median says."""
+    mine = {r.run: r for r in ours if r.ok}
+    pairs = [(mine[r.run], r) for r in theirs if r.ok and r.run in mine]
+    out: dict[str, Spread] = {}
+    for key, _ in figures_for(pairs[0][0].mode if pairs else ""):
+        values = [
+            float(a) / float(b)
+            for x, y in pairs
+            if (a := getattr(x, key)) is not None and (b := getattr(y, key))
+        ]
+        if values:
+            out[key] = Spread(statistics.median(values), min(values), max(values), len(values))
+    return out
+
+
 def ratios(ours: dict[str, Spread], theirs: dict[str, Spread]) -> dict[str, float | None]:
     """lanchat's median divided by ncat's, per figure both have (None where ncat's is 0)."""
     out: dict[str, float | None] = {}
@@ -176,6 +202,10 @@ def ratios(ours: dict[str, Spread], theirs: dict[str, Spread]) -> dict[str, floa
             base = theirs[key].median
             out[key] = spread.median / base if base else None
     return out
+
+
+# Generator shapes: how the N clients are spread over generator processes, and when senders send.
+SHAPES = ("split", "per-core", "pooled")
 
 
 @dataclass(frozen=True)
@@ -199,6 +229,22 @@ class Load:
     setup_timeout: float
     connect_window: int | None  # None: the server's default (see connect_window_for)
     kernel_time: bool
+    # split / per-core: client i in process i % procs, each process's senders evenly spaced;
+    # pooled: the senders in process 0, every other client in process 1, senders at random phases
+    shape: str = "split"
+    tls: bool = False  # clients connect over TLS (lanchat serve --tls; ncat --ssl)
+
+    def clients_of(self, worker: int) -> range:
+        """The client numbers generator process ``worker`` holds."""
+        if self.shape == "pooled":
+            return range(0, self.senders) if worker == 0 else range(self.senders, self.clients)
+        return range(worker, self.clients, self.procs)
+
+    def owner(self, client: int) -> int:
+        """The generator process that holds client number ``client``."""
+        if self.shape == "pooled":
+            return 0 if client < self.senders else 1
+        return client % self.procs
 
 
 def why(facts: dict[str, Any]) -> str:
@@ -280,9 +326,11 @@ def make_result(
         window=load.window,
         rate=load.rate,
         line_bytes=load.line_bytes,
+        shape=load.shape,
         procs=load.procs,
         connect_window=connect_window,
         latency_clock="kernel" if load.kernel_time else "read",
+        tls=load.tls,
         warmup_s=load.warmup,
         duration_s=_round(wall) if loaded else None,
         connect_s=_round(facts.get("connect_s")),
@@ -309,6 +357,18 @@ def make_result(
         server_cpu_s=_round(server_cpu),
         server_us_per_delivery=(
             _round(server_cpu / measured * 1e6) if loaded and server_cpu and measured else None
+        ),
+        total_us_per_delivery=(
+            _round((server_cpu + span.generator_cpu * wall) / measured * 1e6)
+            if loaded and span is not None and server_cpu and measured
+            else None
+        ),
+        server_us_per_connect=(
+            _round(server_cpu / connected * 1e6)
+            if load.connect_only
+            and server_cpu is not None
+            and (connected := facts.get("connected", 0))
+            else None
         ),
         server_cpu_util=_round(server_cpu / wall) if server_cpu is not None and wall else None,
         server_peak_rss_mb=_round(end.hwm_kb / 1024) if end is not None else None,

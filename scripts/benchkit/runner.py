@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import os
+import random
 import time
 from collections.abc import Callable
 from multiprocessing.connection import Connection, wait
@@ -33,12 +34,20 @@ class RunFailed(Exception):
 class _Generator:
     """The generator processes of one run and the pipes that drive them."""
 
-    def __init__(self, server: Server, load: Load, kind: str, connect_window: int) -> None:
-        """Fork ``load.procs`` workers aimed at ``server``, speaking ``kind``."""
+    def __init__(
+        self,
+        server: Server,
+        load: Load,
+        kind: str,
+        connect_window: int,
+        phases: tuple[float, ...] | None,
+    ) -> None:
+        """Fork ``load.procs`` workers aimed at ``server``, speaking ``kind``; ``phases``: each
+        sender's first line, as a share of the rate's period (None: evenly spaced)."""
         self.server = server
         self.shared = Shared(load.senders, load.procs)
         if load.mode == "window":
-            self.shared.start_windows(load.clients)
+            self.shared.start_windows([load.clients_of(w) for w in range(load.procs)])
         self.wake = [os.pipe() for _ in range(load.procs)]
         for pair in self.wake:
             for fd in pair:
@@ -57,6 +66,8 @@ class _Generator:
                 kind=kind,
                 connect_window=connect_window,
                 load=load,
+                phases=phases,
+                tls=load.tls,
             )
             ours, theirs = ctx.Pipe()
             proc = ctx.Process(
@@ -155,10 +166,19 @@ def connect_window_for(server: str, load: Load) -> int:
     return NCAT_CONNECT_WINDOW if server == "ncat" else 0
 
 
-def run_once(server: Server, load: Load, kind: str, run: int) -> RunResult:
+def sender_phases(load: Load, seed: int, run: int) -> tuple[float, ...] | None:
+    """Pooled shape: each sender's phase in the rate's period, at random, the same for run
+    ``run`` of every server (so that the runs compared had the same load); else None."""
+    if load.shape != "pooled":
+        return None
+    pick = random.Random(f"{seed}:{run}")
+    return tuple(pick.random() for _ in range(load.senders))
+
+
+def run_once(server: Server, load: Load, kind: str, run: int, seed: int = 0) -> RunResult:
     """One run of ``load`` against ``server`` with ``kind`` clients; failures become results."""
     window = connect_window_for(server.name, load)
-    gen = _Generator(server, load, kind, window)
+    gen = _Generator(server, load, kind, window, sender_phases(load, seed, run))
     facts: dict[str, Any] = {}
     try:
         _drive(gen, load, facts)

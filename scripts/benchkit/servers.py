@@ -4,30 +4,36 @@ external server given by address (and optionally pid)."""
 from __future__ import annotations
 
 import contextlib
-import json
 import os
-import select
+import re
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 HOST = "127.0.0.1"
-# The command that starts lanchat's relay; its first stdout line is a JSON "listening" event.
+# The command that starts lanchat's relay as the README starts it, its log on (a line per event,
+# written to a file: LANCHAT_LOG); `--lanchat-option=--quiet` measures it without the log,
+# `--lanchat-option=--json` with the JSON log. The port is added (a free one).
 LANCHAT_SERVE = [
     sys.executable,
     # --no-mdns: the relay is what is measured (and nothing is announced beyond 127.0.0.1).
-    *("-m", "lanchat", "serve", "--host", HOST, "--port", "0", "--json", "--quiet", "--no-mdns"),
-    # --max-rate 0: the per-person flood limit (200 lines/s) would cap each sender; what is
-    # measured is how much the relay can carry (docs/performance.md, "The tool").
+    *("-m", "lanchat", "serve", "--host", HOST, "--no-mdns"),
+    # --max-rate 0: the per-person flood limit (200 lines/s) would cap each sender of a
+    # saturation run; what is measured is how much the relay can carry (docs/benchmarking.md).
     *("--max-rate", "0"),
 ]
+LANCHAT_IN_USE = 6  # lanchat's exit code when its port is taken: another free port is tried
+# What the log's last line says when it skipped lines (lanchat/output/serve.py, text or JSON).
+LOG_SKIPPED = re.compile(rb'(\d+) log lines? in all were skipped|"log_lines_dropped": (\d+)')
 # ncat accepts 100 clients unless told otherwise; the benchmark wants its real ceiling.
 NCAT_MAX_CONNS = 100_000
 START_TIMEOUT = 10.0  # seconds for a server to start listening
@@ -51,6 +57,10 @@ class Server:
     proc: subprocess.Popen[bytes] | None = None
     tail: bytearray = field(default_factory=bytearray)  # the end of its stderr
     exit_code: int | None = None
+    log: IO[bytes] | None = None  # lanchat's stdout (its event log), a temporary file
+    log_tail: bytes = b""  # the end of that log (after stop())
+    log_skipped: int | None = None  # lines the log said it skipped (after stop())
+    config: tempfile.TemporaryDirectory[str] | None = None  # its own config dir, if we made one
     # Several relays of one room (--relays): the other relays and the Redis between them, whose
     # CPU and memory count as the server's; clients are spread over the relays' ports.
     parts: list[Server] = field(default_factory=list)
@@ -133,6 +143,24 @@ class Server:
         for pipe in (proc.stdout, proc.stderr):
             if pipe is not None and not pipe.closed:
                 pipe.close()
+        if self.log is not None:
+            self.log.seek(max(0, self.log.seek(0, os.SEEK_END) - TAIL_BYTES))
+            self.log_tail = self.log.read()
+            self.log_skipped = skipped_in_log(self.log_tail)
+            self.log.close()  # (a temporary file: gone once closed)
+            self.log = None
+        if self.config is not None:
+            self.config.cleanup()
+            self.config = None
+
+
+def skipped_in_log(tail: bytes) -> int | None:
+    """How many lines lanchat's log said it skipped, from its last line (None: not said)."""
+    lines = tail.strip().splitlines()
+    found = LOG_SKIPPED.search(lines[-1]) if lines else None
+    if found is None:
+        return None
+    return int(found.group(1) or found.group(2))
 
 
 def _free_port(host: str) -> int:
@@ -159,13 +187,39 @@ def find_ncat(ncat: str = "ncat") -> str:
     return exe
 
 
-def start_ncat(ncat: str = "ncat") -> Server:
-    """A fresh ``ncat --chat`` on a free loopback port, accepting connections."""
+def make_certificate(directory: Path) -> tuple[Path, Path]:
+    """A key and a self-signed certificate for ``ncat --ssl``, made by lanchat's own generator
+    (lanchat/tls/identity.py) in ``directory``: (certificate, key). Run as lanchat, in a
+    process of its own, so that this package stays standard library only."""
+    make = (
+        "import sys; from pathlib import Path; "
+        "from lanchat.tls.identity import certificate_names, load_identity; "
+        "load_identity(certificate_names('localhost', ['127.0.0.1']), Path(sys.argv[1]))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", make, str(directory)],
+        check=False,
+        cwd=PROJECT_ROOT,
+        env=_lanchat_env(directory),
+        capture_output=True,
+        text=True,
+        timeout=START_TIMEOUT,
+    )
+    if done.returncode != 0:
+        said = done.stderr.strip().splitlines()[-1:] or ["no message"]
+        raise BenchError(f"could not make a TLS certificate: {said[0]}")
+    return directory / "certificate.pem", directory / "key.pem"
+
+
+def start_ncat(ncat: str = "ncat", tls: tuple[Path, Path] | None = None) -> Server:
+    """A fresh ``ncat --chat`` on a free loopback port, accepting connections (``--ssl`` with
+    the certificate and key ``tls``, when given)."""
     exe = find_ncat(ncat)
+    ssl = ["--ssl", "--ssl-cert", str(tls[0]), "--ssl-key", str(tls[1])] if tls else []
     for _ in range(PORT_ATTEMPTS):
         port = _free_port(HOST)
         proc = subprocess.Popen(
-            [exe, "--chat", "--listen", HOST, str(port), "--max-conns", str(NCAT_MAX_CONNS)],
+            [exe, "--chat", *ssl, "--listen", HOST, str(port), "--max-conns", str(NCAT_MAX_CONNS)],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -213,15 +267,22 @@ def start_redis() -> Server:
     raise BenchError(f"redis-server did not start in {PORT_ATTEMPTS} attempts")
 
 
-def start_relays(count: int, options: Sequence[str] = ()) -> Server:
+def start_relays(
+    count: int,
+    options: Sequence[str] = (),
+    tree: Path = PROJECT_ROOT,
+    *,
+    config: Path | None = None,
+    tls: bool = False,
+) -> Server:
     """`count` lanchat relays of one room on one backplane (a fresh redis-server): the first is
-    the Server, the others and Redis its parts."""
+    the Server, the others and Redis its parts (the rest as in start_lanchat)."""
     redis = start_redis()
     relays: list[Server] = []
     try:
         for i in range(count):
             backplane = ("--backplane", f"redis://{HOST}:{redis.port}/0", "--relay-name", f"r{i}")
-            relays.append(start_lanchat([*backplane, *options]))
+            relays.append(start_lanchat([*backplane, *options], tree, config=config, tls=tls))
     except BaseException:
         for relay in relays:
             relay.stop()
@@ -232,50 +293,62 @@ def start_relays(count: int, options: Sequence[str] = ()) -> Server:
     return first
 
 
-def start_lanchat(options: Sequence[str] = ()) -> Server:
-    """A fresh lanchat relay (with extra `lanchat serve` options); its port is read from its first
-    (JSON) line."""
+def _lanchat_env(config: Path, tree: Path = PROJECT_ROOT) -> dict[str, str]:
+    """The environment of a lanchat process: the lanchat of checkout `tree`, and its own config
+    directory (the relay's TLS key, its operator token: never the user's own)."""
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH")]))
-    proc = subprocess.Popen(
-        [*LANCHAT_SERVE, *options],
-        cwd=PROJECT_ROOT,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        start_new_session=True,
-    )
-    server = Server("lanchat", HOST, 0, proc.pid, proc)
-    stdout = proc.stdout
-    if stdout is None:
-        raise BenchError("lanchat relay: no stdout pipe")
-    line = b""
-    deadline = time.monotonic() + START_TIMEOUT
-    while not line.endswith(b"\n") and time.monotonic() < deadline:
-        ready, _, _ = select.select([stdout], [], [], max(deadline - time.monotonic(), 0))
-        if not ready:
-            break
-        chunk = os.read(stdout.fileno(), 1)  # byte by byte: later output stays in the pipe
-        if not chunk:
-            break
-        line += chunk
-    _unblock(server)
-    try:
-        event = json.loads(line)
-        port = int(event["port"])
-        if event.get("event") != "listening":
-            raise ValueError(event)
-    except (ValueError, KeyError, TypeError):
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(tree), env.get("PYTHONPATH")]))
+    env["LANCHAT_CONFIG_DIR"] = str(config)
+    return env
+
+
+def start_lanchat(
+    options: Sequence[str] = (),
+    tree: Path = PROJECT_ROOT,
+    *,
+    config: Path | None = None,
+    tls: bool = False,
+) -> Server:
+    """A fresh lanchat relay (with extra `lanchat serve` options; the lanchat of checkout `tree`;
+    with `tls`, `--tls`) on a free loopback port, accepting connections; its log goes to a
+    temporary file, which never blocks it. Its files (the TLS key, the operator token) go to
+    `config`, never to the user's own config directory."""
+    own = None
+    if config is None:
+        own = tempfile.TemporaryDirectory(prefix="bench-lanchat-")  # Server.stop() removes it
+        config = Path(own.name)
+    env = _lanchat_env(config, tree)
+    for _ in range(PORT_ATTEMPTS):
+        port = _free_port(HOST)
+        log = tempfile.TemporaryFile(prefix="bench-lanchat-log-")  # noqa: SIM115 (stop() closes it)
+        proc = subprocess.Popen(
+            [*LANCHAT_SERVE, "--port", str(port), *(["--tls"] if tls else []), *options],
+            cwd=tree,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
+        server = Server("lanchat", HOST, port, proc.pid, proc, log=log, config=own)
+        _unblock(server)
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                break
+            if _accepts(HOST, port):
+                return server
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(0.05)  # a pause that also notices an early exit
         server.stop()
-        said = server.last_words() or (f": {line.decode(errors='replace').strip()}" if line else "")
-        hint = ""
-        if "ModuleNotFoundError" in said:
-            hint = " (run the benchmark with the Python that has lanchat's dependencies, e.g. "
-            hint += ".venv/bin/python scripts/bench)"
-        raise BenchError(f"lanchat relay did not start{said or ' in time'}{hint}") from None
-    server.port = port
-    return server
+        if server.exit_code != LANCHAT_IN_USE:
+            said = server.last_words()
+            hint = ""
+            if "ModuleNotFoundError" in said:
+                hint = " (run the benchmark with the Python that has lanchat's dependencies, "
+                hint += "e.g. .venv/bin/python scripts/bench)"
+            raise BenchError(f"lanchat relay did not start{said or ' in time'}{hint}")
+    raise BenchError(f"lanchat found no free port in {PORT_ATTEMPTS} attempts")
 
 
 def external_server(address: str, pid: int | None) -> Server:

@@ -26,11 +26,12 @@ class Shared:
         """How many lines ``sender`` has sent."""
         return int(self.view[sender])
 
-    def start_windows(self, clients: int) -> None:
-        """Window mode: no line is done yet, except for workers that hold no receiver of it."""
-        for worker in range(self.procs):
+    def start_windows(self, members: list[range]) -> None:
+        """Window mode: no line is done yet, except for workers that hold no receiver of it
+        (``members``: the client numbers each worker holds)."""
+        for worker, held in enumerate(members):
             for sender in range(self.senders):
-                holds = any(i != sender for i in range(worker, clients, self.procs))
+                holds = any(i != sender for i in held)
                 self.set_done(worker, sender, 0 if holds else FAR)
 
     def set_done(self, worker: int, sender: int, count: int) -> None:

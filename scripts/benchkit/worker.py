@@ -1,10 +1,11 @@
 """One generator process: it holds a share of the clients, sends for its share of the senders, and
 accounts for everything its clients receive. A coordinator drives it through a pipe (see runner).
 
-Client ``i`` belongs to worker ``i % procs``; senders are clients ``0 .. K-1``. Window mode needs to
-know when a line has reached *every* receiver, whichever worker holds it: each worker publishes, per
-sender, how many lines all of its own receivers have (``Shared.done``), and wakes the sender's
-worker through a pipe when that moves.
+Client ``i`` belongs to worker ``load.owner(i)`` (``i % procs``, or by role: results.SHAPES);
+senders are clients ``0 .. K-1``. Window mode needs to know when a line has reached *every*
+receiver, whichever worker holds it: each worker publishes, per sender, how many lines all of its
+own receivers have (``Shared.done``), and wakes the sender's worker through a pipe when that
+moves.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import errno
 import os
 import select
 import socket
+import ssl
 import struct
 import time
 from collections.abc import Callable
@@ -49,6 +51,10 @@ class WorkerConfig:
     kind: str  # the clients' kind for this server (ncat: always raw)
     connect_window: int  # connections not yet confirmed by the server at once; 0: no limit
     load: Load
+    # Rate mode: each sender's first line as a share of the period (by client number), or None:
+    # this worker's senders take turns, evenly spaced.
+    phases: tuple[float, ...] | None = None
+    tls: bool = False  # every client starts with a TLS handshake (no certificate is checked)
     ports: tuple[int, ...] = ()  # several relays of one room: client i goes to ports[i % n]
 
     def port_for(self, client: int) -> int:
@@ -63,6 +69,7 @@ class Client:
         "closed",
         "connected",
         "fd",
+        "handshaking",
         "index",
         "out",
         "pending",
@@ -85,6 +92,7 @@ class Client:
         self.out = bytearray()
         self.seq = 0  # next sequence number to send
         self.connected = False
+        self.handshaking = False  # TLS: the handshake is under way
         self.welcomed = False
         self.closed = False
         self.writing = False  # registered for EPOLLOUT
@@ -128,12 +136,19 @@ class Worker:
         self.rate_due = 0
         self.rate_turn = 0
         self.rate_lag_ns = 0
+        self.rate_plan: list[tuple[int, Client]] = []  # (ns into each period, sender), in order
+        self.rate_t0 = 0  # ns: the start of the first period
         self.receivers_of: list[int] = []  # per sender: local receivers open when the load began
         self.to_open: list[int] = []  # client numbers not connected yet (last one first)
         self.unconfirmed: dict[Client, float] = {}  # connecting: client -> when to stop waiting
         self.connecting = False
         self.silent = 0  # clients the server said nothing to within CONFIRM_AFTER
         self.clock_offset = _clock_offset()
+        self.tls: ssl.SSLContext | None = None
+        if cfg.tls:  # the relay's key is not checked: what is measured is the work, not trust
+            self.tls = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            self.tls.check_hostname = False
+            self.tls.verify_mode = ssl.CERT_NONE
 
     # ---- the loop -------------------------------------------------------------------------------
 
@@ -165,6 +180,9 @@ class Worker:
                 continue
             if not client.connected:
                 self._finish_connect(client)
+                continue
+            if client.handshaking:
+                self._handshake(client)
                 continue
             if ev & (select.EPOLLIN | select.EPOLLRDHUP | select.EPOLLHUP | select.EPOLLERR):
                 self._read(client)
@@ -210,7 +228,7 @@ class Worker:
         """Open every local client (all at once, or ``connect_window`` unconfirmed at a time)
         and wait until each is usable or has failed."""
         cfg = self.cfg
-        self.to_open = list(range(cfg.index, cfg.load.clients, cfg.load.procs))
+        self.to_open = list(cfg.load.clients_of(cfg.index))
         self.to_open.reverse()  # popped from the end: lowest index first
         self.connecting = True
         self._open_more()
@@ -283,6 +301,37 @@ class Worker:
         if client in self.unconfirmed:
             self.unconfirmed[client] = time.monotonic() + CONFIRM_AFTER
         self.ep.modify(client.fd, EPOLL_IN)
+        if self.tls is not None:
+            client.sock = self.tls.wrap_socket(client.sock, do_handshake_on_connect=False)
+            client.handshaking = True
+            self._handshake(client)
+            return
+        self._start_talking(client)
+
+    def _handshake(self, client: Client) -> None:
+        """TLS: take the handshake one step further; once done, the client starts talking."""
+        sock = client.sock
+        if not isinstance(sock, ssl.SSLSocket):
+            return
+        try:
+            sock.do_handshake()
+        except ssl.SSLWantReadError:
+            self.ep.modify(client.fd, EPOLL_IN)
+            return
+        except ssl.SSLWantWriteError:
+            self.ep.modify(client.fd, EPOLL_IN | EPOLL_OUT)
+            return
+        except (ssl.SSLError, OSError):
+            self.ep.unregister(client.fd)
+            del self.by_fd[client.fd]
+            self._fail(client, errno.EPROTO)
+            return
+        client.handshaking = False
+        self.ep.modify(client.fd, EPOLL_IN)
+        self._start_talking(client)
+
+    def _start_talking(self, client: Client) -> None:
+        """Connected (and through TLS): the hello, or nothing for a raw client."""
         if self.cfg.kind == "lanchat":
             client.out += hello_line(f"b{client.index}")
             self._flush(client)
@@ -321,7 +370,14 @@ class Worker:
                 data, ancillary, _, _ = client.sock.recvmsg(RECV_BYTES, STAMP_SPACE)
             else:
                 data, ancillary = client.sock.recv(RECV_BYTES), []
-        except (BlockingIOError, InterruptedError):
+                if self.tls is not None:
+                    data = self._tls_rest(client, data)
+        except (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
+            return
+        except ssl.SSLZeroReturnError:
+            data = b""
+        except ssl.SSLError:
+            self._close(client, "tls-error")
             return
         except OSError as exc:
             self._close(client, errno.errorcode.get(exc.errno or 0, "error"))
@@ -351,12 +407,29 @@ class Worker:
                 return
         self.acct.feed(client.rcv, data, now)
 
+    @staticmethod
+    def _tls_rest(client: Client, data: bytes) -> bytes:
+        """TLS: what the session holds beyond one record (epoll cannot see it)."""
+        sock = client.sock
+        if not isinstance(sock, ssl.SSLSocket):
+            return data
+        parts = [data]
+        for _ in range(1024):  # bounded: each round takes a whole record
+            if not data or not sock.pending():
+                break
+            try:
+                data = sock.recv(RECV_BYTES)
+            except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+                break
+            parts.append(data)
+        return b"".join(parts)
+
     def _flush(self, client: Client) -> None:
         """Write what is queued; watch for room while something is left."""
         if client.out:
             try:
                 sent = client.sock.send(client.out)
-            except (BlockingIOError, InterruptedError):
+            except (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
                 sent = 0
             except OSError as exc:
                 self._close(client, errno.errorcode.get(exc.errno or 0, "error"))
@@ -421,9 +494,18 @@ class Worker:
         if self.cfg.load.mode == "window":
             self.dirty = {c for c in self.senders if not c.closed}
         elif self.cfg.load.mode == "rate" and local:
-            interval = 1e9 / (self.cfg.load.rate * local)
-            offset = interval * self.cfg.index / self.cfg.load.procs  # spread the workers' turns
-            self.rate_due = int(t0 * 1e9 + offset)
+            period = 1e9 / self.cfg.load.rate
+            phases = self.cfg.phases
+            if phases is None:  # evenly spaced, the workers' turns spread between each other's
+                interval = period / local
+                offset = interval * self.cfg.index / self.cfg.load.procs
+                plan = [(offset + i * interval, c) for i, c in enumerate(self.senders)]
+            else:  # each sender at its own phase
+                plan = sorted(((phases[c.index] * period, c) for c in self.senders), key=_first)
+            self.rate_plan = [(int(at), c) for at, c in plan]
+            self.rate_t0 = int(t0 * 1e9)
+            self.rate_turn = 0
+            self.rate_due = self.rate_t0 + self.rate_plan[0][0]
         elif self.cfg.load.mode == "flood":
             for client in self.senders:
                 if not client.closed:
@@ -479,19 +561,20 @@ class Worker:
                     self._send_lines(client, FLOOD_BATCH)
 
     def _send_rate(self) -> None:
-        """Send every line that is due, round-robin over the local senders."""
-        live = self.senders
-        if not live:
+        """Send every line that is due, in the order of the plan, period after period."""
+        plan = self.rate_plan
+        if not plan:
             return
-        interval = 1e9 / (self.cfg.load.rate * len(live))
+        period = 1e9 / self.cfg.load.rate
         now = time.monotonic_ns()
         for _ in range(MAX_SENDS_PER_TURN):
             if now < self.rate_due:
                 return
             self.rate_lag_ns = max(self.rate_lag_ns, now - self.rate_due)
-            self._send_lines(live[self.rate_turn % len(live)], 1)
+            self._send_lines(plan[self.rate_turn % len(plan)][1], 1)
             self.rate_turn += 1
-            self.rate_due += int(interval)
+            cycle, turn = divmod(self.rate_turn, len(plan))
+            self.rate_due = self.rate_t0 + int(cycle * period) + plan[turn][0]
 
     def _publish_done(self) -> None:
         """Window mode: share the local done marks that moved and wake the senders' workers."""
@@ -499,7 +582,7 @@ class Worker:
         for sid in self.acct.advanced:
             sender = int(sid, 16)
             self.shared.set_done(self.cfg.index, sender, self.acct.windows[sid].done)
-            owner = sender % self.cfg.load.procs
+            owner = self.cfg.load.owner(sender)
             local = self.sender_by_id.get(sid)
             if local is not None:
                 self.dirty.add(local)
@@ -521,6 +604,10 @@ class Worker:
         """Deliveries the local receivers should see, given the senders' counts so far."""
         sent = self.shared.sent
         return sum(n * sent(s) for s, n in enumerate(self.receivers_of))
+
+
+def _first(pair: tuple[float, Client]) -> float:
+    return pair[0]
 
 
 def _clock_offset() -> int:

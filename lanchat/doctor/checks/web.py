@@ -28,6 +28,16 @@ def check_web_page(result: PageResult | None, address: str, port: int) -> CheckR
             f"join by opening {url}.",
             facts=facts,
         )
+    if result.status == 308 and result.location.startswith("https://"):
+        return CheckResult(
+            "web.page",
+            title,
+            "pass",
+            f"The relay takes TLS only (serve --tls): browsers are sent on to "
+            f"{result.location}, where the chat page is (they warn about its self-signed "
+            "certificate once).",
+            facts=facts,
+        )
     if result.status == 503:
         return CheckResult(
             "web.page",

@@ -112,6 +112,7 @@ class PageResult:
     content_type: str = ""
     csp: bool = False  # it came with a Content-Security-Policy
     size: int = 0  # bytes of the page
+    location: str = ""  # a redirect's Location (a relay with TLS only sends http:// to https://)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data for JSON output."""

@@ -185,6 +185,7 @@ class SystemProbe:
             response.getheader("Content-Type", ""),
             response.getheader("Content-Security-Policy") is not None,
             len(body),
+            response.getheader("Location", ""),
         )
 
     def udp_request(

@@ -14,6 +14,10 @@ let present = [];  // names, in joining order
 let maxLine = 4096;  // bytes of one frame, from the welcome
 let retry = 0, whoAsked = false, leaving = false, welcomed = false, asking = false;
 let operator = false, removed = false;  // an operator of the room; removed by one (no reconnect)
+// A room's password, typed once and kept in this page's memory only (never in storage), so that
+// a reconnect logs in again without asking. `plainLogin`: the relay takes it on this connection
+// (https://, or the operator allowed it on plain http: docs/protocol.md, "Logging in").
+let password = null, plainLogin = location.protocol === "https:";
 
 // --- showing things --------------------------------------------------------------------------
 
@@ -95,7 +99,7 @@ function connect() {
   };
   ws.onclose = () => {
     ws = null;
-    if (asking) return;  // the name form says what to do
+    if (asking) return;  // the name or password form says what to do
     if (removed) { setState("An operator removed you from the room.", true); return; }
     if (leaving) { setState("You left. Reload the page to join again.", true); return; }
     const wait = Math.min(15, 2 ** retry++) + Math.random();
@@ -169,9 +173,27 @@ function receive(f) {
       note(f.topic ? `Topic: ${f.topic}` + (f.by ? ` (set by ${f.by})` : "") : "No topic is set.",
         "note", f.time);
       break;
+    case "login-needed":
+      plainLogin = f.password;
+      if (!f.password) {  // plain http: no password is sent here; the message says where to go
+        leaving = true;
+        note(f.message, "note error", f.time);
+        setState("This room needs a password.", true);
+      } else if (password) {
+        sendLogin();  // a reconnect: the password typed before
+      } else {
+        askPassword();
+      }
+      break;
+    case "login-ok":
+      $("login-form").hidden = true;
+      $("say-form").hidden = false;
+      break;
     case "error":
       note(f.message, "note error", f.time);
       if (!welcomed && f.code.startsWith("name") || f.code === "bad-name") askName();
+      if (!welcomed && f.code === "wrong-password") { password = null; askPassword(); }
+      if (f.code === "login-locked" || f.code === "plain-login") { password = null; leaving = true; }
       break;
     case "notice":  // the room's service: its backplane went away or came back
       note(f.message, "note", f.time);
@@ -200,6 +222,7 @@ const OPERATOR_HELP = "Operator commands: /kick NAME [REASON], /mute NAME [MINUT
   + "/topic TEXT (/topic - clears it).";
 
 function frameFor(text) {
+  if (/^\/\/?login(\s|$)/i.test(text)) return loginFrame(text);  // never a message
   if (!text.startsWith("/") || text.startsWith("//")) {
     return { type: "message", text: text.startsWith("//") ? text.slice(1) : text };
   }
@@ -228,6 +251,20 @@ function frameFor(text) {
   }
 }
 
+function loginFrame(text) {  // a member becomes an operator: over https:// only (or where allowed)
+  const arg = text.replace(/^\/\/?login\s*/i, "");
+  if (!arg || text.startsWith("//")) {
+    note("/login OPERATOR-PASSWORD makes you an operator; a line starting with /login is never sent.");
+    return null;
+  }
+  if (!plainLogin) {
+    note("Not sent: this page is not encrypted. Log in as an operator over https://, "
+      + "or with `lanchat join --operator`.");
+    return null;
+  }
+  return { type: "login", password: arg };
+}
+
 $("say-form").addEventListener("submit", (e) => {
   e.preventDefault();
   const text = say.value.trim();
@@ -253,6 +290,29 @@ $("name-form").addEventListener("submit", (e) => {
   $("say-form").hidden = false;
   connect();
 });
+
+function sendLogin() {
+  ws.send(JSON.stringify({ type: "login", password }));
+}
+
+$("login-form").addEventListener("submit", (e) => {
+  e.preventDefault();
+  password = $("password").value;
+  $("password").value = "";
+  asking = false;
+  $("login-form").hidden = true;
+  $("say-form").hidden = false;
+  if (ws && ws.readyState === WebSocket.OPEN) sendLogin();
+  else connect();  // the relay stopped waiting meanwhile: the next login-needed sends it
+});
+
+function askPassword() {  // asked in this page; a reconnect sends it again without asking
+  asking = true;
+  $("say-form").hidden = true;
+  $("login-form").hidden = false;
+  setState("This room needs a password.", true);
+  $("password").focus();
+}
 
 function askName() {  // asked once, remembered in this browser (again if the relay refused it)
   leaving = asking = true;  // no reconnect with a name the relay refused
