@@ -227,14 +227,8 @@ def start_ncat(ncat: str = "ncat", tls: tuple[Path, Path] | None = None) -> Serv
         )
         server = Server("ncat", HOST, port, proc.pid, proc)
         _unblock(server)
-        deadline = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                break
-            if _accepts(HOST, port):
-                return server
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(0.02)  # a pause that also notices an early exit
+        if _accepting(server):
+            return server
         server.stop()
         if b"in use" not in bytes(server.tail):
             raise BenchError(f"ncat did not start listening{server.last_words() or ' in time'}")
@@ -257,12 +251,8 @@ def start_redis() -> Server:
         )
         server = Server("redis", HOST, port, proc.pid, proc)
         _unblock(server)
-        deadline = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline and proc.poll() is None:
-            if _accepts(HOST, port):
-                return server
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(0.02)  # a pause that also notices an early exit
+        if _accepting(server):
+            return server
         server.stop()
     raise BenchError(f"redis-server did not start in {PORT_ATTEMPTS} attempts")
 
@@ -332,14 +322,8 @@ def start_lanchat(
         )
         server = Server("lanchat", HOST, port, proc.pid, proc, log=log, config=own)
         _unblock(server)
-        deadline = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                break
-            if _accepts(HOST, port):
-                return server
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(0.05)  # a pause that also notices an early exit
+        if _accepting(server):
+            return server
         server.stop()
         if server.exit_code != LANCHAT_IN_USE:
             said = server.last_words()
@@ -362,6 +346,19 @@ def external_server(address: str, pid: int | None) -> Server:
     if pid is not None and not os.path.exists(f"/proc/{pid}"):
         raise BenchError(f"no process with pid {pid}")
     return Server("external", host, int(port_text), pid)
+
+
+def _accepting(server: Server) -> bool:
+    """Whether a server just started accepts connections within START_TIMEOUT (False: it exited
+    first, or took too long)."""
+    proc = server.proc
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline and proc is not None and proc.poll() is None:
+        if _accepts(server.host, server.port):
+            return True
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(0.02)  # a pause that also notices an early exit
+    return False
 
 
 def _unblock(server: Server) -> None:
