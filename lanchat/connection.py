@@ -69,11 +69,10 @@ from lanchat.protocol import (
     Problem,
     decode_line,
     encode_json,
-    parse_hello,
     parse_raw_line,
     parse_request,
 )
-from lanchat.protocol.detect import Opening, client_kind, detect_client
+from lanchat.protocol.detect import Opening, client_kind, detect_client, hello_or_none
 from lanchat.protocol.scram import channel_binding
 from lanchat.room import Item, Refused
 from lanchat.tls.transport import FIRST_BYTE_SECONDS, TLS_RECORD, ServerTls, TlsHandshakeError
@@ -325,7 +324,7 @@ class Connection:
             client.lines_in += len(lines)
             if upgradable:
                 upgradable = False
-                hello = _hello_or_none(lines[0])
+                hello = hello_or_none(lines[0])
                 if hello is not None:
                     to_items = self._items(hello)
                     lines = lines[1:]
@@ -583,15 +582,6 @@ def configure(sock: socket.socket, keepalive: float) -> None:
     for option, value in options:
         if hasattr(socket, option):
             sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, option), value)
-
-
-def _hello_or_none(line: bytes | LineTooLong) -> Hello | None:
-    if isinstance(line, LineTooLong):
-        return None
-    try:
-        return parse_hello(line)
-    except FrameError:
-        return None
 
 
 # A raw line starting with one of these may be a command (" /login pw" among them): it is parsed.

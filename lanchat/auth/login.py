@@ -53,11 +53,10 @@ from lanchat.protocol import (
     Problem,
     Quit,
     decode_line,
-    parse_hello,
     parse_raw_line,
     parse_request,
 )
-from lanchat.protocol.detect import client_kind
+from lanchat.protocol.detect import client_kind, hello_or_none
 from lanchat.protocol.scram import ScramError, ScramServer, matching, mechanisms
 
 LOGIN_SECONDS = 120.0  # from the first byte to a login (a person typing on a phone)
@@ -169,7 +168,7 @@ class Conversation:
             return self._leave(self._problem("login-needed", text), "no-login")
         fresh, self._fresh = self._fresh, False
         if self.kind == "raw":
-            hello = _hello_or_none(line) if fresh else None
+            hello = hello_or_none(line) if fresh else None
             if hello is not None:  # `lanchat join HOST` listened first, then said hello
                 self.hello, self.kind = hello, "lanchat"
                 return Step((self._needed(),))
@@ -374,12 +373,3 @@ class Conversation:
 
     def _problem(self, code: str, message: str) -> Problem:
         return Problem(self._seq(), self._clock(), code, message)
-
-
-def _hello_or_none(line: bytes | LineTooLong) -> Hello | None:
-    if isinstance(line, LineTooLong):
-        return None
-    try:
-        return parse_hello(line)
-    except FrameError:
-        return None

@@ -60,3 +60,14 @@ def detect_client(first_line: bytes | LineTooLong | None) -> Opening:
     except FrameError as e:
         return Opening("lanchat", refusal=e)
     return Opening("raw") if hello is None else Opening("lanchat", hello)
+
+
+def hello_or_none(line: bytes | LineTooLong) -> Hello | None:
+    """A well-formed hello in `line`, else None (a raw line, too long, or a hello with wrong
+    fields: detect_client refuses those when it is the first line)."""
+    if isinstance(line, LineTooLong):
+        return None
+    try:
+        return parse_hello(line)
+    except FrameError:
+        return None
