@@ -323,6 +323,24 @@ class LanchatProcess:
         obj: dict[str, Any] = json.loads(self.wait_line(matches, timeout))
         return obj
 
+    def say(self, text: str) -> None:
+        """A line on the process's stdin (started with stdin=subprocess.PIPE)."""
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(text + "\n")
+        self.proc.stdin.flush()
+
+    def chat_texts(self) -> list[str]:
+        """The chat texts a `join --json` printed so far (read by the test), in its order."""
+        texts = []
+        for line in self.seen:
+            try:
+                frame = json.loads(line)
+            except ValueError:
+                continue
+            if frame.get("type") == "message":
+                texts.append(frame["text"])
+        return texts
+
     def rest(self, timeout: float = WAIT) -> list[str]:
         """Every remaining stdout line until the process closes stdout."""
         deadline = time.monotonic() + timeout

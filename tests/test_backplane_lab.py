@@ -24,25 +24,6 @@ MakeLab = Callable[..., Lab]
 START = 10.0  # a lanchat process in a lab host starts in well under this
 
 
-def messages(process: LanchatProcess) -> list[str]:
-    """The chat texts a `join --json` printed so far, in its order (replays included)."""
-    texts = []
-    for line in process.seen:
-        try:
-            frame = json.loads(line)
-        except ValueError:
-            continue
-        if frame.get("type") == "message":
-            texts.append(frame["text"])
-    return texts
-
-
-def say(process: LanchatProcess, text: str) -> None:
-    assert process.proc.stdin is not None
-    process.proc.stdin.write(text + "\n")
-    process.proc.stdin.flush()
-
-
 def test_two_subnets_one_room_through_redis_survives_redis_and_a_relay_restarting(
     lab_factory: MakeLab, lanchat_process: Any, tmp_path: Path
 ) -> None:
@@ -75,18 +56,18 @@ def test_two_subnets_one_room_through_redis_survives_redis_and_a_relay_restartin
         for i in range(count):
             for name in who:
                 text = f"{name} {label} {i}"
-                say(people[name], text)
+                people[name].say(text)
                 sent.append(text)
 
     def wait_for_all(names: tuple[str, ...] = tuple(people)) -> None:
         for name in names:
             person = people[name]
-            while not set(sent) <= set(messages(person)):  # each wait has its deadline
+            while not set(sent) <= set(person.chat_texts()):  # each wait has its deadline
                 person.wait_json(lambda f: f["type"] == "message", timeout=3 * START)
 
     round_of("before")
     wait_for_all()
-    orders = {name: messages(p) for name, p in people.items()}
+    orders = {name: p.chat_texts() for name, p in people.items()}
     assert all(order == orders["c3"] for order in orders.values()), "one order everywhere"
 
     # Redis goes away (SIGKILL: no save) and comes back from its AOF; everyone chats on.
@@ -122,7 +103,7 @@ def test_two_subnets_one_room_through_redis_survives_redis_and_a_relay_restartin
     every = set(sent)
     orders = {}
     for name, person in people.items():
-        texts = [t for t in messages(person) if t in every]
+        texts = [t for t in person.chat_texts() if t in every]
         counts = Counter(texts)
         assert set(counts) == every, f"{name} missed {every - set(counts)}"
         assert not {t: n for t, n in counts.items() if n > 1}, f"{name} saw some twice"
@@ -142,7 +123,7 @@ def test_two_subnets_one_room_through_redis_survives_redis_and_a_relay_restartin
         "join", f"{h5.ip}:7420", "-n", "late", "--json", stdin=subprocess.DEVNULL, host=h6
     )
     newcomer.rest(timeout=3 * START)
-    history = [t for t in messages(newcomer) if t in every]
+    history = [t for t in newcomer.chat_texts() if t in every]
     assert len(history) == len(set(history))
     redis.kill()
 

@@ -4,7 +4,6 @@ every reconnecting `lanchat join` every message exactly once (docs/reliability.m
 
 from __future__ import annotations
 
-import json
 import subprocess
 import time
 from collections import Counter
@@ -96,25 +95,6 @@ def connecting(host: Host, to: str) -> bool:
     return to in ss.stdout
 
 
-def chats(process: LanchatProcess) -> list[str]:
-    """Every chat text a `join --json` printed so far (read by the test: process.seen)."""
-    texts = []
-    for line in process.seen:
-        try:
-            frame = json.loads(line)
-        except ValueError:
-            continue
-        if frame.get("type") == "message":
-            texts.append(frame["text"])
-    return texts
-
-
-def say(process: LanchatProcess, text: str) -> None:
-    assert process.proc.stdin is not None
-    process.proc.stdin.write(text + "\n")
-    process.proc.stdin.flush()
-
-
 def test_sigkill_of_serve_store_in_one_pc_loses_and_repeats_nothing_for_joins_in_others(
     lab_factory: MakeLab, lanchat_process: Any, tmp_path: Path
 ) -> None:
@@ -143,11 +123,11 @@ def test_sigkill_of_serve_store_in_one_pc_loses_and_repeats_nothing_for_joins_in
     def says(person: LanchatProcess, label: str, count: int) -> None:
         for i in range(count):
             text = f"{label} {i}"
-            say(person, text)
+            person.say(text)
             sent.append(text)
 
     def has_everything(person: LanchatProcess) -> None:
-        while not set(sent) <= set(chats(person)):  # each wait has its deadline
+        while not set(sent) <= set(person.chat_texts()):  # each wait has its deadline
             person.wait_json(lambda f: f["type"] == "message", timeout=3 * START)
 
     says(ana, "ana before", 10)
@@ -178,7 +158,7 @@ def test_sigkill_of_serve_store_in_one_pc_loses_and_repeats_nothing_for_joins_in
         person.proc.stdin.close()
         assert person.proc.wait(3 * START) == 0, person.stderr()
         person.rest()
-        counts = Counter(t for t in chats(person) if t in set(sent))
+        counts = Counter(t for t in person.chat_texts() if t in set(sent))
         assert set(counts) == set(sent), f"{name} missed {set(sent) - set(counts)}"
         twice = {t: n for t, n in counts.items() if n > 1}
         assert not twice, f"{name} saw these more than once: {twice}"

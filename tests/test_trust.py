@@ -99,19 +99,15 @@ def test_a_tls_room_with_a_password_a_teacher_and_three_refusals(
                 env=account(tmp_path / "teacher", LANCHAT_OPERATOR_PASSWORD=OPERATOR_PW),
             )  # fmt: skip
             teacher.wait_line("* teach is now an operator")
-            assert teacher.proc.stdin is not None
-            teacher.proc.stdin.write("/mute ana 5\n")
-            teacher.proc.stdin.flush()
+            teacher.say("/mute ana 5")
             ana.wait_for(b"ana is muted for 5 minutes by teach")
             ana.type(b"can anyone hear me\r")
             ana.wait_for(b"You are muted by teach")
-            teacher.proc.stdin.write("the muted line went nowhere\n")
-            teacher.proc.stdin.flush()
+            teacher.say("the muted line went nowhere")
             seen = ncat_lines_until(ncat, "teach> the muted line went nowhere")
             assert not any("can anyone hear me" in line for line in seen), seen
             assert any("ana is muted for 5 minutes by teach" in line for line in seen), seen
-            teacher.proc.stdin.write(f"/kick {guest} shouting\n")
-            teacher.proc.stdin.flush()
+            teacher.say(f"/kick {guest} shouting")
             ncat.wait_line("You were removed from the room by teach")
             # (ncat itself stays until its stdin ends, as it does after any server's close)
             ana.wait_for(f"{guest} was removed by teach".encode())
