@@ -258,7 +258,7 @@ def test_the_serve_log_has_a_line_for_every_moderation(
     # As `lanchat serve` hands events to its log (lanchat/serving.py), but without the queue.
     relay.hub.listeners.append(
         lambda event, client: [
-            log.event(event, endpoint_text(client.address) if client is not None else None)
+            log.events([(event, endpoint_text(client.address) if client is not None else None)])
             for log in logs
         ]
     )
