@@ -1,5 +1,5 @@
 #!/bin/bash
-# Issue 15's series of record (docs/performance.md, "Results"): lanchat as the README starts it
+# Issue 15's series of record (and issue 16's backplane rows, at the end) (docs/performance.md, "Results"): lanchat as the README starts it
 # (its log on, to a file) against ncat and against itself with --quiet, in one invocation per
 # row; the steady-rate rows in both generator shapes. Run from anywhere on a quiet machine
 # (--wait-quiet waits for one; a run noted "disturbed" is repeated by hand):
@@ -27,6 +27,15 @@ run lat100   $V --clients 100  --senders 1   --window 1 --runs 5
 run lat1000  $V --clients 1000 --senders 1   --window 1 --runs 5
 run conn1000 --vs ncat --connect-only --clients 1000 --hold 3
 run conn5000 --server lanchat --runs 3 --connect-only --clients 5000 --hold 5 --setup-timeout 60
+# Issue 16's rows: one room over 1, 2 and 4 relays on one backplane (a fresh redis-server each
+# run; the server's CPU is every relay's and Redis's together), beside the relay alone.
+run rate20-alone --server lanchat --clients 100 --senders 10 --mode rate --rate 20 --runs 3
+for relays in 1 2 4; do
+  P="--server lanchat --backplane --relays $relays"
+  run sat100-relays$relays  $P --clients 100 --senders 10 --window 8 --runs 3
+  run lat100-relays$relays  $P --clients 100 --senders 1  --window 1 --runs 3
+  run rate20-relays$relays  $P --clients 100 --senders 10 --mode rate --rate 20 --runs 3
+done
 if [ -n "${BEFORE:-}" ]; then
   for shape in split pooled; do
     run rate100-$shape-before  --vs ncat --lanchat-tree "$BEFORE" --clients 100  --senders 10  --mode rate --rate 100 --runs 5 --shape $shape
