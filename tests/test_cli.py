@@ -383,6 +383,28 @@ def test_serve_banner_lists_ipv6_addresses_bracketed() -> None:
     assert "fe80::23" not in text  # link-local: not an address to tell the room
 
 
+@pytest.mark.parametrize(
+    ("host", "bound", "typed"),
+    [("", "::", "127.0.0.1"), ("0.0.0.0", "0.0.0.0", "127.0.0.1"), ("::1", "::1", "[::1]")],
+)
+def test_serve_banner_tells_the_operator_an_address_to_type(
+    host: str, bound: str, typed: str
+) -> None:
+    """On every interface the bound address is "::": `join --operator [::]:7420` was shown."""
+    from io import StringIO
+
+    from rich.console import Console
+
+    from lanchat.output.serve import serve_banner
+    from lanchat.serving import Listening, _off
+
+    token_file = "/tmp/lanchat/operator/7420.token"
+    info = Listening(host, bound, 7420, "lobby", (), 10, (), _off(), operator_token=token_file)
+    out = StringIO()
+    serve_banner(Console(file=out, width=200, no_color=True), info)
+    assert f"`lanchat join --operator {typed}:7420` on this PC" in out.getvalue()
+
+
 def test_serve_banner_says_what_to_type(lanchat_process: Any) -> None:
     serve = lanchat_process("serve", "--port", "0", "--no-mdns")
     line = serve.wait_line("lanchat join", timeout=10)

@@ -123,7 +123,9 @@ def serve_banner(console: Console, info: Listening) -> None:
             )
         console.print(Text(f"Password: required ({'; '.join(ways)}).", style="bold"))
     if info.operator_token is not None:
-        local = f"[{host}]" if ":" in host else host if info.host else "127.0.0.1"
+        # every interface ("::", "0.0.0.0"): this PC's own loopback is the one to type
+        wildcard = host in ("", "::", "0.0.0.0", "*")
+        local = "127.0.0.1" if wildcard else f"[{host}]" if ":" in host else host
         console.print(
             Text(
                 f"Operator (may moderate): `lanchat join --operator {local}:{port}` on this PC "
