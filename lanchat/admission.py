@@ -25,6 +25,7 @@ owns those sockets (its selector watches them); everything else here is under on
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import selectors
 import socket
@@ -62,6 +63,10 @@ _MAPPED = ipaddress.IPv6Network("::ffff:0:0/96")
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
+# Cached: every reader thread asks for its peer's address once, and ipaddress's parsing is deep
+# enough to leave 4 KB more of each reader's stack resident for good (conn5000 in
+# docs/performance.md: 150 MB without the cache, 131 MB with it). Peers are few addresses.
+@functools.lru_cache(maxsize=4096)
 def plain_ip(address: str) -> str:
     """`address` as rules and bans compare it: no %zone, an IPv4-mapped IPv6 address as the
     IPv4 address it is, in its canonical form; unchanged when it is not an IP address."""
