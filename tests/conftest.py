@@ -488,3 +488,18 @@ class Ncat:
         for stream in (self.proc.stdin, self.proc.stdout):
             if stream is not None:
                 stream.close()
+
+
+def assert_dropped_at_a_line_end(sock: Any, text: str, timeout: float = WAIT) -> None:
+    """A reader the relay dropped for being slow reads, to the end of the stream, whole lines
+    only (the chat lines all end in `text`) and then the goodbye that says why."""
+    sock.settimeout(timeout)
+    received = b""
+    deadline = time.monotonic() + timeout
+    while (data := sock.recv(65536)) and time.monotonic() < deadline:
+        received += data
+    assert received.endswith(b"\n"), f"the stream ends inside a line: {received[-60:]!r}"
+    lines = received.decode().splitlines()
+    assert lines[-1].startswith("! You were disconnected: you could not keep up")
+    chats = [line for line in lines if "> " in line and line.endswith(text[-1])]
+    assert chats and all(line.endswith(" " + text) for line in chats), "a line was cut"

@@ -13,7 +13,7 @@ from typing import Any
 
 import psutil
 
-from conftest import WAIT, LineClient, run_lanchat
+from conftest import WAIT, LineClient, assert_dropped_at_a_line_end, run_lanchat
 from lanchat.errors import ExitCode
 from lanchat.protocol import Event, parse_event, render_line
 from lanchat.relay import Relay
@@ -474,15 +474,7 @@ def test_a_reader_dropped_as_too_slow_finds_whole_lines_and_a_last_notice() -> N
         # Its reader ends when the relay has hung up for good (past the linger): only then
         # does the slow client read again, everything, to the end of the stream.
         assert relay.wait_readers(2, 4 * WAIT)
-        slow.settimeout(WAIT)
-        received = b""
-        while data := slow.recv(65536):
-            received += data
-        assert received.endswith(b"\n"), f"the stream ends inside a line: {received[-60:]!r}"
-        lines = received.decode().splitlines()
-        assert lines[-1].startswith("! You were disconnected: you could not keep up")
-        chats = [line for line in lines if "> " in line and line[-1:] == "x"]
-        assert chats and all(line.endswith(" " + text) for line in chats), "a line was cut"
+        assert_dropped_at_a_line_end(slow, text)
         slow.close()
         talker.close()
         watching.close()

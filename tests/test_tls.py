@@ -21,7 +21,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from test_hostile_clients import Collector, wait_for
 
-from conftest import WAIT, LineClient
+from conftest import WAIT, LineClient, assert_dropped_at_a_line_end
 from lanchat.client import query_relay
 from lanchat.relay import Relay
 from lanchat.tls.fingerprint import colon_hex, format_fingerprint, parse_fingerprint
@@ -372,16 +372,7 @@ def test_a_tls_reader_that_stops_reading_is_dropped_with_bounded_memory(
         assert wait_for(dropped), "the slow reader was never dropped"
         assert most_unsent <= MOST_UNSENT
         assert relay.wait_readers(2, 4 * WAIT)
-        slow.settimeout(WAIT)
-        received = b""
-        deadline = time.monotonic() + WAIT
-        while (data := slow.recv(65536)) and time.monotonic() < deadline:
-            received += data
-        assert received.endswith(b"\n"), f"the stream ends inside a line: {received[-60:]!r}"
-        lines = received.decode().splitlines()
-        assert lines[-1].startswith("! You were disconnected: you could not keep up")
-        chats = [line for line in lines if "> " in line and line[-1:] == "x"]
-        assert chats and all(line.endswith(" " + text) for line in chats), "a line was cut"
+        assert_dropped_at_a_line_end(slow, text)
         slow.close()
         talker.close()
         watching.close()
