@@ -54,7 +54,7 @@ REASONS = {
 DENIED_LINE = "! This server does not accept connections from your address ({address})."
 BANNED_LINE = (
     "! Your address ({address}) was banned from this room by an operator, until the server "
-    "restarts."
+    "restarts or an operator lifts the ban."
 )
 _LOOPBACK_V4 = ipaddress.IPv4Network("127.0.0.0/8")
 _LOOPBACK_V6 = ipaddress.IPv6Network("::1/128")
@@ -176,6 +176,10 @@ class AddressBans:
     def add(self, address: str) -> None:
         with self._lock:
             self._addresses.add(plain_ip(address))
+
+    def remove(self, address: str) -> None:
+        with self._lock:
+            self._addresses.discard(plain_ip(address))
 
     def barred(self, address: str) -> bool:
         with self._lock:

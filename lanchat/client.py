@@ -831,8 +831,8 @@ def _refusal_hint(code: str) -> str:
         "the server to raise --max-per-address.",
         "denied": "The server lets in only some addresses (lanchat serve --allow, --deny); "
         "ask whoever runs it.",
-        "banned": "An operator banned this address until the server restarts; ask them if "
-        "that was a mistake.",
+        "banned": "An operator banned this address until the server restarts; ask them to "
+        "lift it (/unban) if that was a mistake.",
     }.get(code, "")
 
 

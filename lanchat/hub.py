@@ -33,7 +33,7 @@ Threads and what they own (fanout.py has the table of the delivery state):
                               Read without it, as a snapshot: room.name and max_clients (never
                               change), room.seq in a probe or refusal (an int), room.started
     Hub._clients              the hub lock (members' connections by member id)
-    Hub.bans                  added to under the hub lock (a /ban); the accept thread reads
+    Hub.bans                  changed under the hub lock (/ban, /unban); the accept thread reads
                               it under its own small lock (lanchat/admission.py)
     Hub.listeners             filled before the relay starts, then only read
     Hub.sequencer             set once by attach() before the relay starts, then only read;
@@ -91,6 +91,7 @@ from lanchat.room import (
     Greet,
     Hangup,
     Item,
+    LiftBan,
     Member,
     ModerationView,
     Output,
@@ -373,6 +374,8 @@ class Hub:
                 fanout.close(client, linger)
             elif type(output) is BarAddress:
                 self.bans.add(output.address)
+            elif type(output) is LiftBan:
+                self.bans.remove(output.address)
         if sequencer is not None:
             claims = self.room.take_claims()
             if claims:

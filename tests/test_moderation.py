@@ -1,5 +1,6 @@
-"""Moderation in the room, without a socket: what an operator's /kick, /mute, /unmute, /ban and
-/topic do, what anyone else's do (nothing but a private refusal), and what time undoes."""
+"""Moderation in the room, without a socket: what an operator's /kick, /mute, /unmute, /ban,
+/unban and /topic do, what anyone else's do (nothing but a private refusal), and what time
+undoes."""
 
 from __future__ import annotations
 
@@ -25,10 +26,11 @@ from lanchat.protocol import (
     SetName,
     SetTopic,
     TopicIs,
+    Unban,
     Unmute,
     WhoList,
 )
-from lanchat.room import BarAddress, Greet, Hangup, Output, Publish, Refused, Room, Send
+from lanchat.room import BarAddress, Greet, Hangup, LiftBan, Output, Publish, Refused, Room, Send
 
 TEACHER, BOB, CAROL = 1, 2, 3
 
@@ -76,6 +78,7 @@ def room(ticks: Clock) -> Room:
         (Mute("carol", 5), "/mute"),
         (Unmute("carol"), "/unmute"),
         (Ban("carol"), "/ban"),
+        (Unban("carol"), "/unban"),
         (SetTopic("my topic"), "/topic"),
     ],
 )
@@ -232,6 +235,25 @@ def test_a_ban_removes_every_connection_from_the_address_and_refuses_it(room: Ro
     assert refused.value.code == "banned"
     (ban,) = room.moderation().bans
     assert (ban.address, ban.name, ban.by, ban.reason) == ("10.0.0.2", "bob", "teacher", "insults")
+
+
+def test_unban_lifts_a_ban_by_the_name_or_by_the_address(room: Room) -> None:
+    room.handle(TEACHER, [Ban("bob"), Ban("carol")])
+    outputs = room.handle(TEACHER, [Unban("BOB")])  # a name, compared like names are
+    (told,) = published(outputs)
+    assert isinstance(told, Moderation) and (told.action, told.name, told.by) == (
+        "unban",
+        "bob",
+        "teacher",
+    )
+    assert told.text == "bob's address may connect again (unbanned by teacher)"
+    assert "10.0.0.2" not in told.text  # the room is not told the address
+    assert LiftBan("10.0.0.2") in outputs
+    room.join(BOB, Hello(1, "bob"), address="10.0.0.2")  # welcome again
+    assert [b.address for b in room.moderation().bans] == ["10.0.0.3"]
+    assert LiftBan("10.0.0.3") in room.handle(TEACHER, [Unban("10.0.0.3")])  # by address
+    assert room.moderation().bans == ()
+    assert problems(room.handle(TEACHER, [Unban("bob")]), TEACHER) == ["not-banned"]
 
 
 @pytest.mark.parametrize(("address", "own"), [("127.0.0.1", True), ("10.0.0.7", True), ("", False)])

@@ -150,13 +150,13 @@ def test_a_ban_hangs_up_on_the_address_and_refuses_it_at_accept(
     )
     assert eve_raw.read_all()[-1] == (
         "! You were banned from the room by teacher: insults. Your address cannot connect again "
-        "until the server restarts."
+        "until the server restarts or an operator lifts the ban."
     )
     assert json.loads(eve.read_all()[-1])["reason"] == "banned"
     again = open_from(relay, clients, "127.0.0.2")
     assert again.read_all() == [
         "! Your address (127.0.0.2) was banned from this room by an operator, until the server "
-        "restarts."
+        "restarts or an operator lifts the ban."
     ]
     assert [(r.address, r.reason) for r in relay.refusals.take()] == [("127.0.0.2", "banned")]
     still = raw_client(relay, clients, "127.0.0.3")  # another address is not touched
@@ -169,6 +169,14 @@ def test_a_ban_hangs_up_on_the_address_and_refuses_it_at_accept(
         "teacher",
         "insults",
     )
+    # A ban lifted (as a raw operator would type it): the address is let in again at accept.
+    teacher.send_json({"type": "unban", "target": "eve"})
+    assert other.wait_line("unbanned") == "* eve's address may connect again (unbanned by teacher)"
+    back = open_from(relay, clients, "127.0.0.2")
+    assert back.hello("eve")["type"] == "welcome"
+    assert relay.status()["moderation"]["bans"] == []
+    teacher.send_json({"type": "ban", "name": "eve", "reason": "again"})
+    other.wait_line("eve was banned by teacher")
     # 127.0.0.1 is where the server's own programs connect from: it cannot be banned.
     local = raw_client(relay, clients)
     name = local.lines[0].removeprefix("* Welcome to lobby, ").rstrip(".")

@@ -212,6 +212,8 @@ def test_an_operator_moderates_from_the_page(chromium: Any) -> None:
         say(teacher, "/topic Fractions, page 12")
         for page in (teacher, pupil):
             expect(page.locator("#topic")).to_have_text("Topic: Fractions, page 12", timeout=MS)
+        say(teacher, "/unban nobody")  # the page sends it (a relay's answer, not its own help)
+        expect(log_item(teacher, "No ban on 'nobody'")).to_have_count(1, timeout=MS)
         say(teacher, "/mute pupil 2")
         expect(log_item(pupil, "pupil is muted for 2 minutes by teacher")).to_have_count(
             1, timeout=MS

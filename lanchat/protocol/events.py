@@ -185,7 +185,8 @@ class Goodbye(Event):
 class Moderation(Event):
     """What an operator did, told to the room: `text` says it for people ("bob is muted for
     10 minutes by teacher"); the other fields say it for programs. `action` is one of
-    "operator" (`name` was made an operator), "kick", "mute", "unmute", "ban", "topic"; `by`
+    "operator" (`name` was made an operator), "kick", "mute", "unmute", "ban", "unban", "topic";
+    `by`
     is the operator ("" when the server did it)."""
 
     TYPE: ClassVar[str] = "moderation"

@@ -186,6 +186,17 @@ class Ban:
 
 
 @dataclass(frozen=True)
+class Unban:
+    """An operator lets a banned address connect again: `target` is the address, or the name
+    of the member it was banned with (as `lanchat status` lists the bans)."""
+
+    target: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": "unban", "target": self.target}
+
+
+@dataclass(frozen=True)
 class SetTopic:
     """An operator sets the room's topic ("" clears it)."""
 
@@ -215,6 +226,7 @@ Request = (
     | Mute
     | Unmute
     | Ban
+    | Unban
     | SetTopic
     | AskTopic
     | Login
@@ -225,6 +237,7 @@ OPERATOR_REQUESTS: dict[type, str] = {
     Mute: "/mute",
     Unmute: "/unmute",
     Ban: "/ban",
+    Unban: "/unban",
     SetTopic: "/topic",
 }
 
@@ -270,6 +283,8 @@ def parse_request(line: bytes) -> Request:
         )
     if kind == "unmute":
         return Unmute(_field(obj, "name", str))
+    if kind == "unban":
+        return Unban(_field(obj, "target", str))
     if kind == "topic":
         text = _field(obj, "text", str, required=False)
         return AskTopic() if text is None else SetTopic(text)
@@ -378,7 +393,7 @@ RAW_HELP = (
 OPERATOR_HELP = (
     f"Operator commands: /kick NAME [REASON] (remove from the room), /mute NAME [MINUTES] "
     f"(default {DEFAULT_MUTE_MINUTES}), /unmute NAME, /ban NAME [REASON] (their address, until "
-    "the server stops), /topic TEXT (set the topic; /topic - clears it)."
+    "the server stops), /unban NAME|ADDRESS, /topic TEXT (set the topic; /topic - clears it)."
 )
 
 
@@ -422,9 +437,11 @@ def parse_raw_line(text: str) -> Request | None:
         return SetTopic("" if rest == "-" else rest)
     if command in ("kick", "mute", "unmute", "ban") and rest:
         return _moderation_command(command, *_split_name(rest))
+    if command == "unban" and rest:
+        return Unban(_split_name(rest)[0])
     if command in ("me", "nick"):
         raise FrameError("unknown-command", f"/{command} needs an argument. {RAW_HELP}")
-    if command in ("kick", "mute", "unmute", "ban"):
+    if command in ("kick", "mute", "unmute", "ban", "unban"):
         raise FrameError("unknown-command", f"/{command} needs a name. {OPERATOR_HELP}")
     raise FrameError("unknown-command", f"Unknown command /{clean_text(command)[:20]}. {RAW_HELP}")
 

@@ -2,10 +2,10 @@
 
     rules.py    Room: members and names, sequence numbers, greetings, notices, what each
                 request does; returns outputs
-    outputs.py  the outputs (Publish, Send, Greet, Recode, Hangup, BarAddress), Member,
-                Refused, Item
+    outputs.py  the outputs (Publish, Send, Greet, Recode, Hangup, BarAddress, LiftBan),
+                Member, Refused, Item
     names.py    who holds which name (by look-alike key), guests, suffixes, renames
-    moderation.py  what operators may do: kick, mute, ban, the topic; who may do it
+    moderation.py  what operators may do: kick, mute, ban, unban, the topic; who may do it
     notices.py  join and leave notices one by one up to a burst, then one summary
     history.py  the bounded history of chats, its epoch, and what a reconnecting client
                 missed (resume and gap); Past, where a history starts
@@ -33,6 +33,7 @@ from lanchat.room.outputs import (
     Greet,
     Hangup,
     Item,
+    LiftBan,
     Member,
     Output,
     Publish,
@@ -59,6 +60,7 @@ __all__ = [
     "Hangup",
     "History",
     "Item",
+    "LiftBan",
     "Member",
     "ModerationView",
     "MuteRecord",

@@ -46,17 +46,18 @@ from lanchat.protocol import (
     Problem,
     SetTopic,
     TopicIs,
+    Unban,
     Unmute,
     clean_text,
     name_key,
 )
-from lanchat.room.outputs import BarAddress, Member, Output, Publish, Send
+from lanchat.room.outputs import BarAddress, LiftBan, Member, Output, Publish, Send
 
 if TYPE_CHECKING:
     from lanchat.room.rules import Room
 
-ModerationRequest = Kick | Mute | Unmute | Ban | SetTopic | AskTopic
-MODERATION_REQUESTS = (Kick, Mute, Unmute, Ban, SetTopic, AskTopic)
+ModerationRequest = Kick | Mute | Unmute | Ban | Unban | SetTopic | AskTopic
+MODERATION_REQUESTS = (Kick, Mute, Unmute, Ban, Unban, SetTopic, AskTopic)
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +141,8 @@ class Moderator:
             return self._set_topic(member, request.text)
         if isinstance(request, Unmute):
             return self._unmute(member, request.name)
+        if isinstance(request, Unban):
+            return self._unban(member, request.target)
         target = room.find(request.name)
         if target is None:
             shown = clean_text(request.name)[:40]
@@ -194,7 +197,7 @@ class Moderator:
         text = f"{target.name} was banned by {by.name}{also}{why}"
         goodbye = (
             f"You were banned from the room by {by.name}{why.rstrip('.')}. Your address "
-            "cannot connect again until the server restarts."
+            "cannot connect again until the server restarts or an operator lifts the ban."
         )
         outputs: list[Output] = [
             self._announce("ban", target.name, by.name, text, reason=reason),
@@ -220,6 +223,29 @@ class Moderator:
         del self._mutes[name_key(name)]
         text = f"{record.name} can speak again (unmuted by {by.name})"
         return [self._announce("unmute", record.name, by.name, text)]
+
+    def _unban(self, by: Member, target: str) -> list[Output]:
+        """Lift the bans on `target`: an address as /ban recorded it, or the name a ban was
+        made on (every address banned under that name). The room is told whose ban ended,
+        not the address."""
+        wanted = target.strip()
+        key = name_key(wanted)
+        lifted = [
+            record
+            for address, record in self._bans.items()
+            if address == wanted or name_key(record.name) == key
+        ]
+        if not lifted:
+            shown = clean_text(wanted)[:40]
+            message = f"No ban on {shown!r} (`lanchat status` lists the bans, with names)."
+            return [self._refuse(by, "not-banned", message)]
+        outputs: list[Output] = []
+        for record in lifted:
+            del self._bans[record.address]
+            text = f"{record.name}'s address may connect again (unbanned by {by.name})"
+            outputs.append(self._announce("unban", record.name, by.name, text))
+            outputs.append(LiftBan(record.address))
+        return outputs
 
     def _set_topic(self, by: Member, text: str) -> list[Output]:
         topic = clean_text(text).strip()

@@ -34,7 +34,8 @@ GOODBYES = {
     "had not said anything since you connected. Connect again to go on.",
     # An operator's: the room says who and why instead (lanchat/room/moderation.py).
     "kicked": "You were removed from the room by an operator.",
-    "banned": "You were banned from the room by an operator, until the server restarts.",
+    "banned": "You were banned from the room by an operator, until the server restarts or the "
+    "ban is lifted (/unban).",
 }
 
 
@@ -122,4 +123,12 @@ class BarAddress:
     address: str
 
 
-Output = Publish | Send | Greet | Recode | Hangup | BarAddress
+@dataclass(frozen=True, slots=True)
+class LiftBan:
+    """Let this address connect again (an operator's /unban): the hub takes it out of
+    admission's bans."""
+
+    address: str
+
+
+Output = Publish | Send | Greet | Recode | Hangup | BarAddress | LiftBan

@@ -84,7 +84,10 @@ RATE_WINDOW_SECONDS = 10  # `lanchat status` reports messages per second over th
 # A full room makes room for a newcomer by letting go of a connection that has not said a word
 # for this long (a forgotten terminal, an idle socket), never of anyone who has spoken.
 SILENT_GRACE_SECONDS = 60.0
-BANNED = "Your address was banned from this room by an operator, until the server restarts."
+BANNED = (
+    "Your address was banned from this room by an operator, until the server restarts or the "
+    "ban is lifted (/unban)."
+)
 
 
 class Room:

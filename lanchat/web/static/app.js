@@ -219,7 +219,7 @@ const HELP = "Commands: /me ACTION, /nick NAME, /who, /topic, /quit; //text send
   + "starting with /.";
 const OPERATOR_HELP = "Operator commands: /kick NAME [REASON], /mute NAME [MINUTES] (default "
   + "10), /unmute NAME, /ban NAME [REASON] (their address, until the server stops), "
-  + "/topic TEXT (/topic - clears it).";
+  + "/unban NAME|ADDRESS, /topic TEXT (/topic - clears it).";
 
 function frameFor(text) {
   if (/^\/\/?login(\s|$)/i.test(text)) return loginFrame(text);  // never a message
@@ -240,6 +240,7 @@ function frameFor(text) {
       return { type: "topic", text: arg === "-" ? "" : arg };
     case "kick": case "ban": return name ? { type: cmd.toLowerCase(), name, reason: extra } : null;
     case "unmute": return name ? { type: "unmute", name } : null;
+    case "unban": return name ? { type: "unban", target: name } : null;
     case "mute":
       if (!name) return null;
       if (!extra) return { type: "mute", name };
