@@ -32,6 +32,8 @@ from conftest import (
 )
 from lanchat.auth.login import MAX_LOGIN_LINES
 from lanchat.errors import ExitCode
+from lanchat.protocol import LOGIN_ROOM
+from lanchat.protocol.scram import ScramClient
 
 ROOM_PW = "correct horse ünd battery"
 OPERATOR_PW = "the teacher's own"
@@ -310,6 +312,41 @@ def test_wrong_passwords_pause_then_lock_the_address_but_not_the_token(
     assert op.returncode == 0, op.stderr
     assert "* teacher is now an operator" in op.stdout
     for client in (*guesses, locked):
+        client.close()
+
+
+def scram_challenged(port: int, password: str) -> tuple[LineClient, ScramClient, str]:
+    """A lanchat client that said hello and its SCRAM first message, and got the challenge."""
+    client = LineClient(port)
+    client.send_json({"type": "hello", "version": 1})
+    assert client.wait_json(lambda f: True)["type"] == "login-needed"
+    scram = ScramClient(LOGIN_ROOM, password)
+    client.send_json({"type": "login", "mechanism": scram.mechanism, "data": scram.first()})
+    challenge = client.wait_json(lambda f: True)
+    assert challenge["type"] == "login-challenge", challenge
+    return client, scram, challenge["data"]
+
+
+def test_a_scram_login_begun_before_the_lock_is_refused_once_the_address_is_locked(
+    password_server: tuple[LanchatProcess, int],
+) -> None:
+    """Challenges taken before the lock used to be answered after it: every proof was still
+    checked, so an address got a guess per open connection, and the right password logged in
+    while the address was locked (the lock an oracle)."""
+    process, port = password_server
+    guesses = [scram_challenged(port, f"guess-{i}") for i in range(5)]
+    right, scram, challenge = scram_challenged(port, ROOM_PW)
+    for guess, guess_scram, guess_challenge in guesses:  # five at once, then the lock
+        guess.send_json({"type": "login", "data": guess_scram.final(guess_challenge)})
+    codes = [guess.wait_json(lambda f: True)["code"] for guess, _, _ in guesses]
+    assert sorted(codes) == ["login-locked", *["wrong-password"] * 4]
+    refusals(process, "bad-password", 5)
+    right.send_json({"type": "login", "data": scram.final(challenge)})
+    answer = right.wait_json(lambda f: True)
+    assert answer["type"] == "error" and answer["code"] == "login-locked", answer
+    assert right.read_all()[-1].startswith('{"type":"bye"')  # hung up, not let in
+    refusals(process, "login-locked", 1)
+    for client in (*(guess for guess, _, _ in guesses), right):
         client.close()
 
 

@@ -236,6 +236,11 @@ class Conversation:
         server, self._scram = self._scram, None
         if server is None:
             return Step((self._problem("bad-login", "A login must start with a mechanism."),))
+        # Checked again here: a challenge taken before the lock must not get its proof checked
+        # after it (a guess per open connection, and the lock an oracle for the right one).
+        locked = self.gate.attempts.locked_for(self.address)
+        if locked and server.username != LOGIN_CONSOLE:
+            return self._locked(locked)
         try:
             proof = server.final(data)
         except ScramError as e:
