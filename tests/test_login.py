@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from websockets.frames import Frame, Opcode
 from websockets.sync.client import connect as ws_connect
 
 from conftest import (
@@ -488,6 +489,48 @@ def test_a_browser_on_plain_http_gets_no_password_field(
         problem, bye = ws_frames(ws, 2)
         assert problem["code"] == "plain-login" and bye["reason"] == "refused"
     refusals(process, "plain-login", 1)
+
+
+def test_a_browser_that_pings_but_never_reads_before_its_login_is_let_go(
+    lanchat_process: Any, secrets_dir: Path
+) -> None:
+    """The pongs owed before a login went out with a sendall without a deadline: a page that
+    pinged and never read held its reader thread (and its connection) for as long as the kernel
+    kept the socket, past the login's deadline. (--keepalive 3600: the kernel does not end it.)"""
+    _, port = serve(
+        lanchat_process, "--password-file", str(secrets_dir / "room.pw"), "--keepalive", "3600"
+    )
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # full after a few pongs
+    sock.settimeout(WAIT)
+    sock.connect(("127.0.0.1", port))
+    key = base64.b64encode(os.urandom(16)).decode()
+    sock.sendall(
+        f"GET /ws HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+        f"Sec-WebSocket-Version: 13\r\nOrigin: http://127.0.0.1:{port}\r\n\r\n".encode()
+    )
+    head = b""
+    while b"\r\n\r\n" not in head and len(head) < 4096:
+        head += sock.recv(4096) or b"\r\n\r\n"
+    assert head.startswith(b"HTTP/1.1 101"), head
+    hello = json.dumps({"type": "hello", "version": 1}).encode()
+    sock.sendall(Frame(Opcode.TEXT, hello).serialize(mask=True))
+    ping = Frame(Opcode.PING, b"p" * 125).serialize(mask=True)
+    sock.setblocking(False)
+    deadline = time.monotonic() + 4 * WAIT
+    for _ in range(1_000_000):  # until the relay stops reading: its pongs fill both buffers
+        try:
+            sock.send(ping)
+        except BlockingIOError:
+            if not select.select([], [sock], [], 1.0)[1] or time.monotonic() > deadline:
+                break
+    # Let go, the relay resets the connection (our pings unread): only then is there room to
+    # write (an error to report). Held, the socket stays full.
+    assert select.select([], [sock], [], 4 * WAIT)[1], "the relay still holds the connection"
+    with pytest.raises(ConnectionError):
+        sock.send(ping)
+    sock.close()
 
 
 # --- the interactive join: asked once, reconnects without asking ----------------------------
