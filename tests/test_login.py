@@ -316,6 +316,29 @@ def test_wrong_passwords_pause_then_lock_the_address_but_not_the_token(
         client.close()
 
 
+def test_wrong_passwords_sent_at_once_are_still_only_five_guesses(
+    password_server: tuple[LanchatProcess, int],
+) -> None:
+    """Cleartext logins arriving together each passed the lock check before any of them was
+    counted (a PBKDF2 takes a while): a dozen connections from one address got a dozen
+    guesses (and the loopback of a reverse proxy has no connection limit)."""
+    process, port = password_server
+    guesses = [LineClient(port) for _ in range(12)]
+    for guess in guesses:
+        guess.wait_line("This room needs a password")
+    for i, guess in enumerate(guesses):
+        guess.send(f"/login guess-{i}\n")
+    for guess in guesses:
+        guess.wait_line("!")
+    counted = {"bad-password": 0, "login-locked": 0}
+    while sum(counted.values()) < len(guesses):
+        event = process.wait_json(lambda e: e.get("event") == "refused")
+        counted[event["reason"]] += event["count"]
+    assert counted == {"bad-password": 5, "login-locked": 7}  # checked: five; refused: the rest
+    for guess in guesses:
+        guess.close()
+
+
 def scram_challenged(port: int, password: str) -> tuple[LineClient, ScramClient, str]:
     """A lanchat client that said hello and its SCRAM first message, and got the challenge."""
     client = LineClient(port)
