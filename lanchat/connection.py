@@ -242,6 +242,7 @@ class Connection:
             self._refuse("web", Refused(start.hello.code, start.hello.message))
             return "closed"
         self._decoder = start.decoder
+        start.decoder.reply = self._send_before_join  # pongs while logging in: with a deadline
         return self._enter(start.hello, start.lines, start.eof, web=True)
 
     def _enter(self, hello: Hello | None, lines: Lines, eof: bool, *, web: bool = False) -> str:
@@ -416,13 +417,18 @@ class Connection:
                 data += encode_for(kind, Goodbye(seq, now, "refused", "Not logged in."))
             self._say_and_close(data + (encode_close() if kind == "web" else b""))
         elif data:
-            sock = self.client.sock
-            sock.settimeout(LOGIN_SEND_SECONDS)
-            try:
-                sock.sendall(data)
-            finally:
-                sock.settimeout(None)
+            self._send_before_join(data)
         return True
+
+    def _send_before_join(self, data: bytes) -> None:
+        """Send straight to the socket (nobody else writes to it before the join); a client
+        that does not read it within LOGIN_SEND_SECONDS is let go (TimeoutError)."""
+        sock = self.client.sock
+        sock.settimeout(LOGIN_SEND_SECONDS)
+        try:
+            sock.sendall(data)
+        finally:
+            sock.settimeout(None)
 
     def _read_more(self, deadline: float) -> tuple[Lines | None, bool]:
         """The next lines before `deadline` (None: none came in time), and whether the peer

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from websockets.frames import Frame, Opcode
 from websockets.sync.client import connect as ws_connect
 
 from conftest import (
@@ -32,6 +33,8 @@ from conftest import (
 )
 from lanchat.auth.login import MAX_LOGIN_LINES
 from lanchat.errors import ExitCode
+from lanchat.protocol import LOGIN_ROOM
+from lanchat.protocol.scram import ScramClient
 
 ROOM_PW = "correct horse ünd battery"
 OPERATOR_PW = "the teacher's own"
@@ -313,6 +316,64 @@ def test_wrong_passwords_pause_then_lock_the_address_but_not_the_token(
         client.close()
 
 
+def test_wrong_passwords_sent_at_once_are_still_only_five_guesses(
+    password_server: tuple[LanchatProcess, int],
+) -> None:
+    """Cleartext logins arriving together each passed the lock check before any of them was
+    counted (a PBKDF2 takes a while): a dozen connections from one address got a dozen
+    guesses (and the loopback of a reverse proxy has no connection limit)."""
+    process, port = password_server
+    guesses = [LineClient(port) for _ in range(12)]
+    for guess in guesses:
+        guess.wait_line("This room needs a password")
+    for i, guess in enumerate(guesses):
+        guess.send(f"/login guess-{i}\n")
+    for guess in guesses:
+        guess.wait_line("!")
+    counted = {"bad-password": 0, "login-locked": 0}
+    while sum(counted.values()) < len(guesses):
+        event = process.wait_json(lambda e: e.get("event") == "refused")
+        counted[event["reason"]] += event["count"]
+    assert counted == {"bad-password": 5, "login-locked": 7}  # checked: five; refused: the rest
+    for guess in guesses:
+        guess.close()
+
+
+def scram_challenged(port: int, password: str) -> tuple[LineClient, ScramClient, str]:
+    """A lanchat client that said hello and its SCRAM first message, and got the challenge."""
+    client = LineClient(port)
+    client.send_json({"type": "hello", "version": 1})
+    assert client.wait_json(lambda f: True)["type"] == "login-needed"
+    scram = ScramClient(LOGIN_ROOM, password)
+    client.send_json({"type": "login", "mechanism": scram.mechanism, "data": scram.first()})
+    challenge = client.wait_json(lambda f: True)
+    assert challenge["type"] == "login-challenge", challenge
+    return client, scram, challenge["data"]
+
+
+def test_a_scram_login_begun_before_the_lock_is_refused_once_the_address_is_locked(
+    password_server: tuple[LanchatProcess, int],
+) -> None:
+    """Challenges taken before the lock used to be answered after it: every proof was still
+    checked, so an address got a guess per open connection, and the right password logged in
+    while the address was locked (the lock an oracle)."""
+    process, port = password_server
+    guesses = [scram_challenged(port, f"guess-{i}") for i in range(5)]
+    right, scram, challenge = scram_challenged(port, ROOM_PW)
+    for guess, guess_scram, guess_challenge in guesses:  # five at once, then the lock
+        guess.send_json({"type": "login", "data": guess_scram.final(guess_challenge)})
+    codes = [guess.wait_json(lambda f: True)["code"] for guess, _, _ in guesses]
+    assert sorted(codes) == ["login-locked", *["wrong-password"] * 4]
+    refusals(process, "bad-password", 5)
+    right.send_json({"type": "login", "data": scram.final(challenge)})
+    answer = right.wait_json(lambda f: True)
+    assert answer["type"] == "error" and answer["code"] == "login-locked", answer
+    assert right.read_all()[-1].startswith('{"type":"bye"')  # hung up, not let in
+    refusals(process, "login-locked", 1)
+    for client in (*(guess for guess, _, _ in guesses), right):
+        client.close()
+
+
 def test_login_lines_never_reach_the_room_or_the_log(
     lanchat_process: Any, secrets_dir: Path
 ) -> None:
@@ -451,6 +512,48 @@ def test_a_browser_on_plain_http_gets_no_password_field(
         problem, bye = ws_frames(ws, 2)
         assert problem["code"] == "plain-login" and bye["reason"] == "refused"
     refusals(process, "plain-login", 1)
+
+
+def test_a_browser_that_pings_but_never_reads_before_its_login_is_let_go(
+    lanchat_process: Any, secrets_dir: Path
+) -> None:
+    """The pongs owed before a login went out with a sendall without a deadline: a page that
+    pinged and never read held its reader thread (and its connection) for as long as the kernel
+    kept the socket, past the login's deadline. (--keepalive 3600: the kernel does not end it.)"""
+    _, port = serve(
+        lanchat_process, "--password-file", str(secrets_dir / "room.pw"), "--keepalive", "3600"
+    )
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # full after a few pongs
+    sock.settimeout(WAIT)
+    sock.connect(("127.0.0.1", port))
+    key = base64.b64encode(os.urandom(16)).decode()
+    sock.sendall(
+        f"GET /ws HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+        f"Sec-WebSocket-Version: 13\r\nOrigin: http://127.0.0.1:{port}\r\n\r\n".encode()
+    )
+    head = b""
+    while b"\r\n\r\n" not in head and len(head) < 4096:
+        head += sock.recv(4096) or b"\r\n\r\n"
+    assert head.startswith(b"HTTP/1.1 101"), head
+    hello = json.dumps({"type": "hello", "version": 1}).encode()
+    sock.sendall(Frame(Opcode.TEXT, hello).serialize(mask=True))
+    ping = Frame(Opcode.PING, b"p" * 125).serialize(mask=True)
+    sock.setblocking(False)
+    deadline = time.monotonic() + 4 * WAIT
+    for _ in range(1_000_000):  # until the relay stops reading: its pongs fill both buffers
+        try:
+            sock.send(ping)
+        except BlockingIOError:
+            if not select.select([], [sock], [], 1.0)[1] or time.monotonic() > deadline:
+                break
+    # Let go, the relay resets the connection (our pings unread): only then is there room to
+    # write (an error to report). Held, the socket stays full.
+    assert select.select([], [sock], [], 4 * WAIT)[1], "the relay still holds the connection"
+    with pytest.raises(ConnectionError):
+        sock.send(ping)
+    sock.close()
 
 
 # --- the interactive join: asked once, reconnects without asking ----------------------------

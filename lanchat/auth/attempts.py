@@ -12,7 +12,9 @@ stranger. The person at the server has the operator token, whose logins are neve
 on the same address lock the owner out.
 
 Threads: every reader thread (one per connection) calls in; one lock guards the table, which
-holds at most MAX_ADDRESSES addresses (a storm of addresses pushes out the oldest).
+holds at most MAX_ADDRESSES addresses (a storm of addresses pushes out the oldest). The logins of
+one address are checked one at a time (`one_at_a_time`): a lock check, the comparison and the
+count together, or logins sent at once would all pass the check before any of them is counted.
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ import ipaddress
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 from lanchat.admission import plain_ip
 
@@ -58,6 +61,23 @@ class LoginAttempts:
         self._clock = clock
         self._lock = threading.Lock()
         self._failures: dict[str, deque[float]] = {}  # by address_key, oldest address first
+        self._serial: dict[str, tuple[threading.Lock, list[int]]] = {}  # by address_key: users
+
+    @contextmanager
+    def one_at_a_time(self, address: str) -> Iterator[None]:
+        """Around a login's lock check, comparison and count: one per address at a time."""
+        key = address_key(address)
+        with self._lock:
+            lock, users = self._serial.setdefault(key, (threading.Lock(), [0]))
+            users[0] += 1
+        try:
+            with lock:
+                yield
+        finally:
+            with self._lock:
+                users[0] -= 1
+                if not users[0]:
+                    del self._serial[key]
 
     def locked_for(self, address: str) -> float:
         """Seconds until `address` may try again (0: it may now)."""

@@ -236,13 +236,19 @@ class Conversation:
         server, self._scram = self._scram, None
         if server is None:
             return Step((self._problem("bad-login", "A login must start with a mechanism."),))
-        try:
-            proof = server.final(data)
-        except ScramError as e:
-            if e.code == "wrong-password":
-                return self._wrong()
-            return Step((self._problem(e.code, e.message),), refusal="bad-login")
-        return self._admit(server.username, proof)
+        with self.gate.attempts.one_at_a_time(self.address):
+            # Checked again here: a challenge taken before the lock must not get its proof
+            # checked after it (a guess per open connection, the lock an oracle for the right one).
+            locked = self.gate.attempts.locked_for(self.address)
+            if locked and server.username != LOGIN_CONSOLE:
+                return self._locked(locked)
+            try:
+                proof = server.final(data)
+            except ScramError as e:
+                if e.code == "wrong-password":
+                    return self._wrong()
+                return Step((self._problem(e.code, e.message),), refusal="bad-login")
+            return self._admit(server.username, proof)
 
     def _unknown(self, username: str) -> str:
         if username == LOGIN_OPERATOR:
@@ -257,11 +263,12 @@ class Conversation:
         if not self.cleartext_ok:
             text = f"The password was not checked: {self._not_encrypted()}"
             return self._leave(self._problem("plain-login", text), "plain-login")
-        locked = self.gate.attempts.locked_for(self.address)
-        if locked:
-            return self._locked(locked)
-        login = self._login_of(password)
-        return self._wrong() if login is None else self._admit(login, "")
+        with self.gate.attempts.one_at_a_time(self.address):  # (attempts.py says why)
+            locked = self.gate.attempts.locked_for(self.address)
+            if locked:
+                return self._locked(locked)
+            login = self._login_of(password)
+            return self._wrong() if login is None else self._admit(login, "")
 
     def member_login(self, password: str) -> Step:
         """A member's /login (a raw client; a browser's `login`): the operator password or the
@@ -269,17 +276,18 @@ class Conversation:
         if not self.cleartext_ok:
             text = f"The password was not checked: {self._not_encrypted(operator=True)}"
             return Step((self._problem("plain-login", text),), refusal="plain-login")
-        locked = self.gate.attempts.locked_for(self.address)
-        if locked:
-            return Step((self._problem("login-locked", self._lock_text(locked)),))
-        login = self._login_of(password)
-        if login in OPERATORS:
-            return self._admit(login, "")
-        if login == LOGIN_ROOM:
-            text = "That is the room's password; here /login takes the operator password."
-            return Step((self._problem("bad-login", text),))
-        wrong = self._wrong()
-        return Step(wrong.say, wrong.pause, wrong.refusal)
+        with self.gate.attempts.one_at_a_time(self.address):  # (attempts.py says why)
+            locked = self.gate.attempts.locked_for(self.address)
+            if locked:
+                return Step((self._problem("login-locked", self._lock_text(locked)),))
+            login = self._login_of(password)
+            if login in OPERATORS:
+                return self._admit(login, "")
+            if login == LOGIN_ROOM:
+                text = "That is the room's password; here /login takes the operator password."
+                return Step((self._problem("bad-login", text),))
+            wrong = self._wrong()
+            return Step(wrong.say, wrong.pause, wrong.refusal)
 
     def _login_of(self, password: str) -> str | None:
         """Whose secret a cleartext password is: an operator's first, then the room's."""
