@@ -97,15 +97,14 @@ def refusals(process: LanchatProcess, reason: str, count: int) -> None:
     assert seen == count
 
 
-class Recorder:
-    """A TCP forwarder on 127.0.0.1 between clients and the relay that keeps every byte the
-    clients send (what someone on the network could record)."""
+class Forwarder:
+    """A listener on 127.0.0.1 in front of the relay at `target`: each connection accepted is
+    handed to `_connected` (within 30 s); close() stops it and its pumps."""
 
     def __init__(self, target: int) -> None:
         self.target = target
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = int(self.listener.getsockname()[1])
-        self.sent = bytearray()
         self._stop = threading.Event()
         self._threads = [threading.Thread(target=self._accept, daemon=True)]
         self._threads[0].start()
@@ -113,13 +112,35 @@ class Recorder:
     def _accept(self) -> None:
         deadline = time.monotonic() + 30
         while not self._stop.is_set() and time.monotonic() < deadline:
-            if not select.select([self.listener], [], [], 0.05)[0]:
-                continue
-            client, _ = self.listener.accept()
-            server = socket.create_connection(("127.0.0.1", self.target), timeout=WAIT)
-            pump = threading.Thread(target=self._pump, args=(client, server), daemon=True)
-            self._threads.append(pump)
-            pump.start()
+            if select.select([self.listener], [], [], 0.05)[0]:
+                self._connected(self.listener.accept()[0])
+
+    def _connected(self, client: socket.socket) -> None:
+        raise NotImplementedError
+
+    def _start(self, target: Any, *args: Any) -> None:
+        pump = threading.Thread(target=target, args=args, daemon=True)
+        self._threads.append(pump)
+        pump.start()
+
+    def close(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(WAIT)
+        self.listener.close()
+
+
+class Recorder(Forwarder):
+    """A TCP forwarder between clients and the relay that keeps every byte the clients send
+    (what someone on the network could record)."""
+
+    def __init__(self, target: int) -> None:
+        self.sent = bytearray()
+        super().__init__(target)
+
+    def _connected(self, client: socket.socket) -> None:
+        server = socket.create_connection(("127.0.0.1", self.target), timeout=WAIT)
+        self._start(self._pump, client, server)
 
     def _pump(self, client: socket.socket, server: socket.socket) -> None:
         deadline = time.monotonic() + 30
@@ -134,12 +155,6 @@ class Recorder:
                         server.sendall(data)
                     else:
                         client.sendall(data)
-
-    def close(self) -> None:
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(WAIT)
-        self.listener.close()
 
 
 # --- lanchat clients ------------------------------------------------------------------------

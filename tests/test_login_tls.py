@@ -6,16 +6,14 @@ plain half is tests/test_login.py."""
 from __future__ import annotations
 
 import base64
-import select
 import socket
 import ssl
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-from test_login import ROOM_PW, Recorder, refusals
+from test_login import ROOM_PW, Forwarder, Recorder, refusals
 
 from conftest import WAIT, LanchatProcess, LineClient, Ncat, lanchat_env, run_lanchat
 from lanchat.errors import ExitCode
@@ -104,7 +102,7 @@ def test_ncat_ssl_logs_in_with_login_and_plain_ncat_is_told_to_use_it(
     plain.close()
 
 
-class Middle:
+class Middle(Forwarder):
     """A relay in the middle: it ends the client's TLS with a certificate of its own (a CA the
     client never heard of), opens its own TLS to the relay, and passes the plain text along."""
 
@@ -115,31 +113,19 @@ class Middle:
         self.client = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         self.client.check_hostname = False
         self.client.verify_mode = ssl.CERT_NONE
-        self.target = target
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = int(self.listener.getsockname()[1])
-        self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._accept, daemon=True)]
-        self._threads[0].start()
+        super().__init__(target)
 
-    def _accept(self) -> None:
-        deadline = time.monotonic() + 30
-        while not self._stop.is_set() and time.monotonic() < deadline:
-            if not select.select([self.listener], [], [], 0.05)[0]:
-                continue
-            raw, _ = self.listener.accept()
-            try:
-                near = self.server.wrap_socket(raw, server_side=True)
-                far = self.client.wrap_socket(
-                    socket.create_connection(("127.0.0.1", self.target), timeout=WAIT)
-                )
-            except (OSError, ssl.SSLError):
-                raw.close()
-                continue
-            for a, b in ((near, far), (far, near)):
-                pump = threading.Thread(target=self._pump, args=(a, b), daemon=True)
-                self._threads.append(pump)
-                pump.start()
+    def _connected(self, raw: socket.socket) -> None:
+        try:
+            near = self.server.wrap_socket(raw, server_side=True)
+            far = self.client.wrap_socket(
+                socket.create_connection(("127.0.0.1", self.target), timeout=WAIT)
+            )
+        except (OSError, ssl.SSLError):
+            raw.close()
+            return
+        self._start(self._pump, near, far)
+        self._start(self._pump, far, near)
 
     def _pump(self, source: ssl.SSLSocket, sink: ssl.SSLSocket) -> None:
         source.settimeout(0.05)
@@ -162,12 +148,6 @@ class Middle:
                 sock.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
-
-    def close(self) -> None:
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(WAIT)
-        self.listener.close()
 
 
 def test_a_relay_in_the_middle_with_its_own_certificate_fails_the_login(
