@@ -70,9 +70,11 @@ def run_line_client(
         finally:
             ended.set()
 
+    # Blocking before the receiver starts: the greeting wait's timeout (client._listen_first)
+    # must not reach its recv, or a server quiet for a second would look like a hang-up.
+    sock.settimeout(None)
     receiver = threading.Thread(target=receive, name="lanchat-receive", daemon=True)
     receiver.start()
-    sock.settimeout(None)
     input_left = False
     try:
         for line in lines if lines is not None else _prompted_lines(ended):

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from conftest import WAIT, LineClient, ncat_path
-from lanchat.client import Connection, HandshakeFailed
+from lanchat.client import GREETING_WAIT_SECONDS, Connection, HandshakeFailed
 from lanchat.errors import ExitCode
 from lanchat.protocol import Resume
 from lanchat.relay import Relay
@@ -307,3 +307,24 @@ def _read_until(stream: Any, text: str) -> list[str]:
     reader.join(WAIT)
     assert result, f"{text!r} never came; saw {lines}"
     return result[0]
+
+
+def test_a_server_quiet_after_its_greeting_is_still_heard(lanchat_process: Any) -> None:
+    """The wait for a greeting must not outlive it: a line server that greets, then says
+    nothing for longer than that wait, is still heard when it speaks again (the receiver once
+    inherited the greeting wait's timeout and took the silence for a hang-up)."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(WAIT)
+    port = int(listener.getsockname()[1])
+    join = lanchat_process("join", f"127.0.0.1:{port}", stdin=subprocess.PIPE)
+    conn, _ = listener.accept()
+    with listener, conn:
+        conn.sendall(b"<announce> welcome\n")
+        assert join.wait_line(lambda line: line == "<announce> welcome")
+        # A deliberate silence, longer than the greeting wait: the behaviour under test.
+        threading.Event().wait(GREETING_WAIT_SECONDS + 0.5)
+        conn.sendall(b"still here\n")
+        assert join.wait_line(lambda line: line == "still here")
+        join.proc.stdin.close()
+        assert join.proc.wait(WAIT) == ExitCode.OK
+    assert "Traceback" not in join.stderr()
