@@ -18,7 +18,13 @@ from scripts.benchkit.accounting import Accounting, Receiver
 from scripts.benchkit.payload import MARK, PayloadFormat, Verdict, frame, sender_id
 from scripts.benchkit.results import Load, percentile_ms
 from scripts.benchkit.runner import sender_phases
-from scripts.benchkit.servers import skipped_in_log, start_lanchat
+from scripts.benchkit.servers import (
+    BenchError,
+    build_nodelay_shim,
+    skipped_in_log,
+    start_lanchat,
+    start_ncat,
+)
 from scripts.benchkit.worker import WorkerConfig
 
 BENCH = ROOT / "scripts" / "bench"
@@ -333,6 +339,76 @@ def test_vs_ncat_alternates_and_prints_ratios() -> None:
     pair = out["pair_ratios"]["ncat"]["deliveries_per_s"]
     assert pair["runs"] == 1
     assert pair["median"] == pytest.approx(run_l["deliveries_per_s"] / run_n["deliveries_per_s"])
+
+
+def _accepted_nodelay(pid: int, port: int) -> int:
+    """TCP_NODELAY on the connection process `pid` accepted on `port` (copies of its sockets,
+    taken with pidfd_getfd(2), which a parent may do to its child)."""
+    import ctypes
+    import stat
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    pidfd = os.pidfd_open(pid)
+    try:
+        for name in os.listdir(f"/proc/{pid}/fd"):
+            fd = libc.syscall(438, pidfd, int(name), 0)  # SYS_pidfd_getfd (x86-64 and arm64)
+            if fd < 0:
+                if ctypes.get_errno() == 1:  # EPERM
+                    pytest.skip("pidfd_getfd is not permitted here (ptrace restrictions)")
+                continue
+            if not stat.S_ISSOCK(os.fstat(fd).st_mode):
+                os.close(fd)
+                continue
+            with socket.socket(fileno=fd) as copy:
+                if copy.family != socket.AF_INET or copy.type != socket.SOCK_STREAM:
+                    continue
+                try:
+                    copy.getpeername()
+                except OSError:
+                    continue  # the listener
+                if copy.getsockname()[1] == port:
+                    return copy.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+    finally:
+        os.close(pidfd)
+    raise AssertionError(f"no accepted connection on port {port} in process {pid}")
+
+
+@pytest.mark.ncat
+@needs_ncat
+@pytest.mark.skipif(not hasattr(os, "pidfd_open"), reason="needs Linux's pidfd_open")
+def test_the_nodelay_shim_sets_tcp_nodelay_on_what_ncat_accepts(tmp_path: Path) -> None:
+    """ncat-nodelay is ncat with TCP_NODELAY on its connections, and plain ncat has it off:
+    what `--vs ncat-nodelay` compares (docs/performance.md)."""
+    try:
+        shim = build_nodelay_shim(tmp_path)
+    except BenchError as e:
+        pytest.skip(str(e))
+    seen: dict[str, int] = {}
+    for preload in (None, shim):
+        server = start_ncat(preload=preload)
+        try:
+            with socket.create_connection((server.host, server.port), timeout=WAIT) as client:
+                client.recv(100)  # ncat --chat's greeting: the connection is accepted
+                seen[server.name] = _accepted_nodelay(server.pid or 0, server.port)
+        finally:
+            server.stop()
+    assert seen == {"ncat": 0, "ncat-nodelay": 1}
+
+
+@pytest.mark.ncat
+@needs_ncat
+def test_vs_both_ncats_and_quiet_alternates_all_four(tmp_path: Path) -> None:
+    try:
+        build_nodelay_shim(tmp_path)  # (here only: whether it can be built)
+    except BenchError as e:
+        pytest.skip(str(e))
+    out = run_bench("--vs", "ncat+ncat-nodelay+quiet", "--runs", "1", *SMALL)
+    order = [r["server"] for r in out["runs"]]
+    assert order == ["lanchat", "ncat", "ncat-nodelay", "lanchat-quiet"]
+    for run in out["runs"]:
+        assert_clean(run)
+    assert set(out["pair_ratios"]) == {"ncat", "ncat-nodelay", "lanchat-quiet"}
+    assert "ready_s" not in out["pair_ratios"]["ncat-nodelay"]  # its connects are paced
 
 
 def test_vs_quiet_alternates_lanchat_with_and_without_its_log() -> None:

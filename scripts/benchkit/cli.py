@@ -23,6 +23,7 @@ from .servers import (
     PROJECT_ROOT,
     BenchError,
     Server,
+    build_nodelay_shim,
     external_server,
     find_ncat,
     make_certificate,
@@ -32,7 +33,16 @@ from .servers import (
 )
 
 # --vs: the servers lanchat (as the README starts it) is compared with in one invocation.
-VERSUS = {"ncat": ["ncat"], "quiet": ["lanchat-quiet"], "ncat+quiet": ["ncat", "lanchat-quiet"]}
+# ncat-nodelay: ncat with TCP_NODELAY on its connections (nodelay.c), the same C relay sending
+# each line when it has it, as lanchat does (docs/performance.md, "What ncat does...").
+VERSUS = {
+    "ncat": ["ncat"],
+    "ncat-nodelay": ["ncat-nodelay"],
+    "quiet": ["lanchat-quiet"],
+    "ncat+quiet": ["ncat", "lanchat-quiet"],
+    "ncat+ncat-nodelay+quiet": ["ncat", "ncat-nodelay", "lanchat-quiet"],
+}
+NCATS = ("ncat", "ncat-nodelay")
 MAX_CLIENTS = 60_000  # sender ids have 4 hex digits, and ports run out near 64k anyway
 AUTO_PROCS_FROM = 50  # clients from which (with K > 1) the default is a process per core
 MAX_AUTO_PROCS = 4  # ... up to this many: the server needs cores too
@@ -47,6 +57,7 @@ examples:
   scripts/bench --address 127.0.0.1:7420 --pid 1234 --clients 50
   scripts/bench --server lanchat --backplane --relays 4 --clients 100 --senders 10
   scripts/bench --vs ncat --tls --connect-only --clients 1000   # TLS handshakes
+  scripts/bench --vs ncat-nodelay --mode rate --rate 100 --clients 100 --senders 10
 
 "window" mode: a sender keeps at most W lines outstanding; a line is outstanding until every
 other client (whichever generator process holds it) has received it, intact or damaged.
@@ -97,13 +108,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     target = p.add_mutually_exclusive_group()
     target.add_argument(
-        "--server", choices=("lanchat", "ncat"), help="run against one fresh server"
+        "--server", choices=("lanchat", *NCATS), help="run against one fresh server"
     )
     target.add_argument(
         "--vs",
         choices=tuple(VERSUS),
-        help="alternate fresh lanchat runs with ncat's, with lanchat --quiet's (its log off), "
-        "or with both",
+        help="alternate fresh lanchat runs with ncat's, with ncat's with TCP_NODELAY set "
+        "(ncat-nodelay: a C compiler builds its shim), with lanchat --quiet's (its log off), "
+        "or with several",
     )
     target.add_argument("--address", metavar="HOST:PORT", help="an already running relay")
     p.add_argument("--pid", type=int, help="with --address: its process, for /proc figures")
@@ -216,12 +228,12 @@ def make_load(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Load
         parser.error("--warmup cannot be negative")
     if args.pid is not None and args.address is None:
         parser.error("--pid goes with --address")
-    if args.kind != "raw" and args.server == "ncat":
-        parser.error("ncat speaks raw lines only: use --kind raw with --server ncat")
+    if args.kind != "raw" and args.server in NCATS:
+        parser.error(f"ncat speaks raw lines only: use --kind raw with --server {args.server}")
     if args.relays > 1 and not args.backplane:
         parser.error("--relays goes with --backplane")
-    if args.backplane and (args.server == "ncat" or args.address):
-        parser.error("--backplane starts lanchat relays: not with --server ncat or --address")
+    if args.backplane and (args.server in NCATS or args.address):
+        parser.error("--backplane starts lanchat relays: not with an ncat --server or --address")
     if args.procs is not None and args.shape != "split":
         parser.error(f"--procs goes with --shape split (--shape {args.shape} decides it)")
     if args.shape == "pooled" and k >= n:
@@ -273,11 +285,12 @@ def plan_runs(args: argparse.Namespace) -> list[str]:
     return [name] * (args.runs or 1)
 
 
-def _start(name: str, args: argparse.Namespace, tls: Path | None) -> Server:
+def _start(name: str, args: argparse.Namespace, tls: Path | None, shim: Path | None) -> Server:
     """A fresh server called ``name`` (or the external one); with ``tls`` (a directory for
-    the keys), one that takes TLS."""
-    if name == "ncat":
-        return start_ncat(args.ncat, make_certificate(tls / "ncat") if tls else None)
+    the keys), one that takes TLS; ``shim``: ncat-nodelay's (build_nodelay_shim)."""
+    if name in NCATS:
+        preload = shim if name == "ncat-nodelay" else None
+        return start_ncat(args.ncat, make_certificate(tls / name) if tls else None, preload)
     if name in ("lanchat", "lanchat-quiet"):
         options = [*args.lanchat_option, *(["--quiet"] if name == "lanchat-quiet" else [])]
         config = tls / "lanchat" if tls else None
@@ -297,20 +310,24 @@ def execute(args: argparse.Namespace, load: Load) -> list[RunResult]:
     """Every planned run, each against a fresh server that is stopped afterwards."""
     results: list[RunResult] = []
     order = plan_runs(args)
-    if "ncat" in order:
-        find_ncat(args.ncat)  # before anything starts: a missing ncat is a one-line error
     counts: dict[str, int] = {}
-    # --tls: the servers' keys live here for the series, never in the user's config directory
-    with tempfile.TemporaryDirectory(prefix="bench-tls-") as keys:
+    # --tls: the servers' keys live here for the series, never in the user's config directory;
+    # so does ncat-nodelay's shim.
+    with tempfile.TemporaryDirectory(prefix="bench-") as scratch:
+        # Before anything starts: a missing ncat or compiler is a one-line error.
+        if any(name in NCATS for name in order):
+            find_ncat(args.ncat)
+        shim = build_nodelay_shim(Path(scratch)) if "ncat-nodelay" in order else None
+        keys = Path(scratch) / "tls"
         for step, name in enumerate(order, 1):
             counts[name] = counts.get(name, 0) + 1
-            kind = "raw" if name == "ncat" else load.kind
+            kind = "raw" if name in NCATS else load.kind
             progress(f"[{step}/{len(order)}] {name} #{counts[name]}: {describe(load, kind)}")
             if args.wait_quiet > 0 and procfs.wait_quiet(args.wait_quiet) is None:
                 progress(
                     f"    the machine was not idle within {args.wait_quiet:g} s; running anyway"
                 )
-            server = _start(name, args, Path(keys) if load.tls else None)
+            server = _start(name, args, keys if load.tls else None, shim)
             try:
                 result = run_once(server, load, kind, counts[name], args.seed)
             finally:
@@ -354,22 +371,25 @@ def compare(
         for s in servers
         if s != "lanchat" and ours
     }
-    if "lanchat" not in summaries or "ncat" not in summaries:
-        return summaries, None, pairs, []
-    compared = ratios(summaries["lanchat"], summaries["ncat"])
+    # Different connect procedures (ncat's connects are paced): those times are not divided.
     windows = {r.server: r.connect_window for r in results}
-    if windows["lanchat"] == windows["ncat"]:
-        return summaries, compared, pairs, []
-    # Different connect procedures: their times are not to be divided.
-    for key in ("connect_s", "ready_s"):
-        if key in compared:
-            compared[key] = None
-        pairs["ncat"].pop(key, None)
-    note = (
-        f"connect and ready times are not compared: {_pacing(windows['lanchat'])} for lanchat, "
-        f"{_pacing(windows['ncat'])} for ncat (--connect-window)"
-    )
-    return summaries, compared, pairs, [note]
+    notes: list[str] = []
+    for other, spreads in pairs.items():
+        if windows[other] != windows["lanchat"]:
+            for key in ("connect_s", "ready_s"):
+                spreads.pop(key, None)
+            notes.append(
+                f"connect and ready times are not compared: {_pacing(windows['lanchat'])} for "
+                f"lanchat, {_pacing(windows[other])} for {other} (--connect-window)"
+            )
+    if "lanchat" not in summaries or "ncat" not in summaries:
+        return summaries, None, pairs, notes
+    compared = ratios(summaries["lanchat"], summaries["ncat"])
+    if windows["lanchat"] != windows["ncat"]:
+        for key in ("connect_s", "ready_s"):
+            if key in compared:
+                compared[key] = None
+    return summaries, compared, pairs, notes
 
 
 def _pacing(window: int) -> str:

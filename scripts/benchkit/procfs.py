@@ -179,3 +179,25 @@ class Interval:
         if self.machine_busy is not None and self.machine_busy >= SATURATED:
             return "cpu"
         return "pace"
+
+
+def listening(pid: int, port: int) -> bool:
+    """Whether process ``pid`` holds a TCP socket listening on ``port`` (from /proc, without
+    connecting: ncat --chat can quit over a probe that connected and went, see servers.py)."""
+    try:
+        links = [os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")]
+    except OSError:
+        return False  # gone, or a descriptor closed while we looked: ask again
+    inodes = {link[len("socket:[") : -1] for link in links if link.startswith("socket:[")}
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as f:
+                rows = f.read().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            fields = row.split()  # sl, local address, remote address, state, ..., inode
+            local, state, inode = fields[1], fields[3], fields[9]
+            if state == "0A" and int(local.rsplit(":", 1)[1], 16) == port and inode in inodes:
+                return True
+    return False

@@ -163,7 +163,7 @@ def connect_window_for(server: str, load: Load) -> int:
     """
     if load.connect_window is not None:
         return load.connect_window
-    return NCAT_CONNECT_WINDOW if server == "ncat" else 0
+    return NCAT_CONNECT_WINDOW if server.startswith("ncat") else 0
 
 
 def sender_phases(load: Load, seed: int, run: int) -> tuple[float, ...] | None:

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+from . import procfs
+
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 HOST = "127.0.0.1"
 # The command that starts lanchat's relay as the README starts it, its log on (a line per event,
@@ -50,7 +52,7 @@ class BenchError(Exception):
 class Server:
     """A relay under test and, if the benchmark started it, its process."""
 
-    name: str  # lanchat | ncat | external
+    name: str  # lanchat | lanchat-quiet | ncat | ncat-nodelay | redis | external
     host: str
     port: int
     pid: int | None = None
@@ -211,11 +213,39 @@ def make_certificate(directory: Path) -> tuple[Path, Path]:
     return directory / "certificate.pem", directory / "key.pem"
 
 
-def start_ncat(ncat: str = "ncat", tls: tuple[Path, Path] | None = None) -> Server:
+def build_nodelay_shim(directory: Path) -> Path:
+    """The TCP_NODELAY shim (nodelay.c beside this file) compiled into ``directory``, for
+    ``start_ncat(preload=...)``; BenchError, in one line, when it cannot be built."""
+    compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+    if compiler is None or not sys.platform.startswith("linux"):
+        raise BenchError(
+            "ncat-nodelay needs Linux and a C compiler for its TCP_NODELAY shim "
+            "(scripts/benchkit/nodelay.c): apt install gcc, or leave ncat-nodelay out"
+        )
+    shim = directory / "nodelay.so"
+    source = Path(__file__).with_name("nodelay.c")
+    built = subprocess.run(
+        [compiler, "-shared", "-fPIC", "-O2", "-o", str(shim), str(source), "-ldl"],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=START_TIMEOUT * 3,
+    )
+    if built.returncode != 0:
+        said = built.stderr.strip().splitlines()[-1:] or ["no message"]
+        raise BenchError(f"could not build the TCP_NODELAY shim with {compiler}: {said[0]}")
+    return shim
+
+
+def start_ncat(
+    ncat: str = "ncat", tls: tuple[Path, Path] | None = None, preload: Path | None = None
+) -> Server:
     """A fresh ``ncat --chat`` on a free loopback port, accepting connections (``--ssl`` with
-    the certificate and key ``tls``, when given)."""
+    the certificate and key ``tls``, when given). ``preload``: the TCP_NODELAY shim
+    (build_nodelay_shim), making it the server called ncat-nodelay."""
     exe = find_ncat(ncat)
     ssl = ["--ssl", "--ssl-cert", str(tls[0]), "--ssl-key", str(tls[1])] if tls else []
+    env = {**os.environ, "LD_PRELOAD": str(preload)} if preload else None
     for _ in range(PORT_ATTEMPTS):
         port = _free_port(HOST)
         proc = subprocess.Popen(
@@ -223,9 +253,10 @@ def start_ncat(ncat: str = "ncat", tls: tuple[Path, Path] | None = None) -> Serv
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
+            env=env,
             start_new_session=True,  # Ctrl-C reaches the benchmark, which stops it in order
         )
-        server = Server("ncat", HOST, port, proc.pid, proc)
+        server = Server("ncat-nodelay" if preload else "ncat", HOST, port, proc.pid, proc)
         _unblock(server)
         if _accepting(server):
             return server
@@ -350,11 +381,18 @@ def external_server(address: str, pid: int | None) -> Server:
 
 def _accepting(server: Server) -> bool:
     """Whether a server just started accepts connections within START_TIMEOUT (False: it exited
-    first, or took too long)."""
+    first, or took too long).
+
+    ncat is asked through /proc, not with a connection: ncat --chat announces each newcomer
+    with everyone's address, and quits ("getpeername ... failed. QUITTING.") when a probe that
+    connected and closed has not been reaped yet (its greeting made the probe's end reset)."""
     proc = server.proc
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline and proc is not None and proc.poll() is None:
-        if _accepts(server.host, server.port):
+        if server.name.startswith("ncat"):
+            if procfs.listening(proc.pid, server.port):
+                return True
+        elif _accepts(server.host, server.port):
             return True
         with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(0.02)  # a pause that also notices an early exit
