@@ -429,7 +429,7 @@ class Connection:
             operator = credentials is not None and credentials.operator
             software = f"lanchat {__version__}"
             hello = Hello(PROTOCOL_VERSION, name, exact, software, resume, login=operator)
-            sock.sendall(encode_request(hello))
+            _send_then_listen(sock, encode_request(hello))
             wait = min(timeout, HELLO_ANSWER_SECONDS) if listen_first else timeout
             try:
                 conn = cls._handshake(
@@ -513,16 +513,17 @@ class Connection:
                 f"{scram.mechanism}: someone may be in between, or the relay is too new or old.",
                 "Check that this is the relay you mean; update lanchat on one side.",
             )
-        sock.sendall(encode_request(Login(scram.mechanism, scram.first())))
+        _send_then_listen(sock, encode_request(Login(scram.mechanism, scram.first())))
 
         def challenged(frames: list[ServerFrame]) -> LoginChallenge | None:
             return next((f for f in frames if isinstance(f, LoginChallenge)), None)
 
         challenge = _await_answer(sock, where, timeout, decoder, challenged)
         try:
-            sock.sendall(encode_request(Login(data=scram.final(challenge.data))))
+            final = scram.final(challenge.data)
         except ScramError as e:
             raise _login_failed(where, e.code, e.message) from None
+        _send_then_listen(sock, encode_request(Login(data=final)))
         verified: list[bool] = []
 
         def greeted_after_login(frames: list[ServerFrame]) -> Connection | None:
@@ -748,6 +749,17 @@ def _secure(
         ) from None
     key = secured.fingerprint
     return secured, key, check_server_key(where, key, options.expect, known)
+
+
+def _send_then_listen(sock: socket.socket, data: bytes) -> None:
+    """Send a step of the handshake. When the server has closed or reset the connection (a
+    relay stopping or restarting as we reconnect, a refusal at accept), say nothing here: what
+    it said before it went, and that it went, are read next (_await_answer), and become the
+    refusal or the HandshakeFailed that reconnect() retries, not a bare OSError."""
+    try:
+        sock.sendall(data)
+    except OSError:
+        pass
 
 
 def _listen_first(sock: socket.socket, host: str, port: int, seconds: float) -> bytes | None:

@@ -651,3 +651,52 @@ def test_lines_without_a_login_are_answered_then_hung_up_on(
     assert lines[-1] == f"! {MAX_LOGIN_LINES} lines and no login; goodbye."
     refusals(process, "no-login", 1)
     chatty.close()
+
+
+def test_a_reset_during_the_login_is_a_dropped_handshake_that_reconnect_retries() -> None:
+    """A relay that stops or restarts while a client reconnects can reset the connection
+    between two steps of the handshake. The client's next send then failed with a bare
+    ConnectionResetError, which reconnect() did not retry: join's receive thread died with a
+    traceback and never reconnected. Here a server asks for a login, then resets."""
+    from lanchat.client import Connection, Credentials, HandshakeFailed, reconnect
+    from lanchat.protocol.events import LoginNeeded, encode_json
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(WAIT)
+    port = int(listener.getsockname()[1])
+
+    def ask_then_reset(times: int) -> None:
+        for _ in range(times):
+            conn, _ = listener.accept()
+            conn.settimeout(WAIT)
+            hello = b""
+            while not hello.endswith(b"\n"):
+                hello += conn.recv(4096) or b"\n"
+            conn.sendall(encode_json(LoginNeeded(0, 0.0, ("SCRAM-SHA-256",), False, "log in")))
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\1\0\0\0\0\0\0\0")  # RST
+            conn.close()
+
+    server = threading.Thread(target=ask_then_reset, args=(2,))
+    server.start()
+    credentials = Credentials(LOGIN_ROOM, ROOM_PW)
+    try:
+        with pytest.raises(HandshakeFailed) as failed:
+            Connection.open("127.0.0.1", port, name="kim", credentials=credentials, timeout=WAIT)
+        assert failed.value.kind == "dropped"
+        stop, waits = threading.Event(), []
+
+        def waiting(delay: float, error: Exception) -> None:
+            waits.append(error)
+            stop.set()  # one retry is enough to show it is retried
+
+        opened = reconnect(
+            lambda: Connection.open(
+                "127.0.0.1", port, name="kim", credentials=credentials, timeout=WAIT
+            ),
+            stop=stop,
+            on_wait=waiting,
+        )
+        assert opened is None and len(waits) == 1 and isinstance(waits[0], HandshakeFailed)
+    finally:
+        server.join(WAIT)
+        listener.close()
