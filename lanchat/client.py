@@ -578,7 +578,9 @@ class Connection:
                     pinged = True
                     self._ping()
                     continue
-                data = self.sock.recv(65536)
+                data = self._recv_ready()
+            except BlockingIOError:
+                continue  # part of a TLS record: wait for the rest like for anything else
             except (OSError, ValueError):  # ValueError: closed meanwhile (select on fd -1)
                 return
             if not data:
@@ -591,6 +593,13 @@ class Connection:
                     self._ready.append(parse_event(line))
                 except FrameError:
                     continue  # a frame from a newer server we do not know: skip it
+
+    def _recv_ready(self) -> bytes:
+        """What a readable socket holds, without waiting for more (over TLS: BlockingIOError
+        while a record is incomplete)."""
+        if isinstance(self.sock, TlsSocket):
+            return self.sock.recv(65536, wait=False)
+        return self.sock.recv(65536)
 
     def _buffered(self) -> bool:
         pending = getattr(self.sock, "pending", None)

@@ -5,9 +5,15 @@ in a config directory of the client's own (known_servers)."""
 from __future__ import annotations
 
 import json
+import select
+import socket
 import subprocess
+import threading
+import time
 from pathlib import Path
 from typing import Any
+
+from test_login import Forwarder
 
 from conftest import WAIT, LanchatProcess, Ncat, free_port, lanchat_env, run_lanchat
 from lanchat.errors import ExitCode
@@ -216,3 +222,64 @@ def test_a_scripted_join_reconnects_over_tls_and_stops_at_a_new_key(
     serve_tls(lanchat_process, tmp_path / "impostor", "--port", str(port))
     assert ana.proc.wait(20) == ExitCode.SERVER_KEY
     assert "presented a different key than the one pinned" in ana.stderr()
+
+
+class Cutter(Forwarder):
+    """Between clients and the relay: forwards both ways until `cut` is set, then half of the
+    relay's next chunk and nothing more, the connections left open (a PC switched off in the
+    middle of a burst: no FIN, no reset, the rest of a TLS record never comes)."""
+
+    def __init__(self, target: int) -> None:
+        self.cut, self.done = threading.Event(), threading.Event()
+        super().__init__(target)
+
+    def _connected(self, client: socket.socket) -> None:
+        server = socket.create_connection(("127.0.0.1", self.target), timeout=WAIT)
+        self._start(self._pump, client, server)
+
+    def _pump(self, client: socket.socket, server: socket.socket) -> None:
+        deadline = time.monotonic() + 30
+        with client, server:
+            while not self._stop.is_set() and time.monotonic() < deadline:
+                for ready in select.select([client, server], [], [], 0.05)[0]:
+                    data = ready.recv(65536)
+                    if not data:
+                        return
+                    if self.done.is_set():
+                        continue  # gone quiet: what either side says goes nowhere
+                    if ready is client:
+                        server.sendall(data)
+                    elif self.cut.is_set():
+                        client.sendall(data[: len(data) // 2])
+                        self.done.set()
+                    else:
+                        client.sendall(data)
+
+
+def test_a_tls_join_notices_a_server_gone_in_the_middle_of_a_record(
+    lanchat_process: Any, tmp_path: Path
+) -> None:
+    """Over TLS, join read with a blocking recv() after select(): when the half of a record had
+    come and the rest never would, it waited for ever, its keepalive never ran, and the chat
+    looked connected while it was dead. Now it gives up after --keepalive, as over plain TCP
+    (tests/test_cli.py, test_scripted_join_notices_a_dead_server_and_exits_4)."""
+    _, port, listening = serve_tls(lanchat_process, tmp_path / "server")
+    cutter = Cutter(port)
+    try:
+        join = lanchat_process(
+            "join", f"127.0.0.1:{cutter.port}", "--name", "kim",
+            "--fingerprint", listening["tls"]["fingerprint"],
+            "--keepalive", "2", "--reconnect", "0",
+            stdin=subprocess.PIPE, env=env_for(tmp_path / "kim"),
+        )  # fmt: skip
+        join.wait_line("* Welcome")
+        cutter.cut.set()
+        join.proc.stdin.write("x" * 2000 + "\n")  # comes back as one record of ~2 KB
+        join.proc.stdin.flush()
+        assert cutter.done.wait(WAIT)
+        assert join.proc.wait(4 * WAIT) == ExitCode.UNREACHABLE  # its input still open
+        stderr = join.stderr()
+        assert "the connection was lost before we were done" in stderr
+        assert "Traceback" not in stderr
+    finally:
+        cutter.close()

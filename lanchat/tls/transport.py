@@ -156,11 +156,18 @@ class TlsSocket:
 
     # --- receiving (the reader thread) ----------------------------------------------------------
 
-    def recv(self, size: int) -> bytes:
+    def recv(self, size: int, *, wait: bool = True) -> bytes:
         """Up to `size` bytes of plaintext, waiting for them (settimeout: TimeoutError when
-        none came in time); b"" when the peer has closed."""
+        none came in time); b"" when the peer has closed.
+
+        `wait` False, for a caller whose select() said the socket is readable: one read of the
+        raw socket at most, then BlockingIOError when it brought no whole record. A plain
+        socket's recv() after select() never blocks; without this, a record cut short by a peer
+        that then went silent (a PC switched off mid-burst) would hold the caller, and its
+        keepalive, for ever (client.Connection.frames)."""
         timeout = self._timeout
         deadline = None if not timeout else time.monotonic() + timeout
+        read_once = False
         while True:
             with self._lock:
                 data = self._read(size)
@@ -169,8 +176,11 @@ class TlsSocket:
                 self._send_output(out)
             if data is not None:
                 return data
+            if read_once and not wait:
+                raise BlockingIOError(errno.EAGAIN, "no whole TLS record yet")
             if deadline is not None and not _wait(self._sock, deadline - time.monotonic()):
                 raise TimeoutError("timed out")
+            read_once = True
             chunk = self._sock.recv(max(size, RAW_RECV_MIN))
             with self._lock:
                 if chunk:
