@@ -443,7 +443,10 @@ class Connection:
                 )
             except HandshakeFailed as e:
                 if listen_first and e.kind in ("foreign", "silent"):
-                    raise LineServer(sock, host, port, e.said, hello_sent=True) from None
+                    # What it said first (the greeting that looked like a relay's) is shown
+                    # too, before what it said after our hello.
+                    first_words = (said or b"") + e.said
+                    raise LineServer(sock, host, port, first_words, hello_sent=True) from None
                 raise
         except LineServer:
             raise

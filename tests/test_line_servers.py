@@ -328,3 +328,23 @@ def test_a_server_quiet_after_its_greeting_is_still_heard(lanchat_process: Any) 
         join.proc.stdin.close()
         assert join.proc.wait(WAIT) == ExitCode.OK
     assert "Traceback" not in join.stderr()
+
+
+def test_a_server_that_greets_like_a_relay_but_is_none_has_its_greeting_shown(
+    talker: Any, lanchat_process: Any
+) -> None:
+    """A line server whose greeting looks like a relay's gets lanchat's hello, and when it does
+    not answer as a relay, join goes on as a line client: the greeting it read is shown too
+    (it used to be dropped)."""
+    server = talker(b"* Welcome to lobby, guest-1.\n")
+    join = lanchat_process("join", f"127.0.0.1:{server.port}", stdin=subprocess.PIPE)
+    assert join.wait_line(lambda line: line == "* Welcome to lobby, guest-1.")
+    join.proc.stdin.write("hello, not a relay\n")
+    join.proc.stdin.close()
+    assert join.proc.wait(WAIT) == ExitCode.OK
+    assert server.done.wait(WAIT)
+    hello, typed = server.received.split(b"\n", 1)
+    assert json.loads(hello)["type"] == "hello" and typed == b"hello, not a relay\n"
+    err = join.stderr()
+    assert "It greeted like a relay, so it received lanchat's hello" in err
+    assert "Traceback" not in err
