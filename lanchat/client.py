@@ -625,6 +625,16 @@ class Connection:
         finally:
             self._send_lock.release()
 
+    def hang_up(self) -> None:
+        """Tell the server we are gone (a FIN) without closing the socket, which another thread
+        may still be using: a relay frozen for a while and then back frees our name at once,
+        instead of refusing our reconnect with "That name is taken" for as long as the old
+        connection stays open."""
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
     def close(self) -> None:
         try:
             self.sock.shutdown(socket.SHUT_RDWR)

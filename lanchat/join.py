@@ -210,6 +210,7 @@ def run_scripted(
                 if reason in FINAL_GOODBYES or reconnect_for <= 0 or open_again is None:
                     return
                 err.print(f"* Connection lost; reconnecting (for up to {reconnect_for:g} s)...")
+                current.hang_up()  # before reconnecting: the relay lets our name go
                 try:
                     new = session.reconnect(
                         stop=ended,
@@ -388,6 +389,7 @@ def run_interactive(first: Connection, open_again: Opener) -> int:
                 if leaving.is_set() or reason in FINAL_GOODBYES:
                     return
                 say(notice("* Connection to the server lost. Reconnecting...", "bold yellow"))
+                conn.hang_up()  # before reconnecting: the relay lets our name go
                 try:
                     new = session.reconnect(
                         stop=leaving,

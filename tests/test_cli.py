@@ -520,6 +520,41 @@ def test_scripted_join_notices_a_dead_server_and_exits_4(server: Any, lanchat_pr
     assert "Traceback" not in stderr
 
 
+def test_a_named_join_gets_back_in_after_the_relay_was_frozen(
+    server: Any, lanchat_process: Any
+) -> None:
+    """A relay frozen longer than the client's keepalive (SIGSTOP here; a server PC that hung
+    for a while), then back. join reconnected while its old connection stayed open, so the
+    thawed relay still gave that connection the name: "That name is taken" until --reconnect
+    ran out. join now hangs up the old connection before reconnecting."""
+    serve, port = server
+    join = lanchat_process(
+        "join", f"127.0.0.1:{port}", "--name", "alice", "--keepalive", "2", "--reconnect", "60",
+        stdin=subprocess.PIPE,
+    )  # fmt: skip
+    join.wait_line("* Welcome")
+    serve.wait_json(lambda e: e.get("event") == "join" and e["name"] == "alice")
+    first = {c.laddr.port for c in psutil.Process(join.proc.pid).net_connections("tcp")}
+    os.kill(serve.proc.pid, signal.SIGSTOP)
+    try:
+        # join's keepalive gives up on the silent relay, and a new connection (the kernel
+        # accepts it for the frozen relay) shows it is reconnecting.
+        deadline = time.monotonic() + 4 * WAIT
+        while (
+            not {c.laddr.port for c in psutil.Process(join.proc.pid).net_connections("tcp")} - first
+        ):
+            assert time.monotonic() < deadline, "join did not start reconnecting"
+            threading.Event().wait(0.05)  # polling /proc: there is no event to wait on
+    finally:
+        os.kill(serve.proc.pid, signal.SIGCONT)
+    serve.wait_json(lambda e: e.get("event") == "join" and e["name"] == "alice", timeout=6 * WAIT)
+    join.proc.stdin.write("back again\n")
+    join.proc.stdin.close()
+    join.wait_line("<alice> back again")
+    assert join.proc.wait(WAIT) == ExitCode.OK
+    assert "Traceback" not in join.stderr()
+
+
 def test_scripted_join_keepalive_pings_are_not_shown(relay: Relay, lanchat_process: Any) -> None:
     join = lanchat_process(
         "join", f"127.0.0.1:{relay.address[1]}", "--json", "--name", "pinger",
