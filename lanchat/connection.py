@@ -298,6 +298,7 @@ class Connection:
         recv = sock.recv
         pending = getattr(sock, "pending", None)  # a TLS session's (lanchat/tls/transport.py)
         size = RECV_BYTES
+        dropped = False  # the relay is stopping and left some of our lines unrelayed
         while True:
             try:
                 if SEND_FLAGS == 0 and not (pending is not None and pending()):
@@ -310,8 +311,11 @@ class Connection:
             if not data:
                 return "closed"
             size = RECV_BUSY_BYTES if len(data) == size else RECV_BYTES
-            if client.close_reason is not None:
-                continue  # hanging up: drain what still arrives so the close stays graceful
+            if client.close_reason is not None or dropped:
+                # Hanging up: drain what still arrives so the close stays graceful. Or the relay
+                # is stopping and dropped some of this client's lines (paced): a later line must
+                # not overtake them (the client sends them again after it resumes).
+                continue
             if not client.bytes_in and self.policy.tls is not None and data[:1] == TLS_RECORD:
                 # A ClientHello after the plain greeting (later than FIRST_BYTE_SECONDS): too
                 # late for TLS, and never a chat line. The client sees its handshake fail.
@@ -331,7 +335,7 @@ class Connection:
                     lines = lines[1:]
                     self.hub.upgrade(client, hello)
             if self.policy.max_rate:
-                self._hand_over_paced(lines, to_items)
+                dropped = not self._hand_over_paced(lines, to_items)
             else:
                 self._hand_over(to_items(lines))
 
@@ -344,9 +348,10 @@ class Connection:
         if items:
             self.hub.handle(self.client, items)
 
-    def _hand_over_paced(self, lines: Lines, to_items: ToItems) -> None:
+    def _hand_over_paced(self, lines: Lines, to_items: ToItems) -> bool:
         """Hand lines over at most a burst at a time, waiting (and so not reading) while the
-        client is over its rate: TCP back-pressure does the rest."""
+        client is over its rate: TCP back-pressure does the rest. False: the relay began to
+        stop meanwhile, and some of the lines were not handed over."""
         rate, burst = self.policy.max_rate, self.policy.burst
         done = 0
         while done < len(lines):
@@ -355,12 +360,13 @@ class Connection:
             self._refilled = now
             if self._tokens < 1:
                 if self.policy.stopping.wait((1 - self._tokens) / rate):
-                    return  # the relay is stopping: what is left is not relayed
+                    return False  # the relay is stopping: what is left is not relayed
                 continue
             count = min(len(lines) - done, int(self._tokens))
             self._tokens -= count
             self._hand_over(to_items(lines[done : done + count]))
             done += count
+        return True
 
     # --- logging in: before joining, and a member's /login -----------------------------------
 
