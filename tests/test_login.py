@@ -99,7 +99,8 @@ def refusals(process: LanchatProcess, reason: str, count: int) -> None:
 
 class Forwarder:
     """A listener on 127.0.0.1 in front of the relay at `target`: each connection accepted is
-    handed to `_connected` (within 30 s); close() stops it and its pumps."""
+    joined to one of its own to the relay, and every chunk either side sends goes through
+    `_forward` (within 30 s); close() stops it and its pumps."""
 
     def __init__(self, target: int) -> None:
         self.target = target
@@ -116,7 +117,23 @@ class Forwarder:
                 self._connected(self.listener.accept()[0])
 
     def _connected(self, client: socket.socket) -> None:
-        raise NotImplementedError
+        server = socket.create_connection(("127.0.0.1", self.target), timeout=WAIT)
+        self._start(self._pump, client, server)
+
+    def _pump(self, client: socket.socket, server: socket.socket) -> None:
+        deadline = time.monotonic() + 30
+        with client, server:
+            while not self._stop.is_set() and time.monotonic() < deadline:
+                for ready in select.select([client, server], [], [], 0.05)[0]:
+                    data = ready.recv(65536)
+                    if not data:
+                        return
+                    self._forward(data, client, server, from_client=ready is client)
+
+    def _forward(
+        self, data: bytes, client: socket.socket, server: socket.socket, *, from_client: bool
+    ) -> None:
+        (server if from_client else client).sendall(data)
 
     def _start(self, target: Any, *args: Any) -> None:
         pump = threading.Thread(target=target, args=args, daemon=True)
@@ -138,23 +155,12 @@ class Recorder(Forwarder):
         self.sent = bytearray()
         super().__init__(target)
 
-    def _connected(self, client: socket.socket) -> None:
-        server = socket.create_connection(("127.0.0.1", self.target), timeout=WAIT)
-        self._start(self._pump, client, server)
-
-    def _pump(self, client: socket.socket, server: socket.socket) -> None:
-        deadline = time.monotonic() + 30
-        with client, server:
-            while not self._stop.is_set() and time.monotonic() < deadline:
-                for ready in select.select([client, server], [], [], 0.05)[0]:
-                    data = ready.recv(65536)
-                    if not data:
-                        return
-                    if ready is client:
-                        self.sent += data
-                        server.sendall(data)
-                    else:
-                        client.sendall(data)
+    def _forward(
+        self, data: bytes, client: socket.socket, server: socket.socket, *, from_client: bool
+    ) -> None:
+        if from_client:
+            self.sent += data
+        super()._forward(data, client, server, from_client=from_client)
 
 
 # --- lanchat clients ------------------------------------------------------------------------

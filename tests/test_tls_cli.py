@@ -5,11 +5,9 @@ in a config directory of the client's own (known_servers)."""
 from __future__ import annotations
 
 import json
-import select
 import socket
 import subprocess
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -233,27 +231,16 @@ class Cutter(Forwarder):
         self.cut, self.done = threading.Event(), threading.Event()
         super().__init__(target)
 
-    def _connected(self, client: socket.socket) -> None:
-        server = socket.create_connection(("127.0.0.1", self.target), timeout=WAIT)
-        self._start(self._pump, client, server)
-
-    def _pump(self, client: socket.socket, server: socket.socket) -> None:
-        deadline = time.monotonic() + 30
-        with client, server:
-            while not self._stop.is_set() and time.monotonic() < deadline:
-                for ready in select.select([client, server], [], [], 0.05)[0]:
-                    data = ready.recv(65536)
-                    if not data:
-                        return
-                    if self.done.is_set():
-                        continue  # gone quiet: what either side says goes nowhere
-                    if ready is client:
-                        server.sendall(data)
-                    elif self.cut.is_set():
-                        client.sendall(data[: len(data) // 2])
-                        self.done.set()
-                    else:
-                        client.sendall(data)
+    def _forward(
+        self, data: bytes, client: socket.socket, server: socket.socket, *, from_client: bool
+    ) -> None:
+        if self.done.is_set():
+            return  # gone quiet: what either side says goes nowhere
+        if not from_client and self.cut.is_set():
+            client.sendall(data[: len(data) // 2])
+            self.done.set()
+            return
+        super()._forward(data, client, server, from_client=from_client)
 
 
 def test_a_tls_join_notices_a_server_gone_in_the_middle_of_a_record(
