@@ -636,10 +636,7 @@ class Connection:
             pass
 
     def close(self) -> None:
-        try:
-            self.sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
+        self.hang_up()
         self.sock.close()
 
 

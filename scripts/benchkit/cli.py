@@ -20,6 +20,7 @@ from .report import render_runs, render_summary
 from .results import SHAPES, Load, RunResult, Spread, pair_ratios, ratios, summarise
 from .runner import run_once
 from .servers import (
+    NCATS,
     PROJECT_ROOT,
     BenchError,
     Server,
@@ -42,7 +43,6 @@ VERSUS = {
     "ncat+quiet": ["ncat", "lanchat-quiet"],
     "ncat+ncat-nodelay+quiet": ["ncat", "ncat-nodelay", "lanchat-quiet"],
 }
-NCATS = ("ncat", "ncat-nodelay")
 MAX_CLIENTS = 60_000  # sender ids have 4 hex digits, and ports run out near 64k anyway
 AUTO_PROCS_FROM = 50  # clients from which (with K > 1) the default is a process per core
 MAX_AUTO_PROCS = 4  # ... up to this many: the server needs cores too

@@ -17,7 +17,7 @@ from . import procfs
 from .phases import run_worker
 from .procfs import Interval, Mark
 from .results import Load, RunResult, make_result, why
-from .servers import BenchError, Server
+from .servers import NCATS, BenchError, Server
 from .shared import Shared
 from .worker import WorkerConfig
 
@@ -163,7 +163,7 @@ def connect_window_for(server: str, load: Load) -> int:
     """
     if load.connect_window is not None:
         return load.connect_window
-    return NCAT_CONNECT_WINDOW if server.startswith("ncat") else 0
+    return NCAT_CONNECT_WINDOW if server in NCATS else 0
 
 
 def sender_phases(load: Load, seed: int, run: int) -> tuple[float, ...] | None:

@@ -40,6 +40,7 @@ LOG_SKIPPED = re.compile(rb'(\d+) log lines? in all were skipped|"log_lines_drop
 NCAT_MAX_CONNS = 100_000
 START_TIMEOUT = 10.0  # seconds for a server to start listening
 STOP_TIMEOUT = 3.0  # seconds for a server to exit after SIGTERM, and again after SIGKILL
+NCATS = ("ncat", "ncat-nodelay")  # the servers start_ncat() makes (ncat-nodelay: with the shim)
 PORT_ATTEMPTS = 5  # free ports tried for ncat (another program may take one in between)
 TAIL_BYTES = 4096  # how much of a server's stderr is kept for error messages
 
@@ -389,7 +390,7 @@ def _accepting(server: Server) -> bool:
     proc = server.proc
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline and proc is not None and proc.poll() is None:
-        if server.name.startswith("ncat"):
+        if server.name in NCATS:
             if procfs.listening(proc.pid, server.port):
                 return True
         elif _accepts(server.host, server.port):
