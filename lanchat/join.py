@@ -67,6 +67,9 @@ if TYPE_CHECKING:
     from lanchat.discovery import Server
 
 QUIT_WAIT_SECONDS = 10.0  # how long to wait for the server to confirm our last lines
+# A session that ended early lists the lines it did not send; input still coming (a pipe left
+# open) is waited for this long, then called "the rest of the input".
+INPUT_END_WAIT_SECONDS = 0.5
 CANDIDATE_TIMEOUT = 2.0  # per address of a discovered server, while others remain to try
 # Goodbyes after which we do not reconnect: we left, the server let us go for falling behind,
 # or an operator removed us (a kick or a ban is final: coming back is a person's decision).
@@ -175,6 +178,9 @@ def run_scripted(
     uncertain: list[Say] = []  # sent, then the server lost track: may not have reached anyone
     # A reconnect found another key, or its login no longer works: the session ends.
     refused: list[ServerKeyError | LoginFailedError] = []
+    last_try: list[Exception] = []  # why the last reconnect attempt failed, when one did
+    typed: dict[int, str] = {}  # each request handed to the session -> the line it came from
+    leftover: list[str] = []  # lines read but never handed to the session (it was over)
     # The input is read on a thread of its own, so that a session that ends while the input is
     # idle (a dead server, a drop) ends the program too, instead of waiting for the next line.
     inbox: queue.Queue[str | None] = queue.Queue()
@@ -215,7 +221,7 @@ def run_scripted(
                     new = session.reconnect(
                         stop=ended,
                         on_wait=lambda delay, e: err.print(
-                            f"* Still unreachable ({e}); next try in {delay:g} s."
+                            f"* {_retry_note(e, last_try)}; next try in {delay:.2g} s."
                         ),
                         until=time.monotonic() + reconnect_for,
                     )
@@ -230,6 +236,7 @@ def run_scripted(
                     show(frame)
                 lost = session.settle(new)
                 ending[0] = None
+                last_try.clear()
                 err.print(f"* Reconnected to {new.host}:{new.port} as {new.name}.")
                 if lost:
                     uncertain.extend(lost)
@@ -276,7 +283,9 @@ def run_scripted(
             break
         if ended.is_set():
             input_left = True
+            leftover.append(raw)
             break
+        typed[id(request)] = raw
         session.submit(request)  # sent now, or kept until we are reconnected
     session.wait_done(QUIT_WAIT_SECONDS + reconnect_for, ended)
     if not ended.is_set():
@@ -304,15 +313,50 @@ def run_scripted(
         input_left = True  # dropped: whatever the script still had to say, it was not heard
     if not (input_left or unsent or unconfirmed or uncertain):
         return ExitCode.OK
-    why = _ENDINGS.get(ending[0] or "", "the connection was lost")
+    # Which lines were not sent: those the session still holds, then those read after it was
+    # over. Input that is still coming (a pipe left open) is not waited for long.
+    input_ended.wait(INPUT_END_WAIT_SECONDS)
+    not_sent = [typed.get(id(request), "?") for request in session.waiting_to_send()]
+    not_sent += [*leftover, *_drain(inbox)]
+    why = _ENDINGS.get(ending[0] or "", "the connection was lost") + " before we were done"
+    if last_try:  # it ended while we tried to get back in: say what stopped us
+        why += f", and in {reconnect_for:g} s we could not get back in ({last_try[0]})"
     lost = [f"{unconfirmed} line(s) sent but not confirmed"] if unconfirmed else []
     lost += [_uncertain_note(uncertain)] if uncertain else []
-    lost += ["the rest of the input was not sent"] if input_left or unsent else []
-    raise UnreachableError(
-        f"{session.conn.host}:{session.conn.port}: {why} before we were done; "
-        f"{' and '.join(lost)}.",
-        "Those lines may not have reached everyone; send them again when the server is back.",
-    )
+    lost += [f"{len(not_sent)} line(s) were not sent: {_shown(not_sent)}"] if not_sent else []
+    lost += ["the rest of the input was not read"] if not input_ended.is_set() else []
+    lost = lost or ["some lines may not have reached everyone"]
+    message = f"{session.conn.host}:{session.conn.port}: {why}; {' and '.join(lost)}."
+    hint = "Those lines may not have reached everyone; send them again when the server is back."
+    if last_try and isinstance(last_try[0], RejectedError):  # "That name is taken": exit 5
+        raise RejectedError(message, last_try[0].hint or hint)
+    raise UnreachableError(message, hint)
+
+
+def _retry_note(e: Exception, last_try: list[Exception]) -> str:
+    """What a failed reconnect attempt met, kept in `last_try` for the final report."""
+    last_try[:] = [e]
+    if isinstance(e, RejectedError):
+        return f"The server did not let us back in ({e})"
+    return f"Still unreachable ({e})"
+
+
+def _drain(inbox: queue.Queue[str | None]) -> list[str]:
+    """The lines waiting in `inbox`, without waiting for more."""
+    lines: list[str] = []
+    while True:
+        try:
+            line = inbox.get_nowait()
+        except queue.Empty:
+            return lines
+        if line is not None:
+            lines.append(line)
+
+
+def _shown(lines: list[str]) -> str:
+    """A few lines as the user typed them, then how many more."""
+    shown = ", ".join(repr(line.rstrip("\r\n")) for line in lines[:3])
+    return shown + (f" and {len(lines) - 3} more" if len(lines) > 3 else "")
 
 
 def _removed_hint(reason: str | None) -> str:
@@ -394,7 +438,7 @@ def run_interactive(first: Connection, open_again: Opener) -> int:
                     new = session.reconnect(
                         stop=leaving,
                         on_wait=lambda delay, e: say(
-                            notice(f"* Still unreachable ({e}); next try in {delay:g} s.", "dim")
+                            notice(f"* {_retry_note(e, [])}; next try in {delay:.2g} s.", "dim")
                         ),
                     )
                 except (ServerKeyError, LoginFailedError) as e:  # never retried: it ends here
@@ -585,11 +629,11 @@ def connect_discovered(
     # reconnects: TLS, with the key the first connection accepted
     again = announced_tls(options, server).again(reached.connection.server_key)
 
-    def open_again(resume: Resume | None) -> Connection:
+    def open_again(resume: Resume | None, current: str) -> Connection:
         return Connection.open(
             address,
             server.port,
-            name=name,
+            name=current,
             exact=exact,
             timeout=timeout,
             resume=resume,

@@ -37,7 +37,9 @@ from lanchat.protocol import (
     clean_text,
 )
 
-Opener = Callable[[Resume | None], Connection]
+# How to open the chat again: resuming from where the last connection stopped, under the name
+# it had last (a /nick is kept; a guest keeps its own guest name, so two cannot swap).
+Opener = Callable[[Resume | None, str], Connection]
 
 
 def _key(text: str) -> str:
@@ -139,9 +141,10 @@ class Session:
         """Open a new connection that resumes where the last one stopped (None: gave up)."""
         if self._open_again is None:
             return None
-        resume = self.conn.resume
+        with self.lock:
+            resume, name = self.conn.resume, self.conn.name
         opener = self._open_again
-        new = reconnect(lambda: opener(resume), stop=stop, on_wait=on_wait, until=until)
+        new = reconnect(lambda: opener(resume, name), stop=stop, on_wait=on_wait, until=until)
         if new is not None:
             with self.lock:
                 self.names.add(new.name)
@@ -179,6 +182,11 @@ class Session:
         """Wake wait_done() (the session is over)."""
         with self.lock:
             self.changed.notify_all()
+
+    def waiting_to_send(self) -> list[Request]:
+        """The requests never written, oldest first."""
+        with self.lock:
+            return list(self.unsent)
 
     def outstanding(self) -> tuple[int, int]:
         """(lines never written, messages written but not confirmed)."""

@@ -488,7 +488,7 @@ def test_scripted_join_reports_lines_it_could_not_send(lanchat_process: Any) -> 
     assert join.proc.wait(WAIT) == ExitCode.UNREACHABLE
     stderr = join.stderr()
     assert "the server shut down before we were done" in stderr
-    assert "the rest of the input was not sent" in stderr
+    assert "1 line(s) were not sent: 'two'" in stderr  # named, not only counted
 
 
 @pytest.mark.parametrize("room", ["", "x" * 41, "bad\x1b[31m"])

@@ -5,10 +5,13 @@ while it was disconnected."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 from typing import Any
 
-from conftest import WAIT, LineClient
+from conftest import WAIT, LineClient, lanchat_env
+from lanchat.errors import ExitCode
 from lanchat.relay import Relay
 
 
@@ -58,6 +61,82 @@ def test_scripted_join_resumes_after_a_restart_without_duplicates_and_notes_the_
         assert sorted(texts) == sorted(["one", "b1", "b2", "typed while away"])  # each once
         carol.close()
     finally:
+        first.stop()
+        if second is not None:
+            second.stop()
+
+
+def test_a_reconnect_keeps_the_name_we_had(lanchat_process: Any) -> None:
+    """join reconnected under the name it started with: a /nick was undone, and a join that
+    had been given a variant (kim-2: kim was taken) came back as kim once kim was free, so two
+    such joins could swap names. It now asks for the name it had last."""
+    env = {**lanchat_env(), "LOGNAME": "kim", "USER": "kim"}  # join without --name: "kim"
+    relays = [Relay("127.0.0.1", 0)]
+    relays[0].start()
+    port = relays[0].address[1]
+    holder = LineClient(port)
+    holder.hello("kim")
+    join = lanchat_process("join", f"127.0.0.1:{port}", "--json", stdin=subprocess.PIPE, env=env)
+    try:
+        assert join.wait_json(lambda f: f["type"] == "welcome")["name"] == "kim-2"
+        holder.close()
+
+        def restart() -> dict[str, Any]:
+            relays[-1].stop()
+            join.wait_json(lambda f: f["type"] == "bye")
+            relays.append(Relay("127.0.0.1", port))
+            relays[-1].start()
+            return join.wait_json(lambda f: f["type"] == "welcome", timeout=3 * WAIT)
+
+        assert restart()["name"] == "kim-2"  # kim is free now; kim-2 is still ours
+        join.say("/nick kimberly")
+        join.wait_json(lambda f: f["type"] == "nick" and f["new"] == "kimberly")
+        assert restart()["name"] == "kimberly"
+        join.say("still here")
+        join.wait_json(lambda f: f.get("from") == "kimberly" and f.get("text") == "still here")
+        join.proc.stdin.close()
+        assert join.proc.wait(WAIT) == 0, join.stderr()
+    finally:
+        for relay in relays:
+            relay.stop()
+
+
+def test_a_name_taken_while_away_is_the_reason_join_gives(lanchat_process: Any) -> None:
+    """A newcomer took our name while the relay restarted. The scripted join's last words
+    were "the server shut down before we were done" (the previous goodbye); it now says the
+    server did not let us back in and why, exits 5 (refused) and names the line not sent."""
+    first = Relay("127.0.0.1", 0)
+    first.start()
+    port = first.address[1]
+    join = lanchat_process(
+        "join", f"127.0.0.1:{port}", "--name", "kim", "--reconnect", "3", stdin=subprocess.PIPE
+    )
+    second: Relay | None = None
+    newcomer: LineClient | None = None
+    try:
+        join.wait_line("* Welcome")
+        first.stop()
+        join.wait_line("Server shutting down")
+        # Frozen while the newcomer takes the name, so that it cannot be first back.
+        os.kill(join.proc.pid, signal.SIGSTOP)
+        try:
+            second = Relay("127.0.0.1", port)
+            second.start()
+            newcomer = LineClient(port)
+            newcomer.hello("kim")
+        finally:
+            os.kill(join.proc.pid, signal.SIGCONT)
+        join.say("typed while away")
+        join.proc.stdin.close()
+        assert join.proc.wait(4 * WAIT) == ExitCode.REJECTED
+        stderr = join.stderr()
+        assert "we could not get back in" in stderr and "kim" in stderr and "taken" in stderr
+        assert "1 line(s) were not sent: 'typed while away'" in stderr
+        assert "Choose another name with --name." in stderr
+        assert "Traceback" not in stderr
+    finally:
+        if newcomer is not None:
+            newcomer.close()
         first.stop()
         if second is not None:
             second.stop()

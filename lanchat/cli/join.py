@@ -147,13 +147,14 @@ def join(
         password = _password(operator, host, parsed_port)
         session_key: list[bytes | None] = [None]  # the key the first connection accepted
 
-        def open_connection(resume: Resume | None = None) -> Connection:
-            # reconnecting: a relay answered before, so no listening first; over TLS when the
-            # first connection was, with the same key (even if it could not be pinned)
+        def open_connection(resume: Resume | None = None, current: str = wanted) -> Connection:
+            # reconnecting (under the name we had last): a relay answered before, so no
+            # listening first; over TLS when the first connection was, with the same key (even
+            # if it could not be pinned)
             return Connection.open(
                 host,
                 parsed_port,
-                name=wanted,
+                name=current,
                 exact=exact,
                 timeout=timeout,
                 resume=resume,
