@@ -7,6 +7,7 @@ import contextlib
 import socket
 import threading
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -50,7 +51,7 @@ class Failures(list[str]):
         self.dropped.set()
 
 
-def start_fanout(**options: float) -> tuple[Fanout, threading.Lock, Failures]:
+def start_fanout(**options: Any) -> tuple[Fanout, threading.Lock, Failures]:
     lock = threading.Lock()
     failed = Failures()
     fan = Fanout(lock, failed, **options)  # type: ignore[arg-type]
@@ -217,6 +218,70 @@ def test_a_frame_published_while_a_busy_room_holds_is_sent_when_the_hold_ends(
         fan.kick()  # returns at once: the writer thread must be told to send it after the hold
         assert read_exactly(theirs, 3) == b"b1\n"
         hang_up(fan, lock, client)
+
+
+class CountingSocket:
+    """A real socket that counts what each send() carried, and may run `during_send` once
+    after its first send (to publish while a pass is under way)."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.sends: list[bytes] = []
+        self.during_send: Callable[[], None] | None = None
+
+    def send(self, data: bytes, flags: int = 0) -> int:
+        sent = self.sock.send(data, flags)
+        self.sends.append(bytes(data[:sent]))
+        action, self.during_send = self.during_send, None
+        if action is not None:
+            action()
+        return sent
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.sock, name)
+
+
+@pytest.mark.parametrize("store", [False, True])
+def test_a_frame_published_during_a_pass_rides_along_to_those_not_reached_yet(
+    store: bool,
+) -> None:
+    """A frame published while a pass runs goes in the same send() to the clients the pass has
+    not reached yet, and in the next round to those it has; each gets every frame once, in
+    order. With a store a frame is saved before it is sent, so it waits for the next pass."""
+    saved: list[object] = []
+    fan, lock, failed = start_fanout(save=saved.extend if store else None)
+    pairs = [socket.socketpair() for _ in range(3)]
+    counted = [CountingSocket(ours) for ours, _ in pairs]
+    clients = [Client(sock, ("127.0.0.1", 1)) for sock in counted]  # type: ignore[arg-type]
+    with lock:
+        for client in clients:
+            fan.add(client)
+
+    def publish_b() -> None:
+        with lock:  # (a pass holds the token: the lock after it, as the hub takes it)
+            fan.publish(b"b\n", b"", event=object())  # type: ignore[arg-type]
+
+    counted[0].during_send = publish_b  # the first client of the pass
+    try:
+        with lock:
+            fan.publish(b"a\n", b"", event=object())  # type: ignore[arg-type]
+        fan.kick()
+        for _, theirs in pairs:
+            assert read_exactly(theirs, 4) == b"a\nb\n"
+        assert counted[0].sends == [b"a\n", b"b\n"]
+        rest = [sock.sends for sock in counted[1:]]
+        if store:
+            assert rest == [[b"a\n", b"b\n"]] * 2 and len(saved) == 2
+        else:
+            assert rest == [[b"a\nb\n"]] * 2  # one send each, both frames
+        for client in clients:
+            hang_up(fan, lock, client)
+    finally:
+        fan.stop(WAIT)
+        for ours, theirs in pairs:
+            ours.close()
+            theirs.close()
+    assert failed == []
 
 
 def feed_a_reader_that_never_reads(
