@@ -83,7 +83,9 @@ Not under a lock, on purpose:
 - During a pass, `end` is read without the lock for frames to ride along, and after it to see
   whether frames came while it ran. publish() appends a frame to the lists before it moves
   `end`, so the frames up to any `end` read are there; a stale value leaves a frame to the
-  next round, or moves one hold decision, nothing else.
+  next round, or moves one hold decision, nothing else. That order is CPython's with the GIL;
+  the free-threaded build would need `end` read under the lock here too (a stale list sliced
+  short would lose a frame, not delay it).
 - `_requested`, `_hold_until`, `_hold_armed` are single attribute writes that readers check
   without the lock to avoid taking it for every line. Each is written before the action that
   depends on it is announced (a frame is in the log before `_requested` is set; a hold is
@@ -546,7 +548,10 @@ class Fanout:
                 client.pending = memoryview(data)[sent:]
                 self._park(client)
         self._processed = first_end
-        if end > self._counted:  # (frames that rode along are counted once, not again next round)
+        if targets is self._roster and end > self._counted:
+            # A pass to everyone (what the demand is made of): the frames it sent, each once,
+            # however many rounds brought them (a frame that rode along with a pass to a few
+            # clients counts in the next pass to everyone).
             self._measure(end - self._counted, began)
             self._counted = end
         if (
@@ -874,3 +879,6 @@ class Fanout:
                 del ends[:drop]
             del self._origins[:drop]
             self._base = lowest
+            # Everyone is at `lowest` or beyond: a pass whose frames rode along to every client
+            # left _processed behind it, and a slice must never start before the log does.
+            self._processed = max(self._processed, lowest)
