@@ -422,6 +422,7 @@ class Connection:
                     raise RejectedError(
                         f"{host_port(host, port)} refused to let us in: {message}",
                         _refusal_hint(code),
+                        code=code,
                     )
                 relay = _RAW_WELCOME.fullmatch(first) or _RAW_LOGIN.fullmatch(first)
                 if said is None or not relay:
@@ -690,7 +691,9 @@ def _await_answer(
                 if frame.code in LOGIN_FAILURES:
                     raise _login_failed(where, frame.code, frame.message)
                 raise RejectedError(
-                    f"{where} refused to let us in: {frame.message}", _refusal_hint(frame.code)
+                    f"{where} refused to let us in: {frame.message}",
+                    _refusal_hint(frame.code),
+                    code=frame.code,
                 )
     refusal = next((line for line in foreign if line.startswith(b"! ")), None)
     # A refusal as a '! ' line: to a client greeted as raw, or at accept, before the relay
@@ -700,7 +703,7 @@ def _await_answer(
         code = _raw_refusal(refusal) or ""
         if code == "tls-required":
             raise TlsRequired()
-        raise RejectedError(f"{where} refused to let us in: {said}", _refusal_hint(code))
+        raise RejectedError(f"{where} refused to let us in: {said}", _refusal_hint(code), code=code)
     if foreign and not frames:
         sample = foreign[0].decode("utf-8", "replace")[:60]
         raise HandshakeFailed(
@@ -746,7 +749,7 @@ def _secure(
             # nothing is sent, and being told no is all it gets.
             message = first[2:].decode("utf-8", "replace")
             raise RejectedError(
-                f"{where} refused to let us in: {message}", _refusal_hint(code)
+                f"{where} refused to let us in: {message}", _refusal_hint(code), code=code
             ) from None
         if pin is not None:
             raise ServerKeyError(

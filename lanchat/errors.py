@@ -45,9 +45,14 @@ class UnreachableError(LanchatError):
 
 
 class RejectedError(LanchatError):
-    """The server answered and said no: the name is taken, the room is full, wrong version."""
+    """The server answered and said no: the name is taken, the room is full, wrong version;
+    `code` is the relay's error code (`name-taken`, ...), if it said one."""
 
     exit_code = ExitCode.REJECTED
+
+    def __init__(self, message: str, hint: str | None = None, *, code: str = "") -> None:
+        super().__init__(message, hint)
+        self.code = code
 
 
 class AddressInUseError(LanchatError):

@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
+from enum import Enum
 from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
 from lanchat.client import (
@@ -178,12 +179,12 @@ def run_scripted(
     uncertain: list[Say] = []  # sent, then the server lost track: may not have reached anyone
     # A reconnect found another key, or its login no longer works: the session ends.
     refused: list[ServerKeyError | LoginFailedError] = []
-    last_try: list[Exception] = []  # why the last reconnect attempt failed, when one did
-    typed: dict[int, str] = {}  # each request handed to the session -> the line it came from
     leftover: list[str] = []  # lines read but never handed to the session (it was over)
     # The input is read on a thread of its own, so that a session that ends while the input is
     # idle (a dead server, a drop) ends the program too, instead of waiting for the next line.
-    inbox: queue.Queue[str | None] = queue.Queue()
+    # Each thread marks its end in the inbox: the input's after its last line, the session's
+    # whenever it ends, so lines can still follow that mark.
+    inbox: queue.Queue[str | _End] = queue.Queue()
     input_ended = threading.Event()
 
     def show(frame: ServerFrame) -> None:
@@ -221,7 +222,7 @@ def run_scripted(
                     new = session.reconnect(
                         stop=ended,
                         on_wait=lambda delay, e: err.print(
-                            f"* {_retry_note(e, last_try)}; next try in {delay:.2g} s."
+                            f"* {_retry_note(e)}; next try in {delay:.2g} s."
                         ),
                         until=time.monotonic() + reconnect_for,
                     )
@@ -236,7 +237,6 @@ def run_scripted(
                     show(frame)
                 lost = session.settle(new)
                 ending[0] = None
-                last_try.clear()
                 err.print(f"* Reconnected to {new.host}:{new.port} as {new.name}.")
                 if lost:
                     uncertain.extend(lost)
@@ -244,7 +244,7 @@ def run_scripted(
         finally:
             ended.set()
             session.wake()
-            inbox.put(None)  # wakes the loop below even while the input is idle
+            inbox.put(_End.SESSION)  # wakes the loop below even while the input is idle
 
     def read_input() -> None:
         try:
@@ -254,7 +254,7 @@ def run_scripted(
             pass  # stdin closed or unreadable: as the end of input
         finally:
             input_ended.set()
-            inbox.put(None)
+            inbox.put(_End.INPUT)
 
     receiver = threading.Thread(target=receive, name="lanchat-receive", daemon=True)
     receiver.start()
@@ -262,9 +262,9 @@ def run_scripted(
     input_left = False  # the session was over before the input was
     while True:
         raw = inbox.get()
-        if raw is None:
-            if input_ended.is_set():
-                break
+        if raw is _End.INPUT:
+            break
+        if raw is _End.SESSION:
             input_left = True  # the server ended the session; we never said we were done
             break
         request = _request_for(raw.rstrip("\r\n"))
@@ -285,8 +285,7 @@ def run_scripted(
             input_left = True
             leftover.append(raw)
             break
-        typed[id(request)] = raw
-        session.submit(request)  # sent now, or kept until we are reconnected
+        session.submit(request, typed=raw)  # sent now, or kept until we are reconnected
     session.wait_done(QUIT_WAIT_SECONDS + reconnect_for, ended)
     if not ended.is_set():
         session.submit(Quit())  # the server answers once everything before it went out
@@ -295,7 +294,7 @@ def run_scripted(
     receiver.join(1.0)
     if refused:
         raise refused[0]
-    unsent, unconfirmed = session.outstanding()
+    _, unconfirmed = session.outstanding()
     if ending[0] in REMOVED:
         raise RejectedError(
             f"{session.conn.host}:{session.conn.port}: {farewell[0] or 'an operator removed us'}",
@@ -309,39 +308,54 @@ def run_scripted(
         )
     if ending[0] == "quit":
         unconfirmed = 0  # the server relays everything before it answers our bye
-    if ending[0] == "too-slow":
-        input_left = True  # dropped: whatever the script still had to say, it was not heard
-    if not (input_left or unsent or unconfirmed or uncertain):
+    rest_unread = False
+    if input_left:  # the session ended first: what is left of the input was not sent
+        # Seen before the inbox is drained: once the input has ended, all its lines are there.
+        rest_unread = not input_ended.wait(INPUT_END_WAIT_SECONDS)
+        leftover += [line for line in _drain(inbox) if _is_a_line(line)]
+    not_sent = [*session.waiting_to_send(), *leftover]
+    dropped = ending[0] == "too-slow"  # whatever was said to us meanwhile, we did not hear
+    if not (dropped or not_sent or rest_unread or unconfirmed or uncertain):
         return ExitCode.OK
-    # Which lines were not sent: those the session still holds, then those read after it was
-    # over. Input that is still coming (a pipe left open) is not waited for long.
-    input_ended.wait(INPUT_END_WAIT_SECONDS)
-    not_sent = [typed.get(id(request), "?") for request in session.waiting_to_send()]
-    not_sent += [*leftover, *_drain(inbox)]
     why = _ENDINGS.get(ending[0] or "", "the connection was lost") + " before we were done"
-    if last_try:  # it ended while we tried to get back in: say what stopped us
-        why += f", and in {reconnect_for:g} s we could not get back in ({last_try[0]})"
+    last_failure = session.last_failure
+    if last_failure is not None:  # it ended while we tried to get back in: say what stopped us
+        why += f", and we could not get back in (last try: {last_failure})"
     lost = [f"{unconfirmed} line(s) sent but not confirmed"] if unconfirmed else []
     lost += [_uncertain_note(uncertain)] if uncertain else []
     lost += [f"{len(not_sent)} line(s) were not sent: {_shown(not_sent)}"] if not_sent else []
-    lost += ["the rest of the input was not read"] if not input_ended.is_set() else []
-    lost = lost or ["some lines may not have reached everyone"]
+    lost += ["the rest of the input was not read"] if rest_unread else []
+    lost = lost or ["what the room said meanwhile did not reach us"]
     message = f"{session.conn.host}:{session.conn.port}: {why}; {' and '.join(lost)}."
     hint = "Those lines may not have reached everyone; send them again when the server is back."
-    if last_try and isinstance(last_try[0], RejectedError):  # "That name is taken": exit 5
-        raise RejectedError(message, last_try[0].hint or hint)
+    if dropped and not (not_sent or rest_unread or unconfirmed or uncertain):
+        hint = "Read the output as it comes (a pipe that is read slowly makes the server drop us)."
+    if isinstance(last_failure, RejectedError):  # "That name is taken": exit 5
+        raise RejectedError(message, last_failure.hint or hint)
     raise UnreachableError(message, hint)
 
 
-def _retry_note(e: Exception, last_try: list[Exception]) -> str:
-    """What a failed reconnect attempt met, kept in `last_try` for the final report."""
-    last_try[:] = [e]
+class _End(Enum):
+    """The marks that end the lines in run_scripted's inbox."""
+
+    INPUT = "the input ended"
+    SESSION = "the session ended"
+
+
+def _is_a_line(raw: str) -> bool:
+    """Whether an input line would have been sent (not blank, /help, /login or /quit)."""
+    request = _request_for(raw.rstrip("\r\n"))
+    return request is not None and not isinstance(request, (FrameError, AskHelp, Login, Quit))
+
+
+def _retry_note(e: Exception) -> str:
+    """What a failed reconnect attempt met."""
     if isinstance(e, RejectedError):
         return f"The server did not let us back in ({e})"
     return f"Still unreachable ({e})"
 
 
-def _drain(inbox: queue.Queue[str | None]) -> list[str]:
+def _drain(inbox: queue.Queue[str | _End]) -> list[str]:
     """The lines waiting in `inbox`, without waiting for more."""
     lines: list[str] = []
     while True:
@@ -349,7 +363,7 @@ def _drain(inbox: queue.Queue[str | None]) -> list[str]:
             line = inbox.get_nowait()
         except queue.Empty:
             return lines
-        if line is not None:
+        if isinstance(line, str):
             lines.append(line)
 
 
@@ -438,7 +452,7 @@ def run_interactive(first: Connection, open_again: Opener) -> int:
                     new = session.reconnect(
                         stop=leaving,
                         on_wait=lambda delay, e: say(
-                            notice(f"* {_retry_note(e, [])}; next try in {delay:.2g} s.", "dim")
+                            notice(f"* {_retry_note(e)}; next try in {delay:.2g} s.", "dim")
                         ),
                     )
                 except (ServerKeyError, LoginFailedError) as e:  # never retried: it ends here
@@ -568,6 +582,23 @@ def announced_tls(options: TlsOptions, server: Server) -> TlsOptions:
     return replace(options, wanted=True, expect=replace(options.expect, announced=announced))
 
 
+def reopen(
+    open_as: Callable[[str, bool], Connection], *, asked: str | None, exact: bool, current: str
+) -> Connection:
+    """Open the chat again under `current`, the name we had (`open_as(name, exact)`). A join
+    that insisted on its name (`--name`) insists on this one too. One that did not, whose name
+    someone else has taken meanwhile, takes a variant of the name it first asked for (kim-3,
+    not kim-2-2)."""
+    if exact or asked is None or current == asked:
+        return open_as(current, exact)
+    try:
+        return open_as(current, True)
+    except RejectedError as e:
+        if e.code != "name-taken":
+            raise
+    return open_as(asked, False)
+
+
 def connect_discovered(
     *,
     room: str | None,
@@ -630,16 +661,19 @@ def connect_discovered(
     again = announced_tls(options, server).again(reached.connection.server_key)
 
     def open_again(resume: Resume | None, current: str) -> Connection:
-        return Connection.open(
-            address,
-            server.port,
-            name=current,
-            exact=exact,
-            timeout=timeout,
-            resume=resume,
-            keepalive=keepalive,
-            tls=again,
-            credentials=login.credentials,
-        )
+        def open_as(name: str, exact: bool) -> Connection:
+            return Connection.open(
+                address,
+                server.port,
+                name=name,
+                exact=exact,
+                timeout=timeout,
+                resume=resume,
+                keepalive=keepalive,
+                tls=again,
+                credentials=login.credentials,
+            )
+
+        return reopen(open_as, asked=name, exact=exact, current=current)
 
     return reached.connection, open_again

@@ -11,7 +11,8 @@ otherwise (a gap, a restarted server) nobody can tell, and they are handed back 
 not sent twice.
 
 Threads: the front end's input thread calls submit(); the receiving thread calls saw(),
-lost(), reconnect() and settle(). `lock` guards unsent, awaiting, names, conn and connected;
+lost(), reconnect() and settle(). `lock` guards unsent, awaiting, names, conn, connected,
+_typed and last_failure;
 `_flushing` lets one thread at a time write the outbox, so lines keep their order; no socket
 write happens under `lock` (a server that reads slowly must not stop us from reading).
 """
@@ -59,6 +60,10 @@ class Session:
         self.awaiting: deque[Say] = deque()  # written, echo not seen yet
         self.names = {conn.name}  # ours in this session: echoes under any of them are ours
         self.connected = True
+        # Each request in `unsent` -> the line it was typed as (for the report of what was not
+        # sent); an entry lives exactly as long as its request is in `unsent`, so ids are unique.
+        self._typed: dict[int, str] = {}
+        self.last_failure: Exception | None = None  # why the last reconnect attempt failed
         self.operator = False  # the room said we are one (its /help then lists their commands)
         self.muted = 0  # messages the room did not relay because an operator muted us
         self._flushing = threading.Lock()
@@ -67,10 +72,13 @@ class Session:
     def name(self) -> str:
         return self.conn.name
 
-    def submit(self, request: Request) -> bool:
-        """Send now if connected, else keep it for the next connection; True when sent."""
+    def submit(self, request: Request, typed: str | None = None) -> bool:
+        """Send now if connected, else keep it for the next connection; True when sent.
+        `typed`: the line it came from, named if it is never sent."""
         with self.lock:
             self.unsent.append(request)
+            if typed is not None:
+                self._typed[id(request)] = typed
         self.flush()
         with self.lock:
             return all(waiting is not request for waiting in self.unsent)
@@ -84,6 +92,7 @@ class Session:
                         return
                     request, conn = self.unsent[0], self.conn
                     self.unsent.popleft()
+                    typed = self._typed.pop(id(request), None)
                     if isinstance(request, Say):
                         self.awaiting.append(request)  # before the echo can arrive
                 try:
@@ -94,6 +103,8 @@ class Session:
                     with self.lock:
                         if not isinstance(request, Say):
                             self.unsent.appendleft(request)
+                            if typed is not None:
+                                self._typed[id(request)] = typed
                         if conn is self.conn:
                             self.connected = False
                         self.changed.notify_all()
@@ -144,7 +155,19 @@ class Session:
         with self.lock:
             resume, name = self.conn.resume, self.conn.name
         opener = self._open_again
-        new = reconnect(lambda: opener(resume, name), stop=stop, on_wait=on_wait, until=until)
+
+        def attempt() -> Connection:
+            try:
+                new = opener(resume, name)
+            except Exception as e:  # (reconnect() decides which are retried)
+                with self.lock:
+                    self.last_failure = e  # the last one too, which reconnect() does not report
+                raise
+            with self.lock:
+                self.last_failure = None
+            return new
+
+        new = reconnect(attempt, stop=stop, on_wait=on_wait, until=until)
         if new is not None:
             with self.lock:
                 self.names.add(new.name)
@@ -183,10 +206,19 @@ class Session:
         with self.lock:
             self.changed.notify_all()
 
-    def waiting_to_send(self) -> list[Request]:
-        """The requests never written, oldest first."""
+    def waiting_to_send(self) -> list[str]:
+        """The lines never written, oldest first, as they were typed (a message sent again
+        after a resume, by its text); requests that were not typed (our own /quit) are left
+        out."""
         with self.lock:
-            return list(self.unsent)
+            lines = []
+            for request in self.unsent:
+                typed = self._typed.get(id(request))
+                if typed is None and isinstance(request, Say):
+                    typed = f"/me {request.text}" if request.action else request.text
+                if typed is not None:
+                    lines.append(typed)
+            return lines
 
     def outstanding(self) -> tuple[int, int]:
         """(lines never written, messages written but not confirmed)."""

@@ -4,11 +4,16 @@ while it was disconnected."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
+import socket
 import subprocess
+from collections.abc import Iterator
 from typing import Any
+
+import pytest
 
 from conftest import WAIT, LineClient, lanchat_env
 from lanchat.errors import ExitCode
@@ -140,3 +145,115 @@ def test_a_name_taken_while_away_is_the_reason_join_gives(lanchat_process: Any) 
         first.stop()
         if second is not None:
             second.stop()
+
+
+def test_the_last_reconnect_try_is_the_reason_given(lanchat_process: Any) -> None:
+    """The report named the second-to-last failure: reconnect() gives up after the last one
+    without reporting it. Here the first try finds nothing listening and the last finds the
+    name taken, so join must exit 5 and say the name was taken."""
+    from lanchat.client import Connection
+    from lanchat.errors import RejectedError
+    from lanchat.join import run_scripted
+    from lanchat.protocol import Resume
+
+    first = Relay("127.0.0.1", 0)
+    first.start()
+    second = Relay("127.0.0.1", 0)  # where the name is taken when the last try comes
+    second.start()
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))  # bound, never listening: a connection is refused
+    holder = LineClient(second.address[1])
+    holder.hello("kim")
+    tries: list[int] = []
+
+    def open_again(resume: Resume | None, current: str) -> Connection:
+        port = closed.getsockname()[1] if not tries else second.address[1]
+        tries.append(port)
+        return Connection.open("127.0.0.1", port, name=current, exact=True, timeout=WAIT)
+
+    conn = Connection.open("127.0.0.1", first.address[1], name="kim", exact=True, timeout=WAIT)
+
+    def lines() -> Iterator[str]:
+        yield "one\n"
+        first.stop()  # the relay goes away; a line is still to come
+        yield "two\n"
+
+    try:
+        with pytest.raises(RejectedError) as refused:
+            run_scripted(conn, lines(), as_json=True, out=io.StringIO(), open_again=open_again,
+                         reconnect_for=0.5)  # fmt: skip
+        assert tries[0] != tries[-1] == second.address[1]  # refused first, the name taken last
+        error = refused.value
+        assert "name is taken" in error.message and "last try" in error.message
+        assert "'two'" in error.message  # named among the lines not sent
+        assert error.hint == "Choose another name with --name."
+    finally:
+        holder.close()
+        closed.close()
+        first.stop()
+        second.stop()
+
+
+def test_a_join_without_a_name_whose_variant_was_taken_comes_back_as_a_variant_of_its_own(
+    lanchat_process: Any,
+) -> None:
+    """kim-2 (kim was taken) reconnects as kim-2; if a newcomer took kim-2 meanwhile, it takes
+    a variant of the name it first asked for (here kim, free again), not kim-2-2."""
+    env = {**lanchat_env(), "LOGNAME": "kim", "USER": "kim"}
+    first = Relay("127.0.0.1", 0)
+    first.start()
+    port = first.address[1]
+    holder = LineClient(port)
+    holder.hello("kim")
+    join = lanchat_process("join", f"127.0.0.1:{port}", "--json", stdin=subprocess.PIPE, env=env)
+    second: Relay | None = None
+    newcomer: LineClient | None = None
+    try:
+        assert join.wait_json(lambda f: f["type"] == "welcome")["name"] == "kim-2"
+        holder.close()
+        first.stop()
+        join.wait_json(lambda f: f["type"] == "bye")
+        os.kill(join.proc.pid, signal.SIGSTOP)  # so that the newcomer is first
+        try:
+            second = Relay("127.0.0.1", port)
+            second.start()
+            newcomer = LineClient(port)
+            newcomer.hello("kim-2")
+        finally:
+            os.kill(join.proc.pid, signal.SIGCONT)
+        welcome = join.wait_json(lambda f: f["type"] == "welcome", timeout=3 * WAIT)
+        assert welcome["name"] == "kim"
+        join.proc.stdin.close()
+        assert join.proc.wait(WAIT) == 0, join.stderr()
+    finally:
+        if newcomer is not None:
+            newcomer.close()
+        first.stop()
+        if second is not None:
+            second.stop()
+
+
+def test_lines_left_when_the_session_ended_are_named_and_a_password_is_not(
+    lanchat_process: Any,
+) -> None:
+    """What the script still had to say when the server went away is listed, except what is
+    never sent: a /login line (its password must not be printed), /help, blank lines."""
+    relay = Relay("127.0.0.1", 0)
+    relay.start()
+    port = relay.address[1]
+    join = lanchat_process(
+        "join", f"127.0.0.1:{port}", "--name", "kim", "--reconnect", "0", stdin=subprocess.PIPE
+    )
+    try:
+        join.wait_line("* Welcome")
+        relay.stop()
+        join.wait_line("Server shutting down")
+        join.proc.stdin.write("/login hunter2\n\n/help\nlast words\n")
+        join.proc.stdin.close()
+        assert join.proc.wait(WAIT) == ExitCode.UNREACHABLE
+        stderr = join.stderr()
+        assert "hunter2" not in stderr
+        assert "'last words'" in stderr or "the rest of the input was not read" in stderr
+        assert "'/help'" not in stderr and "''" not in stderr
+    finally:
+        relay.stop()

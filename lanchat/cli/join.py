@@ -117,7 +117,7 @@ def join(
 ) -> None:
     """Join a chat: type to talk. With stdin from a file or pipe, send each line and leave."""
     from lanchat.client import Connection, Credentials, TlsOptions, parse_address
-    from lanchat.join import connect_discovered, run_interactive, run_scripted
+    from lanchat.join import connect_discovered, reopen, run_interactive, run_scripted
     from lanchat.protocol import Resume, suggest_name
     from lanchat.tls.trust import Expectation
 
@@ -151,17 +151,20 @@ def join(
             # reconnecting (under the name we had last): a relay answered before, so no
             # listening first; over TLS when the first connection was, with the same key (even
             # if it could not be pinned)
-            return Connection.open(
-                host,
-                parsed_port,
-                name=current,
-                exact=exact,
-                timeout=timeout,
-                resume=resume,
-                keepalive=keepalive,
-                credentials=password.credentials,
-                tls=tls_options.again(session_key[0]),
-            )
+            def open_as(name: str, exact: bool) -> Connection:
+                return Connection.open(
+                    host,
+                    parsed_port,
+                    name=name,
+                    exact=exact,
+                    timeout=timeout,
+                    resume=resume,
+                    keepalive=keepalive,
+                    credentials=password.credentials,
+                    tls=tls_options.again(session_key[0]),
+                )
+
+            return reopen(open_as, asked=wanted, exact=exact, current=current)
 
         def open_first(credentials: Credentials | None) -> Connection:
             with connecting(stderr_console(), where, timeout):
