@@ -29,6 +29,11 @@ from .results import Load
 from .shared import Shared
 from .websocket import UPGRADE, FrameReader, frame_lines
 
+# Every read goes into one buffer per worker. A fresh 256 KiB bytes object per read was, in
+# glibc, an mmap() and a munmap() each time (above its 128 KiB mmap threshold, which rises only
+# when a chunk that large is freed, and a read's result is first shrunk): the generator of an
+# invocation's first run spent 1.7 cores on page faults instead of 0.6, and the relay of that
+# run looked cheap (docs/benchmarking.md, "The generator's reads").
 RECV_BYTES = 256 * 1024
 FLOOD_BATCH = 256  # lines per write in flood mode: enough to keep the socket full
 MAX_SENDS_PER_TURN = 10_000  # rate mode: lines sent in one loop turn when behind schedule
@@ -144,6 +149,8 @@ class Worker:
         self.connecting = False
         self.silent = 0  # clients the server said nothing to within CONFIRM_AFTER
         self.clock_offset = _clock_offset()
+        self.recv_buffer = bytearray(RECV_BYTES)
+        self.recv_view = memoryview(self.recv_buffer)
         self.tls: ssl.SSLContext | None = None
         if cfg.tls:  # the relay's key is not checked: what is measured is the work, not trust
             self.tls = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
@@ -367,11 +374,13 @@ class Worker:
         """Read what is there and account for it."""
         try:
             if self.cfg.load.kernel_time:
-                data, ancillary, _, _ = client.sock.recvmsg(RECV_BYTES, STAMP_SPACE)
+                size, ancillary, _, _ = client.sock.recvmsg_into([self.recv_buffer], STAMP_SPACE)
+                data = bytes(self.recv_view[:size])
             else:
-                data, ancillary = client.sock.recv(RECV_BYTES), []
+                size, ancillary = client.sock.recv_into(self.recv_buffer), []
+                data = bytes(self.recv_view[:size])
                 if self.tls is not None:
-                    data = self._tls_rest(client, data)
+                    data = self._tls_rest(client, data, self.recv_buffer)
         except (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
             return
         except ssl.SSLZeroReturnError:
@@ -408,7 +417,7 @@ class Worker:
         self.acct.feed(client.rcv, data, now)
 
     @staticmethod
-    def _tls_rest(client: Client, data: bytes) -> bytes:
+    def _tls_rest(client: Client, data: bytes, buffer: bytearray) -> bytes:
         """TLS: what the session holds beyond one record (epoll cannot see it)."""
         sock = client.sock
         if not isinstance(sock, ssl.SSLSocket):
@@ -418,9 +427,10 @@ class Worker:
             if not data or not sock.pending():
                 break
             try:
-                data = sock.recv(RECV_BYTES)
+                size = sock.recv_into(buffer)
             except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
                 break
+            data = bytes(buffer[:size])
             parts.append(data)
         return b"".join(parts)
 
