@@ -4,6 +4,7 @@ while it was disconnected."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -53,11 +54,20 @@ def test_scripted_join_resumes_after_a_restart_without_duplicates_and_notes_the_
         second.start()
         carol = LineClient(port)
         carol.hello("carol")
-        _say(carol, "b2")
+        # The join may be back before carol speaks (then kim's line reaches her before her
+        # own echo, or in her greeting's history): her frames are read in any order.
+        said: dict[str, str] = {}
+
+        def carol_and_kim(frame: dict[str, Any]) -> bool:
+            if frame["type"] == "message":
+                said[frame["from"]] = frame["text"]
+            return "carol" in said and "kim" in said
+
+        carol.send_json({"type": "message", "text": "b2"})
+        carol.wait_json(carol_and_kim, timeout=3 * WAIT)
+        assert said == {"carol": "b2", "kim": "typed while away"}
         gap = join.wait_json(lambda f: f["type"] == "gap", timeout=3 * WAIT)
         assert gap["reason"] == "history-lost"
-        seen = carol.wait_json(lambda f: f["type"] == "message" and f["from"] == "kim")
-        assert seen["text"] == "typed while away"
         join.proc.stdin.close()
         assert join.proc.wait(WAIT) == 0, join.stderr()
         join.rest()  # the rest of stdout joins join.seen
@@ -69,6 +79,27 @@ def test_scripted_join_resumes_after_a_restart_without_duplicates_and_notes_the_
         first.stop()
         if second is not None:
             second.stop()
+
+
+@contextlib.contextmanager
+def back_with_a_newcomer(join: Any, port: int, name: str) -> Iterator[None]:
+    """The relay back on `port` with a newcomer called `name` in it, taken while the join is
+    frozen (so that the newcomer is first); both are gone when the block ends."""
+    relay: Relay | None = None
+    newcomer: LineClient | None = None
+    os.kill(join.proc.pid, signal.SIGSTOP)
+    try:
+        relay = Relay("127.0.0.1", port)
+        relay.start()
+        newcomer = LineClient(port)
+        newcomer.hello(name)
+    finally:
+        os.kill(join.proc.pid, signal.SIGCONT)
+    try:
+        yield
+    finally:
+        newcomer.close()
+        relay.stop()
 
 
 def test_a_reconnect_keeps_the_name_we_had(lanchat_process: Any) -> None:
@@ -116,35 +147,21 @@ def test_a_name_taken_while_away_is_the_reason_join_gives(lanchat_process: Any) 
     join = lanchat_process(
         "join", f"127.0.0.1:{port}", "--name", "kim", "--reconnect", "3", stdin=subprocess.PIPE
     )
-    second: Relay | None = None
-    newcomer: LineClient | None = None
     try:
         join.wait_line("* Welcome")
         first.stop()
         join.wait_line("Server shutting down")
-        # Frozen while the newcomer takes the name, so that it cannot be first back.
-        os.kill(join.proc.pid, signal.SIGSTOP)
-        try:
-            second = Relay("127.0.0.1", port)
-            second.start()
-            newcomer = LineClient(port)
-            newcomer.hello("kim")
-        finally:
-            os.kill(join.proc.pid, signal.SIGCONT)
-        join.say("typed while away")
-        join.proc.stdin.close()
-        assert join.proc.wait(4 * WAIT) == ExitCode.REJECTED
+        with back_with_a_newcomer(join, port, "kim"):
+            join.say("typed while away")
+            join.proc.stdin.close()
+            assert join.proc.wait(4 * WAIT) == ExitCode.REJECTED
         stderr = join.stderr()
         assert "we could not get back in" in stderr and "kim" in stderr and "taken" in stderr
         assert "1 line(s) were not sent: 'typed while away'" in stderr
         assert "Choose another name with --name." in stderr
         assert "Traceback" not in stderr
     finally:
-        if newcomer is not None:
-            newcomer.close()
         first.stop()
-        if second is not None:
-            second.stop()
 
 
 def test_the_last_reconnect_try_is_the_reason_given(lanchat_process: Any) -> None:
@@ -206,31 +223,18 @@ def test_a_join_without_a_name_whose_variant_was_taken_comes_back_as_a_variant_o
     holder = LineClient(port)
     holder.hello("kim")
     join = lanchat_process("join", f"127.0.0.1:{port}", "--json", stdin=subprocess.PIPE, env=env)
-    second: Relay | None = None
-    newcomer: LineClient | None = None
     try:
         assert join.wait_json(lambda f: f["type"] == "welcome")["name"] == "kim-2"
         holder.close()
         first.stop()
         join.wait_json(lambda f: f["type"] == "bye")
-        os.kill(join.proc.pid, signal.SIGSTOP)  # so that the newcomer is first
-        try:
-            second = Relay("127.0.0.1", port)
-            second.start()
-            newcomer = LineClient(port)
-            newcomer.hello("kim-2")
-        finally:
-            os.kill(join.proc.pid, signal.SIGCONT)
-        welcome = join.wait_json(lambda f: f["type"] == "welcome", timeout=3 * WAIT)
-        assert welcome["name"] == "kim"
-        join.proc.stdin.close()
-        assert join.proc.wait(WAIT) == 0, join.stderr()
+        with back_with_a_newcomer(join, port, "kim-2"):
+            welcome = join.wait_json(lambda f: f["type"] == "welcome", timeout=3 * WAIT)
+            assert welcome["name"] == "kim"
+            join.proc.stdin.close()
+            assert join.proc.wait(WAIT) == 0, join.stderr()
     finally:
-        if newcomer is not None:
-            newcomer.close()
         first.stop()
-        if second is not None:
-            second.stop()
 
 
 def test_lines_left_when_the_session_ended_are_named_and_a_password_is_not(
