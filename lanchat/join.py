@@ -315,7 +315,8 @@ def run_scripted(
         leftover += [line for line in _drain(inbox) if _is_a_line(line)]
     not_sent = [*session.waiting_to_send(), *leftover]
     dropped = ending[0] == "too-slow"  # whatever was said to us meanwhile, we did not hear
-    if not (dropped or not_sent or rest_unread or unconfirmed or uncertain):
+    lines_lost = bool(not_sent or rest_unread or unconfirmed or uncertain)
+    if not (dropped or lines_lost):
         return ExitCode.OK
     why = _ENDINGS.get(ending[0] or "", "the connection was lost") + " before we were done"
     last_failure = session.last_failure
@@ -328,7 +329,7 @@ def run_scripted(
     lost = lost or ["what the room said meanwhile did not reach us"]
     message = f"{session.conn.host}:{session.conn.port}: {why}; {' and '.join(lost)}."
     hint = "Those lines may not have reached everyone; send them again when the server is back."
-    if dropped and not (not_sent or rest_unread or unconfirmed or uncertain):
+    if not lines_lost:  # dropped as too slow, with every line of ours through
         hint = "Read the output as it comes (a pipe that is read slowly makes the server drop us)."
     if isinstance(last_failure, RejectedError):  # "That name is taken": exit 5
         raise RejectedError(message, last_failure.hint or hint)

@@ -375,12 +375,11 @@ class Worker:
         try:
             if self.cfg.load.kernel_time:
                 size, ancillary, _, _ = client.sock.recvmsg_into([self.recv_buffer], STAMP_SPACE)
-                data = bytes(self.recv_view[:size])
             else:
                 size, ancillary = client.sock.recv_into(self.recv_buffer), []
-                data = bytes(self.recv_view[:size])
-                if self.tls is not None:
-                    data = self._tls_rest(client, data, self.recv_buffer)
+            data = bytes(self.recv_view[:size])
+            if self.tls is not None:
+                data = self._tls_rest(client, data, self.recv_view)
         except (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
             return
         except ssl.SSLZeroReturnError:
@@ -417,7 +416,7 @@ class Worker:
         self.acct.feed(client.rcv, data, now)
 
     @staticmethod
-    def _tls_rest(client: Client, data: bytes, buffer: bytearray) -> bytes:
+    def _tls_rest(client: Client, data: bytes, buffer: memoryview) -> bytes:
         """TLS: what the session holds beyond one record (epoll cannot see it)."""
         sock = client.sock
         if not isinstance(sock, ssl.SSLSocket):
