@@ -6,6 +6,7 @@ plain half is tests/test_login.py."""
 from __future__ import annotations
 
 import base64
+import select
 import socket
 import ssl
 import time
@@ -124,26 +125,29 @@ class Middle(Forwarder):
         except (OSError, ssl.SSLError):
             raw.close()
             return
-        self._start(self._pump, near, far)
-        self._start(self._pump, far, near)
+        for sock in (near, far):
+            sock.settimeout(WAIT)
+        self._start(self._relay, near, far)
 
-    def _pump(self, source: ssl.SSLSocket, sink: ssl.SSLSocket) -> None:
-        source.settimeout(0.05)
+    def _relay(self, near: ssl.SSLSocket, far: ssl.SSLSocket) -> None:
+        """Both directions in one thread: an SSL socket read by one thread while another
+        writes to it (a pump per direction, as before) failed now and then, and the client
+        saw the connection closed before any greeting."""
+        peers = {near: far, far: near}
         deadline = time.monotonic() + 30
         while not self._stop.is_set() and time.monotonic() < deadline:
+            # Bytes the TLS layer holds already are not seen by select().
+            ready = [sock for sock in peers if sock.pending()]
+            ready = ready or select.select(list(peers), [], [], 0.05)[0]
             try:
-                data = source.recv(65536)
-            except TimeoutError:
-                continue
+                chunks = [(source, source.recv(65536)) for source in ready]
+                for source, data in chunks:
+                    if not data:
+                        raise ConnectionResetError("closed")
+                    peers[source].sendall(data)
             except OSError:
                 break
-            if not data:
-                break
-            try:
-                sink.sendall(data)
-            except OSError:
-                break
-        for sock in (source, sink):
+        for sock in peers:
             try:
                 sock.shutdown(socket.SHUT_RDWR)
             except OSError:
